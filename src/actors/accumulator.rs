@@ -1,0 +1,257 @@
+//! `PartitionAccumulator`: one actor per `TopicPartition`, created on first use. It owns the
+//! partition's open batch (a [`RecordBatchBuilder`]) and the records' completions.
+//!
+//! It appends each [`Append`] to the open batch and closes the batch when the next record
+//! would not fit in `batch.size` bytes, when `linger.ms` has passed since the batch's first
+//! record, or on [`FlushBatch`]. A closed batch is built (CRC-32C, compression) here, on the
+//! accumulator's arbiter, and handed to the [`Sender`] by move.
+//!
+//! Back-pressure: an accumulator has at most `max.pending.batches.per.partition` closed batches
+//! not yet completed. When it has that many, it stops reading its mailbox (`ctx.wait`) until one
+//! completes; the mailbox then fills up to `mailbox.capacity` records and `send` waits (up to
+//! `max.block.ms`) for a slot. Memory per partition is bounded by
+//! `mailbox.capacity` records + (`max.pending.batches.per.partition` + 1) × `batch.size` bytes.
+
+use crate::actors::sender::{BatchReady, Sender};
+use crate::batch::{Delivery, PendingRecords, ProducerBatch, RecordThunk};
+use crate::config::ProducerConfig;
+use crate::error::ProduceError;
+use crate::protocol::record_batch::RecordBatchBuilder;
+use crate::record::{Header, TopicPartition};
+use actix::prelude::*;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// One record for this partition, already serialized, partitioned and size-checked.
+pub struct Append {
+    pub(crate) timestamp: i64,
+    pub(crate) key: Option<Bytes>,
+    pub(crate) value: Option<Bytes>,
+    pub(crate) headers: Vec<Header>,
+    pub(crate) delivery: Delivery,
+    /// The mailbox slot this message occupies; released once it is appended.
+    pub(crate) _slot: OwnedSemaphorePermit,
+}
+
+impl Message for Append {
+    type Result = ();
+}
+
+/// Closes the open batch now (used by `flush` and `close`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushBatch;
+
+/// Fails the open batch and every later record with the given error (used by `close`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AbortAccumulator(pub ProduceError);
+
+struct OpenBatch {
+    builder: RecordBatchBuilder,
+    thunks: Vec<RecordThunk>,
+    created: Instant,
+}
+
+/// See the module docs.
+pub struct PartitionAccumulator {
+    tp: TopicPartition,
+    config: Arc<ProducerConfig>,
+    sender: Addr<Sender>,
+    open: Option<OpenBatch>,
+    linger: Option<SpawnHandle>,
+    /// `max.pending.batches.per.partition` slots; a closed batch holds one until it completes.
+    batch_slots: Arc<Semaphore>,
+    pending: Arc<PendingRecords>,
+    aborted: Option<ProduceError>,
+}
+
+impl PartitionAccumulator {
+    pub(crate) fn new(
+        tp: TopicPartition,
+        config: Arc<ProducerConfig>,
+        sender: Addr<Sender>,
+        pending: Arc<PendingRecords>,
+    ) -> Self {
+        let slots = config.max_pending_batches_per_partition.max(1);
+        PartitionAccumulator {
+            tp,
+            config,
+            sender,
+            open: None,
+            linger: None,
+            batch_slots: Arc::new(Semaphore::new(slots)),
+            pending,
+            aborted: None,
+        }
+    }
+
+    fn new_batch(&mut self, ctx: &mut Context<Self>) -> &mut OpenBatch {
+        let linger = self.config.linger;
+        self.linger = Some(ctx.run_later(linger, |act, ctx| {
+            act.linger = None;
+            act.close_batch(ctx);
+        }));
+        let gzip_level = u32::try_from(self.config.compression_gzip_level).ok();
+        self.open.insert(OpenBatch {
+            builder: RecordBatchBuilder::new(
+                self.config.batch_size,
+                self.config.compression,
+                gzip_level,
+            ),
+            thunks: Vec::with_capacity(64),
+            created: Instant::now(),
+        })
+    }
+
+    fn close_batch(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.linger.take() {
+            ctx.cancel_future(h);
+        }
+        let Some(open) = self.open.take() else { return };
+        let records = match open.builder.build(-1, -1, -1) {
+            Ok(r) => r,
+            Err(e) => {
+                let n = open.thunks.len() as u64;
+                for t in open.thunks {
+                    t.delivery.complete(Err(ProduceError::Batch(e.clone())));
+                }
+                self.pending.done(n);
+                return;
+            }
+        };
+        let mut batch = ProducerBatch {
+            tp: self.tp.clone(),
+            records,
+            thunks: open.thunks,
+            created: open.created,
+            attempts: 0,
+            retry_at: None,
+            base_sequence: -1,
+            producer_epoch: -1,
+            _slot: None,
+            pending: self.pending.clone(),
+            last_error: None,
+        };
+        match self.batch_slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                batch._slot = Some(slot);
+                self.sender.do_send(BatchReady(batch));
+            }
+            Err(_) => {
+                // Too many batches of this partition pending: stop reading the mailbox until
+                // one completes. This is where back-pressure starts.
+                let slots = self.batch_slots.clone();
+                ctx.wait(
+                    async move { slots.acquire_owned().await.ok() }
+                        .into_actor(self)
+                        .map(move |slot, act, _| {
+                            batch._slot = slot;
+                            act.sender.do_send(BatchReady(batch));
+                        }),
+                );
+            }
+        }
+    }
+}
+
+impl Actor for PartitionAccumulator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // The mailbox bound is enforced by the producer's per-partition slot semaphore
+        // (`mailbox.capacity`); actix's own bound (0 = unbounded here) only parks the sending address.
+        ctx.set_mailbox_capacity(0);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(open) = self.open.take() {
+            let n = open.thunks.len() as u64;
+            for t in open.thunks {
+                t.delivery
+                    .complete(Err(ProduceError::closed("accumulator stopped")));
+            }
+            self.pending.done(n);
+        }
+    }
+}
+
+impl Handler<Append> for PartitionAccumulator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) {
+        let Append {
+            timestamp,
+            key,
+            value,
+            headers,
+            delivery,
+            _slot,
+        } = msg;
+        if let Some(err) = &self.aborted {
+            delivery.complete(Err(err.clone()));
+            self.pending.done(1);
+            return;
+        }
+        let batch_size = self.config.batch_size;
+        let open = match self.open {
+            Some(ref mut o) => o,
+            None => self.new_batch(ctx),
+        };
+        let appended = open.builder.try_append(
+            timestamp,
+            key.as_deref(),
+            value.as_deref(),
+            &headers,
+            batch_size,
+        );
+        if !appended {
+            self.close_batch(ctx);
+            let open = self.new_batch(ctx);
+            let ok = open.builder.try_append(
+                timestamp,
+                key.as_deref(),
+                value.as_deref(),
+                &headers,
+                batch_size,
+            );
+            debug_assert!(ok, "an empty batch accepts any record");
+        }
+        let open = self.open.as_mut().expect("open batch");
+        open.thunks.push(RecordThunk {
+            delivery,
+            timestamp,
+            key_size: key.as_ref().map_or(-1, |k| k.len() as i32),
+            value_size: value.as_ref().map_or(-1, |v| v.len() as i32),
+        });
+        if open.builder.size_in_bytes() >= batch_size {
+            self.close_batch(ctx);
+        }
+    }
+}
+
+impl Handler<FlushBatch> for PartitionAccumulator {
+    type Result = ();
+    fn handle(&mut self, _: FlushBatch, ctx: &mut Context<Self>) {
+        self.close_batch(ctx);
+    }
+}
+
+impl Handler<AbortAccumulator> for PartitionAccumulator {
+    type Result = ();
+    fn handle(&mut self, msg: AbortAccumulator, ctx: &mut Context<Self>) {
+        if let Some(h) = self.linger.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(open) = self.open.take() {
+            let n = open.thunks.len() as u64;
+            for t in open.thunks {
+                t.delivery.complete(Err(msg.0.clone()));
+            }
+            self.pending.done(n);
+        }
+        self.aborted = Some(msg.0);
+    }
+}

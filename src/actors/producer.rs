@@ -1,0 +1,536 @@
+//! The producer front end: [`Producer`], a cloneable handle usable from any tokio or actix code,
+//! and [`KafkaProducer`], the actor users send [`SendRecord`] messages to.
+//!
+//! `send` follows the Java `KafkaProducer.send` path: wait for the topic's metadata (at most
+//! `max.block.ms`), choose the partition (explicit, else the [`Partitioner`]), check the size
+//! against `max.request.size`, then take a slot in the partition accumulator's mailbox (waiting
+//! at most what is left of `max.block.ms`) and enqueue the record. It returns once the record
+//! is enqueued, with a [`DeliveryFuture`] for its [`RecordMetadata`](crate::record::RecordMetadata).
+
+use crate::actors::accumulator::{AbortAccumulator, Append, FlushBatch, PartitionAccumulator};
+use crate::actors::connection::{ConnectionPool, ConnectionSettings};
+use crate::actors::metadata::{MetadataManager, WaitForTopic};
+use crate::actors::sender::{AbortAll, GetSenderStats, Sender, SenderStats};
+use crate::batch::{Callback, Delivery, DeliveryFuture, PendingRecords};
+use crate::cluster::{Cluster, TopicInfo};
+use crate::config::ProducerConfig;
+use crate::error::ProduceError;
+use crate::partitioner::{DefaultPartitioner, Partitioner};
+use crate::protocol::record_batch::{record_size_upper_bound, RECORD_BATCH_OVERHEAD};
+use crate::record::{ProducerRecord, TopicPartition};
+use actix::prelude::*;
+use dashmap::DashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{oneshot, Semaphore};
+
+struct AccumulatorSlot {
+    addr: Addr<PartitionAccumulator>,
+    /// `mailbox.capacity` slots: the mailbox bound (see [`PartitionAccumulator`]).
+    mailbox: Arc<Semaphore>,
+}
+
+struct Inner {
+    config: Arc<ProducerConfig>,
+    cluster: Arc<Cluster>,
+    metadata: Addr<MetadataManager>,
+    sender: Addr<Sender>,
+    partitioner: Arc<dyn Partitioner>,
+    accumulators: DashMap<TopicPartition, Arc<AccumulatorSlot>>,
+    accumulator_arbiters: Vec<ArbiterHandle>,
+    next_arbiter: AtomicUsize,
+    arbiters: Mutex<Vec<Arbiter>>,
+    pending: Arc<PendingRecords>,
+    closed: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(arbiters) = self.arbiters.get_mut() {
+            for a in arbiters.drain(..) {
+                a.stop();
+            }
+        }
+    }
+}
+
+/// A cloneable handle to a running producer. Cheap to clone; all clones share the actors.
+///
+/// Dropping the last clone stops the producer's arbiters; call [`Producer::close`] first to
+/// deliver what is pending.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Producer {
+    /// Starts the producer's actors with the default partitioner.
+    ///
+    /// Inside an actix `System` the actors run on new arbiters of that system; from plain tokio
+    /// (or any thread) a background actix system thread is started for them.
+    ///
+    /// # Errors
+    /// [`ProduceError::Config`] for a configuration without bootstrap servers.
+    pub async fn start(config: ProducerConfig) -> Result<Producer, ProduceError> {
+        let partitioner = Arc::new(DefaultPartitioner::new(
+            config.batch_size,
+            config.partitioner_ignore_keys,
+        ));
+        Self::start_with_partitioner(config, partitioner).await
+    }
+
+    /// Starts the producer with a custom [`Partitioner`].
+    ///
+    /// # Errors
+    /// As [`Producer::start`].
+    pub async fn start_with_partitioner(
+        config: ProducerConfig,
+        partitioner: Arc<dyn Partitioner>,
+    ) -> Result<Producer, ProduceError> {
+        if config.bootstrap_servers.is_empty() {
+            return Err(ProduceError::Config(crate::config::ConfigError::Missing {
+                key: "bootstrap.servers".into(),
+            }));
+        }
+        if System::try_current().is_some() {
+            return Ok(Self::start_in_system(config, partitioner));
+        }
+        // Plain tokio: run an actix system on a thread of its own.
+        let (tx, rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("actix-kafka-system".into())
+            .spawn(move || {
+                let sys = System::new();
+                let producer = sys.block_on(async move { Self::start_in_system(config, partitioner) });
+                let _ = tx.send(producer);
+                sys.run().ok();
+            })
+            .map_err(|e| ProduceError::closed(format!("cannot start system thread: {e}")))?;
+        rx.await
+            .map_err(|_| ProduceError::closed("producer system thread failed to start"))
+    }
+
+    fn start_in_system(config: ProducerConfig, partitioner: Arc<dyn Partitioner>) -> Producer {
+        let config = Arc::new(config);
+        let network = Arbiter::new();
+        let accumulator_arbiter = Arbiter::new();
+        let cluster = Arc::new(Cluster::default());
+        let settings = ConnectionSettings {
+            client_id: config.client_id.as_str().into(),
+            connect_timeout: config.socket_connection_setup_timeout,
+            reconnect_backoff: config.reconnect_backoff,
+            reconnect_backoff_max: config.reconnect_backoff_max,
+            request_timeout: config.request_timeout,
+        };
+        let bootstrap = config
+            .bootstrap_servers
+            .iter()
+            .map(|s| Arc::<str>::from(s.as_str()))
+            .collect();
+        let pool = Arc::new(ConnectionPool::new(settings, network.handle(), bootstrap));
+        let metadata = {
+            let (config, cluster, pool) = (config.clone(), cluster.clone(), pool.clone());
+            MetadataManager::start_in_arbiter(&network.handle(), move |_| {
+                MetadataManager::new(config, cluster, pool)
+            })
+        };
+        let sender = {
+            let (config, cluster, pool, metadata) =
+                (config.clone(), cluster.clone(), pool.clone(), metadata.clone());
+            Sender::start_in_arbiter(&network.handle(), move |_| {
+                Sender::new(config, cluster, pool, metadata)
+            })
+        };
+        let accumulator_arbiters = vec![accumulator_arbiter.handle()];
+        Producer {
+            inner: Arc::new(Inner {
+                config,
+                cluster,
+                metadata,
+                sender,
+                partitioner,
+                accumulators: DashMap::new(),
+                accumulator_arbiters,
+                next_arbiter: AtomicUsize::new(0),
+                arbiters: Mutex::new(vec![network, accumulator_arbiter]),
+                pending: Arc::new(PendingRecords::default()),
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.inner.config
+    }
+
+    /// Starts a [`KafkaProducer`] actor on this handle, for code that prefers an `Addr`.
+    pub fn actor(&self) -> Addr<KafkaProducer> {
+        KafkaProducer {
+            producer: self.clone(),
+        }
+        .start()
+    }
+
+    fn accumulator(&self, tp: &TopicPartition) -> Arc<AccumulatorSlot> {
+        if let Some(slot) = self.inner.accumulators.get(tp) {
+            return slot.clone();
+        }
+        let inner = &self.inner;
+        inner
+            .accumulators
+            .entry(tp.clone())
+            .or_insert_with(|| {
+                let i = inner.next_arbiter.fetch_add(1, Ordering::Relaxed);
+                let arbiter = &inner.accumulator_arbiters[i % inner.accumulator_arbiters.len()];
+                let (tp, config, sender, pending) = (
+                    tp.clone(),
+                    inner.config.clone(),
+                    inner.sender.clone(),
+                    inner.pending.clone(),
+                );
+                let addr = PartitionAccumulator::start_in_arbiter(arbiter, move |_| {
+                    PartitionAccumulator::new(tp, config, sender, pending)
+                });
+                Arc::new(AccumulatorSlot {
+                    addr,
+                    mailbox: Arc::new(Semaphore::new(inner.config.mailbox_capacity.max(1))),
+                })
+            })
+            .clone()
+    }
+
+    async fn topic(&self, topic: &Arc<str>, deadline: Instant) -> Result<Arc<TopicInfo>, ProduceError> {
+        if let Some(t) = self.inner.cluster.topic(topic) {
+            return Ok(t);
+        }
+        let wait = self.inner.metadata.send(WaitForTopic {
+            topic: topic.clone(),
+        });
+        // The manager answers by max.block.ms itself; the outer timeout is a safety net.
+        let slack = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+        match tokio::time::timeout(slack, wait).await {
+            Ok(Ok(res)) => res,
+            Ok(Err(_)) => Err(ProduceError::closed("metadata manager stopped")),
+            Err(_) => Err(ProduceError::MetadataTimeout {
+                topic: topic.clone(),
+                waited_ms: self.inner.config.max_block.as_millis() as u64,
+                reason: "metadata manager did not answer".into(),
+            }),
+        }
+    }
+
+    /// Partition and size checks: everything `send` does before taking a mailbox slot.
+    fn route(&self, record: &ProducerRecord, info: &TopicInfo) -> Result<TopicPartition, ProduceError> {
+        let n = info.partition_count();
+        let partition = match record.partition {
+            Some(p) if p >= 0 && p < n => p,
+            Some(p) => {
+                return Err(ProduceError::InvalidPartition {
+                    topic: record.topic.clone(),
+                    partition: p,
+                    partitions: n,
+                })
+            }
+            None => {
+                let value_len = record.value.as_ref().map_or(0, |v| v.len());
+                self.inner
+                    .partitioner
+                    .partition(&record.topic, record.key.as_deref(), value_len, n)
+            }
+        };
+        let size = record_size_upper_bound(
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        ) + RECORD_BATCH_OVERHEAD;
+        let limit = self.inner.config.max_request_size;
+        if size > limit {
+            return Err(ProduceError::RecordTooLarge { size, limit });
+        }
+        Ok(TopicPartition::new(record.topic.clone(), partition))
+    }
+
+    fn enqueue(
+        &self,
+        record: ProducerRecord,
+        tp: &TopicPartition,
+        slot: &AccumulatorSlot,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        delivery: Delivery,
+    ) -> Result<(), ProduceError> {
+        self.inner.pending.add(1);
+        let msg = Append {
+            timestamp: record.timestamp.unwrap_or_else(now_ms),
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+            delivery,
+            _slot: permit,
+        };
+        match slot.addr.try_send(msg) {
+            Ok(()) => Ok(()),
+            // The mailbox slot semaphore is the bound; actix's own capacity (16 until the
+            // actor's `started` lifts it) may still say full: enqueue anyway.
+            Err(SendError::Full(m)) => {
+                slot.addr.do_send(m);
+                Ok(())
+            }
+            Err(SendError::Closed(m)) => {
+                drop(m); // its delivery resolves as closed
+                self.inner.pending.done(1);
+                Err(ProduceError::closed(format!("accumulator for {tp} stopped")))
+            }
+        }
+    }
+
+    async fn send_inner(&self, record: ProducerRecord, delivery: Delivery) -> Result<(), ProduceError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(ProduceError::closed("send after close"));
+        }
+        let start = Instant::now();
+        let deadline = start + self.inner.config.max_block;
+        let info = self.topic(&record.topic, deadline).await?;
+        let tp = self.route(&record, &info)?;
+        let slot = self.accumulator(&tp);
+        let permit = match slot.mailbox.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, slot.mailbox.clone().acquire_owned()).await {
+                    Ok(Ok(p)) => p,
+                    _ => {
+                        return Err(ProduceError::QueueFull {
+                            topic_partition: tp,
+                            waited_ms: start.elapsed().as_millis() as u64,
+                        })
+                    }
+                }
+            }
+        };
+        self.enqueue(record, &tp, &slot, permit, delivery)
+    }
+
+    /// Sends a record. Returns once it is enqueued in its partition's accumulator, with a
+    /// future for its delivery result.
+    ///
+    /// # Errors
+    /// Before enqueueing (the record was not accepted): [`ProduceError::UnknownTopic`],
+    /// [`ProduceError::MetadataTimeout`], [`ProduceError::TopicError`],
+    /// [`ProduceError::InvalidPartition`], [`ProduceError::RecordTooLarge`],
+    /// [`ProduceError::QueueFull`] (mailbox full for `max.block.ms`), [`ProduceError::Closed`].
+    /// The delivery future carries the errors after enqueueing (timeouts, broker errors).
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
+        let (tx, rx) = oneshot::channel();
+        self.send_inner(record, Delivery::Future(tx)).await?;
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// Sends a record and calls `callback` with its result (Java's `send(record, callback)`).
+    /// The callback runs on an actor thread: keep it short. A panicking callback is logged and
+    /// ignored.
+    ///
+    /// # Errors
+    /// As [`Producer::send`]; on such an error the callback is not called.
+    pub async fn send_with_callback(
+        &self,
+        record: ProducerRecord,
+        callback: impl FnOnce(crate::batch::DeliveryResult) + Send + 'static,
+    ) -> Result<(), ProduceError> {
+        let cb: Callback = Box::new(callback);
+        self.send_inner(record, Delivery::Callback(cb)).await
+    }
+
+    /// Sends without waiting: fails at once if the topic's metadata is not cached yet or the
+    /// partition's mailbox is full.
+    ///
+    /// # Errors
+    /// [`ProduceError::QueueFull`] (`waited_ms` 0), [`ProduceError::MetadataTimeout`] (`waited_ms`
+    /// 0: no metadata cached yet), and the routing errors of [`Producer::send`].
+    pub fn try_send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(ProduceError::closed("send after close"));
+        }
+        let Some(info) = self.inner.cluster.topic(&record.topic) else {
+            // Start fetching so a later try_send can succeed.
+            self.inner.metadata.do_send(WaitForTopic {
+                topic: record.topic.clone(),
+            });
+            return Err(ProduceError::MetadataTimeout {
+                topic: record.topic.clone(),
+                waited_ms: 0,
+                reason: "metadata not cached yet (try_send does not wait)".into(),
+            });
+        };
+        let tp = self.route(&record, &info)?;
+        let slot = self.accumulator(&tp);
+        let permit = slot
+            .mailbox
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ProduceError::QueueFull {
+                topic_partition: tp.clone(),
+                waited_ms: 0,
+            })?;
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(record, &tp, &slot, permit, Delivery::Future(tx))?;
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// Records accepted and not yet completed.
+    pub fn pending_records(&self) -> u64 {
+        self.inner.pending.get()
+    }
+
+    /// Closes every open batch now and waits until every record accepted so far has its result
+    /// (Java's `flush`).
+    pub async fn flush(&self) {
+        for slot in self.inner.accumulators.iter() {
+            slot.addr.do_send(FlushBatch);
+        }
+        self.inner.pending.wait_zero().await;
+    }
+
+    /// Stops accepting records, delivers what it can within `timeout`, then fails what is left
+    /// with [`ProduceError::Closed`] and stops the producer's actors. Every accepted record has
+    /// its result when this returns.
+    pub async fn close(&self, timeout: Duration) {
+        self.inner.closed.store(true, Ordering::Release);
+        if tokio::time::timeout(timeout, self.flush()).await.is_err() {
+            let err = ProduceError::closed(format!(
+                "producer closed before delivery (close timeout {} ms)",
+                timeout.as_millis()
+            ));
+            for slot in self.inner.accumulators.iter() {
+                slot.addr.do_send(AbortAccumulator(err.clone()));
+            }
+            self.inner.sender.do_send(AbortAll(err));
+            // Batches still in flight fail when their actors stop (a batch dropped unfinished
+            // completes its records with `Closed`); give the aborts a moment to run first.
+            let _ = tokio::time::timeout(Duration::from_millis(200), self.inner.pending.wait_zero()).await;
+        }
+        if let Ok(mut arbiters) = self.inner.arbiters.lock() {
+            for a in arbiters.drain(..) {
+                a.stop();
+            }
+        }
+        // Stopping the arbiters drops every actor; wait for their records to be failed.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.pending.wait_zero()).await;
+    }
+
+    /// The sender's counters (requests, retries, producer id).
+    pub async fn sender_stats(&self) -> Option<SenderStats> {
+        self.inner.sender.send(GetSenderStats).await.ok()
+    }
+
+    /// Cached metadata for `topic`, fetching it if needed (at most `max.block.ms`).
+    ///
+    /// # Errors
+    /// As the metadata errors of [`Producer::send`].
+    pub async fn partitions_for(&self, topic: &str) -> Result<Arc<TopicInfo>, ProduceError> {
+        let topic: Arc<str> = topic.into();
+        self.topic(&topic, Instant::now() + self.inner.config.max_block).await
+    }
+}
+
+/// The producer as an actor. Send it [`SendRecord`], [`SendRecordWithCallback`], [`Flush`] and
+/// [`Close`]. Start it with [`KafkaProducer::start_producer`] or [`Producer::actor`].
+pub struct KafkaProducer {
+    producer: Producer,
+}
+
+impl KafkaProducer {
+    /// Starts a producer and its actor in the current actix system.
+    ///
+    /// # Errors
+    /// As [`Producer::start`].
+    pub async fn start_producer(config: ProducerConfig) -> Result<Addr<KafkaProducer>, ProduceError> {
+        Ok(Producer::start(config).await?.actor())
+    }
+
+    /// The handle this actor wraps.
+    pub fn handle(&self) -> &Producer {
+        &self.producer
+    }
+}
+
+impl Actor for KafkaProducer {
+    type Context = Context<Self>;
+}
+
+/// Sends a record; resolves once it is enqueued, to its [`DeliveryFuture`]. See [`Producer::send`].
+#[derive(Message)]
+#[rtype(result = "Result<DeliveryFuture, ProduceError>")]
+pub struct SendRecord(pub ProducerRecord);
+
+/// Sends a record with a callback. See [`Producer::send_with_callback`].
+#[derive(Message)]
+#[rtype(result = "Result<(), ProduceError>")]
+pub struct SendRecordWithCallback {
+    /// The record.
+    pub record: ProducerRecord,
+    /// Called once with the record's result.
+    pub callback: Callback,
+}
+
+/// Flushes. See [`Producer::flush`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+/// Closes. See [`Producer::close`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close(pub Duration);
+
+/// Returns the [`Producer`] handle behind the actor.
+#[derive(Message)]
+#[rtype(result = "Producer")]
+pub struct GetHandle;
+
+impl Handler<SendRecord> for KafkaProducer {
+    type Result = ResponseFuture<Result<DeliveryFuture, ProduceError>>;
+    fn handle(&mut self, msg: SendRecord, _: &mut Context<Self>) -> Self::Result {
+        let p = self.producer.clone();
+        Box::pin(async move { p.send(msg.0).await })
+    }
+}
+
+impl Handler<SendRecordWithCallback> for KafkaProducer {
+    type Result = ResponseFuture<Result<(), ProduceError>>;
+    fn handle(&mut self, msg: SendRecordWithCallback, _: &mut Context<Self>) -> Self::Result {
+        let p = self.producer.clone();
+        Box::pin(async move { p.send_with_callback(msg.record, msg.callback).await })
+    }
+}
+
+impl Handler<Flush> for KafkaProducer {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        let p = self.producer.clone();
+        Box::pin(async move { p.flush().await })
+    }
+}
+
+impl Handler<Close> for KafkaProducer {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, msg: Close, _: &mut Context<Self>) -> Self::Result {
+        let p = self.producer.clone();
+        Box::pin(async move { p.close(msg.0).await })
+    }
+}
+
+impl Handler<GetHandle> for KafkaProducer {
+    type Result = MessageResult<GetHandle>;
+    fn handle(&mut self, _: GetHandle, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.producer.clone())
+    }
+}

@@ -1,0 +1,599 @@
+//! `Sender`: the dispatcher between the partition accumulators and the broker connections.
+//!
+//! It owns every closed batch that is not in an accumulator: a FIFO queue per partition
+//! (ordered by sequence), the count of batches and requests in flight, the idempotent
+//! producer's id, epoch and next sequence per partition (KIP-98). On each event (a batch is
+//! ready, a response arrives, metadata changed, a retry backoff ends) it *drains*: it groups the
+//! heads of the partition queues by leader broker and builds, per broker, Produce requests of
+//! at most one batch per partition and at most `max.request.size` bytes, while that broker has
+//! fewer than `max.in.flight.requests.per.connection` requests in flight. Responses complete
+//! the batches' records, or put the batches back for a retry (`retry.backoff.ms` growing to
+//! `retry.backoff.max.ms` with jitter, KIP-580) until `delivery.timeout.ms`.
+//!
+//! Ordering: a partition has at most `max.in.flight.requests.per.connection` batches in
+//! flight, and a batch being retried is resent only once nothing else of its partition is in
+//! flight, in sequence order. With idempotence this keeps each partition in order; without it
+//! and with more than one in flight, a retry can reorder records (as in the Java client).
+
+use crate::actors::connection::{call, ConnectionPool};
+use crate::actors::metadata::{MetadataManager, MetadataUpdated, RefreshMetadata};
+use crate::batch::ProducerBatch;
+use crate::cluster::Cluster;
+use crate::config::{Acks, ProducerConfig};
+use crate::error::{ConnectionError, KafkaCode, ProduceError};
+use crate::record::TopicPartition;
+use actix::prelude::*;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A closed batch, from a [`crate::actors::accumulator::PartitionAccumulator`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct BatchReady(pub ProducerBatch);
+
+/// Fails every batch the sender holds that is not in flight, and every batch that arrives
+/// later, with the given error (used by `close` once its timeout has passed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AbortAll(pub ProduceError);
+
+/// Snapshot of the sender's state, for tests, metrics and `close`.
+#[derive(Message)]
+#[rtype(result = "SenderStats")]
+pub struct GetSenderStats;
+
+/// Counters kept by the sender.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SenderStats {
+    /// Batches waiting in the sender (not in flight).
+    pub queued_batches: usize,
+    /// Produce requests in flight.
+    pub requests_in_flight: usize,
+    /// Produce requests sent so far.
+    pub requests_sent: u64,
+    /// Batches sent again after a retriable error.
+    pub batches_retried: u64,
+    /// Records sent again after a retriable error.
+    pub records_retried: u64,
+    /// Producer id and epoch (idempotence), `(-1, -1)` when none.
+    pub producer_id: (i64, i16),
+}
+
+#[derive(Default)]
+struct PartitionQueue {
+    queue: VecDeque<ProducerBatch>,
+    in_flight: usize,
+    next_sequence: i32,
+}
+
+#[derive(Clone, Debug)]
+enum ProducerIdState {
+    Disabled,
+    Unknown,
+    Initializing,
+    Ready { id: i64, epoch: i16 },
+    Failed(ProduceError),
+}
+
+/// See the module docs.
+pub struct Sender {
+    config: Arc<ProducerConfig>,
+    cluster: Arc<Cluster>,
+    pool: Arc<ConnectionPool>,
+    metadata: Addr<MetadataManager>,
+    partitions: HashMap<TopicPartition, PartitionQueue>,
+    broker_in_flight: HashMap<i32, usize>,
+    pid: ProducerIdState,
+    aborted: Option<ProduceError>,
+    wake: Option<(Instant, SpawnHandle)>,
+    stats: SenderStats,
+    last_refresh_request: Option<Instant>,
+}
+
+impl Sender {
+    /// A sender for the given cluster view and connections.
+    pub fn new(
+        config: Arc<ProducerConfig>,
+        cluster: Arc<Cluster>,
+        pool: Arc<ConnectionPool>,
+        metadata: Addr<MetadataManager>,
+    ) -> Self {
+        let pid = if config.enable_idempotence {
+            ProducerIdState::Unknown
+        } else {
+            ProducerIdState::Disabled
+        };
+        Sender {
+            config,
+            cluster,
+            pool,
+            metadata,
+            partitions: HashMap::new(),
+            broker_in_flight: HashMap::new(),
+            pid,
+            aborted: None,
+            wake: None,
+            stats: SenderStats {
+                producer_id: (-1, -1),
+                ..Default::default()
+            },
+            last_refresh_request: None,
+        }
+    }
+
+    fn request_metadata(&mut self) {
+        let now = Instant::now();
+        if self
+            .last_refresh_request
+            .is_some_and(|t| now.duration_since(t) < self.config.retry_backoff)
+        {
+            return;
+        }
+        self.last_refresh_request = Some(now);
+        self.metadata.do_send(RefreshMetadata);
+    }
+
+    /// Exponential backoff with +-20% jitter (KIP-580).
+    fn backoff(&self, attempts: u32) -> Duration {
+        let base = self.config.retry_backoff.as_millis() as f64;
+        let max = self.config.retry_backoff_max.as_millis().max(1) as f64;
+        let exp = (base * 2f64.powi(attempts.saturating_sub(1).min(30) as i32)).min(max);
+        Duration::from_millis((exp * (0.8 + 0.4 * fastrand::f64())).min(max) as u64)
+    }
+
+    fn schedule_wake(&mut self, at: Instant, ctx: &mut Context<Self>) {
+        if let Some((when, handle)) = self.wake {
+            if when <= at {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let delay = at.saturating_duration_since(Instant::now());
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.wake = None;
+            act.drain(ctx);
+        });
+        self.wake = Some((at, handle));
+    }
+
+    fn init_producer_id(&mut self, ctx: &mut Context<Self>) {
+        let known = self.cluster.brokers();
+        let Some((broker, conn)) = self.pool.any(&known) else {
+            return;
+        };
+        self.pid = ProducerIdState::Initializing;
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1);
+        let timeout = self.config.request_timeout;
+        let fut = async move { call(&conn, broker, request, true, timeout).await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            match res {
+                Ok(Some(resp)) if resp.error_code == 0 => {
+                    tracing::debug!(producer_id = resp.producer_id.0, epoch = resp.producer_epoch, "producer id");
+                    act.pid = ProducerIdState::Ready {
+                        id: resp.producer_id.0,
+                        epoch: resp.producer_epoch,
+                    };
+                    act.stats.producer_id = (resp.producer_id.0, resp.producer_epoch);
+                    for q in act.partitions.values_mut() {
+                        q.next_sequence = 0;
+                    }
+                }
+                Ok(Some(resp)) if !KafkaCode(resp.error_code).is_retriable() => {
+                    let err = ProduceError::Fatal(
+                        format!("InitProducerId failed: {}", KafkaCode(resp.error_code)).into(),
+                    );
+                    tracing::error!(error = %err, "idempotent producer cannot start");
+                    act.pid = ProducerIdState::Failed(err);
+                }
+                other => {
+                    if let Err(e) = other {
+                        tracing::debug!(error = %e, "InitProducerId failed; retrying");
+                    }
+                    act.pid = ProducerIdState::Unknown;
+                    let at = Instant::now() + act.backoff(1);
+                    act.schedule_wake(at, ctx);
+                }
+            }
+            act.drain(ctx);
+        }));
+    }
+
+    /// Fails queued batches older than `delivery.timeout.ms`; returns the earliest deadline left.
+    fn expire(&mut self, now: Instant) -> Option<Instant> {
+        let timeout = self.config.delivery_timeout;
+        let mut earliest: Option<Instant> = None;
+        for (tp, q) in self.partitions.iter_mut() {
+            let mut kept = VecDeque::with_capacity(q.queue.len());
+            for b in q.queue.drain(..) {
+                let deadline = b.created + timeout;
+                if deadline <= now {
+                    let err = ProduceError::DeliveryTimeout {
+                        topic_partition: tp.clone(),
+                        timeout_ms: timeout.as_millis() as u64,
+                        possibly_written: b.attempts > 0,
+                    };
+                    if let Some(last) = &b.last_error {
+                        tracing::debug!(%tp, last_error = %last, "batch expired");
+                    }
+                    b.fail(err);
+                } else {
+                    earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
+                    kept.push_back(b);
+                }
+            }
+            q.queue = kept;
+        }
+        earliest
+    }
+
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        if let Some(err) = self.aborted.clone() {
+            for q in self.partitions.values_mut() {
+                for b in q.queue.drain(..) {
+                    b.fail(err.clone());
+                }
+            }
+            return;
+        }
+        let now = Instant::now();
+        let mut wake_at = self.expire(now);
+        let producer = match &self.pid {
+            ProducerIdState::Disabled => None,
+            ProducerIdState::Ready { id, epoch } => Some((*id, *epoch)),
+            ProducerIdState::Unknown => {
+                if self.partitions.values().any(|q| !q.queue.is_empty()) {
+                    self.init_producer_id(ctx);
+                }
+                if let Some(at) = wake_at {
+                    self.schedule_wake(at, ctx);
+                }
+                return;
+            }
+            ProducerIdState::Initializing => {
+                if let Some(at) = wake_at {
+                    self.schedule_wake(at, ctx);
+                }
+                return;
+            }
+            ProducerIdState::Failed(err) => {
+                let err = err.clone();
+                for q in self.partitions.values_mut() {
+                    for b in q.queue.drain(..) {
+                        b.fail(err.clone());
+                    }
+                }
+                return;
+            }
+        };
+        let max_in_flight = self.config.max_in_flight_requests_per_connection.max(1);
+        // Eligible partitions grouped by leader.
+        let mut by_broker: HashMap<i32, (Arc<str>, Vec<TopicPartition>)> = HashMap::new();
+        let mut missing_leader = false;
+        for (tp, q) in &self.partitions {
+            let Some(head) = q.queue.front() else { continue };
+            if let Some(at) = head.retry_at {
+                if at > now {
+                    wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+                    continue;
+                }
+            }
+            if q.in_flight >= max_in_flight || (head.attempts > 0 && q.in_flight > 0) {
+                continue;
+            }
+            match self.cluster.leader(&tp.topic, tp.partition) {
+                Some(b) => by_broker
+                    .entry(b.node_id)
+                    .or_insert_with(|| (b.address.clone(), Vec::new()))
+                    .1
+                    .push(tp.clone()),
+                None => missing_leader = true,
+            }
+        }
+        if missing_leader {
+            self.request_metadata();
+        }
+        for (node, (address, tps)) in by_broker {
+            loop {
+                let in_flight = self.broker_in_flight.get(&node).copied().unwrap_or(0);
+                if in_flight >= max_in_flight {
+                    break;
+                }
+                let batches = self.take_request(&tps, producer, max_in_flight);
+                if batches.is_empty() {
+                    break;
+                }
+                self.send_request(node, address.clone(), batches, ctx);
+            }
+        }
+        if let Some(at) = wake_at {
+            self.schedule_wake(at, ctx);
+        }
+    }
+
+    /// Takes at most one batch per partition, within `max.request.size`.
+    fn take_request(
+        &mut self,
+        tps: &[TopicPartition],
+        producer: Option<(i64, i16)>,
+        max_in_flight: usize,
+    ) -> Vec<ProducerBatch> {
+        let now = Instant::now();
+        let limit = self.config.max_request_size;
+        let mut size = 0usize;
+        let mut out = Vec::new();
+        for tp in tps {
+            let q = self.partitions.get_mut(tp).expect("partition queue");
+            let Some(head) = q.queue.front() else { continue };
+            if head.retry_at.is_some_and(|at| at > now)
+                || q.in_flight >= max_in_flight
+                || (head.attempts > 0 && q.in_flight > 0)
+            {
+                continue;
+            }
+            if !out.is_empty() && size + head.size_in_bytes() > limit {
+                continue;
+            }
+            let mut batch = q.queue.pop_front().expect("head");
+            if let Some((id, epoch)) = producer {
+                if batch.base_sequence < 0 || batch.producer_epoch != epoch {
+                    let seq = q.next_sequence;
+                    let n = batch.record_count() as i32;
+                    // Sequences wrap to 0 after i32::MAX (KIP-98).
+                    q.next_sequence = if seq > i32::MAX - n { n - (i32::MAX - seq) - 1 } else { seq + n };
+                    batch.set_producer_state(id, epoch, seq);
+                }
+            }
+            if batch.attempts > 0 {
+                self.stats.batches_retried += 1;
+                self.stats.records_retried += batch.record_count() as u64;
+            }
+            batch.attempts += 1;
+            q.in_flight += 1;
+            size += batch.size_in_bytes();
+            out.push(batch);
+        }
+        out
+    }
+
+    fn send_request(
+        &mut self,
+        node: i32,
+        address: Arc<str>,
+        batches: Vec<ProducerBatch>,
+        ctx: &mut Context<Self>,
+    ) {
+        let mut topics: Vec<TopicProduceData> = Vec::new();
+        for b in &batches {
+            let data = PartitionProduceData::default()
+                .with_index(b.tp.partition)
+                .with_records(Some(b.records.clone()));
+            match topics.iter_mut().find(|t| *t.name.0 == *b.tp.topic) {
+                Some(t) => t.partition_data.push(data),
+                None => topics.push(
+                    TopicProduceData::default()
+                        .with_name(TopicName(StrBytes::from_string(b.tp.topic.to_string())))
+                        .with_partition_data(vec![data]),
+                ),
+            }
+        }
+        let acks = self.config.acks;
+        let request = ProduceRequest::default()
+            .with_transactional_id(None)
+            .with_acks(acks.as_i16())
+            .with_timeout_ms(self.config.request_timeout.as_millis().min(i32::MAX as u128) as i32)
+            .with_topic_data(topics);
+        let conn = self.pool.get(node, &address);
+        *self.broker_in_flight.entry(node).or_insert(0) += 1;
+        self.stats.requests_sent += 1;
+        let timeout = self.config.request_timeout;
+        let span = tracing::trace_span!("produce", broker = node, batches = batches.len());
+        let _e = span.enter();
+        let fut = async move { call(&conn, address, request, acks != Acks::None, timeout).await };
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |res, act, ctx| act.on_response(node, batches, res, ctx)),
+        );
+    }
+
+    fn on_response(
+        &mut self,
+        node: i32,
+        batches: Vec<ProducerBatch>,
+        res: Result<Option<ProduceResponse>, ConnectionError>,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(n) = self.broker_in_flight.get_mut(&node) {
+            *n = n.saturating_sub(1);
+        }
+        for b in &batches {
+            if let Some(q) = self.partitions.get_mut(&b.tp) {
+                q.in_flight = q.in_flight.saturating_sub(1);
+            }
+        }
+        match res {
+            Err(e) => {
+                tracing::debug!(broker = node, error = %e, "produce request failed");
+                self.request_metadata();
+                let retriable = e.is_retriable();
+                for b in batches {
+                    self.retry_or_fail(b, ProduceError::Connection(e.clone()), retriable);
+                }
+            }
+            Ok(None) => {
+                for b in batches {
+                    b.complete(-1, -1);
+                }
+            }
+            Ok(Some(resp)) => {
+                let mut by_tp = HashMap::new();
+                for t in &resp.responses {
+                    for p in &t.partition_responses {
+                        by_tp.insert((t.name.0.as_str(), p.index), p);
+                    }
+                }
+                let mut refresh = false;
+                let mut outcomes = Vec::with_capacity(batches.len());
+                for b in batches {
+                    let p = by_tp.get(&(&*b.tp.topic, b.tp.partition)).copied();
+                    outcomes.push((
+                        b,
+                        p.map(|p| {
+                            (
+                                KafkaCode(p.error_code),
+                                p.base_offset,
+                                p.log_append_time_ms,
+                                p.error_message.as_ref().map(|m| Arc::<str>::from(m.as_str())),
+                            )
+                        }),
+                    ));
+                }
+                drop(by_tp);
+                for (b, outcome) in outcomes {
+                    match outcome {
+                        None => {
+                            let err = ProduceError::Connection(ConnectionError::Malformed {
+                                broker: format!("node {node}").into(),
+                                reason: format!("no response for {}", b.tp).into(),
+                            });
+                            self.retry_or_fail(b, err, true);
+                        }
+                        Some((code, base_offset, append_time, message)) => match code.0 {
+                            0 => b.complete(base_offset, append_time),
+                            // DUPLICATE_SEQUENCE_NUMBER: already written (idempotence).
+                            46 => b.complete(base_offset, append_time),
+                            _ => {
+                                refresh |= code.needs_metadata_refresh();
+                                let err = ProduceError::Broker {
+                                    topic_partition: b.tp.clone(),
+                                    code,
+                                    message,
+                                };
+                                let retriable = code.is_retriable()
+                                    || (code.0 == 45 && self.has_earlier(&b));
+                                self.retry_or_fail(b, err, retriable);
+                            }
+                        },
+                    }
+                }
+                if refresh {
+                    self.request_metadata();
+                }
+            }
+        }
+        self.drain(ctx);
+    }
+
+    /// True if a batch of the same partition with a lower sequence is still pending: an
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER` for `b` is then the echo of that batch's retry.
+    fn has_earlier(&self, b: &ProducerBatch) -> bool {
+        self.partitions.get(&b.tp).is_some_and(|q| {
+            q.in_flight > 0
+                || q
+                    .queue
+                    .iter()
+                    .any(|o| o.base_sequence >= 0 && o.base_sequence < b.base_sequence)
+        })
+    }
+
+    fn retry_or_fail(&mut self, mut b: ProducerBatch, err: ProduceError, retriable: bool) {
+        let delivery_timeout = self.config.delivery_timeout;
+        let backoff = self.backoff(b.attempts);
+        let expired = b.created.elapsed() + backoff >= delivery_timeout;
+        if !retriable || b.attempts > self.config.retries {
+            b.fail(err);
+            return;
+        }
+        if expired {
+            let tp = b.tp.clone();
+            tracing::debug!(%tp, last_error = %err, "batch expired while retrying");
+            b.fail(ProduceError::DeliveryTimeout {
+                topic_partition: tp,
+                timeout_ms: delivery_timeout.as_millis() as u64,
+                possibly_written: true,
+            });
+            return;
+        }
+        tracing::debug!(tp = %b.tp, attempt = b.attempts, error = %err, "retrying batch");
+        b.retry_at = Some(Instant::now() + backoff);
+        b.last_error = Some(err);
+        let q = self.partitions.entry(b.tp.clone()).or_default();
+        // Back in sequence order (or at the front, as Java's reenqueue, without idempotence).
+        let pos = if b.base_sequence >= 0 {
+            q.queue
+                .iter()
+                .position(|o| o.base_sequence < 0 || o.base_sequence > b.base_sequence)
+                .unwrap_or(q.queue.len())
+        } else {
+            0
+        };
+        q.queue.insert(pos, b);
+    }
+}
+
+impl Actor for Sender {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(0);
+        self.metadata
+            .do_send(crate::actors::metadata::Subscribe(ctx.address().recipient()));
+        // Expiry of queued batches does not depend on other events.
+        ctx.run_interval(Duration::from_millis(100), |act, ctx| {
+            if act.partitions.values().any(|q| !q.queue.is_empty()) {
+                act.drain(ctx);
+            }
+        });
+    }
+}
+
+impl Handler<BatchReady> for Sender {
+    type Result = ();
+    fn handle(&mut self, msg: BatchReady, ctx: &mut Context<Self>) {
+        let batch = msg.0;
+        if let Some(err) = &self.aborted {
+            batch.fail(err.clone());
+            return;
+        }
+        self.partitions
+            .entry(batch.tp.clone())
+            .or_default()
+            .queue
+            .push_back(batch);
+        self.drain(ctx);
+    }
+}
+
+impl Handler<MetadataUpdated> for Sender {
+    type Result = ();
+    fn handle(&mut self, _: MetadataUpdated, ctx: &mut Context<Self>) {
+        self.drain(ctx);
+    }
+}
+
+impl Handler<AbortAll> for Sender {
+    type Result = ();
+    fn handle(&mut self, msg: AbortAll, ctx: &mut Context<Self>) {
+        self.aborted = Some(msg.0);
+        self.drain(ctx);
+    }
+}
+
+impl Handler<GetSenderStats> for Sender {
+    type Result = MessageResult<GetSenderStats>;
+    fn handle(&mut self, _: GetSenderStats, _: &mut Context<Self>) -> Self::Result {
+        let mut s = self.stats.clone();
+        s.queued_batches = self.partitions.values().map(|q| q.queue.len()).sum();
+        s.requests_in_flight = self.broker_in_flight.values().sum();
+        MessageResult(s)
+    }
+}

@@ -1,0 +1,212 @@
+//! `ProducerBatch`: a closed record batch on its way from an accumulator to the broker, with
+//! the per-record completions (futures or callbacks) it owes.
+//!
+//! A batch is owned by exactly one actor at a time (accumulator → sender → back to sender on
+//! retry) and is handed over by move. Every record's completion runs exactly once: on success,
+//! on failure, or — if the batch is dropped without either — with [`ProduceError::Closed`], so a
+//! record is never lost silently.
+
+use crate::error::ProduceError;
+use crate::record::{RecordMetadata, TopicPartition};
+use bytes::{Bytes, BytesMut};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
+
+/// Result of one record's delivery.
+pub type DeliveryResult = Result<RecordMetadata, ProduceError>;
+
+/// A user callback (Java's `Callback.onCompletion`), run on an actor thread: keep it short.
+pub type Callback = Box<dyn FnOnce(DeliveryResult) + Send + 'static>;
+
+/// How a record reports its result.
+pub(crate) enum Delivery {
+    Future(oneshot::Sender<DeliveryResult>),
+    Callback(Callback),
+}
+
+impl Delivery {
+    pub(crate) fn complete(self, result: DeliveryResult) {
+        match self {
+            Delivery::Future(tx) => {
+                let _ = tx.send(result);
+            }
+            Delivery::Callback(cb) => {
+                // Java's contract: a throwing callback must not break the producer.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(result))).is_err() {
+                    tracing::error!("delivery callback panicked; ignored");
+                }
+            }
+        }
+    }
+}
+
+/// Resolves to the record's [`RecordMetadata`] once the broker acknowledged it, or its error.
+///
+/// Dropping it does not cancel the record.
+pub struct DeliveryFuture {
+    pub(crate) rx: oneshot::Receiver<DeliveryResult>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = DeliveryResult;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DeliveryResult> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(ProduceError::closed("delivery dropped"))))
+    }
+}
+
+/// Count of records accepted but not yet completed; `flush` waits for it to reach zero.
+#[derive(Default, Debug)]
+pub(crate) struct PendingRecords {
+    count: AtomicU64,
+    zero: Notify,
+}
+
+impl PendingRecords {
+    pub(crate) fn add(&self, n: u64) {
+        self.count.fetch_add(n, Ordering::AcqRel);
+    }
+    pub(crate) fn done(&self, n: u64) {
+        if self.count.fetch_sub(n, Ordering::AcqRel) == n {
+            self.zero.notify_waiters();
+        }
+    }
+    pub(crate) fn get(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+    /// Waits until no record is pending.
+    pub(crate) async fn wait_zero(&self) {
+        loop {
+            let notified = self.zero.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.get() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Per-record data kept beside the encoded batch to build its `RecordMetadata`.
+pub(crate) struct RecordThunk {
+    pub(crate) delivery: Delivery,
+    pub(crate) timestamp: i64,
+    pub(crate) key_size: i32,
+    pub(crate) value_size: i32,
+}
+
+/// A closed batch of one partition: encoded RecordBatch v2 bytes and their completions.
+pub struct ProducerBatch {
+    pub(crate) tp: TopicPartition,
+    /// Encoded batch (magic 2). Producer id/epoch/sequence are patched in by the sender.
+    pub(crate) records: Bytes,
+    pub(crate) thunks: Vec<RecordThunk>,
+    /// When the first record was appended (`delivery.timeout.ms` counts from here).
+    pub(crate) created: Instant,
+    /// Produce attempts so far.
+    pub(crate) attempts: u32,
+    /// Not before this instant (retry backoff).
+    pub(crate) retry_at: Option<Instant>,
+    /// Base sequence assigned at first dispatch (idempotence), `-1` before.
+    pub(crate) base_sequence: i32,
+    /// Producer epoch the sequence belongs to.
+    pub(crate) producer_epoch: i16,
+    /// Holds one of the partition's `max.pending.batches.per.partition` slots.
+    pub(crate) _slot: Option<OwnedSemaphorePermit>,
+    pub(crate) pending: Arc<PendingRecords>,
+    /// Last retriable error, reported if the batch expires.
+    pub(crate) last_error: Option<ProduceError>,
+}
+
+impl ProducerBatch {
+    /// Number of records.
+    pub fn record_count(&self) -> usize {
+        self.thunks.len()
+    }
+
+    /// Encoded size in bytes.
+    pub fn size_in_bytes(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Completes every record: offset `base_offset + i` (`-1` stays `-1`), timestamp the broker's
+    /// LogAppendTime when given (not `-1`), else the record's CreateTime.
+    pub(crate) fn complete(mut self, base_offset: i64, log_append_time: i64) {
+        let n = self.thunks.len() as u64;
+        for (i, t) in self.thunks.drain(..).enumerate() {
+            let md = RecordMetadata {
+                topic: self.tp.topic.clone(),
+                partition: self.tp.partition,
+                offset: if base_offset < 0 {
+                    -1
+                } else {
+                    base_offset + i as i64
+                },
+                timestamp: if log_append_time >= 0 {
+                    log_append_time
+                } else {
+                    t.timestamp
+                },
+                serialized_key_size: t.key_size,
+                serialized_value_size: t.value_size,
+            };
+            t.delivery.complete(Ok(md));
+        }
+        self.pending.done(n);
+    }
+
+    /// Fails every record with `err`.
+    pub(crate) fn fail(mut self, err: ProduceError) {
+        self.fail_in_place(err);
+    }
+
+    fn fail_in_place(&mut self, err: ProduceError) {
+        let n = self.thunks.len() as u64;
+        for t in self.thunks.drain(..) {
+            t.delivery.complete(Err(err.clone()));
+        }
+        if n > 0 {
+            self.pending.done(n);
+        }
+    }
+
+    /// Writes producer id, epoch and base sequence into the batch header and recomputes the
+    /// CRC-32C (KIP-98 fields; protocol guide "Record Batch").
+    pub(crate) fn set_producer_state(&mut self, producer_id: i64, epoch: i16, base_sequence: i32) {
+        let mut buf = BytesMut::from(&self.records[..]);
+        patch_producer_state(&mut buf, producer_id, epoch, base_sequence);
+        self.records = buf.freeze();
+        self.base_sequence = base_sequence;
+        self.producer_epoch = epoch;
+    }
+}
+
+impl Drop for ProducerBatch {
+    fn drop(&mut self) {
+        if !self.thunks.is_empty() {
+            self.fail_in_place(ProduceError::closed(
+                "batch dropped before completion (producer shutting down)",
+            ));
+        }
+    }
+}
+
+/// Patches producer id/epoch/base sequence of an encoded v2 batch in place and fixes its CRC.
+/// Offsets: producerId @43, producerEpoch @51, baseSequence @53, CRC @17 over bytes 21.. .
+pub(crate) fn patch_producer_state(buf: &mut [u8], producer_id: i64, epoch: i16, seq: i32) {
+    if buf.len() < 61 {
+        return;
+    }
+    buf[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    buf[51..53].copy_from_slice(&epoch.to_be_bytes());
+    buf[53..57].copy_from_slice(&seq.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[21..]);
+    buf[17..21].copy_from_slice(&crc.to_be_bytes());
+}

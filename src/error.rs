@@ -1,0 +1,231 @@
+//! Typed errors: what can go wrong between `send` and `RecordMetadata`.
+//!
+//! [`ProduceError`] is the final result of a record that was not delivered. It is `Clone`
+//! because one broker answer fails every record of a batch. Kafka error codes are kept as
+//! [`KafkaCode`] with the name and retriable flag from the protocol guide's error table.
+
+use crate::config::ConfigError;
+use crate::record::TopicPartition;
+use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
+use std::fmt;
+use std::sync::Arc;
+
+/// A Kafka error code (protocol guide, "Error Codes") with its name and retriable flag.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct KafkaCode(pub i16);
+
+impl KafkaCode {
+    /// `NONE` (0): no error.
+    pub const NONE: KafkaCode = KafkaCode(0);
+    /// The kafka-protocol view of the code, `None` for 0.
+    pub fn error(self) -> Option<ResponseError> {
+        self.0.err()
+    }
+    /// True for codes the protocol guide marks retriable (e.g. `NOT_LEADER_OR_FOLLOWER`).
+    pub fn is_retriable(self) -> bool {
+        self.error().is_some_and(|e| e.is_retriable())
+    }
+    /// Codes after which the client should refresh its metadata before retrying
+    /// (stale leader, unknown partition, fenced/unknown leader epoch, leader not available).
+    pub fn needs_metadata_refresh(self) -> bool {
+        // UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER,
+        // FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_ID, KAFKA_STORAGE_ERROR(56)
+        matches!(self.0, 3 | 5 | 6 | 56 | 74 | 75 | 100)
+    }
+    /// The protocol-guide name, e.g. `NOT_LEADER_OR_FOLLOWER`, or `UNKNOWN_CODE_n`.
+    pub fn name(self) -> String {
+        match self.error() {
+            None => "NONE".to_string(),
+            Some(e) => format!("{e:?}"),
+        }
+    }
+}
+
+impl fmt::Debug for KafkaCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.name(), self.0)
+    }
+}
+
+impl fmt::Display for KafkaCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (code {})", self.name(), self.0)
+    }
+}
+
+/// Errors of one broker connection (TCP, framing, protocol).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ConnectionError {
+    /// TCP connect failed or timed out (`socket.connection.setup.timeout.ms`).
+    #[error("cannot connect to broker {broker}: {reason}")]
+    Connect {
+        /// `host:port` of the broker.
+        broker: Arc<str>,
+        /// OS or timeout message.
+        reason: Arc<str>,
+    },
+    /// The connection dropped while the request was queued or in flight; it may have been written.
+    #[error("connection to broker {broker} lost: {reason}")]
+    Disconnected {
+        /// `host:port` of the broker.
+        broker: Arc<str>,
+        /// Why the connection ended.
+        reason: Arc<str>,
+    },
+    /// No response within `request.timeout.ms`.
+    #[error("request to broker {broker} timed out after {timeout_ms} ms")]
+    RequestTimeout {
+        /// `host:port` of the broker.
+        broker: Arc<str>,
+        /// The configured `request.timeout.ms`.
+        timeout_ms: u64,
+    },
+    /// The broker does not support a version of this API we can speak (ApiVersions negotiation).
+    #[error("broker {broker} supports no usable version of API {api_key}")]
+    UnsupportedVersion {
+        /// `host:port` of the broker.
+        broker: Arc<str>,
+        /// Kafka API key.
+        api_key: i16,
+    },
+    /// The broker sent bytes we could not decode (bad length, wrong correlation id, garbage);
+    /// the connection is reset.
+    #[error("malformed response from broker {broker}: {reason}")]
+    Malformed {
+        /// `host:port` of the broker.
+        broker: Arc<str>,
+        /// What was wrong.
+        reason: Arc<str>,
+    },
+}
+
+impl ConnectionError {
+    /// Every connection error is retriable: the request may be resent on a new connection.
+    pub fn is_retriable(&self) -> bool {
+        !matches!(self, ConnectionError::UnsupportedVersion { .. })
+    }
+}
+
+/// Why a record was not delivered (the error side of a delivery result).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ProduceError {
+    /// Invalid configuration.
+    #[error("configuration error: {0}")]
+    Config(#[from] ConfigError),
+    /// The record's serialized size is over `max.request.size` (Java's `RecordTooLargeException`).
+    #[error("record of {size} bytes is larger than max.request.size ({limit} bytes)")]
+    RecordTooLarge {
+        /// Upper bound of the record's encoded size in bytes.
+        size: usize,
+        /// The configured `max.request.size` in bytes.
+        limit: usize,
+    },
+    /// The topic does not exist (metadata said `UNKNOWN_TOPIC_OR_PARTITION` until `max.block.ms` ran out).
+    #[error("topic `{topic}` not present in metadata after {waited_ms} ms (max.block.ms)")]
+    UnknownTopic {
+        /// Topic name.
+        topic: Arc<str>,
+        /// How long `send` waited, in ms.
+        waited_ms: u64,
+    },
+    /// The topic name is invalid (`INVALID_TOPIC_EXCEPTION`) or not authorized.
+    #[error("topic `{topic}` refused by the cluster: {code}")]
+    TopicError {
+        /// Topic name.
+        topic: Arc<str>,
+        /// The Kafka error code.
+        code: KafkaCode,
+    },
+    /// No metadata could be fetched within `max.block.ms` (e.g. unreachable bootstrap servers).
+    #[error("no metadata for topic `{topic}` within {waited_ms} ms (max.block.ms): {reason}")]
+    MetadataTimeout {
+        /// Topic name.
+        topic: Arc<str>,
+        /// How long `send` waited, in ms.
+        waited_ms: u64,
+        /// The last error seen while fetching metadata.
+        reason: Arc<str>,
+    },
+    /// An explicit partition is outside the topic's partition count.
+    #[error("partition {partition} of topic `{topic}` does not exist ({partitions} partitions)")]
+    InvalidPartition {
+        /// Topic name.
+        topic: Arc<str>,
+        /// Requested partition.
+        partition: i32,
+        /// Partition count from metadata.
+        partitions: i32,
+    },
+    /// The partition's mailbox stayed full for `max.block.ms` (back-pressure), or was full at
+    /// once for `try_send`. The record was not enqueued.
+    #[error("queue for {topic_partition} full for {waited_ms} ms (mailbox.capacity reached)")]
+    QueueFull {
+        /// The partition whose accumulator is full.
+        topic_partition: TopicPartition,
+        /// How long `send` waited, in ms.
+        waited_ms: u64,
+    },
+    /// The record was not acknowledged within `delivery.timeout.ms`.
+    #[error("record for {topic_partition} expired after {timeout_ms} ms (delivery.timeout.ms); possibly written: {possibly_written}")]
+    DeliveryTimeout {
+        /// The record's partition.
+        topic_partition: TopicPartition,
+        /// The configured `delivery.timeout.ms`.
+        timeout_ms: u64,
+        /// True if a request carrying the record was sent, so the broker may have written it.
+        possibly_written: bool,
+    },
+    /// The broker answered with a non-retriable error, or retries ran out.
+    #[error("broker refused the batch for {topic_partition}: {code}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Broker {
+        /// The record's partition.
+        topic_partition: TopicPartition,
+        /// The Kafka error code.
+        code: KafkaCode,
+        /// The broker's error message, if any.
+        message: Option<Arc<str>>,
+    },
+    /// A connection error that could not be retried (retries exhausted or not retriable).
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    /// The batch could not be built (e.g. compression failed).
+    #[error("cannot build record batch: {0}")]
+    Batch(#[from] crate::protocol::record_batch::BatchError),
+    /// Key or value serialization failed.
+    #[error("serialization failed: {0}")]
+    Serialization(Arc<str>),
+    /// The producer is closed (or its actors stopped); the record was not accepted or not delivered.
+    #[error("producer closed: {0}")]
+    Closed(Arc<str>),
+    /// The idempotent producer hit a fatal error (e.g. `PRODUCER_FENCED`, authorization); the producer
+    /// stops accepting records.
+    #[error("fatal producer error: {0}")]
+    Fatal(Arc<str>),
+}
+
+impl ProduceError {
+    /// Shorthand for [`ProduceError::Closed`].
+    pub fn closed(why: impl Into<Arc<str>>) -> Self {
+        ProduceError::Closed(why.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_have_names_and_retriable_flags() {
+        let nl = KafkaCode(6);
+        assert_eq!(nl.name(), "NotLeaderOrFollower");
+        assert!(nl.is_retriable());
+        assert!(nl.needs_metadata_refresh());
+        let too_large = KafkaCode(10);
+        assert!(!too_large.is_retriable());
+        assert!(!too_large.needs_metadata_refresh());
+        assert!(!KafkaCode::NONE.is_retriable());
+        assert_eq!(KafkaCode::NONE.name(), "NONE");
+        assert!(KafkaCode(19).is_retriable()); // NOT_ENOUGH_REPLICAS
+        assert!(!KafkaCode(19).needs_metadata_refresh());
+    }
+}

@@ -1,0 +1,35 @@
+//! # actix-kafka
+//!
+//! A Kafka producer built as a system of actix actors, speaking the Kafka wire protocol
+//! (Produce v3+, record batch magic v2) to real clusters.
+//!
+//! ```no_run
+//! use actix_kafka::{Producer, ProducerConfig, ProducerRecord};
+//! # async fn run() -> Result<(), actix_kafka::ProduceError> {
+//! let config = ProducerConfig::builder().bootstrap_servers("127.0.0.1:9092").build()?;
+//! let producer = Producer::start(config).await?;
+//! let delivery = producer.send(ProducerRecord::new("events", "hello").key("k1")).await?;
+//! let md = delivery.await?;
+//! println!("{}-{}@{}", md.topic, md.partition, md.offset);
+//! producer.close(std::time::Duration::from_secs(5)).await;
+//! # Ok(()) }
+//! ```
+//!
+//! See `ARCHITECTURE.md` for the actors, their messages and the path of one record.
+#![warn(missing_docs)]
+
+pub mod actors;
+pub mod batch;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod partitioner;
+pub mod protocol;
+pub mod record;
+pub mod serializer;
+
+pub use actors::producer::{KafkaProducer, Producer};
+pub use batch::{DeliveryFuture, DeliveryResult};
+pub use config::{Acks, ConfigError, ProducerConfig};
+pub use error::{ConnectionError, KafkaCode, ProduceError};
+pub use record::{Header, ProducerRecord, RecordMetadata, TopicPartition};

@@ -1,0 +1,443 @@
+//! Choosing a partition for records sent without an explicit one.
+//!
+//! [`DefaultPartitioner`] reproduces the Java client's built-in partitioning (Kafka 3.3+,
+//! KIP-794): keyed records go to `to_positive(murmur2(key)) % num_partitions`, so they land on
+//! the same partition as with the Java producer; keyless records use the "uniform sticky"
+//! strategy. [`RoundRobinPartitioner`] mirrors Java's `RoundRobinPartitioner`. Custom strategies
+//! implement [`Partitioner`].
+
+use dashmap::DashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Java's 32-bit murmur2 hash (`org.apache.kafka.common.utils.Utils.murmur2`), seed
+/// `0x9747b28c`, bit-for-bit: the hash the Java producer uses to map keys to partitions.
+pub fn murmur2(data: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+
+    // Java: `int h = seed ^ length` with an int length.
+    let mut h = SEED ^ (data.len() as u32);
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        // Java's fall-through `switch (length % 4)`.
+        if tail.len() == 3 {
+            h ^= u32::from(tail[2]) << 16;
+        }
+        if tail.len() >= 2 {
+            h ^= u32::from(tail[1]) << 8;
+        }
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// Java's `Utils.toPositive`: `n & 0x7fffffff` (not `abs`, which overflows on `i32::MIN`).
+pub fn to_positive(n: i32) -> i32 {
+    n & 0x7fff_ffff
+}
+
+/// The partition of a keyed record under Java's default partitioning:
+/// `to_positive(murmur2(key)) % num_partitions`. `num_partitions` must be > 0.
+pub fn partition_for_key(key: &[u8], num_partitions: i32) -> i32 {
+    to_positive(murmur2(key)) % num_partitions
+}
+
+/// Chooses a partition for records without an explicit one.
+///
+/// Called once per record, possibly from many threads at once, before the record is appended
+/// to a batch.
+pub trait Partitioner: Send + Sync + 'static {
+    /// The partition for a record of `topic`.
+    ///
+    /// * `key`: the serialized key, `None` for a null key.
+    /// * `value_len`: serialized value size in bytes (0 when null).
+    /// * `num_partitions`: the topic's partition count, > 0.
+    ///
+    /// Must return a partition in `0..num_partitions`.
+    fn partition(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value_len: usize,
+        num_partitions: i32,
+    ) -> i32;
+}
+
+/// Kafka's default partitioning (Java 3.3+ built-in partitioner, KIP-794).
+///
+/// * Keyed records (unless `ignore_keys`, config `partitioner.ignore.keys`):
+///   `to_positive(murmur2(key)) % num_partitions`, identical to the Java producer.
+/// * Keyless records, or all records when `ignore_keys`: uniform sticky. Each topic sticks to
+///   one partition until about `batch_size` bytes were assigned to it (each record counts its
+///   key + value bytes, at least 1), then moves to another partition chosen uniformly at random
+///   (different from the current one when the topic has more than one partition). This fills
+///   whole batches one partition at a time, which keeps batches large and latency low.
+///
+/// Unlike Java, partitions are not weighted by broker queue sizes
+/// (`partitioner.adaptive.partitioning.enable`): the choice is uniform.
+///
+/// Thread-safe: the per-topic state is a single atomic word behind a sharded map, so the
+/// common path is one shared shard read lock and one compare-and-swap.
+#[derive(Debug)]
+pub struct DefaultPartitioner {
+    /// Bytes after which the sticky partition changes (≥ 1, ≤ `u32::MAX`).
+    sticky_bytes: u32,
+    ignore_keys: bool,
+    /// Per topic: sticky partition (high 32 bits) and bytes assigned to it (low 32 bits).
+    sticky: DashMap<Box<str>, AtomicU64>,
+}
+
+/// Initial per-topic state: partition -1 (invalid), so the first record picks one at random.
+const UNSET: u64 = u64::MAX;
+
+#[inline]
+fn pack(partition: i32, bytes: u32) -> u64 {
+    (u64::from(partition as u32) << 32) | u64::from(bytes)
+}
+
+#[inline]
+fn unpack(state: u64) -> (i32, u32) {
+    ((state >> 32) as u32 as i32, state as u32)
+}
+
+/// A random partition in `0..n`, different from `current` when possible.
+fn random_partition(n: i32, current: i32) -> i32 {
+    if n <= 1 {
+        return 0;
+    }
+    if (0..n).contains(&current) {
+        // Uniform over the n - 1 other partitions.
+        let p = fastrand::i32(0..n - 1);
+        if p >= current {
+            p + 1
+        } else {
+            p
+        }
+    } else {
+        fastrand::i32(0..n)
+    }
+}
+
+impl DefaultPartitioner {
+    /// A partitioner that changes the sticky partition after `batch_size` bytes (normally the
+    /// producer's `batch.size`; 0 moves after every record) and hashes keys unless
+    /// `ignore_keys` (`partitioner.ignore.keys`).
+    pub fn new(batch_size: usize, ignore_keys: bool) -> Self {
+        DefaultPartitioner {
+            sticky_bytes: batch_size.clamp(1, u32::MAX as usize) as u32,
+            ignore_keys,
+            sticky: DashMap::new(),
+        }
+    }
+
+    /// Uniform sticky choice for a record of `bytes` bytes.
+    fn sticky_partition(&self, topic: &str, bytes: usize, n: i32) -> i32 {
+        let bytes = bytes.clamp(1, u32::MAX as usize) as u32;
+        let state = match self.sticky.get(topic) {
+            Some(state) => state,
+            // First record of this topic: the unset state makes the loop pick a random start.
+            None => self
+                .sticky
+                .entry(topic.into())
+                .or_insert(AtomicU64::new(UNSET))
+                .downgrade(),
+        };
+        let mut current = state.load(Ordering::Acquire);
+        loop {
+            let (mut p, mut used) = unpack(current);
+            if !(0..n).contains(&p) {
+                // Partition count shrank (or state not yet initialised): pick a new one.
+                p = random_partition(n, p);
+                used = 0;
+            }
+            let used = used.saturating_add(bytes);
+            let next = if used >= self.sticky_bytes {
+                pack(random_partition(n, p), 0)
+            } else {
+                pack(p, used)
+            };
+            match state.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return p,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+impl Partitioner for DefaultPartitioner {
+    fn partition(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value_len: usize,
+        num_partitions: i32,
+    ) -> i32 {
+        debug_assert!(num_partitions > 0, "num_partitions must be > 0");
+        let n = num_partitions.max(1);
+        match key {
+            Some(k) if !self.ignore_keys => partition_for_key(k, n),
+            _ => {
+                let bytes = value_len.saturating_add(key.map_or(0, <[u8]>::len));
+                self.sticky_partition(topic, bytes, n)
+            }
+        }
+    }
+}
+
+/// Round robin over all partitions of each topic, ignoring keys (Java's
+/// `RoundRobinPartitioner`): the n-th record sent to a topic goes to partition
+/// `n % num_partitions`, starting at 0. Thread-safe; one atomic increment per record.
+#[derive(Debug, Default)]
+pub struct RoundRobinPartitioner {
+    counters: DashMap<Box<str>, AtomicU64>,
+}
+
+impl RoundRobinPartitioner {
+    /// A round-robin partitioner with all topic counters at 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Partitioner for RoundRobinPartitioner {
+    fn partition(
+        &self,
+        topic: &str,
+        _key: Option<&[u8]>,
+        _value_len: usize,
+        num_partitions: i32,
+    ) -> i32 {
+        debug_assert!(num_partitions > 0, "num_partitions must be > 0");
+        let n = num_partitions.max(1) as u64;
+        let next = match self.counters.get(topic) {
+            Some(c) => c.fetch_add(1, Ordering::Relaxed),
+            None => self
+                .counters
+                .entry(topic.into())
+                .or_insert(AtomicU64::new(0))
+                .fetch_add(1, Ordering::Relaxed),
+        };
+        (next % n) as i32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    #[test]
+    fn murmur2_matches_java_vectors() {
+        // From Kafka's UtilsTest.testMurmur2.
+        let cases: &[(&[u8], i32)] = &[
+            (b"21", -973_932_308),
+            (b"foobar", -790_332_482),
+            (b"a-little-bit-long-string", -985_981_536),
+            (b"a-little-bit-longer-string", -1_486_304_829),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
+            (b"abc", 479_470_107), // Java: new byte[] {'a', 'b', 'c'}
+        ];
+        for (data, want) in cases {
+            assert_eq!(murmur2(data), *want, "{:?}", String::from_utf8_lossy(data));
+        }
+    }
+
+    #[test]
+    fn murmur2_all_tail_lengths_and_empty() {
+        // Every tail length is exercised and results differ; empty input is defined.
+        let data = b"0123456789abcdef";
+        let hashes: Vec<i32> = (0..=data.len()).map(|n| murmur2(&data[..n])).collect();
+        let mut dedup = hashes.clone();
+        dedup.sort_unstable();
+        dedup.dedup();
+        assert_eq!(dedup.len(), hashes.len());
+        assert_eq!(murmur2(b""), murmur2(&[]));
+    }
+
+    #[test]
+    fn to_positive_masks_sign_bit() {
+        assert_eq!(to_positive(5), 5);
+        assert_eq!(to_positive(-1), i32::MAX);
+        assert_eq!(to_positive(i32::MIN), 0);
+        assert_eq!(to_positive(-973_932_308), -973_932_308 & 0x7fff_ffff);
+    }
+
+    #[test]
+    fn keyed_partition_is_stable_and_java_compatible() {
+        let p = DefaultPartitioner::new(16384, false);
+        for n in [1, 3, 7, 100] {
+            for key in [&b"21"[..], b"foobar", b"", b"user-42"] {
+                let want = to_positive(murmur2(key)) % n;
+                for _ in 0..5 {
+                    assert_eq!(p.partition("t", Some(key), 100, n), want);
+                    assert_eq!(p.partition("other", Some(key), 0, n), want);
+                }
+            }
+        }
+        // "foobar" -> murmur2 -790332482 -> toPositive 1357151166 -> % 10 = 6.
+        assert_eq!(p.partition("t", Some(b"foobar"), 0, 10), 6);
+    }
+
+    #[test]
+    fn sticky_stays_then_moves_after_batch_size() {
+        let p = DefaultPartitioner::new(1000, false);
+        let n = 8;
+        let first = p.partition("t", None, 100, n);
+        // 100 bytes per record: records 1..=9 stay (total 100..=900, then 1000 reaches the
+        // threshold on the 10th record, which still goes to the sticky partition).
+        for _ in 1..10 {
+            assert_eq!(p.partition("t", None, 100, n), first);
+        }
+        let second = p.partition("t", None, 100, n);
+        assert_ne!(second, first, "moves after batch_size bytes");
+        for _ in 1..10 {
+            assert_eq!(p.partition("t", None, 100, n), second);
+        }
+        assert_ne!(p.partition("t", None, 100, n), second);
+    }
+
+    #[test]
+    fn sticky_is_per_topic_and_ignore_keys() {
+        let p = DefaultPartitioner::new(1 << 20, true);
+        let a = p.partition("a", Some(b"k1"), 10, 50);
+        for i in 0..100 {
+            let key = format!("key-{i}");
+            assert_eq!(p.partition("a", Some(key.as_bytes()), 10, 50), a);
+        }
+        // Another topic has its own state (and still stays put).
+        let b = p.partition("b", None, 10, 50);
+        for _ in 0..100 {
+            assert_eq!(p.partition("b", None, 10, 50), b);
+        }
+    }
+
+    #[test]
+    fn sticky_spreads_over_all_partitions() {
+        let p = DefaultPartitioner::new(100, false);
+        let n = 6;
+        let mut seen = HashMap::new();
+        for _ in 0..6000 {
+            *seen.entry(p.partition("t", None, 100, n)).or_insert(0) += 1;
+        }
+        assert_eq!(seen.len(), n as usize);
+        for (&part, &count) in &seen {
+            assert!((0..n).contains(&part));
+            assert!(count > 600, "partition {part} got only {count} of 6000");
+        }
+    }
+
+    #[test]
+    fn sticky_null_values_still_move_and_single_partition() {
+        let p = DefaultPartitioner::new(3, false);
+        let mut changes = 0;
+        let mut last = p.partition("t", None, 0, 4);
+        for _ in 0..30 {
+            let now = p.partition("t", None, 0, 4);
+            if now != last {
+                changes += 1;
+            }
+            last = now;
+        }
+        assert!(
+            changes >= 9,
+            "tombstones count at least one byte: {changes}"
+        );
+        let one = DefaultPartitioner::new(0, false);
+        for _ in 0..10 {
+            assert_eq!(one.partition("t", None, 10, 1), 0);
+        }
+    }
+
+    #[test]
+    fn sticky_handles_partition_count_changes() {
+        let p = DefaultPartitioner::new(1 << 30, false);
+        for _ in 0..50 {
+            assert!((0..100).contains(&p.partition("t", None, 1, 100)));
+            let shrunk = p.partition("t", None, 1, 2);
+            assert!((0..2).contains(&shrunk));
+            assert_eq!(p.partition("t", None, 1, 2), shrunk);
+        }
+    }
+
+    #[test]
+    fn round_robin_cycles_per_topic() {
+        let p = RoundRobinPartitioner::new();
+        let got: Vec<i32> = (0..7).map(|_| p.partition("t", Some(b"k"), 1, 3)).collect();
+        assert_eq!(got, [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(p.partition("u", None, 1, 3), 0);
+        assert_eq!(p.partition("t", None, 1, 3), 1);
+        let d = RoundRobinPartitioner::default();
+        assert_eq!(d.partition("t", None, 0, 5), 0);
+    }
+
+    #[test]
+    fn always_in_range_under_concurrency() {
+        let parts: Vec<Arc<dyn Partitioner>> = vec![
+            Arc::new(DefaultPartitioner::new(500, false)),
+            Arc::new(DefaultPartitioner::new(0, true)),
+            Arc::new(RoundRobinPartitioner::new()),
+        ];
+        for p in parts {
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let p = Arc::clone(&p);
+                    std::thread::spawn(move || {
+                        for i in 0..5000usize {
+                            let n = 1 + ((i + t) % 13) as i32;
+                            let key = i.to_le_bytes();
+                            let key = (i % 2 == 0).then_some(&key[..]);
+                            let topic = ["a", "b", "c"][i % 3];
+                            let part = p.partition(topic, key, i % 700, n);
+                            assert!((0..n).contains(&part), "{part} not in 0..{n}");
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn round_robin_concurrent_is_balanced() {
+        let p = Arc::new(RoundRobinPartitioner::new());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let p = Arc::clone(&p);
+                std::thread::spawn(move || {
+                    let mut counts = [0u32; 4];
+                    for _ in 0..1000 {
+                        counts[p.partition("t", None, 0, 4) as usize] += 1;
+                    }
+                    counts
+                })
+            })
+            .collect();
+        let mut total = [0u32; 4];
+        for t in threads {
+            for (a, b) in total.iter_mut().zip(t.join().unwrap()) {
+                *a += b;
+            }
+        }
+        assert_eq!(total, [1000; 4]);
+    }
+}

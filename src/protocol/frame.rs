@@ -1,0 +1,149 @@
+//! Request/response framing on top of `kafka-protocol` (protocol guide, "Protocol Primitives"
+//! and "Common Request and Response Structure"): a 4-byte big-endian size, then the header,
+//! then the body.
+//!
+//! Lengths read from the wire are never trusted: frames are capped at [`MAX_RESPONSE_SIZE`] by the
+//! codec, and decoding errors become [`crate::error::ConnectionError::Malformed`].
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use std::collections::HashMap;
+
+/// Largest response frame accepted, in bytes (a hostile length prefix beyond it resets the connection).
+pub const MAX_RESPONSE_SIZE: usize = 64 * 1024 * 1024;
+
+/// The API versions this client can speak: `(api key, min, max)`.
+/// Produce starts at v3 (magic 2 only, KIP-896) and stops at v11 (v12+ need topic ids / KIP-890).
+pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Metadata, 1, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::InitProducerId, 0, 4),
+];
+
+/// Versions negotiated with one broker: for each API the highest version both sides support.
+#[derive(Clone, Debug, Default)]
+pub struct NegotiatedVersions {
+    versions: HashMap<i16, i16>,
+}
+
+impl NegotiatedVersions {
+    /// Intersects the broker's ApiVersions answer `(key, min, max)` with [`CLIENT_VERSIONS`].
+    pub fn negotiate(broker: impl IntoIterator<Item = (i16, i16, i16)>) -> Self {
+        let broker: HashMap<i16, (i16, i16)> =
+            broker.into_iter().map(|(k, a, b)| (k, (a, b))).collect();
+        let mut versions = HashMap::new();
+        for (key, min, max) in CLIENT_VERSIONS {
+            if let Some((bmin, bmax)) = broker.get(&(*key as i16)) {
+                let lo = (*min).max(*bmin);
+                let hi = (*max).min(*bmax);
+                if lo <= hi {
+                    versions.insert(*key as i16, hi);
+                }
+            }
+        }
+        NegotiatedVersions { versions }
+    }
+
+    /// The version to use for `key`, `None` if the broker and we share none.
+    pub fn get(&self, key: i16) -> Option<i16> {
+        self.versions.get(&key).copied()
+    }
+}
+
+/// Encodes a full frame (size prefix, header v1/v2, body) for `request`.
+///
+/// # Errors
+/// The encoder's message when a field cannot be encoded at `version`.
+pub fn encode_request<R: Request>(
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+    client_id: &StrBytes,
+) -> Result<Bytes, String> {
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(client_id.clone()));
+    let header_version = R::header_version(version);
+    let size = header
+        .compute_size(header_version)
+        .and_then(|h| request.compute_size(version).map(|b| h + b))
+        .map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_u32(size as u32);
+    header
+        .encode(&mut buf, header_version)
+        .map_err(|e| e.to_string())?;
+    request
+        .encode(&mut buf, version)
+        .map_err(|e| e.to_string())?;
+    Ok(buf.freeze())
+}
+
+/// Reads the correlation id at the start of a response frame (size prefix already removed).
+pub fn peek_correlation_id(frame: &[u8]) -> Option<i32> {
+    frame.get(..4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Decodes a response frame (size prefix removed) of request type `R` at `version`.
+///
+/// # Errors
+/// A description of what did not decode; trailing bytes are an error too.
+pub fn decode_response<R: Request>(mut frame: Bytes, version: i16) -> Result<R::Response, String> {
+    let header_version = <R::Response as HeaderVersion>::header_version(version);
+    kafka_protocol::messages::ResponseHeader::decode(&mut frame, header_version)
+        .map_err(|e| format!("response header: {e}"))?;
+    let body = <R::Response as Decodable>::decode(&mut frame, version)
+        .map_err(|e| format!("response body: {e}"))?;
+    if frame.has_remaining() {
+        return Err(format!("{} trailing bytes after response", frame.remaining()));
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+
+    #[test]
+    fn negotiation_takes_highest_common_version() {
+        let v = NegotiatedVersions::negotiate([(0, 0, 9), (3, 0, 20), (18, 0, 2)]);
+        assert_eq!(v.get(ApiKey::Produce as i16), Some(9));
+        assert_eq!(v.get(ApiKey::Metadata as i16), Some(12));
+        assert_eq!(v.get(ApiKey::ApiVersions as i16), Some(2));
+        assert_eq!(v.get(ApiKey::InitProducerId as i16), None);
+        // A broker that only speaks Produce v0-2 (pre KIP-896) shares nothing with us.
+        let old = NegotiatedVersions::negotiate([(0, 0, 2)]);
+        assert_eq!(old.get(ApiKey::Produce as i16), None);
+    }
+
+    #[test]
+    fn frames_carry_size_header_and_correlation_id() {
+        let req = MetadataRequest::default();
+        let frame = encode_request(&req, 9, 77, &StrBytes::from_static_str("c")).unwrap();
+        let size = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+        assert_eq!(size, frame.len() - 4);
+        let mut body = frame.slice(4..);
+        let header = RequestHeader::decode(&mut body, MetadataRequest::header_version(9)).unwrap();
+        assert_eq!(header.request_api_key, ApiKey::Metadata as i16);
+        assert_eq!(header.correlation_id, 77);
+        let _ = ApiVersionsRequest::default();
+    }
+
+    #[test]
+    fn truncated_and_garbage_responses_are_errors() {
+        use kafka_protocol::messages::MetadataRequest;
+        assert!(decode_response::<MetadataRequest>(Bytes::from_static(&[0, 0, 0, 1]), 9).is_err());
+        assert!(decode_response::<MetadataRequest>(
+            Bytes::from_static(&[0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            9
+        )
+        .is_err());
+        assert_eq!(peek_correlation_id(&[0, 0, 1, 0]), Some(256));
+        assert_eq!(peek_correlation_id(&[0, 0]), None);
+    }
+}

@@ -1,0 +1,153 @@
+//! The records users send and the metadata they get back.
+//!
+//! Names and shapes follow the Java client: [`ProducerRecord`], [`RecordMetadata`],
+//! [`TopicPartition`], [`Header`].
+
+use bytes::Bytes;
+use std::fmt;
+use std::sync::Arc;
+
+/// A topic name and a partition index.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: Arc<str>,
+    /// Partition index, from 0.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// A new topic-partition.
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// A record header (KIP-82): a string key and an optional byte value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Header key (UTF-8).
+    pub key: String,
+    /// Header value; `None` is a null value on the wire.
+    pub value: Option<Bytes>,
+}
+
+impl Header {
+    /// A header with a value.
+    pub fn new(key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        Header {
+            key: key.into(),
+            value: Some(value.into()),
+        }
+    }
+}
+
+/// A record to send: topic, optional partition, optional key, value, headers, optional timestamp.
+///
+/// Key and value are already serialized bytes (see [`crate::serializer`] for serializers).
+/// `partition: None` lets the [`crate::partitioner::Partitioner`] choose; `timestamp: None`
+/// stamps the record with the current time (CreateTime, ms since the epoch) at `send`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// Topic to write to.
+    pub topic: Arc<str>,
+    /// Explicit partition; wins over the partitioner.
+    pub partition: Option<i32>,
+    /// Serialized key; `None` is a null key.
+    pub key: Option<Bytes>,
+    /// Serialized value; `None` is a null value (a tombstone on compacted topics).
+    pub value: Option<Bytes>,
+    /// Record headers, in order.
+    pub headers: Vec<Header>,
+    /// Timestamp in ms since the Unix epoch; `None` means "now".
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record with a value and nothing else set.
+    pub fn new(topic: impl Into<Arc<str>>, value: impl Into<Bytes>) -> Self {
+        ProducerRecord {
+            topic: topic.into(),
+            partition: None,
+            key: None,
+            value: Some(value.into()),
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+
+    /// A record with neither key nor value (set them with the builder methods).
+    pub fn to(topic: impl Into<Arc<str>>) -> Self {
+        ProducerRecord {
+            topic: topic.into(),
+            partition: None,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the value.
+    pub fn value(mut self, value: impl Into<Bytes>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+
+    /// Sets an explicit partition.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push(Header::new(key, value));
+        self
+    }
+
+    /// Sets the timestamp (ms since the Unix epoch).
+    pub fn timestamp(mut self, timestamp_ms: i64) -> Self {
+        self.timestamp = Some(timestamp_ms);
+        self
+    }
+}
+
+/// What the broker says about a delivered record (Java's `RecordMetadata`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Topic the record was written to.
+    pub topic: Arc<str>,
+    /// Partition the record was written to.
+    pub partition: i32,
+    /// Offset of the record in the partition; `-1` when `acks=0` (no response to read it from).
+    pub offset: i64,
+    /// Timestamp (ms): the record's CreateTime, or the broker's LogAppendTime when the topic uses it.
+    pub timestamp: i64,
+    /// Size of the serialized key in bytes, `-1` when the key is null.
+    pub serialized_key_size: i32,
+    /// Size of the serialized value in bytes, `-1` when the value is null.
+    pub serialized_value_size: i32,
+}
+
+impl RecordMetadata {
+    /// The record's topic-partition.
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(self.topic.clone(), self.partition)
+    }
+}
