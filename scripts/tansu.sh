@@ -138,7 +138,7 @@ launch() {
     # setsid detaches it from our process group so it survives this script.
     (
         cd "$STATE_DIR"
-        export RUST_LOG="${TANSU_LOG:-warn}" NO_COLOR=1
+        export RUST_LOG="${TANSU_LOG:-warn},tansu_sans_io::record::deflated=error" NO_COLOR=1
         exec setsid "$TANSU_BIN_PATH" broker \
             --listener-url "$url" \
             --advertised-listener-url "$url" \

@@ -6,12 +6,12 @@
 # Installs the Tansu broker used by the integration tests if needed (scripts/tansu.sh install,
 # cached in ${TANSU_ROOT:-$HOME/.cache/actix-kafka/tansu}), exports TANSU_BIN, then runs
 #
-#   cargo test --release --lib --tests --examples [ARGS]
-#   cargo test --release --doc [ARGS]
+#   cargo test --release --no-fail-fast --lib --tests --examples [ARGS]
+#   cargo test --release --no-fail-fast --doc [ARGS]
 #
 # The tests start their own brokers (tests/common). When ARGS select targets themselves
 # (--test NAME, --lib, --doc, --example, --bench, --bins, ...), a single
-# `cargo test --release ARGS` is run instead. Examples:
+# `cargo test --release --no-fail-fast ARGS` is run instead. Examples:
 #
 #   scripts/test.sh                      # everything
 #   scripts/test.sh --test harness       # one integration test file
@@ -49,9 +49,12 @@ for arg in "$@"; do
     esac
 done
 
+# --no-fail-fast: run every test binary even when one fails (the exit code still says so).
 if ((selects_targets)); then
-    cargo test --release "$@"
+    cargo test --release --no-fail-fast "$@"
 else
-    cargo test --release --lib --tests --examples "$@"
-    cargo test --release --doc "$@"
+    rc=0
+    cargo test --release --no-fail-fast --lib --tests --examples "$@" || rc=$?
+    cargo test --release --no-fail-fast --doc "$@" || rc=$?
+    exit "$rc"
 fi

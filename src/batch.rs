@@ -116,7 +116,9 @@ pub struct ProducerBatch {
     pub(crate) retry_at: Option<Instant>,
     /// Base sequence assigned at first dispatch (idempotence), `-1` before.
     pub(crate) base_sequence: i32,
-    /// Producer epoch the sequence belongs to.
+    /// Producer id and epoch the sequence belongs to.
+    pub(crate) producer_id: i64,
+    /// See `producer_id`.
     pub(crate) producer_epoch: i16,
     /// Holds one of the partition's `max.pending.batches.per.partition` slots.
     pub(crate) _slot: Option<OwnedSemaphorePermit>,
@@ -184,6 +186,7 @@ impl ProducerBatch {
         patch_producer_state(&mut buf, producer_id, epoch, base_sequence);
         self.records = buf.freeze();
         self.base_sequence = base_sequence;
+        self.producer_id = producer_id;
         self.producer_epoch = epoch;
     }
 }

@@ -55,9 +55,12 @@ fn assert_numbered(records: &[ConsumedRecord], n: usize, partitions: i32) {
 
 #[tokio::test]
 async fn tansu_produce_and_read_back() {
-    let mut broker = TestBroker::start();
+    let t0 = std::time::Instant::now();
+    let broker = TestBroker::start();
+    let t1 = std::time::Instant::now();
     let topic = unique_topic("harness");
     broker.create_topic(&topic, 3);
+    eprintln!("broker start {:?}, create_topic {:?}", t1 - t0, t1.elapsed());
 
     produce_numbered(&broker.bootstrap, &topic, 10, 3).await;
 
@@ -109,7 +112,7 @@ async fn tansu_topics_and_restart() {
 
 #[tokio::test]
 async fn read_back_times_out_with_what_is_there() {
-    let mut broker = TestBroker::start();
+    let broker = TestBroker::start();
     let topic = unique_topic("short");
     broker.create_topic(&topic, 2);
     produce_numbered(&broker.bootstrap, &topic, 2, 2).await;
@@ -121,7 +124,7 @@ async fn read_back_times_out_with_what_is_there() {
 
 #[actix_rt::test]
 async fn read_back_works_under_actix_rt() {
-    let mut broker = TestBroker::start();
+    let broker = TestBroker::start();
     let topic = unique_topic("actix");
     broker.create_topic(&topic, 1);
     let (partition, offset) = rdkafka_produce_keyed(&broker.bootstrap, &topic, b"k", b"v").await;
@@ -186,4 +189,29 @@ async fn mock_kafka_tracking_and_broker_errors() {
     mk.broker_up(1);
     mk.clear_requests();
     assert!(mk.requests_of(RDKafkaApiKey::Produce).is_empty());
+}
+
+/// Tansu accepts and stores a batch with a wrong CRC verbatim (it only logs it); the reader's
+/// `check.crcs=true` must turn that into a test failure, and the broker log shows it too.
+#[tokio::test]
+async fn corrupt_crc_is_detected() {
+    let broker = TestBroker::start();
+    let topic = unique_topic("crc");
+    broker.create_topic(&topic, 1);
+
+    let good = encode_batch(&[(Some(b"k0"), Some(b"good-value"))]);
+    assert_eq!(produce_raw_batch(&broker.bootstrap, &topic, 0, good), (0, 0));
+    assert_eq!(read_back(&broker.bootstrap, &topic, 1, TIMEOUT).await.len(), 1);
+    assert!(broker.crc_errors_logged().is_empty());
+
+    let mut bad = encode_batch(&[(Some(b"k1"), Some(b"bad--value"))]).to_vec();
+    let n = bad.len();
+    bad[n - 3] ^= 0x20; // flip a bit in the value: the CRC no longer matches
+    assert_eq!(produce_raw_batch(&broker.bootstrap, &topic, 0, bad.into()), (0, 1), "tansu stores it");
+
+    let read = std::panic::AssertUnwindSafe(read_back(&broker.bootstrap, &topic, 2, Duration::from_secs(10)));
+    let err = futures::FutureExt::catch_unwind(read).await.expect_err("read_back must fail on a bad CRC");
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("BadMessage"), "{msg}");
+    assert!(!broker.crc_errors_logged().is_empty(), "{}", broker.log_tail(2000));
 }

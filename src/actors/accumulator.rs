@@ -130,6 +130,7 @@ impl PartitionAccumulator {
             attempts: 0,
             retry_at: None,
             base_sequence: -1,
+            producer_id: -1,
             producer_epoch: -1,
             _slot: None,
             pending: self.pending.clone(),

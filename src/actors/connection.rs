@@ -98,7 +98,14 @@ pub struct BrokerConnection {
     next_correlation_id: i32,
     /// Incremented on every successful connect.
     session: u64,
+    /// Calls that arrived while connecting (first attempt of a session cycle).
+    queued: Vec<QueuedCall>,
+    /// Why the last connect attempt failed; while set, calls fail fast with it instead of
+    /// waiting for the reconnect backoff.
+    last_error: Option<ConnectionError>,
 }
+
+type QueuedCall = Box<dyn FnOnce(&mut BrokerConnection, &mut Context<BrokerConnection>) + Send>;
 
 impl BrokerConnection {
     /// A connection to `broker` (`host:port`), known as `node_id` (`-1`, `-2`, ... for bootstrap servers).
@@ -115,6 +122,8 @@ impl BrokerConnection {
             in_flight: VecDeque::new(),
             next_correlation_id: 1,
             session: 0,
+            queued: Vec::new(),
+            last_error: None,
         }
     }
 
@@ -247,11 +256,13 @@ impl Actor for BrokerConnection {
             self.settings.connect_timeout,
             delay,
         );
-        // `wait` holds the mailbox until the session is up: calls queue meanwhile.
-        ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
+        // Calls arriving meanwhile are queued (first attempt) or failed fast (while a broker
+        // stays unreachable, so callers retry on their own backoff and deadlines).
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
             Ok((stream, versions)) => {
                 tracing::debug!(broker = %act.broker, node = act.node_id, "connected");
                 act.failures = 0;
+                act.last_error = None;
                 act.session += 1;
                 let session = act.session;
                 act.versions = versions;
@@ -297,18 +308,29 @@ impl Actor for BrokerConnection {
                     }
                     let _ = write.shutdown().await;
                 });
+                for q in std::mem::take(&mut act.queued) {
+                    q(act, ctx);
+                }
             }
             Err(e) => {
                 tracing::debug!(broker = %act.broker, error = %e, "connect failed");
                 act.failures += 1;
+                act.last_error = Some(e.clone());
+                for q in std::mem::take(&mut act.queued) {
+                    q(act, ctx); // fails fast now that last_error is set
+                }
                 ctx.stop();
             }
         }));
     }
 
-    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
         let err = self.disconnected("connection actor stopped");
-        self.fail_in_flight(err);
+        self.fail_in_flight(err.clone());
+        self.last_error.get_or_insert(err);
+        for q in std::mem::take(&mut self.queued) {
+            q(self, ctx);
+        }
     }
 }
 
@@ -332,9 +354,14 @@ where
             return; // the caller gave up (timeout) while this waited in the mailbox
         }
         let Some(writer) = self.writer.clone() else {
-            let _ = call
-                .reply
-                .send(Err(self.disconnected("not connected")));
+            match &self.last_error {
+                Some(err) => {
+                    let _ = call.reply.send(Err(err.clone()));
+                }
+                None => self
+                    .queued
+                    .push(Box::new(move |act, ctx| Handler::handle(act, call, ctx))),
+            }
             return;
         };
         let Some(version) = self.versions.get(R::KEY) else {

@@ -63,6 +63,8 @@ pub struct SenderStats {
     pub records_retried: u64,
     /// Producer id and epoch (idempotence), `(-1, -1)` when none.
     pub producer_id: (i64, i16),
+    /// Times the producer id was reset after `UNKNOWN_PRODUCER_ID` / an unexplained sequence gap.
+    pub producer_id_resets: u64,
 }
 
 #[derive(Default)]
@@ -94,6 +96,7 @@ pub struct Sender {
     wake: Option<(Instant, SpawnHandle)>,
     stats: SenderStats,
     last_refresh_request: Option<Instant>,
+    previous_pid: Option<(i64, i16)>,
 }
 
 impl Sender {
@@ -124,6 +127,7 @@ impl Sender {
                 ..Default::default()
             },
             last_refresh_request: None,
+            previous_pid: None,
         }
     }
 
@@ -168,11 +172,12 @@ impl Sender {
             return;
         };
         self.pid = ProducerIdState::Initializing;
+        let (old_id, old_epoch) = self.previous_pid.unwrap_or((-1, -1));
         let request = InitProducerIdRequest::default()
             .with_transactional_id(None)
             .with_transaction_timeout_ms(60_000)
-            .with_producer_id((-1).into())
-            .with_producer_epoch(-1);
+            .with_producer_id(old_id.into())
+            .with_producer_epoch(old_epoch);
         let timeout = self.config.request_timeout;
         let fut = async move { call(&conn, broker, request, true, timeout).await };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
@@ -184,9 +189,16 @@ impl Sender {
                         epoch: resp.producer_epoch,
                     };
                     act.stats.producer_id = (resp.producer_id.0, resp.producer_epoch);
+                    act.previous_pid = None;
                     for q in act.partitions.values_mut() {
                         q.next_sequence = 0;
                     }
+                }
+                Ok(Some(resp)) if act.previous_pid.is_some() && resp.error_code != 0 => {
+                    // The broker does not know the old id (e.g. it lost its state): ask afresh.
+                    tracing::debug!(code = %KafkaCode(resp.error_code), "epoch bump refused; new producer id");
+                    act.previous_pid = None;
+                    act.pid = ProducerIdState::Unknown;
                 }
                 Ok(Some(resp)) if !KafkaCode(resp.error_code).is_retriable() => {
                     let err = ProduceError::Fatal(
@@ -345,7 +357,7 @@ impl Sender {
             }
             let mut batch = q.queue.pop_front().expect("head");
             if let Some((id, epoch)) = producer {
-                if batch.base_sequence < 0 || batch.producer_epoch != epoch {
+                if batch.base_sequence < 0 || batch.producer_id != id || batch.producer_epoch != epoch {
                     let seq = q.next_sequence;
                     let n = batch.record_count() as i32;
                     // Sequences wrap to 0 after i32::MAX (KIP-98).
@@ -478,8 +490,15 @@ impl Sender {
                                     code,
                                     message,
                                 };
-                                let retriable = code.is_retriable()
+                                let mut retriable = code.is_retriable()
                                     || (code.0 == 45 && self.has_earlier(&b));
+                                if !retriable && matches!(code.0, 45 | 59) && self.config.retries > 0 {
+                                    // UNKNOWN_PRODUCER_ID, or a sequence gap nothing pending explains
+                                    // (e.g. the broker lost its state): KIP-360 — get a new producer
+                                    // id/epoch, restart sequences at 0, resend the batch.
+                                    self.reset_producer_id(&b);
+                                    retriable = true;
+                                }
                                 self.retry_or_fail(b, err, retriable);
                             }
                         },
@@ -491,6 +510,20 @@ impl Sender {
             }
         }
         self.drain(ctx);
+    }
+
+    /// Forgets the producer id the batch was sent with (once per id/epoch): the next drain
+    /// sends InitProducerId again (with the old id and epoch, so a KIP-360 broker bumps the
+    /// epoch) and re-sequences every batch from 0.
+    fn reset_producer_id(&mut self, b: &ProducerBatch) {
+        if let ProducerIdState::Ready { id, epoch } = self.pid {
+            if b.producer_id == id && b.producer_epoch == epoch {
+                tracing::warn!(producer_id = id, epoch, tp = %b.tp, "producer id reset (KIP-360)");
+                self.previous_pid = Some((id, epoch));
+                self.pid = ProducerIdState::Unknown;
+                self.stats.producer_id_resets += 1;
+            }
+        }
     }
 
     /// True if a batch of the same partition with a lower sequence is still pending: an

@@ -28,10 +28,27 @@
 //! [`RecordBatchBuilder`] writes each record straight into one growing [`BytesMut`]: the record's
 //! size is computed arithmetically first, so its length prefix is written exactly once and no
 //! per-record temporary buffer or allocation is needed (beyond amortised buffer growth).
+//!
+//! # Compression
+//!
+//! [`RecordBatchBuilder::build`] is the only place where compression happens: the whole records
+//! section (everything after the 61-byte header) is compressed as one unit and the codec id is
+//! stored in bits 0-2 of `attributes`; the header itself is never compressed. Formats:
+//!
+//! | codec | `compression.type` | format of the records section | level key (KIP-390) |
+//! |-------|--------------------|-------------------------------|---------------------|
+//! | 1 | `gzip` | RFC 1952 gzip stream (`flate2`) | `compression.gzip.level` 0..=9, default 6 |
+//! | 2 | `snappy` | raw snappy (block format, no xerial or framing header; `snap`), as librdkafka writes | none |
+//! | 3 | `lz4` | standard LZ4 frame (`lz4_flex`): 64 KiB independent blocks, no checksums, correct header checksum | `compression.lz4.level` 1..=17, validated but **not applied** (one fast level) |
+//! | 4 | `zstd` | one standard Zstandard frame with the content size (`zstd`, KIP-110) | `compression.zstd.level` -131072..=22, default 3 |
+//!
+//! [`CompressionRatioEstimator`] tracks how well a codec compresses so that callers can fill
+//! compressed batches close to `batch.size` (see its docs).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use std::io::Write;
 use std::mem::MaybeUninit;
+use std::ops::RangeInclusive;
 
 use crate::record::Header;
 
@@ -70,20 +87,20 @@ const NO_TIMESTAMP: i64 = -1;
 /// Compression codec of a record batch: the low three bits of the batch `attributes`
 /// (Kafka protocol guide, "Record Batch"; config `compression.type`).
 ///
-/// Only [`Compression::None`] and [`Compression::Gzip`] are implemented; building a batch with
-/// any other codec fails with [`BatchError::UnsupportedCompression`].
+/// All five codecs are implemented; see the [module docs](self#compression) for the exact
+/// format of each and [`CompressionLevels`] for their levels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Compression {
     /// No compression (codec 0).
     #[default]
     None,
-    /// gzip (codec 1), RFC 1952 stream over the records section.
+    /// gzip (codec 1): an RFC 1952 stream over the records section.
     Gzip,
-    /// Snappy (codec 2). Not implemented.
+    /// Snappy (codec 2): the records section in raw snappy block format (no xerial header).
     Snappy,
-    /// LZ4 frame (codec 3). Not implemented.
+    /// LZ4 (codec 3): the records section as one standard LZ4 frame.
     Lz4,
-    /// Zstandard (codec 4). Not implemented.
+    /// Zstandard (codec 4): the records section as one standard zstd frame.
     Zstd,
 }
 
@@ -112,13 +129,112 @@ impl Compression {
     }
 }
 
+/// Default gzip level (zlib's default; what Kafka's `compression.gzip.level=-1` means).
+pub const DEFAULT_GZIP_LEVEL: u32 = 6;
+/// Valid gzip levels for [`CompressionLevels::gzip`] (0 = stored, no compression). Kafka's
+/// `compression.gzip.level` itself allows -1 (default) or 1..=9.
+pub const GZIP_LEVELS: RangeInclusive<u32> = 0..=9;
+/// Default LZ4 level of the Java producer (`compression.lz4.level`, KIP-390).
+pub const DEFAULT_LZ4_LEVEL: i32 = 9;
+/// Valid LZ4 levels (`compression.lz4.level`, KIP-390): 1..=17.
+pub const LZ4_LEVELS: RangeInclusive<i32> = 1..=17;
+/// Default zstd level (`compression.zstd.level`, KIP-390; also zstd's own default).
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+/// Valid zstd levels (`compression.zstd.level`, KIP-390): `ZSTD_minCLevel()..=ZSTD_maxCLevel()`
+/// of zstd 1.5, i.e. -131072..=22. Negative levels are faster and compress less; 0 means the
+/// default (3).
+pub const ZSTD_LEVELS: RangeInclusive<i32> = -131_072..=22;
+
+/// Compression levels per codec (KIP-390: `compression.gzip.level`, `compression.lz4.level`,
+/// `compression.zstd.level`). `None` means the codec's default. Only the level of the batch's
+/// codec is used and validated (by [`RecordBatchBuilder::build`]); the others are ignored.
+///
+/// ```
+/// use actix_kafka::protocol::record_batch::{Compression, CompressionLevels, RecordBatchBuilder};
+/// let levels = CompressionLevels { zstd: Some(9), ..CompressionLevels::default() };
+/// let mut b = RecordBatchBuilder::with_levels(16 * 1024, Compression::Zstd, levels);
+/// assert!(b.try_append(1_700_000_000_000, None, Some(&b"value"[..]), &[], 16 * 1024));
+/// let wire = b.build(-1, -1, -1).unwrap();
+/// assert_eq!(wire[22] & 0x07, 4); // attributes: codec 4 = zstd
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CompressionLevels {
+    /// gzip level in [`GZIP_LEVELS`] (0..=9); `None` = [`DEFAULT_GZIP_LEVEL`] (6).
+    pub gzip: Option<u32>,
+    /// LZ4 level in [`LZ4_LEVELS`] (1..=17); `None` = [`DEFAULT_LZ4_LEVEL`] (9).
+    ///
+    /// Validated but **not applied yet**: the pure-Rust `lz4_flex` encoder has a single level
+    /// (LZ4's fast compressor), so every valid level produces the same bytes.
+    pub lz4: Option<i32>,
+    /// zstd level in [`ZSTD_LEVELS`] (-131072..=22); `None` = [`DEFAULT_ZSTD_LEVEL`] (3).
+    pub zstd: Option<i32>,
+}
+
+impl CompressionLevels {
+    /// Checks the level that `compression` would use (the others are ignored, as in
+    /// [`RecordBatchBuilder::build`]).
+    ///
+    /// # Errors
+    ///
+    /// [`BatchError::Compression`] naming the codec and the valid range.
+    pub fn validate(&self, compression: Compression) -> Result<(), BatchError> {
+        match compression {
+            Compression::None | Compression::Snappy => Ok(()),
+            Compression::Gzip => self.gzip_level().map(drop),
+            Compression::Lz4 => self.lz4_level().map(drop),
+            Compression::Zstd => self.zstd_level().map(drop),
+        }
+    }
+
+    fn gzip_level(&self) -> Result<u32, BatchError> {
+        let level = self.gzip.unwrap_or(DEFAULT_GZIP_LEVEL);
+        if GZIP_LEVELS.contains(&level) {
+            Ok(level)
+        } else {
+            Err(level_error("gzip", level, &GZIP_LEVELS))
+        }
+    }
+
+    fn lz4_level(&self) -> Result<i32, BatchError> {
+        let level = self.lz4.unwrap_or(DEFAULT_LZ4_LEVEL);
+        if LZ4_LEVELS.contains(&level) {
+            Ok(level)
+        } else {
+            Err(level_error("lz4", level, &LZ4_LEVELS))
+        }
+    }
+
+    fn zstd_level(&self) -> Result<i32, BatchError> {
+        let level = self.zstd.unwrap_or(DEFAULT_ZSTD_LEVEL);
+        if ZSTD_LEVELS.contains(&level) {
+            Ok(level)
+        } else {
+            Err(level_error("zstd", level, &ZSTD_LEVELS))
+        }
+    }
+}
+
+fn level_error<T: std::fmt::Display>(
+    codec: &str,
+    level: T,
+    range: &RangeInclusive<T>,
+) -> BatchError {
+    BatchError::Compression(format!(
+        "{codec} level {level} is out of range {}..={}",
+        range.start(),
+        range.end()
+    ))
+}
+
 /// Why a record batch could not be built.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum BatchError {
     /// The configured codec (its `compression.type` name) is not implemented by this crate.
+    ///
+    /// No longer returned: every codec is implemented. Kept so that existing matches compile.
     #[error("compression codec `{0}` is not supported")]
     UnsupportedCompression(&'static str),
-    /// The compressor failed, or its configuration (e.g. the gzip level) is invalid.
+    /// The compressor failed, or its configuration (e.g. its level) is invalid.
     #[error("compression failed: {0}")]
     Compression(String),
     /// The batch cannot be represented on the wire: its `batchLength` would exceed `i32::MAX`
@@ -270,7 +386,7 @@ pub struct RecordBatchBuilder {
     /// Header placeholder (61 bytes) followed by the encoded, uncompressed records.
     buf: BytesMut,
     compression: Compression,
-    gzip_level: Option<u32>,
+    levels: CompressionLevels,
     transactional: bool,
     count: i32,
     base_timestamp: i64,
@@ -285,13 +401,30 @@ impl RecordBatchBuilder {
     /// * `compression`: codec applied by [`build`](Self::build) to the records section.
     /// * `gzip_level`: gzip level 0..=9 (`compression.gzip.level`, KIP-390); `None` = 6, the
     ///   zlib default. Ignored for other codecs; validated by `build`.
+    ///
+    /// LZ4 and zstd use their default levels; see [`with_levels`](Self::with_levels).
     pub fn new(capacity: usize, compression: Compression, gzip_level: Option<u32>) -> Self {
+        let levels = CompressionLevels {
+            gzip: gzip_level,
+            ..CompressionLevels::default()
+        };
+        Self::with_levels(capacity, compression, levels)
+    }
+
+    /// An empty batch with explicit per-codec levels (KIP-390).
+    ///
+    /// * `capacity`: initial buffer capacity in bytes, header included (typically `batch.size`;
+    ///   raised to at least 61).
+    /// * `compression`: codec applied by [`build`](Self::build) to the records section.
+    /// * `levels`: only the level of `compression` is used; it is validated by `build` (see
+    ///   [`CompressionLevels::validate`]).
+    pub fn with_levels(capacity: usize, compression: Compression, levels: CompressionLevels) -> Self {
         let mut buf = BytesMut::with_capacity(capacity.max(RECORD_BATCH_OVERHEAD));
         buf.put_bytes(0, RECORD_BATCH_OVERHEAD);
         RecordBatchBuilder {
             buf,
             compression,
-            gzip_level,
+            levels,
             transactional: false,
             count: 0,
             base_timestamp: NO_TIMESTAMP,
@@ -308,6 +441,11 @@ impl RecordBatchBuilder {
     /// The codec [`build`](Self::build) will apply.
     pub fn compression(&self) -> Compression {
         self.compression
+    }
+
+    /// The compression levels given at construction.
+    pub fn compression_levels(&self) -> CompressionLevels {
+        self.levels
     }
 
     /// Appends one record with CreateTime `timestamp_ms` (ms since the Unix epoch), an optional
@@ -412,7 +550,8 @@ impl RecordBatchBuilder {
 
     /// Closes the batch and returns its wire bytes.
     ///
-    /// Compresses the records section if configured, then fills the header: baseOffset 0,
+    /// Compresses the records section if configured (as one unit, in the format given in the
+    /// [module docs](self#compression)), then fills the header: baseOffset 0,
     /// batchLength, partitionLeaderEpoch -1, magic 2, attributes (codec, CreateTime,
     /// isTransactional if set), lastOffsetDelta (`record_count - 1`), base/max timestamps, and
     /// the producer fields as given (KIP-98: `producer_id`, `producer_epoch` and the sequence
@@ -424,8 +563,8 @@ impl RecordBatchBuilder {
     ///
     /// # Errors
     ///
-    /// * [`BatchError::UnsupportedCompression`] for Snappy, LZ4 and Zstd.
-    /// * [`BatchError::Compression`] if the gzip level is above 9 or the compressor fails.
+    /// * [`BatchError::Compression`] if the level of the batch's codec is out of range (gzip
+    ///   0..=9, lz4 1..=17, zstd -131072..=22) or the compressor fails.
     /// * [`BatchError::TooManyRecords`] if the batch is longer than `i32::MAX + 12` bytes.
     pub fn build(
         self,
@@ -435,8 +574,14 @@ impl RecordBatchBuilder {
     ) -> Result<Bytes, BatchError> {
         let mut out = match self.compression {
             Compression::None => self.buf,
-            Compression::Gzip => gzip_records(&self.buf, self.gzip_level)?,
-            other => return Err(BatchError::UnsupportedCompression(other.name())),
+            Compression::Gzip => gzip_records(&self.buf, self.levels.gzip_level()?)?,
+            Compression::Snappy => snappy_records(&self.buf)?,
+            Compression::Lz4 => {
+                // Validated only: lz4_flex has a single compression level.
+                self.levels.lz4_level()?;
+                lz4_records(&self.buf)?
+            }
+            Compression::Zstd => zstd_records(&self.buf, self.levels.zstd_level()?)?,
         };
         let batch_length =
             i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| BatchError::TooManyRecords)?;
@@ -462,14 +607,9 @@ impl RecordBatchBuilder {
     }
 }
 
-/// Gzips `buf[61..]` into a new buffer that starts with 61 (unfilled) header bytes.
-fn gzip_records(buf: &[u8], level: Option<u32>) -> Result<BytesMut, BatchError> {
-    let level = level.unwrap_or(6);
-    if level > 9 {
-        return Err(BatchError::Compression(format!(
-            "gzip level {level} is out of range 0..=9"
-        )));
-    }
+/// Gzips `buf[61..]` into a new buffer that starts with 61 (unfilled) header bytes. `level` is
+/// in 0..=9.
+fn gzip_records(buf: &[u8], level: u32) -> Result<BytesMut, BatchError> {
     let records = &buf[RECORD_BATCH_OVERHEAD..];
     let mut out = BytesMut::with_capacity(RECORD_BATCH_OVERHEAD + records.len() / 2 + 64);
     out.put_bytes(0, RECORD_BATCH_OVERHEAD);
@@ -478,6 +618,193 @@ fn gzip_records(buf: &[u8], level: Option<u32>) -> Result<BytesMut, BatchError> 
     match result {
         Ok(w) => Ok(w.into_inner()),
         Err(e) => Err(BatchError::Compression(format!("gzip: {e}"))),
+    }
+}
+
+/// Compresses `buf[61..]` in raw snappy format (one snappy block stream: varint uncompressed
+/// length, then literals and copies; no xerial or framing-format header) into a new buffer that
+/// starts with 61 (unfilled) header bytes.
+fn snappy_records(buf: &[u8]) -> Result<BytesMut, BatchError> {
+    let records = &buf[RECORD_BATCH_OVERHEAD..];
+    let max = snap::raw::max_compress_len(records.len());
+    if max == 0 && !records.is_empty() {
+        return Err(BatchError::Compression(
+            "snappy: records section too large".to_string(),
+        ));
+    }
+    let mut out = BytesMut::zeroed(RECORD_BATCH_OVERHEAD + max);
+    let n = snap::raw::Encoder::new()
+        .compress(records, &mut out[RECORD_BATCH_OVERHEAD..])
+        .map_err(|e| BatchError::Compression(format!("snappy: {e}")))?;
+    out.truncate(RECORD_BATCH_OVERHEAD + n);
+    Ok(out)
+}
+
+/// Compresses `buf[61..]` as one standard LZ4 frame (magic `04 22 4D 18`, frame format
+/// version 1, independent blocks of at most 64 KiB, no block or content checksum, no content
+/// size, correct header checksum) into a new buffer that starts with 61 (unfilled) header bytes.
+///
+/// These are the frame settings of the Java producer and librdkafka; Java brokers decode every
+/// block on its own, so blocks must be independent.
+fn lz4_records(buf: &[u8]) -> Result<BytesMut, BatchError> {
+    use lz4_flex::frame::{BlockMode, BlockSize, FrameEncoder, FrameInfo};
+    let records = &buf[RECORD_BATCH_OVERHEAD..];
+    let mut out = BytesMut::with_capacity(RECORD_BATCH_OVERHEAD + records.len() / 2 + 64);
+    out.put_bytes(0, RECORD_BATCH_OVERHEAD);
+    let info = FrameInfo::new()
+        .block_size(BlockSize::Max64KB)
+        .block_mode(BlockMode::Independent)
+        .block_checksums(false)
+        .content_checksum(false);
+    let mut enc = FrameEncoder::with_frame_info(info, out.writer());
+    let result = enc
+        .write_all(records)
+        .map_err(|e| e.to_string())
+        .and_then(|()| enc.finish().map_err(|e| e.to_string()));
+    match result {
+        Ok(w) => Ok(w.into_inner()),
+        Err(e) => Err(BatchError::Compression(format!("lz4: {e}"))),
+    }
+}
+
+/// Compresses `buf[61..]` as one standard zstd frame (content size in the frame header, no
+/// checksum, no dictionary) at `level` into a new buffer that starts with 61 (unfilled) header
+/// bytes.
+fn zstd_records(buf: &[u8], level: i32) -> Result<BytesMut, BatchError> {
+    let records = &buf[RECORD_BATCH_OVERHEAD..];
+    let bound = zstd::zstd_safe::compress_bound(records.len());
+    let mut out = BytesMut::zeroed(RECORD_BATCH_OVERHEAD + bound);
+    let n = zstd::bulk::Compressor::new(level)
+        .and_then(|mut c| c.compress_to_buffer(records, &mut out[RECORD_BATCH_OVERHEAD..]))
+        .map_err(|e| BatchError::Compression(format!("zstd: {e}")))?;
+    out.truncate(RECORD_BATCH_OVERHEAD + n);
+    Ok(out)
+}
+
+/// Running estimate of how well a codec compresses records sections, so that a caller can fill
+/// compressed batches close to `batch.size` (the idea of the Java producer's
+/// `CompressionRatioEstimator`).
+///
+/// [`RecordBatchBuilder::try_append`] limits the *uncompressed* size; with compression the wire
+/// batch ends up much smaller than `batch.size` unless the limit is raised by the expected ratio.
+/// The estimate is the ratio compressed / uncompressed of the records section (the 61-byte header
+/// is never compressed). It starts at 1.0 (no gain assumed); each built batch is fed to
+/// [`observe`](Self::observe): a worse ratio than estimated raises the estimate at once, by at
+/// least [`DETERIORATE_STEP`](Self::DETERIORATE_STEP), so batches quickly stop overshooting; a
+/// better one lowers it by at most [`IMPROVE_STEP`](Self::IMPROVE_STEP) per batch. Sizes derived
+/// from the estimate include a [`SAFETY_FACTOR`](Self::SAFETY_FACTOR) margin. For
+/// [`Compression::None`] the estimate is always 1.0 and every size passes through unchanged.
+///
+/// Keep one per codec and topic (or partition):
+///
+/// ```
+/// use actix_kafka::protocol::record_batch::{
+///     Compression, CompressionRatioEstimator, RecordBatchBuilder,
+/// };
+/// let batch_size = 16 * 1024;
+/// let mut est = CompressionRatioEstimator::new(Compression::Zstd);
+/// for _ in 0..3 {
+///     let limit = est.uncompressed_limit(batch_size); // >= batch_size once data compresses
+///     let mut b = RecordBatchBuilder::new(batch_size, Compression::Zstd, None);
+///     let mut ts = 0;
+///     while b.try_append(ts, None, Some(&b"{\"id\":12345,\"name\":\"user\"}"[..]), &[], limit) {
+///         ts += 1;
+///     }
+///     let uncompressed = b.size_in_bytes();
+///     let wire = b.build(-1, -1, -1).unwrap();
+///     est.observe(uncompressed, wire.len());
+/// }
+/// assert!(est.estimate() < 1.0);
+/// assert!(est.uncompressed_limit(batch_size) > batch_size);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CompressionRatioEstimator {
+    compression: Compression,
+    ratio: f32,
+}
+
+impl CompressionRatioEstimator {
+    /// The estimate before any batch was observed: no gain assumed.
+    pub const INITIAL_RATIO: f32 = 1.0;
+    /// Minimum raise of the estimate when a batch compressed worse than estimated.
+    pub const DETERIORATE_STEP: f32 = 0.05;
+    /// Maximum decrease of the estimate when a batch compressed better than estimated.
+    pub const IMPROVE_STEP: f32 = 0.005;
+    /// Margin applied by [`estimated_size`](Self::estimated_size) and
+    /// [`uncompressed_limit`](Self::uncompressed_limit) (estimates are 5% pessimistic).
+    pub const SAFETY_FACTOR: f32 = 1.05;
+    /// Smallest estimate kept, so that limits stay finite even for all-zero data.
+    pub const MIN_RATIO: f32 = 0.001;
+
+    /// A fresh estimator for `compression`, at [`INITIAL_RATIO`](Self::INITIAL_RATIO).
+    pub fn new(compression: Compression) -> Self {
+        CompressionRatioEstimator {
+            compression,
+            ratio: Self::INITIAL_RATIO,
+        }
+    }
+
+    /// The codec this estimator tracks.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// The current estimate of compressed / uncompressed size of a records section (1.0 for
+    /// [`Compression::None`]; may exceed 1.0 for incompressible data).
+    pub fn estimate(&self) -> f32 {
+        self.ratio
+    }
+
+    /// Feeds one built batch: `uncompressed` is [`RecordBatchBuilder::size_in_bytes`] just
+    /// before [`build`](RecordBatchBuilder::build) and `compressed` the length of the bytes it
+    /// returned (both header included). Batches without records, and any batch for
+    /// [`Compression::None`], leave the estimate unchanged.
+    pub fn observe(&mut self, uncompressed: usize, compressed: usize) {
+        if self.compression == Compression::None || uncompressed <= RECORD_BATCH_OVERHEAD {
+            return;
+        }
+        let observed = (compressed.saturating_sub(RECORD_BATCH_OVERHEAD) as f64
+            / (uncompressed - RECORD_BATCH_OVERHEAD) as f64) as f32;
+        let next = if observed > self.ratio {
+            observed.max(self.ratio + Self::DETERIORATE_STEP)
+        } else {
+            observed.max(self.ratio - Self::IMPROVE_STEP)
+        };
+        self.ratio = next.max(Self::MIN_RATIO);
+    }
+
+    /// Estimated wire size of a batch whose [`RecordBatchBuilder::size_in_bytes`] is
+    /// `uncompressed` (header included), with the safety margin. Identity for
+    /// [`Compression::None`].
+    pub fn estimated_size(&self, uncompressed: usize) -> usize {
+        if self.compression == Compression::None || uncompressed <= RECORD_BATCH_OVERHEAD {
+            return uncompressed;
+        }
+        let records = (uncompressed - RECORD_BATCH_OVERHEAD) as f64;
+        let factor = f64::from(self.ratio) * f64::from(Self::SAFETY_FACTOR);
+        // Float-to-int `as` saturates.
+        RECORD_BATCH_OVERHEAD.saturating_add((records * factor).ceil() as usize)
+    }
+
+    /// The largest uncompressed batch size (header included) whose
+    /// [`estimated_size`](Self::estimated_size) is at most `batch_size`: pass it as the
+    /// `size_limit` of [`RecordBatchBuilder::try_append`] (and compare
+    /// [`size_in_bytes`](RecordBatchBuilder::size_in_bytes) against it to decide that a batch is
+    /// full) so that compressed batches come out close to `batch_size`. Identity for
+    /// [`Compression::None`]; may exceed `batch_size` several times for compressible data, so
+    /// callers should still cap it, e.g. by `max.request.size`.
+    pub fn uncompressed_limit(&self, batch_size: usize) -> usize {
+        if self.compression == Compression::None || batch_size <= RECORD_BATCH_OVERHEAD {
+            return batch_size;
+        }
+        let records = (batch_size - RECORD_BATCH_OVERHEAD) as f64;
+        let factor = f64::from(self.ratio) * f64::from(Self::SAFETY_FACTOR);
+        let mut limit = RECORD_BATCH_OVERHEAD.saturating_add((records / factor).floor() as usize);
+        // Guard against float rounding: the limit must map back to at most `batch_size`.
+        while limit > RECORD_BATCH_OVERHEAD && self.estimated_size(limit) > batch_size {
+            limit -= 1;
+        }
+        limit
     }
 }
 

@@ -8,6 +8,11 @@
 //!   compatible `murmur2_random` partitioner).
 //! * [`mock_cluster`] / [`MockKafka`]: librdkafka's in-process mock cluster for fault injection
 //!   (leader moves, brokers going down, request errors, request tracking).
+//! * [`encode_batch`] / [`produce_raw_batch`]: hand-made record batches sent verbatim.
+//!
+//! Beware: Tansu 0.6 *accepts and stores* record batches with a wrong CRC (it only logs
+//! `crc=.. computed=..`). Two checks catch that: the readers here (`check.crcs=true`, they panic
+//! with `BadMessage`) and [`TestBroker::assert_no_crc_errors`] (greps the broker log).
 //!
 //! Everything here is blocking unless marked `async`; the blocking functions may be called from
 //! inside a tokio / actix runtime (they only block the calling thread for a short while).
@@ -15,8 +20,10 @@
 //! Environment:
 //! * `TANSU_BIN`: path of the tansu binary (set by `scripts/test.sh`). Otherwise
 //!   `$TANSU_ROOT/bin/tansu`, `$HOME/.cache/actix-kafka/tansu/bin/tansu`, then `tansu` on `PATH`.
-//! * `TANSU_LOG`: `RUST_LOG` filter for the brokers (default `warn`). Broker logs go to
-//!   `target/tmp/tansu-<port>-<n>.log` (the path is printed when a test fails while a broker is up).
+//! * `TANSU_LOG`: `RUST_LOG` filter for the brokers (default `warn`; CRC errors are always
+//!   logged). Broker logs go to `target/tmp/tansu-<port>-<pid>-<n>.log`; they are deleted when
+//!   the broker is dropped, unless the test is panicking (then the path and the log tail are
+//!   printed) or `TANSU_KEEP_LOGS` is set.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashSet};
@@ -131,6 +138,17 @@ pub fn tansu_bin() -> PathBuf {
         .unwrap_or_else(|| panic!("tansu binary not found; {HINT}"))
 }
 
+/// `RUST_LOG` for the brokers: `$TANSU_LOG` (default `warn`), always keeping Tansu's CRC
+/// mismatch errors (see [`TestBroker::crc_errors_logged`]).
+fn tansu_rust_log() -> String {
+    let base = std::env::var("TANSU_LOG").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "warn".into());
+    if base.contains("deflated") {
+        base
+    } else {
+        format!("{base},tansu_sans_io::record::deflated=error")
+    }
+}
+
 fn log_dir() -> PathBuf {
     // Set by cargo for integration tests: <target>/tmp.
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -180,23 +198,20 @@ fn partitions_ready(metadata: &Metadata, topic: &str) -> Option<Vec<i32>> {
 pub fn wait_for_topic(bootstrap: &str, topic: &str, partitions: Option<i32>, timeout: Duration) -> Vec<i32> {
     let client = admin_client(bootstrap);
     let deadline = Instant::now() + timeout;
-    let mut last = String::from("no answer");
     loop {
-        match client.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+        let last = match client.fetch_metadata(Some(topic), Duration::from_secs(5)) {
             Ok(md) => match partitions_ready(&md, topic) {
                 Some(ids) if partitions.map_or(true, |n| ids.len() == n as usize) => return ids,
-                Some(ids) => last = format!("{} partitions", ids.len()),
-                None => {
-                    last = md
-                        .topics()
-                        .iter()
-                        .find(|t| t.name() == topic)
-                        .map(|t| format!("error {:?}, {} partitions", t.error(), t.partitions().len()))
-                        .unwrap_or_else(|| "topic missing".into())
-                }
+                Some(ids) => format!("{} partitions", ids.len()),
+                None => md
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == topic)
+                    .map(|t| format!("error {:?}, {} partitions", t.error(), t.partitions().len()))
+                    .unwrap_or_else(|| "topic missing".into()),
             },
-            Err(e) => last = e.to_string(),
-        }
+            Err(e) => e.to_string(),
+        };
         assert!(
             Instant::now() < deadline,
             "topic {topic} not ready on {bootstrap} after {timeout:?} (want {partitions:?} partitions): {last}"
@@ -225,7 +240,7 @@ pub struct TestBroker {
     child: Option<Child>,
     watchdog: Option<Child>,
     /// Topics created through [`TestBroker::create_topic`]: (name, partitions, configs).
-    topics: Vec<(String, i32, Vec<(String, String)>)>,
+    topics: Mutex<Vec<(String, i32, Vec<(String, String)>)>>,
 }
 
 impl TestBroker {
@@ -244,7 +259,7 @@ impl TestBroker {
                 bin: bin.clone(),
                 child: None,
                 watchdog: None,
-                topics: Vec::new(),
+                topics: Mutex::new(Vec::new()),
             };
             match broker.launch() {
                 Ok(()) => return broker,
@@ -284,7 +299,7 @@ impl TestBroker {
             // tansu loads a `.env` file from its working directory (and parents): stay away from
             // the crate root.
             .current_dir(log_dir())
-            .env("RUST_LOG", std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()))
+            .env("RUST_LOG", tansu_rust_log())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log)
@@ -346,7 +361,7 @@ impl TestBroker {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             match client.fetch_metadata(None, remaining.min(Duration::from_secs(5))) {
-                Ok(md) if !md.brokers().is_empty() => return Ok(()),
+                Ok(md) if !md.brokers().is_empty() => break,
                 Ok(_) => {}
                 Err(e) if Instant::now() > deadline => {
                     return Err(format!("tansu on port {} does not answer metadata: {e}", self.port))
@@ -357,6 +372,13 @@ impl TestBroker {
                 return Err(format!("tansu on port {} reports no brokers", self.port));
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        // 3. It is still our process answering (not something else that owns the port while our
+        //    tansu failed to bind it and is on its way out).
+        std::thread::sleep(Duration::from_millis(50));
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => Ok(()),
+            other => Err(format!("tansu on port {} is not running after startup: {other:?}", self.port)),
         }
     }
 
@@ -392,7 +414,7 @@ impl TestBroker {
     /// 0) so producers can continue; use [`restart_empty`](Self::restart_empty) to skip that.
     pub fn restart(&mut self) {
         self.restart_empty();
-        let topics = self.topics.clone();
+        let topics = self.topics.lock().unwrap().clone();
         for (name, partitions, configs) in topics {
             let cfg: Vec<(&str, &str)> = configs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             self.run_create_topic(&name, partitions, &cfg).unwrap_or_else(|e| panic!("{e}"));
@@ -444,21 +466,41 @@ impl TestBroker {
     /// Creates `name` with `partitions` partitions (tansu CLI, CreateTopics) and waits until
     /// librdkafka's metadata shows exactly that many partitions, each with a leader.
     /// Panics if the topic already exists.
-    pub fn create_topic(&mut self, name: &str, partitions: i32) {
+    pub fn create_topic(&self, name: &str, partitions: i32) {
         self.create_topic_with_config(name, partitions, &[]);
     }
 
     /// Like [`create_topic`](Self::create_topic) with topic configs, e.g.
     /// `&[("max.message.bytes", "1048576")]` (tansu `--config k=v`).
-    pub fn create_topic_with_config(&mut self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    pub fn create_topic_with_config(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
         assert!(partitions > 0, "partitions must be > 0");
         self.run_create_topic(name, partitions, configs).unwrap_or_else(|e| panic!("{e}"));
-        self.topics.push((
+        self.topics.lock().unwrap().push((
             name.to_string(),
             partitions,
             configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         ));
         wait_for_topic(&self.bootstrap, name, Some(partitions), TOPIC_TIMEOUT);
+    }
+
+    /// Lines of the broker log where Tansu reports a record batch whose CRC does not match
+    /// (`ERROR tansu_sans_io::record::deflated: crc=.. computed=..`). Tansu accepts and stores
+    /// such batches verbatim (Produce succeeds!), so check this after producing, in addition to
+    /// reading back with `check.crcs=true`.
+    pub fn crc_errors_logged(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("crc=") && l.contains("computed="))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Panics (showing the lines) if Tansu logged a CRC mismatch; see
+    /// [`crc_errors_logged`](Self::crc_errors_logged).
+    pub fn assert_no_crc_errors(&self) {
+        let lines = self.crc_errors_logged();
+        assert!(lines.is_empty(), "tansu on {} saw batches with a bad CRC:\n{}", self.bootstrap, lines.join("\n"));
     }
 
     /// The last `max_bytes` of the broker log.
@@ -478,6 +520,9 @@ impl Drop for TestBroker {
             );
         }
         self.kill();
+        if !std::thread::panicking() && std::env::var_os("TANSU_KEEP_LOGS").is_none() {
+            let _ = std::fs::remove_file(&self.log_path);
+        }
     }
 }
 
@@ -919,4 +964,83 @@ impl Drop for MockKafka {
     fn drop(&mut self) {
         unsafe { rdsys::rd_kafka_mock_cluster_destroy(self.raw) }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw Produce (hand-made record batches)
+// ---------------------------------------------------------------------------------------------
+
+/// Encodes `records` (key, value) as one uncompressed v2 record batch with kafka-protocol.
+pub fn encode_batch(records: &[(Option<&[u8]>, Option<&[u8]>)]) -> bytes::Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: now,
+            key: k.map(bytes::Bytes::copy_from_slice),
+            value: v.map(bytes::Bytes::copy_from_slice),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .expect("encode record batch");
+    buf.freeze()
+}
+
+/// Sends one Produce request (v7, acks=-1) carrying `batch` verbatim for `topic`/`partition` over
+/// a fresh connection to `bootstrap` (a single `host:port`) and returns the partition's
+/// `(error_code, base_offset)`. For feeding brokers hand-made (e.g. deliberately corrupt) batches.
+pub fn produce_raw_batch(bootstrap: &str, topic: &str, partition: i32, batch: bytes::Bytes) -> (i16, i64) {
+    use bytes::{Buf, BufMut};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName};
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use std::io::Write;
+
+    const VERSION: i16 = 7;
+    let header = RequestHeader::default()
+        .with_request_api_key(0)
+        .with_request_api_version(VERSION)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_static_str("actix-kafka-test-raw")));
+    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch))]),
+    ]);
+    let mut body = bytes::BytesMut::new();
+    header.encode(&mut body, 1).unwrap();
+    request.encode(&mut body, VERSION).unwrap();
+    let mut frame = bytes::BytesMut::with_capacity(body.len() + 4);
+    frame.put_i32(body.len() as i32);
+    frame.extend_from_slice(&body);
+
+    let mut stream = TcpStream::connect(bootstrap).unwrap_or_else(|e| panic!("connect {bootstrap}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    stream.write_all(&frame).unwrap();
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).expect("read Produce response size");
+    let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut resp).expect("read Produce response");
+    let mut resp = bytes::Bytes::from(resp);
+    let rh = ResponseHeader::decode(&mut resp, 0).unwrap();
+    assert_eq!(rh.correlation_id, 1);
+    let pr = ProduceResponse::decode(&mut resp, VERSION).unwrap();
+    assert!(!resp.has_remaining() || resp.remaining() < 8, "trailing bytes in Produce response");
+    let p = &pr.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
 }

@@ -1,0 +1,351 @@
+//! Issue #2 end to end: our producer against a real Tansu broker, read back independently by
+//! librdkafka (`check.crcs=true`).
+mod common;
+
+use actix_kafka::partitioner::{murmur2, to_positive};
+use actix_kafka::{Acks, ProduceError, Producer, ProducerConfig, ProducerRecord};
+use common::{read_back, unique_topic, TestBroker};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+fn config(bootstrap: &str) -> actix_kafka::config::ProducerConfigBuilder {
+    ProducerConfig::builder()
+        .bootstrap_servers([bootstrap.to_string()])
+        .max_block(Duration::from_secs(10))
+}
+
+#[actix_rt::test]
+async fn hundred_thousand_keyed_records_with_headers_acks_all() {
+    common::init_tracing();
+    let mut broker = TestBroker::start();
+    let topic = unique_topic("keyed");
+    broker.create_topic(&topic, 3);
+    let cfg = config(&broker.bootstrap)
+        .acks(Acks::All)
+        .linger(Duration::from_millis(5))
+        .build()
+        .unwrap();
+    assert!(cfg.enable_idempotence, "Java 3+ default: idempotence on");
+    let producer = Producer::start(cfg).await.unwrap();
+
+    const N: usize = 100_000;
+    let started = Instant::now();
+    let mut deliveries = Vec::with_capacity(N);
+    for i in 0..N {
+        let record = ProducerRecord::new(topic.as_str(), format!("value-{i}"))
+            .key(format!("key-{}", i % 5000))
+            .header("seq", i.to_string())
+            .header("src", "actix-kafka");
+        deliveries.push(producer.send(record).await.expect("enqueue"));
+    }
+    let mut offsets: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    let mut by_seq = Vec::with_capacity(N);
+    for d in deliveries {
+        let md = d.await.expect("every record acknowledged");
+        offsets.entry(md.partition).or_default().push(md.offset);
+        by_seq.push((md.partition, md.offset));
+    }
+    println!("produced {N} records in {:?}", started.elapsed());
+    let stats = producer.sender_stats().await.unwrap();
+    println!("sender: {stats:?}");
+    assert!(stats.producer_id.0 >= 0, "idempotent producer got a producer id");
+    producer.close(Duration::from_secs(10)).await;
+
+    // Offsets per partition are contiguous from 0.
+    assert_eq!(offsets.len(), 3, "all three partitions used");
+    for (p, mut offs) in offsets {
+        offs.sort_unstable();
+        let expect: Vec<i64> = (0..offs.len() as i64).collect();
+        assert_eq!(offs, expect, "partition {p} offsets contiguous from 0");
+    }
+    // Each keyed record is on its murmur2 partition.
+    for (i, (p, _)) in by_seq.iter().enumerate() {
+        let key = format!("key-{}", i % 5000);
+        assert_eq!(*p, to_positive(murmur2(key.as_bytes())) % 3, "record {i}");
+    }
+
+    // librdkafka reads back exactly those records, CRCs checked.
+    let read = read_back(&broker.bootstrap, &topic, N, Duration::from_secs(120)).await;
+    assert_eq!(read.len(), N, "librdkafka read back every record");
+    let mut seen = vec![false; N];
+    for r in &read {
+        let seq: usize = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == "seq")
+            .and_then(|(_, v)| v.as_deref())
+            .map(|v| std::str::from_utf8(v).unwrap().parse().unwrap())
+            .expect("seq header");
+        assert!(!seen[seq], "record {seq} read twice");
+        seen[seq] = true;
+        assert_eq!(r.value_str().as_deref(), Some(format!("value-{seq}").as_str()));
+        assert_eq!(r.key_str().as_deref(), Some(format!("key-{}", seq % 5000).as_str()));
+        assert_eq!(
+            r.headers,
+            vec![
+                ("seq".to_string(), Some(seq.to_string().into_bytes())),
+                ("src".to_string(), Some(b"actix-kafka".to_vec()))
+            ]
+        );
+        assert_eq!((r.partition, r.offset), by_seq[seq], "record {seq} where we were told");
+    }
+    broker.assert_no_crc_errors();
+}
+
+#[actix_rt::test]
+async fn keyed_partitions_match_librdkafka_murmur2_random() {
+    let mut broker = TestBroker::start();
+    let topic = unique_topic("murmur");
+    broker.create_topic(&topic, 7);
+    let producer = Producer::start(config(&broker.bootstrap).build().unwrap())
+        .await
+        .unwrap();
+    for i in 0..40 {
+        let key = format!("customer-{i}-{}", "x".repeat(i % 9));
+        let ours = producer
+            .send(ProducerRecord::new(topic.as_str(), "v").key(key.clone()))
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .partition;
+        let (theirs, _) = common::rdkafka_produce_keyed(&broker.bootstrap, &topic, key.as_bytes(), b"v").await;
+        assert_eq!(ours, theirs, "key {key}");
+    }
+    producer.close(Duration::from_secs(5)).await;
+}
+
+async fn produce_with_acks(acks: Acks) {
+    let mut broker = TestBroker::start();
+    let topic = unique_topic("acks");
+    broker.create_topic(&topic, 2);
+    let producer = Producer::start(config(&broker.bootstrap).acks(acks).build().unwrap())
+        .await
+        .unwrap();
+    assert!(!producer.config().enable_idempotence, "acks={acks:?} turns default idempotence off");
+    let mut deliveries = Vec::new();
+    for i in 0..2000 {
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new(topic.as_str(), format!("m{i}")).partition(i % 2))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut results = Vec::new();
+    for d in deliveries {
+        results.push(d.await.expect("delivered"));
+    }
+    producer.close(Duration::from_secs(5)).await;
+    match acks {
+        Acks::None => assert!(results.iter().all(|m| m.offset == -1), "acks=0: no offsets"),
+        _ => {
+            for p in 0..2 {
+                let offs: Vec<i64> = results.iter().filter(|m| m.partition == p).map(|m| m.offset).collect();
+                assert_eq!(offs, (0..1000).collect::<Vec<_>>(), "acks={acks:?} partition {p} in order");
+            }
+        }
+    }
+    let read = read_back(&broker.bootstrap, &topic, 2000, Duration::from_secs(60)).await;
+    assert_eq!(read.len(), 2000);
+    let mut values: Vec<String> = read.iter().map(|r| r.value_str().unwrap()).collect();
+    values.sort();
+    let mut expect: Vec<String> = (0..2000).map(|i| format!("m{i}")).collect();
+    expect.sort();
+    assert_eq!(values, expect);
+}
+
+#[actix_rt::test]
+async fn acks_0() {
+    produce_with_acks(Acks::None).await;
+}
+
+#[actix_rt::test]
+async fn acks_1() {
+    produce_with_acks(Acks::Leader).await;
+}
+
+#[actix_rt::test]
+async fn typed_errors_within_max_block() {
+    let mut broker = TestBroker::start();
+    let topic = unique_topic("errors");
+    broker.create_topic(&topic, 1);
+    let max_block = Duration::from_millis(1500);
+    let producer = Producer::start(
+        config(&broker.bootstrap)
+            .max_block(max_block)
+            .allow_auto_create_topics(false)
+            .max_request_size(10_000)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+
+    // Oversized record: fails at send, at once.
+    let t = Instant::now();
+    let err = producer
+        .send(ProducerRecord::new(topic.as_str(), vec![0u8; 20_000]))
+        .await
+        .err()
+        .expect("too large");
+    assert!(matches!(err, ProduceError::RecordTooLarge { limit: 10_000, size } if size > 20_000), "{err}");
+    assert!(t.elapsed() < Duration::from_millis(500));
+
+    // Unknown topic, auto-create off.
+    let t = Instant::now();
+    let err = producer
+        .send(ProducerRecord::new("no-such-topic-here", "x"))
+        .await
+        .err()
+        .expect("unknown topic");
+    let waited = t.elapsed();
+    println!("unknown topic: {err} after {waited:?}");
+    assert!(
+        matches!(err, ProduceError::UnknownTopic { .. } | ProduceError::TopicError { .. }),
+        "{err:?}"
+    );
+    assert!(waited <= max_block + Duration::from_millis(700), "{waited:?}");
+
+    // Invalid topic name.
+    let err = producer
+        .send(ProducerRecord::new("bad topic name!", "x"))
+        .await
+        .err()
+        .expect("bad name");
+    println!("bad name: {err}");
+    assert!(
+        matches!(err, ProduceError::TopicError { .. } | ProduceError::UnknownTopic { .. }),
+        "{err:?}"
+    );
+
+    // Explicit partition out of range.
+    let err = producer
+        .send(ProducerRecord::new(topic.as_str(), "x").partition(5))
+        .await
+        .err()
+        .expect("bad partition");
+    assert!(matches!(err, ProduceError::InvalidPartition { partitions: 1, .. }), "{err:?}");
+
+    // The producer still works after all that.
+    let md = producer
+        .send(ProducerRecord::new(topic.as_str(), "ok"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(md.offset, 0);
+    producer.close(Duration::from_secs(5)).await;
+}
+
+#[actix_rt::test]
+async fn unreachable_bootstrap_fails_within_max_block() {
+    let port = common::free_port(); // nothing listens there
+    let max_block = Duration::from_millis(1200);
+    let producer = Producer::start(
+        ProducerConfig::builder()
+            .bootstrap_servers([format!("127.0.0.1:{port}")])
+            .max_block(max_block)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let t = Instant::now();
+    let err = producer
+        .send(ProducerRecord::new("t", "x"))
+        .await
+        .err()
+        .expect("no broker");
+    let waited = t.elapsed();
+    println!("unreachable: {err} after {waited:?}");
+    assert!(matches!(err, ProduceError::MetadataTimeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("connect"), "reason names the connect failure: {err}");
+    assert!(waited >= max_block && waited <= max_block + Duration::from_millis(700), "{waited:?}");
+    // try_send fails at once.
+    assert!(producer.try_send(ProducerRecord::new("t", "x")).is_err());
+    producer.close(Duration::from_secs(1)).await;
+}
+
+#[actix_rt::test]
+async fn broker_restart_mid_run_reconnects_and_continues() {
+    common::init_tracing();
+    let mut broker = TestBroker::start();
+    let topic = unique_topic("restart");
+    broker.create_topic(&topic, 2);
+    let producer = Producer::start(
+        config(&broker.bootstrap)
+            .linger(Duration::from_millis(2))
+            .delivery_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    const N: usize = 3000;
+    let send_all = {
+        let producer = producer.clone();
+        let topic = topic.clone();
+        actix_rt::spawn(async move {
+            let mut out = Vec::with_capacity(N);
+            for i in 0..N {
+                let d = producer
+                    .send(ProducerRecord::new(topic.as_str(), format!("r{i}")).key(format!("k{i}")))
+                    .await
+                    .expect("enqueue");
+                out.push((i, d));
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+            out
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Kill and restart the broker process (memory storage: the topic comes back empty).
+    let b = tokio::task::spawn_blocking(move || {
+        broker.stop();
+        std::thread::sleep(Duration::from_millis(700));
+        broker.restart();
+        broker
+    });
+    let broker = b.await.unwrap();
+    let restarted_at = Instant::now();
+    let deliveries = send_all.await.unwrap();
+    let mut acked_after_restart = Vec::new();
+    let mut failed = Vec::new();
+    for (i, d) in deliveries {
+        match d.await {
+            Ok(md) => {
+                if Instant::now() >= restarted_at {
+                    acked_after_restart.push((i, md));
+                }
+            }
+            Err(e) => failed.push((i, e)),
+        }
+    }
+    let stats = producer.sender_stats().await.unwrap();
+    println!(
+        "restart: {} acked after restart, {} failed, retried batches {} / records {}",
+        acked_after_restart.len(),
+        failed.len(),
+        stats.batches_retried,
+        stats.records_retried
+    );
+    assert!(failed.is_empty(), "no record failed: {:?}", &failed[..failed.len().min(5)]);
+    assert!(stats.records_retried > 0, "records in flight at the kill were retried");
+    producer.close(Duration::from_secs(5)).await;
+    // What the new broker acknowledged is readable (the old broker's log died with it).
+    let read = common::read_all(&broker.bootstrap, &topic, Duration::from_secs(20)).await;
+    let read_values: HashMap<String, (i32, i64)> = read
+        .iter()
+        .map(|r| (r.value_str().unwrap(), (r.partition, r.offset)))
+        .collect();
+    assert_eq!(read.len(), read_values.len(), "no duplicates in the new log");
+    let last = acked_after_restart.iter().rev().take(200);
+    for (i, md) in last {
+        assert_eq!(
+            read_values.get(&format!("r{i}")),
+            Some(&(md.partition, md.offset)),
+            "record {i} acked after the restart is in the log"
+        );
+    }
+}
