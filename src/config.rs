@@ -14,7 +14,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::protocol::record_batch::Compression;
+use crate::protocol::record_batch::{
+    Compression, CompressionLevels, DEFAULT_LZ4_LEVEL, DEFAULT_ZSTD_LEVEL, LZ4_LEVELS, ZSTD_LEVELS,
+};
 
 /// Largest value of a Java `int` config (`Integer.MAX_VALUE`).
 const JAVA_INT_MAX: u64 = i32::MAX as u64;
@@ -197,12 +199,18 @@ pub struct ProducerConfig {
     /// `max.in.flight.requests.per.connection`: unacknowledged produce requests per
     /// broker connection. Count; default 5; at least 1, at most 5 with idempotence.
     pub max_in_flight_requests_per_connection: usize,
-    /// `compression.type`: batch compression codec. Default `none`; `gzip` is supported,
-    /// `snappy`, `lz4` and `zstd` are rejected as unsupported for now.
+    /// `compression.type`: batch compression codec: `none` (default), `gzip`, `snappy`, `lz4`
+    /// or `zstd` (case-insensitive in properties).
     pub compression: Compression,
     /// `compression.gzip.level`: gzip level (KIP-390, Kafka 3.8). Default -1 = the codec's
     /// default level (6); otherwise 1..=9.
     pub compression_gzip_level: i32,
+    /// `compression.lz4.level`: LZ4 level (KIP-390, Kafka 3.8). Default 9; 1..=17.
+    /// Validated but not applied yet: the LZ4 encoder used has a single (fast) level.
+    pub compression_lz4_level: i32,
+    /// `compression.zstd.level`: zstd level (KIP-390, Kafka 3.8). Default 3; -131072..=22
+    /// (negative levels are faster and compress less).
+    pub compression_zstd_level: i32,
     /// `enable.idempotence`: producer ids and sequence numbers so retries cannot
     /// duplicate or reorder records. Default `true` (KIP-679, Kafka 3.0). When not set
     /// explicitly and `acks`, `retries` or `max.in.flight.requests.per.connection`
@@ -250,8 +258,10 @@ static DOCUMENTED_KEYS: &[(&str, &str, &str)] = &[
     ("reconnect.backoff.max.ms", "1000", "Cap in milliseconds of the exponential reconnect backoff (KIP-144)."),
     ("metadata.max.age.ms", "300000", "Milliseconds after which metadata is refreshed even without errors."),
     ("max.in.flight.requests.per.connection", "5", "Unacknowledged produce requests per broker connection; >= 1, <= 5 with idempotence."),
-    ("compression.type", "none", "Batch compression: none or gzip (snappy, lz4, zstd not supported yet)."),
+    ("compression.type", "none", "Batch compression: none, gzip, snappy, lz4 or zstd."),
     ("compression.gzip.level", "-1", "Gzip level: -1 for the codec default, else 1..=9 (KIP-390)."),
+    ("compression.lz4.level", "9", "LZ4 level, 1..=17 (KIP-390); validated but not applied yet (the LZ4 encoder has one fast level)."),
+    ("compression.zstd.level", "3", "Zstd level, -131072..=22 (KIP-390); negative levels are faster and compress less."),
     ("enable.idempotence", "true", "Idempotent producer (no duplicates on retry); default true since Kafka 3.0 (KIP-679); silently disabled on conflicts unless set explicitly."),
     ("partitioner.ignore.keys", "false", "If true, keyed records are partitioned like unkeyed ones (KIP-794)."),
     ("allow.auto.create.topics", "true", "Let the broker auto-create topics the producer requests metadata for (KIP-487)."),
@@ -309,6 +319,17 @@ impl ProducerConfig {
         DOCUMENTED_KEYS
     }
 
+    /// The KIP-390 levels of all codecs in the form
+    /// [`RecordBatchBuilder::with_levels`](crate::protocol::record_batch::RecordBatchBuilder::with_levels)
+    /// takes: gzip -1 becomes `None` (the codec default), lz4 and zstd are always `Some`.
+    pub fn compression_levels(&self) -> CompressionLevels {
+        CompressionLevels {
+            gzip: u32::try_from(self.compression_gzip_level).ok(),
+            lz4: Some(self.compression_lz4_level),
+            zstd: Some(self.compression_zstd_level),
+        }
+    }
+
     fn defaults() -> Self {
         ProducerConfig {
             bootstrap_servers: Vec::new(),
@@ -329,6 +350,8 @@ impl ProducerConfig {
             max_in_flight_requests_per_connection: 5,
             compression: Compression::None,
             compression_gzip_level: -1,
+            compression_lz4_level: DEFAULT_LZ4_LEVEL,
+            compression_zstd_level: DEFAULT_ZSTD_LEVEL,
             enable_idempotence: true,
             enable_idempotence_explicit: false,
             partitioner_ignore_keys: false,
@@ -502,7 +525,7 @@ impl ProducerConfigBuilder {
         self
     }
 
-    /// `compression.type` (default none; only none and gzip pass `build` for now).
+    /// `compression.type` (default none).
     pub fn compression(mut self, compression: Compression) -> Self {
         self.config.compression = compression;
         self
@@ -511,6 +534,18 @@ impl ProducerConfigBuilder {
     /// `compression.gzip.level` (-1 = default, else 1..=9).
     pub fn compression_gzip_level(mut self, level: i32) -> Self {
         self.config.compression_gzip_level = level;
+        self
+    }
+
+    /// `compression.lz4.level` (default 9, 1..=17; validated but not applied yet).
+    pub fn compression_lz4_level(mut self, level: i32) -> Self {
+        self.config.compression_lz4_level = level;
+        self
+    }
+
+    /// `compression.zstd.level` (default 3, -131072..=22).
+    pub fn compression_zstd_level(mut self, level: i32) -> Self {
+        self.config.compression_zstd_level = level;
         self
     }
 
@@ -591,11 +626,19 @@ impl ProducerConfigBuilder {
             }
             "compression.type" => self.compression(parse_compression(v)?),
             "compression.gzip.level" => {
-                let level = v
-                    .parse::<i32>()
-                    .map_err(|_| invalid(key, v, "expected an integer"))?;
+                let level = parse_level(key, v)?;
                 check_gzip_level(level)?;
                 self.compression_gzip_level(level)
+            }
+            "compression.lz4.level" => {
+                let level = parse_level(key, v)?;
+                check_lz4_level(level)?;
+                self.compression_lz4_level(level)
+            }
+            "compression.zstd.level" => {
+                let level = parse_level(key, v)?;
+                check_zstd_level(level)?;
+                self.compression_zstd_level(level)
             }
             "enable.idempotence" => self.enable_idempotence(parse_bool(key, v)?),
             "partitioner.ignore.keys" => self.partitioner_ignore_keys(parse_bool(key, v)?),
@@ -644,7 +687,7 @@ impl ProducerConfigBuilder {
     /// Validate and return the config.
     ///
     /// Checks, in order: `bootstrap.servers` present ([`ConfigError::Missing`]) and
-    /// well-formed; per-key ranges; compression support; idempotence (KIP-679, Java 3.2+:
+    /// well-formed; per-key ranges (compression levels included); idempotence (KIP-679, Java 3.2+:
     /// an explicit `enable.idempotence=true` with `acks` other than all, `retries=0` or
     /// more than 5 in-flight requests is a [`ConfigError::Conflict`]; when not explicit,
     /// idempotence is turned off instead); and `delivery.timeout.ms >= linger.ms +
@@ -690,6 +733,8 @@ impl ProducerConfigBuilder {
             JAVA_INT_MAX,
         )?;
         check_gzip_level(c.compression_gzip_level)?;
+        check_lz4_level(c.compression_lz4_level)?;
+        check_zstd_level(c.compression_zstd_level)?;
         check_ms(
             "connections.max.idle.ms",
             c.connections_max_idle,
@@ -712,7 +757,6 @@ impl ProducerConfigBuilder {
             1,
             JAVA_INT_MAX,
         )?;
-        check_compression(&c.compression)?;
 
         if c.enable_idempotence {
             let mut conflicts = Vec::new();
@@ -781,9 +825,6 @@ fn unsupported_reason(key: &str) -> Option<&'static str> {
         "key.serializer" | "value.serializer" => "pass serializers in code",
         "partitioner.class" => "pass a custom partitioner in code",
         "interceptor.classes" => "producer interceptors are not supported",
-        "compression.lz4.level" | "compression.zstd.level" => {
-            "only none and gzip compression are supported for now"
-        }
         "security.providers" => "only PLAINTEXT is supported",
         "partitioner.adaptive.partitioning.enable" | "partitioner.availability.timeout.ms" => {
             "adaptive partitioning (KIP-794) is not implemented yet"
@@ -870,8 +911,39 @@ fn check_gzip_level(level: i32) -> Result<(), ConfigError> {
     }
 }
 
+fn check_lz4_level(level: i32) -> Result<(), ConfigError> {
+    if LZ4_LEVELS.contains(&level) {
+        Ok(())
+    } else {
+        Err(invalid(
+            "compression.lz4.level",
+            level,
+            format!("expected {}..={}", LZ4_LEVELS.start(), LZ4_LEVELS.end()),
+        ))
+    }
+}
+
+fn check_zstd_level(level: i32) -> Result<(), ConfigError> {
+    if ZSTD_LEVELS.contains(&level) {
+        Ok(())
+    } else {
+        Err(invalid(
+            "compression.zstd.level",
+            level,
+            format!("expected {}..={}", ZSTD_LEVELS.start(), ZSTD_LEVELS.end()),
+        ))
+    }
+}
+
+/// A compression level: a Java `int`.
+fn parse_level(key: &str, v: &str) -> Result<i32, ConfigError> {
+    v.parse::<i32>()
+        .map_err(|_| invalid(key, v, "expected an integer"))
+}
+
+/// `compression.type`: none, gzip, snappy, lz4 or zstd, in any case.
 fn parse_compression(v: &str) -> Result<Compression, ConfigError> {
-    let c = match v.to_ascii_lowercase().as_str() {
+    Ok(match v.to_ascii_lowercase().as_str() {
         "none" => Compression::None,
         "gzip" => Compression::Gzip,
         "snappy" => Compression::Snappy,
@@ -884,23 +956,7 @@ fn parse_compression(v: &str) -> Result<Compression, ConfigError> {
                 "expected one of none, gzip, snappy, lz4, zstd",
             ))
         }
-    };
-    check_compression(&c)?;
-    Ok(c)
-}
-
-fn check_compression(c: &Compression) -> Result<(), ConfigError> {
-    let name = match c {
-        Compression::None | Compression::Gzip => return Ok(()),
-        Compression::Snappy => "snappy",
-        Compression::Lz4 => "lz4",
-        Compression::Zstd => "zstd",
-    };
-    Err(unsupported(
-        "compression.type",
-        name,
-        "only none and gzip compression are supported for now",
-    ))
+    })
 }
 
 /// Split a comma-separated `bootstrap.servers` value, dropping empty entries.
@@ -957,6 +1013,8 @@ mod tests {
         assert_eq!(c.max_in_flight_requests_per_connection, 5);
         assert!(matches!(c.compression, Compression::None));
         assert_eq!(c.compression_gzip_level, -1);
+        assert_eq!(c.compression_lz4_level, 9);
+        assert_eq!(c.compression_zstd_level, 3);
         assert!(c.enable_idempotence);
         assert!(!c.enable_idempotence_explicit);
         assert!(!c.partitioner_ignore_keys);
@@ -1028,6 +1086,8 @@ enable.idempotence=false
 linger.ms 20
 compression.type=gzip
 compression.gzip.level=9
+compression.lz4.level=12
+compression.zstd.level=-3
 max.request.size=\\
     2097152
 delivery.timeout.ms=60000\r
@@ -1041,6 +1101,8 @@ mailbox.capacity=64
         assert_eq!(c.linger, Duration::from_millis(20));
         assert!(matches!(c.compression, Compression::Gzip));
         assert_eq!(c.compression_gzip_level, 9);
+        assert_eq!(c.compression_lz4_level, 12);
+        assert_eq!(c.compression_zstd_level, -3);
         assert_eq!(c.max_request_size, 2_097_152);
         assert_eq!(c.delivery_timeout, Duration::from_millis(60_000));
         assert_eq!(c.mailbox_capacity, 64);
@@ -1091,6 +1153,16 @@ mailbox.capacity=64
             ("compression.type", "brotli"),
             ("compression.gzip.level", "0"),
             ("compression.gzip.level", "10"),
+            ("compression.gzip.level", "-2"),
+            ("compression.gzip.level", "six"),
+            ("compression.lz4.level", "0"),
+            ("compression.lz4.level", "18"),
+            ("compression.lz4.level", "-1"),
+            ("compression.lz4.level", "1.5"),
+            ("compression.zstd.level", "23"),
+            ("compression.zstd.level", "-131073"),
+            ("compression.zstd.level", "2147483648"),
+            ("compression.zstd.level", "fast"),
             ("mailbox.capacity", "0"),
             ("max.pending.batches.per.partition", "0"),
             ("bootstrap.servers", "localhost"),
@@ -1118,6 +1190,12 @@ mailbox.capacity=64
         let err = base().compression_gzip_level(0).build().unwrap_err();
         assert!(matches!(err, ConfigError::InvalidValue { key, .. }
             if key == "compression.gzip.level"));
+        let err = base().compression_lz4_level(18).build().unwrap_err();
+        assert!(matches!(err, ConfigError::InvalidValue { key, .. }
+            if key == "compression.lz4.level"));
+        let err = base().compression_zstd_level(23).build().unwrap_err();
+        assert!(matches!(err, ConfigError::InvalidValue { key, .. }
+            if key == "compression.zstd.level"));
         let err = base().mailbox_capacity(0).build().unwrap_err();
         assert!(matches!(err, ConfigError::InvalidValue { key, .. } if key == "mailbox.capacity"));
         let err = ProducerConfig::builder()
@@ -1140,9 +1218,6 @@ mailbox.capacity=64
             ("partitioner.class", "a.B", "in code"),
             ("key.serializer", "a.B", "pass serializers in code"),
             ("value.serializer", "a.B", "pass serializers in code"),
-            ("compression.type", "snappy", "gzip"),
-            ("compression.type", "lz4", "gzip"),
-            ("compression.type", "zstd", "gzip"),
         ] {
             match base().set(key, value) {
                 Err(ConfigError::Unsupported { key: k, reason, .. }) => {
@@ -1153,9 +1228,97 @@ mailbox.capacity=64
             }
         }
         assert!(base().set("security.protocol", "plaintext").is_ok());
-        let err = base().compression(Compression::Zstd).build().unwrap_err();
-        assert!(matches!(err, ConfigError::Unsupported { key, value, .. }
-            if key == "compression.type" && value == "zstd"));
+    }
+
+    #[test]
+    fn every_compression_type_is_accepted() {
+        for (value, want) in [
+            ("none", Compression::None),
+            ("gzip", Compression::Gzip),
+            ("snappy", Compression::Snappy),
+            ("lz4", Compression::Lz4),
+            ("zstd", Compression::Zstd),
+            ("NONE", Compression::None),
+            ("Gzip", Compression::Gzip),
+            ("SNAPPY", Compression::Snappy),
+            ("LZ4", Compression::Lz4),
+            (" ZStd ", Compression::Zstd),
+        ] {
+            let c = base()
+                .set("compression.type", value)
+                .unwrap_or_else(|e| panic!("{value}: {e}"))
+                .build()
+                .unwrap();
+            assert_eq!(c.compression, want, "{value}");
+            assert_eq!(want.name(), value.trim().to_ascii_lowercase());
+        }
+        for c in [Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+            assert_eq!(base().compression(c).build().unwrap().compression, c);
+        }
+    }
+
+    #[test]
+    fn compression_levels_keys() {
+        let c = ProducerConfig::from_map([
+            ("bootstrap.servers", "b:9092"),
+            ("compression.type", "zstd"),
+            ("compression.gzip.level", "1"),
+            ("compression.lz4.level", "17"),
+            ("compression.zstd.level", "-131072"),
+        ])
+        .unwrap();
+        assert_eq!(c.compression, Compression::Zstd);
+        assert_eq!(c.compression_gzip_level, 1);
+        assert_eq!(c.compression_lz4_level, 17);
+        assert_eq!(c.compression_zstd_level, -131_072);
+        assert_eq!(
+            c.compression_levels(),
+            CompressionLevels {
+                gzip: Some(1),
+                lz4: Some(17),
+                zstd: Some(-131_072),
+            }
+        );
+        // Range ends are accepted.
+        for (key, value) in [
+            ("compression.gzip.level", "-1"),
+            ("compression.gzip.level", "9"),
+            ("compression.lz4.level", "1"),
+            ("compression.lz4.level", "17"),
+            ("compression.zstd.level", "22"),
+            ("compression.zstd.level", "0"),
+            ("compression.zstd.level", " -5 "),
+        ] {
+            base()
+                .set(key, value)
+                .unwrap_or_else(|e| panic!("{key}={value}: {e}"))
+                .build()
+                .unwrap_or_else(|e| panic!("{key}={value}: {e}"));
+        }
+        // Defaults map to the codec defaults.
+        let d = base().build().unwrap().compression_levels();
+        assert_eq!(
+            d,
+            CompressionLevels {
+                gzip: None,
+                lz4: Some(9),
+                zstd: Some(3),
+            }
+        );
+        // Typed setters.
+        let c = base()
+            .compression(Compression::Lz4)
+            .compression_lz4_level(4)
+            .compression_zstd_level(19)
+            .build()
+            .unwrap();
+        assert_eq!(c.compression_lz4_level, 4);
+        assert_eq!(c.compression_zstd_level, 19);
+        // The levels are valid for the batch builder too.
+        for codec in [Compression::Gzip, Compression::Lz4, Compression::Zstd] {
+            assert!(c.compression_levels().validate(codec).is_ok());
+            assert!(d.validate(codec).is_ok());
+        }
     }
 
     #[test]
@@ -1285,6 +1448,8 @@ mailbox.capacity=64
             .max_in_flight_requests_per_connection(3)
             .compression(Compression::Gzip)
             .compression_gzip_level(1)
+            .compression_lz4_level(2)
+            .compression_zstd_level(-1)
             .enable_idempotence(true)
             .partitioner_ignore_keys(true)
             .allow_auto_create_topics(false)
@@ -1311,6 +1476,8 @@ mailbox.capacity=64
         assert_eq!(c.max_in_flight_requests_per_connection, 3);
         assert!(matches!(c.compression, Compression::Gzip));
         assert_eq!(c.compression_gzip_level, 1);
+        assert_eq!(c.compression_lz4_level, 2);
+        assert_eq!(c.compression_zstd_level, -1);
         assert!(c.enable_idempotence && c.enable_idempotence_explicit);
         assert!(c.partitioner_ignore_keys);
         assert!(!c.allow_auto_create_topics);

@@ -6,7 +6,7 @@
 //! ```no_run
 //! use actix_kafka::{Producer, ProducerConfig, ProducerRecord};
 //! # async fn run() -> Result<(), actix_kafka::ProduceError> {
-//! let config = ProducerConfig::builder().bootstrap_servers("127.0.0.1:9092").build()?;
+//! let config = ProducerConfig::builder().bootstrap_servers(["127.0.0.1:9092"]).build()?;
 //! let producer = Producer::start(config).await?;
 //! let delivery = producer.send(ProducerRecord::new("events", "hello").key("k1")).await?;
 //! let md = delivery.await?;

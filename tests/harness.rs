@@ -23,7 +23,10 @@ async fn produce_numbered(bootstrap: &str, topic: &str, n: usize, partitions: i3
             .key(&key)
             .payload(&value)
             .partition(i as i32 % partitions)
-            .headers(OwnedHeaders::new().insert(Header { key: "idx", value: Some(&idx) }));
+            .headers(OwnedHeaders::new().insert(Header {
+                key: "idx",
+                value: Some(&idx),
+            }));
         producer
             .send(record, TIMEOUT)
             .await
@@ -36,11 +39,28 @@ fn assert_numbered(records: &[ConsumedRecord], n: usize, partitions: i32) {
     let mut seen: Vec<usize> = records
         .iter()
         .map(|r| {
-            let i: usize = r.key_str().unwrap().strip_prefix("key-").unwrap().parse().unwrap();
+            let i: usize = r
+                .key_str()
+                .unwrap()
+                .strip_prefix("key-")
+                .unwrap()
+                .parse()
+                .unwrap();
             assert_eq!(r.value_str().unwrap(), format!("value-{i}"));
-            assert_eq!(r.partition, i as i32 % partitions, "partition of record {i}");
-            assert_eq!(r.headers, vec![("idx".to_string(), Some(i.to_string().into_bytes()))]);
-            assert!(r.timestamp.is_some_and(|t| t > 1_600_000_000_000), "timestamp {:?}", r.timestamp);
+            assert_eq!(
+                r.partition,
+                i as i32 % partitions,
+                "partition of record {i}"
+            );
+            assert_eq!(
+                r.headers,
+                vec![("idx".to_string(), Some(i.to_string().into_bytes()))]
+            );
+            assert!(
+                r.timestamp.is_some_and(|t| t > 1_600_000_000_000),
+                "timestamp {:?}",
+                r.timestamp
+            );
             i
         })
         .collect();
@@ -48,8 +68,16 @@ fn assert_numbered(records: &[ConsumedRecord], n: usize, partitions: i32) {
     assert_eq!(seen, (0..n).collect::<Vec<_>>());
     // Offsets are dense from 0 in every partition.
     for p in 0..partitions {
-        let offsets: Vec<i64> = records.iter().filter(|r| r.partition == p).map(|r| r.offset).collect();
-        assert_eq!(offsets, (0..offsets.len() as i64).collect::<Vec<_>>(), "offsets of partition {p}");
+        let offsets: Vec<i64> = records
+            .iter()
+            .filter(|r| r.partition == p)
+            .map(|r| r.offset)
+            .collect();
+        assert_eq!(
+            offsets,
+            (0..offsets.len() as i64).collect::<Vec<_>>(),
+            "offsets of partition {p}"
+        );
     }
 }
 
@@ -60,7 +88,11 @@ async fn tansu_produce_and_read_back() {
     let t1 = std::time::Instant::now();
     let topic = unique_topic("harness");
     broker.create_topic(&topic, 3);
-    eprintln!("broker start {:?}, create_topic {:?}", t1 - t0, t1.elapsed());
+    eprintln!(
+        "broker start {:?}, create_topic {:?}",
+        t1 - t0,
+        t1.elapsed()
+    );
 
     produce_numbered(&broker.bootstrap, &topic, 10, 3).await;
 
@@ -92,17 +124,28 @@ async fn tansu_topics_and_restart() {
     assert_eq!(watermarks(&broker.bootstrap, &many).len(), 8);
 
     produce_numbered(&broker.bootstrap, &single, 3, 1).await;
-    assert_eq!(read_back(&broker.bootstrap, &single, 3, TIMEOUT).await.len(), 3);
+    assert_eq!(
+        read_back(&broker.bootstrap, &single, 3, TIMEOUT)
+            .await
+            .len(),
+        3
+    );
 
     broker.stop();
     assert!(!broker.is_running());
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "port still open after stop");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port still open after stop"
+    );
 
     // Same port; memory storage: the data is gone, the topics are re-created empty.
     broker.restart();
     assert!(broker.is_running());
     assert_eq!(broker.port, port);
-    assert_eq!(watermarks(&broker.bootstrap, &single).get(&0), Some(&(0, 0)));
+    assert_eq!(
+        watermarks(&broker.bootstrap, &single).get(&0),
+        Some(&(0, 0))
+    );
     assert_eq!(watermarks(&broker.bootstrap, &many).len(), 8);
 
     produce_numbered(&broker.bootstrap, &single, 2, 1).await;
@@ -172,14 +215,23 @@ async fn mock_kafka_tracking_and_broker_errors() {
     mk.push_broker_request_errors(
         2,
         RDKafkaApiKey::Produce,
-        &[(RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, Duration::from_millis(100))],
+        &[(
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            Duration::from_millis(100),
+        )],
     );
     produce_numbered(&bootstrap, &topic, 4, 2).await;
 
     let produces = mk.requests_of(RDKafkaApiKey::Produce);
     assert!(produces.iter().any(|r| r.broker_id == 1), "{produces:?}");
-    assert!(produces.iter().filter(|r| r.broker_id == 2).count() >= 2, "{produces:?}");
-    assert!(mk.requests().iter().any(|r| r.api_key == RDKafkaApiKey::Metadata as i16));
+    assert!(
+        produces.iter().filter(|r| r.broker_id == 2).count() >= 2,
+        "{produces:?}"
+    );
+    assert!(mk
+        .requests()
+        .iter()
+        .any(|r| r.api_key == RDKafkaApiKey::Metadata as i16));
 
     let records = read_all(&bootstrap, &topic, TIMEOUT).await;
     assert_numbered(&records, 4, 2);
@@ -200,18 +252,39 @@ async fn corrupt_crc_is_detected() {
     broker.create_topic(&topic, 1);
 
     let good = encode_batch(&[(Some(b"k0"), Some(b"good-value"))]);
-    assert_eq!(produce_raw_batch(&broker.bootstrap, &topic, 0, good), (0, 0));
-    assert_eq!(read_back(&broker.bootstrap, &topic, 1, TIMEOUT).await.len(), 1);
+    assert_eq!(
+        produce_raw_batch(&broker.bootstrap, &topic, 0, good),
+        (0, 0)
+    );
+    assert_eq!(
+        read_back(&broker.bootstrap, &topic, 1, TIMEOUT).await.len(),
+        1
+    );
     assert!(broker.crc_errors_logged().is_empty());
 
     let mut bad = encode_batch(&[(Some(b"k1"), Some(b"bad--value"))]).to_vec();
     let n = bad.len();
     bad[n - 3] ^= 0x20; // flip a bit in the value: the CRC no longer matches
-    assert_eq!(produce_raw_batch(&broker.bootstrap, &topic, 0, bad.into()), (0, 1), "tansu stores it");
+    assert_eq!(
+        produce_raw_batch(&broker.bootstrap, &topic, 0, bad.into()),
+        (0, 1),
+        "tansu stores it"
+    );
 
-    let read = std::panic::AssertUnwindSafe(read_back(&broker.bootstrap, &topic, 2, Duration::from_secs(10)));
-    let err = futures::FutureExt::catch_unwind(read).await.expect_err("read_back must fail on a bad CRC");
+    let read = std::panic::AssertUnwindSafe(read_back(
+        &broker.bootstrap,
+        &topic,
+        2,
+        Duration::from_secs(10),
+    ));
+    let err = futures::FutureExt::catch_unwind(read)
+        .await
+        .expect_err("read_back must fail on a bad CRC");
     let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("BadMessage"), "{msg}");
-    assert!(!broker.crc_errors_logged().is_empty(), "{}", broker.log_tail(2000));
+    assert!(
+        !broker.crc_errors_logged().is_empty(),
+        "{}",
+        broker.log_tail(2000)
+    );
 }

@@ -45,7 +45,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::metadata::Metadata;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, DefaultProducerContext, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{
+    BaseProducer, DefaultProducerContext, FutureProducer, FutureRecord, Producer,
+};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -67,13 +69,27 @@ fn next_id() -> u64 {
 /// A topic name that is unique across tests and test processes: `{prefix}-{pid}-{nanos}-{n}`.
 /// Characters that Kafka does not allow in topic names are replaced by `_`.
 pub fn unique_topic(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let prefix: String = prefix
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(150)
         .collect();
-    format!("{prefix}-{}-{}-{}", std::process::id(), nanos % 1_000_000_000_000, next_id())
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000,
+        next_id()
+    )
 }
 
 /// Installs a `tracing` subscriber writing to the test output (filter from `RUST_LOG`, default
@@ -97,8 +113,8 @@ fn used_ports() -> &'static Mutex<HashSet<u16>> {
 /// A loopback port nobody listens on right now (and not handed out before by this process).
 pub fn free_port() -> u16 {
     for _ in 0..100 {
-        let listener =
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0 to find a free port");
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .expect("bind 127.0.0.1:0 to find a free port");
         let port = listener.local_addr().expect("local_addr").port();
         drop(listener);
         if used_ports().lock().unwrap().insert(port) {
@@ -115,11 +131,16 @@ fn port_accepts(port: u16) -> bool {
 
 /// Path of the tansu binary; panics with instructions when it cannot be found.
 pub fn tansu_bin() -> PathBuf {
-    const HINT: &str = "run `scripts/tansu.sh install` (or `bash scripts/test.sh`, which does it), \
+    const HINT: &str =
+        "run `scripts/tansu.sh install` (or `bash scripts/test.sh`, which does it), \
                         or set TANSU_BIN to the tansu 0.6.0 binary";
     if let Some(p) = std::env::var_os("TANSU_BIN").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
-        assert!(p.is_file(), "TANSU_BIN={} does not exist; {HINT}", p.display());
+        assert!(
+            p.is_file(),
+            "TANSU_BIN={} does not exist; {HINT}",
+            p.display()
+        );
         return p;
     }
     let mut candidates = Vec::new();
@@ -141,7 +162,10 @@ pub fn tansu_bin() -> PathBuf {
 /// `RUST_LOG` for the brokers: `$TANSU_LOG` (default `warn`), always keeping Tansu's CRC
 /// mismatch errors (see [`TestBroker::crc_errors_logged`]).
 fn tansu_rust_log() -> String {
-    let base = std::env::var("TANSU_LOG").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "warn".into());
+    let base = std::env::var("TANSU_LOG")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "warn".into());
     if base.contains("deflated") {
         base
     } else {
@@ -157,7 +181,9 @@ fn log_dir() -> PathBuf {
 }
 
 fn tail_of_file(path: &Path, max_bytes: u64) -> String {
-    let Ok(mut f) = File::open(path) else { return String::new() };
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
+    };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let _ = f.seek(SeekFrom::Start(len.saturating_sub(max_bytes)));
     let mut buf = Vec::new();
@@ -185,7 +211,10 @@ fn partitions_ready(metadata: &Metadata, topic: &str) -> Option<Vec<i32>> {
     if t.error().is_some() || t.partitions().is_empty() {
         return None;
     }
-    if t.partitions().iter().any(|p| p.error().is_some() || p.leader() < 0) {
+    if t.partitions()
+        .iter()
+        .any(|p| p.error().is_some() || p.leader() < 0)
+    {
         return None;
     }
     let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
@@ -195,13 +224,18 @@ fn partitions_ready(metadata: &Metadata, topic: &str) -> Option<Vec<i32>> {
 
 /// Waits until `topic` is visible with a leader for every partition; returns the partition ids.
 /// With `Some(n)` it also waits for exactly `n` partitions. Panics on timeout.
-pub fn wait_for_topic(bootstrap: &str, topic: &str, partitions: Option<i32>, timeout: Duration) -> Vec<i32> {
+pub fn wait_for_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: Option<i32>,
+    timeout: Duration,
+) -> Vec<i32> {
     let client = admin_client(bootstrap);
     let deadline = Instant::now() + timeout;
     loop {
         let last = match client.fetch_metadata(Some(topic), Duration::from_secs(5)) {
             Ok(md) => match partitions_ready(&md, topic) {
-                Some(ids) if partitions.map_or(true, |n| ids.len() == n as usize) => return ids,
+                Some(ids) if partitions.is_none_or(|n| ids.len() == n as usize) => return ids,
                 Some(ids) => format!("{} partitions", ids.len()),
                 None => md
                     .topics()
@@ -224,6 +258,9 @@ pub fn wait_for_topic(bootstrap: &str, topic: &str, partitions: Option<i32>, tim
 // TestBroker
 // ---------------------------------------------------------------------------------------------
 
+/// (name, partitions, configs) of a topic created through [`TestBroker::create_topic`].
+type TopicSpec = (String, i32, Vec<(String, String)>);
+
 /// A Tansu broker process on `127.0.0.1:port`, memory storage, one node (node id 111).
 ///
 /// The process is killed (SIGKILL) on drop; a small watchdog shell process kills it as well if
@@ -240,7 +277,7 @@ pub struct TestBroker {
     child: Option<Child>,
     watchdog: Option<Child>,
     /// Topics created through [`TestBroker::create_topic`]: (name, partitions, configs).
-    topics: Mutex<Vec<(String, i32, Vec<(String, String)>)>>,
+    topics: Mutex<Vec<TopicSpec>>,
 }
 
 impl TestBroker {
@@ -251,7 +288,11 @@ impl TestBroker {
         let mut last_err = String::new();
         for _attempt in 0..5 {
             let port = free_port();
-            let log_path = log_dir().join(format!("tansu-{port}-{}-{}.log", std::process::id(), next_id()));
+            let log_path = log_dir().join(format!(
+                "tansu-{port}-{}-{}.log",
+                std::process::id(),
+                next_id()
+            ));
             let mut broker = TestBroker {
                 port,
                 bootstrap: format!("127.0.0.1:{port}"),
@@ -294,7 +335,13 @@ impl TestBroker {
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
         let url = self.url();
         let child = Command::new(&self.bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "memory://tansu/"])
             // tansu loads a `.env` file from its working directory (and parents): stay away from
             // the crate root.
@@ -345,14 +392,24 @@ impl TestBroker {
         let deadline = Instant::now() + timeout;
         // 1. The port accepts TCP connections.
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                return Err(format!("tansu on port {} exited during startup: {status}", self.port));
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(format!(
+                    "tansu on port {} exited during startup: {status}",
+                    self.port
+                ));
             }
             if port_accepts(self.port) {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(format!("tansu did not listen on port {} within {timeout:?}", self.port));
+                return Err(format!(
+                    "tansu did not listen on port {} within {timeout:?}",
+                    self.port
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -364,7 +421,10 @@ impl TestBroker {
                 Ok(md) if !md.brokers().is_empty() => break,
                 Ok(_) => {}
                 Err(e) if Instant::now() > deadline => {
-                    return Err(format!("tansu on port {} does not answer metadata: {e}", self.port))
+                    return Err(format!(
+                        "tansu on port {} does not answer metadata: {e}",
+                        self.port
+                    ))
                 }
                 Err(_) => {}
             }
@@ -378,7 +438,10 @@ impl TestBroker {
         std::thread::sleep(Duration::from_millis(50));
         match self.child.as_mut().map(|c| c.try_wait()) {
             Some(Ok(None)) => Ok(()),
-            other => Err(format!("tansu on port {} is not running after startup: {other:?}", self.port)),
+            other => Err(format!(
+                "tansu on port {} is not running after startup: {other:?}",
+                self.port
+            )),
         }
     }
 
@@ -416,8 +479,12 @@ impl TestBroker {
         self.restart_empty();
         let topics = self.topics.lock().unwrap().clone();
         for (name, partitions, configs) in topics {
-            let cfg: Vec<(&str, &str)> = configs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            self.run_create_topic(&name, partitions, &cfg).unwrap_or_else(|e| panic!("{e}"));
+            let cfg: Vec<(&str, &str)> = configs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            self.run_create_topic(&name, partitions, &cfg)
+                .unwrap_or_else(|e| panic!("{e}"));
             wait_for_topic(&self.bootstrap, &name, Some(partitions), TOPIC_TIMEOUT);
         }
     }
@@ -438,18 +505,32 @@ impl TestBroker {
         }
     }
 
-    fn run_create_topic(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) -> Result<(), String> {
+    fn run_create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> Result<(), String> {
         let mut cmd = Command::new(&self.bin);
-        cmd.args(["topic", "create", name, "--broker", &self.url(), "--partitions"])
-            .arg(partitions.to_string())
-            .current_dir(log_dir())
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null());
+        cmd.args([
+            "topic",
+            "create",
+            name,
+            "--broker",
+            &self.url(),
+            "--partitions",
+        ])
+        .arg(partitions.to_string())
+        .current_dir(log_dir())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
         for (k, v) in configs {
             cmd.arg("--config").arg(format!("{k}={v}"));
         }
-        let out = cmd.output().map_err(|e| format!("run tansu topic create: {e}"))?;
+        let out = cmd
+            .output()
+            .map_err(|e| format!("run tansu topic create: {e}"))?;
         if out.status.success() {
             Ok(())
         } else {
@@ -474,11 +555,15 @@ impl TestBroker {
     /// `&[("max.message.bytes", "1048576")]` (tansu `--config k=v`).
     pub fn create_topic_with_config(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
         assert!(partitions > 0, "partitions must be > 0");
-        self.run_create_topic(name, partitions, configs).unwrap_or_else(|e| panic!("{e}"));
+        self.run_create_topic(name, partitions, configs)
+            .unwrap_or_else(|e| panic!("{e}"));
         self.topics.lock().unwrap().push((
             name.to_string(),
             partitions,
-            configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            configs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         ));
         wait_for_topic(&self.bootstrap, name, Some(partitions), TOPIC_TIMEOUT);
     }
@@ -500,7 +585,12 @@ impl TestBroker {
     /// [`crc_errors_logged`](Self::crc_errors_logged).
     pub fn assert_no_crc_errors(&self) {
         let lines = self.crc_errors_logged();
-        assert!(lines.is_empty(), "tansu on {} saw batches with a bad CRC:\n{}", self.bootstrap, lines.join("\n"));
+        assert!(
+            lines.is_empty(),
+            "tansu on {} saw batches with a bad CRC:\n{}",
+            self.bootstrap,
+            lines.join("\n")
+        );
     }
 
     /// The last `max_bytes` of the broker log.
@@ -546,12 +636,16 @@ pub struct ConsumedRecord {
 impl ConsumedRecord {
     /// The key as UTF-8 (lossy); `None` for a null key.
     pub fn key_str(&self) -> Option<String> {
-        self.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned())
+        self.key
+            .as_deref()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
     }
 
     /// The value as UTF-8 (lossy); `None` for a null value.
     pub fn value_str(&self) -> Option<String> {
-        self.value.as_deref().map(|v| String::from_utf8_lossy(v).into_owned())
+        self.value
+            .as_deref()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 }
 
@@ -559,13 +653,27 @@ impl ConsumedRecord {
 fn reader(bootstrap: &str, read_committed: bool) -> BaseConsumer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("actix-kafka-test-reader-{}-{}", std::process::id(), next_id()))
+        .set(
+            "group.id",
+            format!(
+                "actix-kafka-test-reader-{}-{}",
+                std::process::id(),
+                next_id()
+            ),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("check.crcs", "true")
         .set("enable.partition.eof", "false")
-        .set("isolation.level", if read_committed { "read_committed" } else { "read_uncommitted" })
+        .set(
+            "isolation.level",
+            if read_committed {
+                "read_committed"
+            } else {
+                "read_uncommitted"
+            },
+        )
         .set("fetch.wait.max.ms", "100")
         .set("socket.timeout.ms", "10000")
         .set("reconnect.backoff.ms", "50")
@@ -577,7 +685,8 @@ fn reader(bootstrap: &str, read_committed: bool) -> BaseConsumer {
 fn assign_all(consumer: &BaseConsumer, topic: &str, partitions: &[i32]) {
     let mut tpl = TopicPartitionList::new();
     for &p in partitions {
-        tpl.add_partition_offset(topic, p, Offset::Offset(0)).expect("add partition");
+        tpl.add_partition_offset(topic, p, Offset::Offset(0))
+            .expect("add partition");
     }
     consumer.assign(&tpl).expect("assign partitions");
 }
@@ -590,7 +699,11 @@ fn to_record<M: Message>(m: &M) -> ConsumedRecord {
         value: m.payload().map(<[u8]>::to_vec),
         headers: m
             .headers()
-            .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
             .unwrap_or_default(),
         timestamp: m.timestamp().to_millis(),
     }
@@ -600,12 +713,21 @@ fn to_record<M: Message>(m: &M) -> ConsumedRecord {
 fn is_corruption(e: &KafkaError) -> bool {
     matches!(
         e.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::BadMessage | RDKafkaErrorCode::BadCompression | RDKafkaErrorCode::InvalidMessage)
+        Some(
+            RDKafkaErrorCode::BadMessage
+                | RDKafkaErrorCode::BadCompression
+                | RDKafkaErrorCode::InvalidMessage
+        )
     )
 }
 
 /// Blocking version of [`read_back`].
-pub fn read_back_blocking(bootstrap: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<ConsumedRecord> {
+pub fn read_back_blocking(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<ConsumedRecord> {
     let deadline = Instant::now() + timeout;
     let partitions = wait_for_topic(bootstrap, topic, None, timeout);
     let consumer = reader(bootstrap, true);
@@ -623,7 +745,10 @@ pub fn read_back_blocking(bootstrap: &str, topic: &str, expected: usize, timeout
         }
     }
     if out.len() < expected && !transient.is_empty() {
-        eprintln!("read_back({topic}): got {}/{expected}; consumer errors: {transient:?}", out.len());
+        eprintln!(
+            "read_back({topic}): got {}/{expected}; consumer errors: {transient:?}",
+            out.len()
+        );
     }
     out.sort_by_key(|r| (r.partition, r.offset));
     out
@@ -638,7 +763,12 @@ pub fn read_back_blocking(bootstrap: &str, topic: &str, expected: usize, timeout
 ///
 /// Runs the blocking consumer on tokio's blocking pool: call it inside a tokio runtime
 /// (`#[tokio::test]`, `#[actix_rt::test]`, `actix_rt::System`).
-pub async fn read_back(bootstrap: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<ConsumedRecord> {
+pub async fn read_back(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<ConsumedRecord> {
     let (b, t) = (bootstrap.to_string(), topic.to_string());
     match tokio::task::spawn_blocking(move || read_back_blocking(&b, &t, expected, timeout)).await {
         Ok(v) => v,
@@ -670,7 +800,10 @@ pub fn read_all_blocking(bootstrap: &str, topic: &str, timeout: Duration) -> Vec
     assign_all(&consumer, topic, &active);
     let mut out = Vec::new();
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    let done = |next: &BTreeMap<i32, i64>| high.iter().all(|(p, hi)| next.get(p).is_some_and(|n| n >= hi));
+    let done = |next: &BTreeMap<i32, i64>| {
+        high.iter()
+            .all(|(p, hi)| next.get(p).is_some_and(|n| n >= hi))
+    };
     while !done(&next) {
         assert!(
             Instant::now() < deadline,
@@ -752,10 +885,18 @@ pub fn rdkafka_producer(bootstrap: &str) -> FutureProducer {
 /// Produces one keyed record with librdkafka (`murmur2_random` partitioner, i.e. what the Java
 /// client's default partitioner does for keyed records) and returns `(partition, offset)`.
 /// The partition is the reference answer for "which partition does this key go to".
-pub async fn rdkafka_produce_keyed(bootstrap: &str, topic: &str, key: &[u8], value: &[u8]) -> (i32, i64) {
+pub async fn rdkafka_produce_keyed(
+    bootstrap: &str,
+    topic: &str,
+    key: &[u8],
+    value: &[u8],
+) -> (i32, i64) {
     let producer = rdkafka_producer(bootstrap);
     let delivery = producer
-        .send(FutureRecord::to(topic).key(key).payload(value), Duration::from_secs(30))
+        .send(
+            FutureRecord::to(topic).key(key).payload(value),
+            Duration::from_secs(30),
+        )
         .await
         .unwrap_or_else(|(e, _)| panic!("rdkafka produce to {topic} on {bootstrap}: {e}"));
     (delivery.partition, delivery.offset)
@@ -833,9 +974,15 @@ impl MockKafka {
             .set("log_level", "0")
             .create()
             .expect("create librdkafka handle for the mock cluster");
-        let raw = unsafe { rdsys::rd_kafka_mock_cluster_new(handle.client().native_ptr(), brokers as c_int) };
+        let raw = unsafe {
+            rdsys::rd_kafka_mock_cluster_new(handle.client().native_ptr(), brokers as c_int)
+        };
         assert!(!raw.is_null(), "rd_kafka_mock_cluster_new failed");
-        MockKafka { raw, _handle: handle, brokers }
+        MockKafka {
+            raw,
+            _handle: handle,
+            brokers,
+        }
     }
 
     /// Comma-separated `host:port` list of all mock brokers.
@@ -858,42 +1005,73 @@ impl MockKafka {
     pub fn set_leader(&self, topic: &str, partition: i32, broker: Option<i32>) {
         let t = CString::new(topic).unwrap();
         let err = unsafe {
-            rdsys::rd_kafka_mock_partition_set_leader(self.raw, t.as_ptr(), partition, broker.unwrap_or(-1))
+            rdsys::rd_kafka_mock_partition_set_leader(
+                self.raw,
+                t.as_ptr(),
+                partition,
+                broker.unwrap_or(-1),
+            )
         };
         mock_result("partition_set_leader", err).unwrap();
     }
 
     /// Closes the broker's connections and refuses new ones (-1: all). Leaders do not move.
     pub fn broker_down(&self, broker: i32) {
-        mock_result("broker_set_down", unsafe { rdsys::rd_kafka_mock_broker_set_down(self.raw, broker) }).unwrap();
+        mock_result("broker_set_down", unsafe {
+            rdsys::rd_kafka_mock_broker_set_down(self.raw, broker)
+        })
+        .unwrap();
     }
 
     /// Lets the broker accept connections again (-1: all).
     pub fn broker_up(&self, broker: i32) {
-        mock_result("broker_set_up", unsafe { rdsys::rd_kafka_mock_broker_set_up(self.raw, broker) }).unwrap();
+        mock_result("broker_set_up", unsafe {
+            rdsys::rd_kafka_mock_broker_set_up(self.raw, broker)
+        })
+        .unwrap();
     }
 
     /// Delays every response of `broker` (-1: all) by `rtt`.
     pub fn set_rtt(&self, broker: i32, rtt: Duration) {
         let ms = rtt.as_millis().min(c_int::MAX as u128) as c_int;
-        mock_result("broker_set_rtt", unsafe { rdsys::rd_kafka_mock_broker_set_rtt(self.raw, broker, ms) }).unwrap();
+        mock_result("broker_set_rtt", unsafe {
+            rdsys::rd_kafka_mock_broker_set_rtt(self.raw, broker, ms)
+        })
+        .unwrap();
     }
 
     /// The next `errors.len()` requests with `api` (to any broker) fail with these errors, in
     /// order. `RD_KAFKA_RESP_ERR__TRANSPORT` makes the broker close the connection instead.
     pub fn push_request_errors(&self, api: RDKafkaApiKey, errors: &[RDKafkaRespErr]) {
         unsafe {
-            rdsys::rd_kafka_mock_push_request_errors_array(self.raw, api as i16, errors.len(), errors.as_ptr())
+            rdsys::rd_kafka_mock_push_request_errors_array(
+                self.raw,
+                api as i16,
+                errors.len(),
+                errors.as_ptr(),
+            )
         }
     }
 
     /// Like [`push_request_errors`](Self::push_request_errors) but only for requests to
     /// `broker`, each response delayed by its duration (NO_ERROR + delay = slow success).
-    pub fn push_broker_request_errors(&self, broker: i32, api: RDKafkaApiKey, errors: &[(RDKafkaRespErr, Duration)]) {
+    pub fn push_broker_request_errors(
+        &self,
+        broker: i32,
+        api: RDKafkaApiKey,
+        errors: &[(RDKafkaRespErr, Duration)],
+    ) {
         for (err, rtt) in errors {
             let ms = rtt.as_millis().min(c_int::MAX as u128) as c_int;
             let r = unsafe {
-                rdsys::rd_kafka_mock_broker_push_request_error_rtts(self.raw, broker, api as i16, 1, *err as c_int, ms)
+                rdsys::rd_kafka_mock_broker_push_request_error_rtts(
+                    self.raw,
+                    broker,
+                    api as i16,
+                    1,
+                    *err as c_int,
+                    ms,
+                )
             };
             mock_result("broker_push_request_error_rtts", r).unwrap();
         }
@@ -913,7 +1091,12 @@ impl MockKafka {
     /// Restricts the versions the mock advertises for `api` (`None, None` disables it).
     pub fn set_api_versions(&self, api: RDKafkaApiKey, min: Option<i16>, max: Option<i16>) {
         let r = unsafe {
-            rdsys::rd_kafka_mock_set_apiversion(self.raw, api as i16, min.unwrap_or(-1), max.unwrap_or(-1))
+            rdsys::rd_kafka_mock_set_apiversion(
+                self.raw,
+                api as i16,
+                min.unwrap_or(-1),
+                max.unwrap_or(-1),
+            )
         };
         mock_result("set_apiversion", r).unwrap();
     }
@@ -952,7 +1135,10 @@ impl MockKafka {
 
     /// Tracked requests with API key `api`.
     pub fn requests_of(&self, api: RDKafkaApiKey) -> Vec<MockRequest> {
-        self.requests().into_iter().filter(|r| r.api_key == api as i16).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.api_key == api as i16)
+            .collect()
     }
 
     pub fn clear_requests(&self) {
@@ -970,12 +1156,18 @@ impl Drop for MockKafka {
 // Raw Produce (hand-made record batches)
 // ---------------------------------------------------------------------------------------------
 
+/// (key, value) of a record for [`encode_batch`].
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Encodes `records` (key, value) as one uncompressed v2 record batch with kafka-protocol.
-pub fn encode_batch(records: &[(Option<&[u8]>, Option<&[u8]>)]) -> bytes::Bytes {
+pub fn encode_batch(records: &[KeyValue<'_>]) -> bytes::Bytes {
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -996,18 +1188,32 @@ pub fn encode_batch(records: &[(Option<&[u8]>, Option<&[u8]>)]) -> bytes::Bytes 
         })
         .collect();
     let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .expect("encode record batch");
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode record batch");
     buf.freeze()
 }
 
 /// Sends one Produce request (v7, acks=-1) carrying `batch` verbatim for `topic`/`partition` over
 /// a fresh connection to `bootstrap` (a single `host:port`) and returns the partition's
 /// `(error_code, base_offset)`. For feeding brokers hand-made (e.g. deliberately corrupt) batches.
-pub fn produce_raw_batch(bootstrap: &str, topic: &str, partition: i32, batch: bytes::Bytes) -> (i16, i64) {
+pub fn produce_raw_batch(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    batch: bytes::Bytes,
+) -> (i16, i64) {
     use bytes::{Buf, BufMut};
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName};
+    use kafka_protocol::messages::{
+        ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    };
     use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
     use std::io::Write;
 
@@ -1017,11 +1223,14 @@ pub fn produce_raw_batch(bootstrap: &str, topic: &str, partition: i32, batch: by
         .with_request_api_version(VERSION)
         .with_correlation_id(1)
         .with_client_id(Some(StrBytes::from_static_str("actix-kafka-test-raw")));
-    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
-        TopicProduceData::default()
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch))]),
-    ]);
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])]);
     let mut body = bytes::BytesMut::new();
     header.encode(&mut body, 1).unwrap();
     request.encode(&mut body, VERSION).unwrap();
@@ -1029,18 +1238,26 @@ pub fn produce_raw_batch(bootstrap: &str, topic: &str, partition: i32, batch: by
     frame.put_i32(body.len() as i32);
     frame.extend_from_slice(&body);
 
-    let mut stream = TcpStream::connect(bootstrap).unwrap_or_else(|e| panic!("connect {bootstrap}: {e}"));
-    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut stream =
+        TcpStream::connect(bootstrap).unwrap_or_else(|e| panic!("connect {bootstrap}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     stream.write_all(&frame).unwrap();
     let mut len = [0u8; 4];
-    stream.read_exact(&mut len).expect("read Produce response size");
+    stream
+        .read_exact(&mut len)
+        .expect("read Produce response size");
     let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
     stream.read_exact(&mut resp).expect("read Produce response");
     let mut resp = bytes::Bytes::from(resp);
     let rh = ResponseHeader::decode(&mut resp, 0).unwrap();
     assert_eq!(rh.correlation_id, 1);
     let pr = ProduceResponse::decode(&mut resp, VERSION).unwrap();
-    assert!(!resp.has_remaining() || resp.remaining() < 8, "trailing bytes in Produce response");
+    assert!(
+        !resp.has_remaining() || resp.remaining() < 8,
+        "trailing bytes in Produce response"
+    );
     let p = &pr.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }

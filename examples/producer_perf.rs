@@ -1,0 +1,231 @@
+//! Producer performance test for actix-kafka, modelled on Kafka's `kafka-producer-perf-test`.
+//!
+//! ```text
+//! cargo run --release --example producer_perf -- --topic perf --num-records 1000000 \
+//!     --record-size 100 --throughput -1 --bootstrap-server 127.0.0.1:9092 \
+//!     [--producer-props acks=1 linger.ms=5 ...] [--producer.config FILE] \
+//!     [--delivery callback|future] [--report-interval-ms 5000] [--stall-timeout-s 60]
+//! ```
+//!
+//! Sends `--num-records` records of `--record-size` random letters (prepared once) without
+//! keys, as fast as possible (`--throughput -1`) or paced at that many records/s. Every ~5 s it
+//! prints a progress line, at the end the Java tool's summary line with p50/p95/p99/p99.9
+//! latency (send → broker acknowledgement), the client's CPU seconds and peak RSS, and one
+//! machine-readable `RESULT impl=actix-kafka ...` line (see `benches/perf_common.rs`).
+//!
+//! `--delivery callback` (default) uses `send_with_callback` and records the latency in the
+//! callback; `--delivery future` keeps the `DeliveryFuture`s and awaits them concurrently on
+//! a collector thread. Neither makes the send loop wait for acknowledgements.
+//!
+//! Exit codes: 0 ok, 1 some record failed (the first errors are printed), 2 usage,
+//! 3 configuration rejected, 4 stalled (no record completed for `--stall-timeout-s`).
+//! `benches/race.sh` runs it side by side with `examples/rdkafka_perf.rs`.
+
+#[path = "../benches/perf_common.rs"]
+mod perf_common;
+
+use actix_kafka::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+use bytes::Bytes;
+use perf_common::{
+    args_or_exit, init_stats, print_summary, process_cpu_seconds, start_reporter, stats,
+    stop_reporter, Pacer, Payload, RunMeasure, EXIT_CONFIG_REJECTED, EXIT_FAILED, EXIT_USAGE,
+};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOOL: &str = "producer_perf";
+const IMPL: &str = "actix-kafka";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Callback,
+    Future,
+}
+
+#[actix::main]
+async fn main() {
+    let code = run().await;
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
+}
+
+async fn run() -> i32 {
+    let args = args_or_exit(
+        TOOL,
+        IMPL,
+        &["--delivery"],
+        &[],
+        "\n         [--delivery callback|future]   how latency is collected (default callback)",
+    );
+    let mode = match args.extra("delivery").unwrap_or("callback") {
+        "callback" => Mode::Callback,
+        "future" | "futures" => Mode::Future,
+        other => {
+            eprintln!("{TOOL}: --delivery must be callback or future, not {other}");
+            return EXIT_USAGE;
+        }
+    };
+    let topic: Arc<str> = args.topic.clone().unwrap_or_default().into();
+    let props = args.merged_props();
+    let config = match ProducerConfig::from_map(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            println!("CONFIG_REJECTED impl={IMPL}: {e}");
+            return EXIT_CONFIG_REJECTED;
+        }
+    };
+    let props_text: Vec<String> = props.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!(
+        "{TOOL}: impl={IMPL} topic={topic} records={} size={} throughput={} delivery={} props: {}",
+        args.num_records,
+        args.record_size,
+        args.throughput,
+        if mode == Mode::Callback { "callback" } else { "future" },
+        props_text.join(" ")
+    );
+
+    let producer = match Producer::start(config).await {
+        Ok(p) => p,
+        Err(e) => {
+            println!("ERROR: cannot start the producer: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    // Metadata (and the bootstrap connection) before the clock starts, for both tools alike.
+    match producer.partitions_for(&topic).await {
+        Ok(info) => println!("{TOOL}: topic {topic} has {} partitions", info.partition_count()),
+        Err(e) => {
+            println!("ERROR: no metadata for topic {topic}: {e}");
+            producer.close(Duration::from_secs(1)).await;
+            return EXIT_FAILED;
+        }
+    }
+
+    let payload = Payload::new(args.record_size);
+    // One shared buffer; each record's value is a zero-copy slice of it (the idiomatic way to
+    // hand prepared bytes to this API).
+    let pool = Bytes::from(payload.buf.clone());
+    let size = args.record_size;
+    let s = init_stats(size);
+
+    // The collector for --delivery future: awaits the delivery futures concurrently on a
+    // thread of its own so the send loop never waits on them.
+    let (fut_tx, collector) = if mode == Mode::Future {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(u64, DeliveryFuture)>();
+        let h = std::thread::Builder::new()
+            .name("perf-collector".into())
+            .spawn(move || collect_futures(rx))
+            .expect("spawn collector");
+        (Some(tx), Some(h))
+    } else {
+        (None, None)
+    };
+
+    let diag = {
+        let p = producer.clone();
+        Arc::new(move || diagnostics(&p)) as Arc<dyn Fn() -> String + Send + Sync>
+    };
+    let reporter = start_reporter(args.report_interval, args.stall_timeout, diag);
+
+    let pacer = Pacer::new(args.target_rps());
+    let cpu0 = process_cpu_seconds();
+    let t0 = Instant::now();
+    let mut sent = 0u64;
+    for i in 0..args.num_records {
+        if let Some(p) = &pacer {
+            if let Some(d) = p.wait_before(i) {
+                tokio::time::sleep(d).await;
+            }
+        }
+        let off = payload.offset(i);
+        let record = ProducerRecord::new(topic.clone(), pool.slice(off..off + size));
+        let sent_ns = s.now_ns();
+        let res = match &fut_tx {
+            None => producer
+                .send_with_callback(record, move |r| {
+                    stats().complete(sent_ns, r.map(|_| ()).map_err(|e| e.to_string()))
+                })
+                .await,
+            Some(tx) => producer.send(record).await.map(|f| {
+                let _ = tx.send((sent_ns, f));
+            }),
+        };
+        if let Err(e) = res {
+            // Not accepted at all (e.g. QueueFull after max.block.ms): stop sending.
+            s.send_failed(format!("record {i}: {e}"));
+            println!("ERROR: send of record {i} failed, stopping: {e}");
+            break;
+        }
+        sent = i + 1;
+        s.sent.store(sent, std::sync::atomic::Ordering::Relaxed);
+    }
+    producer.flush().await;
+    drop(fut_tx);
+    if let Some(h) = collector {
+        let _ = h.join();
+    }
+    let elapsed = t0.elapsed();
+    let cpu_s = process_cpu_seconds() - cpu0;
+    stop_reporter(reporter);
+
+    let sender = producer.sender_stats().await;
+    producer.close(Duration::from_secs(30)).await;
+    let extra = match sender {
+        Some(st) => {
+            let per_req = if st.requests_sent > 0 {
+                sent as f64 / st.requests_sent as f64
+            } else {
+                0.0
+            };
+            println!(
+                "{TOOL}: {} produce requests ({per_req:.1} records/request), {} batches retried, producer id {:?}",
+                st.requests_sent, st.batches_retried, st.producer_id
+            );
+            format!("requests={} retried_batches={}", st.requests_sent, st.batches_retried)
+        }
+        None => String::new(),
+    };
+    print_summary(IMPL, &RunMeasure { elapsed, cpu_s }, &extra)
+}
+
+fn collect_futures(mut rx: tokio::sync::mpsc::UnboundedReceiver<(u64, DeliveryFuture)>) {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("collector runtime");
+    rt.block_on(async move {
+        let mut pending = FuturesUnordered::new();
+        let mut open = true;
+        loop {
+            tokio::select! {
+                m = rx.recv(), if open => match m {
+                    Some((t, f)) => pending.push(async move { (t, f.await) }),
+                    None => open = false,
+                },
+                Some((t, r)) = pending.next(), if !pending.is_empty() => {
+                    stats().complete(t, r.map(|_| ()).map_err(|e| e.to_string()));
+                }
+                else => break,
+            }
+        }
+    });
+}
+
+/// Producer state for the stall message (queried with a short timeout: a wedged actor must
+/// not wedge the watchdog too).
+fn diagnostics(p: &Producer) -> String {
+    let pending = p.pending_records();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p2 = p.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(futures::executor::block_on(p2.sender_stats()));
+    });
+    match rx.recv_timeout(Duration::from_secs(2)) {
+        Ok(Some(st)) => format!("pending_records={pending} sender={st:?}"),
+        Ok(None) => format!("pending_records={pending} sender=stopped"),
+        Err(_) => format!("pending_records={pending} sender=no answer within 2 s"),
+    }
+}
