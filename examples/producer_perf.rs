@@ -51,6 +51,13 @@ async fn main() {
 }
 
 async fn run() -> i32 {
+    // RUST_LOG=actix_kafka=debug shows the producer's own logs on stderr.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let args = args_or_exit(
         TOOL,
         IMPL,

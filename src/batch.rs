@@ -61,6 +61,47 @@ impl Future for DeliveryFuture {
     }
 }
 
+/// What every completion needs: the pending count, the interceptors, the metrics.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub(crate) pending: PendingRecords,
+    pub(crate) interceptors: crate::interceptor::Interceptors,
+    pub(crate) metrics: crate::metrics::Metrics,
+}
+
+impl Shared {
+    /// Delivers one record's result: interceptors first (Java order), then the user.
+    #[inline]
+    pub(crate) fn deliver(&self, delivery: Delivery, result: DeliveryResult) {
+        if !self.interceptors.is_empty() {
+            self.interceptors.on_acknowledgement(&result);
+        }
+        delivery.complete(result);
+    }
+
+    /// Fails records that never made it into a sent batch.
+    pub(crate) fn fail_thunks(&self, thunks: Vec<RecordThunk>, err: &ProduceError) {
+        let n = thunks.len() as u64;
+        for t in thunks {
+            self.deliver(t.delivery, Err(err.clone()));
+        }
+        self.finished(n, false);
+    }
+
+    pub(crate) fn finished(&self, n: u64, ok: bool) {
+        if n == 0 {
+            return;
+        }
+        let counter = if ok {
+            &self.metrics.records_sent
+        } else {
+            &self.metrics.records_errored
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+        self.pending.done(n);
+    }
+}
+
 /// Count of records accepted but not yet completed; `flush` waits for it to reach zero.
 #[derive(Default, Debug)]
 pub(crate) struct PendingRecords {
@@ -122,7 +163,7 @@ pub struct ProducerBatch {
     pub(crate) producer_epoch: i16,
     /// Holds one of the partition's `max.pending.batches.per.partition` slots.
     pub(crate) _slot: Option<OwnedSemaphorePermit>,
-    pub(crate) pending: Arc<PendingRecords>,
+    pub(crate) shared: Arc<Shared>,
     /// Last retriable error, reported if the batch expires.
     pub(crate) last_error: Option<ProduceError>,
 }
@@ -159,9 +200,9 @@ impl ProducerBatch {
                 serialized_key_size: t.key_size,
                 serialized_value_size: t.value_size,
             };
-            t.delivery.complete(Ok(md));
+            self.shared.deliver(t.delivery, Ok(md));
         }
-        self.pending.done(n);
+        self.shared.finished(n, true);
     }
 
     /// Fails every record with `err`.
@@ -170,13 +211,8 @@ impl ProducerBatch {
     }
 
     fn fail_in_place(&mut self, err: ProduceError) {
-        let n = self.thunks.len() as u64;
-        for t in self.thunks.drain(..) {
-            t.delivery.complete(Err(err.clone()));
-        }
-        if n > 0 {
-            self.pending.done(n);
-        }
+        let thunks = std::mem::take(&mut self.thunks);
+        self.shared.fail_thunks(thunks, &err);
     }
 
     /// Writes producer id, epoch and base sequence into the batch header and recomputes the

@@ -23,12 +23,16 @@ pub mod batch;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod interceptor;
+pub mod metrics;
 pub mod partitioner;
 pub mod protocol;
 pub mod record;
 pub mod serializer;
 
-pub use actors::producer::{KafkaProducer, Producer};
+pub use actors::producer::{KafkaProducer, Producer, ProducerBuilder};
+pub use interceptor::ProducerInterceptor;
+pub use metrics::MetricsSnapshot;
 pub use batch::{DeliveryFuture, DeliveryResult};
 pub use config::{Acks, ConfigError, ProducerConfig};
 pub use error::{ConnectionError, KafkaCode, ProduceError};

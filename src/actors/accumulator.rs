@@ -13,10 +13,10 @@
 //! `mailbox.capacity` records + (`max.pending.batches.per.partition` + 1) × `batch.size` bytes.
 
 use crate::actors::sender::{BatchReady, Sender};
-use crate::batch::{Delivery, PendingRecords, ProducerBatch, RecordThunk};
+use crate::batch::{Delivery, ProducerBatch, RecordThunk, Shared};
 use crate::config::ProducerConfig;
 use crate::error::ProduceError;
-use crate::protocol::record_batch::RecordBatchBuilder;
+use crate::protocol::record_batch::{CompressionRatioEstimator, RecordBatchBuilder};
 use crate::record::{Header, TopicPartition};
 use actix::prelude::*;
 use bytes::Bytes;
@@ -64,8 +64,12 @@ pub struct PartitionAccumulator {
     linger: Option<SpawnHandle>,
     /// `max.pending.batches.per.partition` slots; a closed batch holds one until it completes.
     batch_slots: Arc<Semaphore>,
-    pending: Arc<PendingRecords>,
+    shared: Arc<Shared>,
     aborted: Option<ProduceError>,
+    /// Compressed/uncompressed ratio seen so far: keeps compressed batches near `batch.size`.
+    ratio: CompressionRatioEstimator,
+    /// Uncompressed bytes a batch may hold (`batch.size` / estimated ratio).
+    limit: usize,
 }
 
 impl PartitionAccumulator {
@@ -73,9 +77,11 @@ impl PartitionAccumulator {
         tp: TopicPartition,
         config: Arc<ProducerConfig>,
         sender: Addr<Sender>,
-        pending: Arc<PendingRecords>,
+        shared: Arc<Shared>,
     ) -> Self {
         let slots = config.max_pending_batches_per_partition.max(1);
+        let ratio = CompressionRatioEstimator::new(config.compression);
+        let limit = config.batch_size;
         PartitionAccumulator {
             tp,
             config,
@@ -83,7 +89,9 @@ impl PartitionAccumulator {
             open: None,
             linger: None,
             batch_slots: Arc::new(Semaphore::new(slots)),
-            pending,
+            ratio,
+            limit,
+            shared,
             aborted: None,
         }
     }
@@ -94,12 +102,15 @@ impl PartitionAccumulator {
             act.linger = None;
             act.close_batch(ctx);
         }));
-        let gzip_level = u32::try_from(self.config.compression_gzip_level).ok();
+        self.limit = self
+            .ratio
+            .uncompressed_limit(self.config.batch_size)
+            .min(self.config.max_request_size);
         self.open.insert(OpenBatch {
-            builder: RecordBatchBuilder::new(
-                self.config.batch_size,
+            builder: RecordBatchBuilder::with_levels(
+                self.limit,
                 self.config.compression,
-                gzip_level,
+                self.config.compression_levels(),
             ),
             thunks: Vec::with_capacity(64),
             created: Instant::now(),
@@ -111,17 +122,19 @@ impl PartitionAccumulator {
             ctx.cancel_future(h);
         }
         let Some(open) = self.open.take() else { return };
+        let uncompressed = open.builder.size_in_bytes() as u64;
         let records = match open.builder.build(-1, -1, -1) {
             Ok(r) => r,
             Err(e) => {
-                let n = open.thunks.len() as u64;
-                for t in open.thunks {
-                    t.delivery.complete(Err(ProduceError::Batch(e.clone())));
-                }
-                self.pending.done(n);
+                self.shared.fail_thunks(open.thunks, &ProduceError::Batch(e));
                 return;
             }
         };
+        if uncompressed > 0 {
+            self.ratio.observe(uncompressed as usize, records.len());
+            let ppm = records.len() as u64 * 1_000_000 / uncompressed;
+            self.shared.metrics.compression_ppm.record(ppm);
+        }
         let mut batch = ProducerBatch {
             tp: self.tp.clone(),
             records,
@@ -133,7 +146,7 @@ impl PartitionAccumulator {
             producer_id: -1,
             producer_epoch: -1,
             _slot: None,
-            pending: self.pending.clone(),
+            shared: self.shared.clone(),
             last_error: None,
         };
         match self.batch_slots.clone().try_acquire_owned() {
@@ -169,12 +182,8 @@ impl Actor for PartitionAccumulator {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         if let Some(open) = self.open.take() {
-            let n = open.thunks.len() as u64;
-            for t in open.thunks {
-                t.delivery
-                    .complete(Err(ProduceError::closed("accumulator stopped")));
-            }
-            self.pending.done(n);
+            self.shared
+                .fail_thunks(open.thunks, &ProduceError::closed("accumulator stopped"));
         }
     }
 }
@@ -192,31 +201,33 @@ impl Handler<Append> for PartitionAccumulator {
             _slot,
         } = msg;
         if let Some(err) = &self.aborted {
-            delivery.complete(Err(err.clone()));
-            self.pending.done(1);
+            self.shared.deliver(delivery, Err(err.clone()));
+            self.shared.finished(1, false);
             return;
         }
-        let batch_size = self.config.batch_size;
-        let open = match self.open {
-            Some(ref mut o) => o,
-            None => self.new_batch(ctx),
-        };
+        if self.open.is_none() {
+            self.new_batch(ctx);
+        }
+        let limit = self.limit;
+        let open = self.open.as_mut().expect("open batch");
         let appended = open.builder.try_append(
             timestamp,
             key.as_deref(),
             value.as_deref(),
             &headers,
-            batch_size,
+            limit,
         );
         if !appended {
             self.close_batch(ctx);
-            let open = self.new_batch(ctx);
+            self.new_batch(ctx);
+            let limit = self.limit;
+            let open = self.open.as_mut().expect("new batch");
             let ok = open.builder.try_append(
                 timestamp,
                 key.as_deref(),
                 value.as_deref(),
                 &headers,
-                batch_size,
+                limit,
             );
             debug_assert!(ok, "an empty batch accepts any record");
         }
@@ -227,7 +238,7 @@ impl Handler<Append> for PartitionAccumulator {
             key_size: key.as_ref().map_or(-1, |k| k.len() as i32),
             value_size: value.as_ref().map_or(-1, |v| v.len() as i32),
         });
-        if open.builder.size_in_bytes() >= batch_size {
+        if open.builder.size_in_bytes() >= self.limit {
             self.close_batch(ctx);
         }
     }
@@ -247,11 +258,7 @@ impl Handler<AbortAccumulator> for PartitionAccumulator {
             ctx.cancel_future(h);
         }
         if let Some(open) = self.open.take() {
-            let n = open.thunks.len() as u64;
-            for t in open.thunks {
-                t.delivery.complete(Err(msg.0.clone()));
-            }
-            self.pending.done(n);
+            self.shared.fail_thunks(open.thunks, &msg.0);
         }
         self.aborted = Some(msg.0);
     }

@@ -11,7 +11,9 @@ use crate::actors::accumulator::{AbortAccumulator, Append, FlushBatch, Partition
 use crate::actors::connection::{ConnectionPool, ConnectionSettings};
 use crate::actors::metadata::{MetadataManager, WaitForTopic};
 use crate::actors::sender::{AbortAll, GetSenderStats, Sender, SenderStats};
-use crate::batch::{Callback, Delivery, DeliveryFuture, PendingRecords};
+use crate::batch::{Callback, Delivery, DeliveryFuture, Shared};
+use crate::interceptor::{Interceptors, ProducerInterceptor};
+use crate::metrics::MetricsSnapshot;
 use crate::cluster::{Cluster, TopicInfo};
 use crate::config::ProducerConfig;
 use crate::error::ProduceError;
@@ -41,7 +43,7 @@ struct Inner {
     accumulator_arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
     arbiters: Mutex<Vec<Arbiter>>,
-    pending: Arc<PendingRecords>,
+    shared: Arc<Shared>,
     closed: AtomicBool,
 }
 
@@ -80,11 +82,16 @@ impl Producer {
     /// # Errors
     /// [`ProduceError::Config`] for a configuration without bootstrap servers.
     pub async fn start(config: ProducerConfig) -> Result<Producer, ProduceError> {
-        let partitioner = Arc::new(DefaultPartitioner::new(
-            config.batch_size,
-            config.partitioner_ignore_keys,
-        ));
-        Self::start_with_partitioner(config, partitioner).await
+        Self::builder(config).start().await
+    }
+
+    /// A builder for a producer with a custom [`Partitioner`] and/or interceptors.
+    pub fn builder(config: ProducerConfig) -> ProducerBuilder {
+        ProducerBuilder {
+            config,
+            partitioner: None,
+            interceptors: Vec::new(),
+        }
     }
 
     /// Starts the producer with a custom [`Partitioner`].
@@ -95,13 +102,21 @@ impl Producer {
         config: ProducerConfig,
         partitioner: Arc<dyn Partitioner>,
     ) -> Result<Producer, ProduceError> {
+        Self::builder(config).partitioner(partitioner).start().await
+    }
+
+    async fn start_parts(
+        config: ProducerConfig,
+        partitioner: Arc<dyn Partitioner>,
+        interceptors: Interceptors,
+    ) -> Result<Producer, ProduceError> {
         if config.bootstrap_servers.is_empty() {
             return Err(ProduceError::Config(crate::config::ConfigError::Missing {
                 key: "bootstrap.servers".into(),
             }));
         }
         if System::try_current().is_some() {
-            return Ok(Self::start_in_system(config, partitioner));
+            return Ok(Self::start_in_system(config, partitioner, interceptors));
         }
         // Plain tokio: run an actix system on a thread of its own.
         let (tx, rx) = oneshot::channel();
@@ -109,7 +124,9 @@ impl Producer {
             .name("actix-kafka-system".into())
             .spawn(move || {
                 let sys = System::new();
-                let producer = sys.block_on(async move { Self::start_in_system(config, partitioner) });
+                let producer = sys.block_on(async move {
+                    Self::start_in_system(config, partitioner, interceptors)
+                });
                 let _ = tx.send(producer);
                 sys.run().ok();
             })
@@ -118,8 +135,16 @@ impl Producer {
             .map_err(|_| ProduceError::closed("producer system thread failed to start"))
     }
 
-    fn start_in_system(config: ProducerConfig, partitioner: Arc<dyn Partitioner>) -> Producer {
+    fn start_in_system(
+        config: ProducerConfig,
+        partitioner: Arc<dyn Partitioner>,
+        interceptors: Interceptors,
+    ) -> Producer {
         let config = Arc::new(config);
+        let shared = Arc::new(Shared {
+            interceptors,
+            ..Default::default()
+        });
         let network = Arbiter::new();
         let accumulator_arbiter = Arbiter::new();
         let cluster = Arc::new(Cluster::default());
@@ -143,10 +168,15 @@ impl Producer {
             })
         };
         let sender = {
-            let (config, cluster, pool, metadata) =
-                (config.clone(), cluster.clone(), pool.clone(), metadata.clone());
+            let (config, cluster, pool, metadata, shared) = (
+                config.clone(),
+                cluster.clone(),
+                pool.clone(),
+                metadata.clone(),
+                shared.clone(),
+            );
             Sender::start_in_arbiter(&network.handle(), move |_| {
-                Sender::new(config, cluster, pool, metadata)
+                Sender::new(config, cluster, pool, metadata, shared)
             })
         };
         let accumulator_arbiters = vec![accumulator_arbiter.handle()];
@@ -161,7 +191,7 @@ impl Producer {
                 accumulator_arbiters,
                 next_arbiter: AtomicUsize::new(0),
                 arbiters: Mutex::new(vec![network, accumulator_arbiter]),
-                pending: Arc::new(PendingRecords::default()),
+                shared,
                 closed: AtomicBool::new(false),
             }),
         }
@@ -191,14 +221,14 @@ impl Producer {
             .or_insert_with(|| {
                 let i = inner.next_arbiter.fetch_add(1, Ordering::Relaxed);
                 let arbiter = &inner.accumulator_arbiters[i % inner.accumulator_arbiters.len()];
-                let (tp, config, sender, pending) = (
+                let (tp, config, sender, shared) = (
                     tp.clone(),
                     inner.config.clone(),
                     inner.sender.clone(),
-                    inner.pending.clone(),
+                    inner.shared.clone(),
                 );
                 let addr = PartitionAccumulator::start_in_arbiter(arbiter, move |_| {
-                    PartitionAccumulator::new(tp, config, sender, pending)
+                    PartitionAccumulator::new(tp, config, sender, shared)
                 });
                 Arc::new(AccumulatorSlot {
                     addr,
@@ -267,7 +297,7 @@ impl Producer {
         permit: tokio::sync::OwnedSemaphorePermit,
         delivery: Delivery,
     ) -> Result<(), ProduceError> {
-        self.inner.pending.add(1);
+        self.inner.shared.pending.add(1);
         let msg = Append {
             timestamp: record.timestamp.unwrap_or_else(now_ms),
             key: record.key,
@@ -285,14 +315,29 @@ impl Producer {
                 Ok(())
             }
             Err(SendError::Closed(m)) => {
-                drop(m); // its delivery resolves as closed
-                self.inner.pending.done(1);
+                let err = ProduceError::closed(format!("accumulator for {tp} stopped"));
+                self.inner.shared.deliver(m.delivery, Err(err));
+                self.inner.shared.finished(1, false);
                 Err(ProduceError::closed(format!("accumulator for {tp} stopped")))
             }
         }
     }
 
     async fn send_inner(&self, record: ProducerRecord, delivery: Delivery) -> Result<(), ProduceError> {
+        let shared = &self.inner.shared;
+        if shared.interceptors.is_empty() {
+            return self.send_checked(record, delivery).await;
+        }
+        let record = shared.interceptors.on_send(record);
+        let res = self.send_checked(record, delivery).await;
+        if let Err(e) = &res {
+            // Java's onSendError: interceptors see errors raised before enqueueing too.
+            shared.interceptors.on_acknowledgement(&Err(e.clone()));
+        }
+        res
+    }
+
+    async fn send_checked(&self, record: ProducerRecord, delivery: Delivery) -> Result<(), ProduceError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(ProduceError::closed("send after close"));
         }
@@ -356,6 +401,18 @@ impl Producer {
     /// [`ProduceError::QueueFull`] (`waited_ms` 0), [`ProduceError::MetadataTimeout`] (`waited_ms`
     /// 0: no metadata cached yet), and the routing errors of [`Producer::send`].
     pub fn try_send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
+        let interceptors = &self.inner.shared.interceptors;
+        if interceptors.is_empty() {
+            return self.try_send_checked(record);
+        }
+        let res = self.try_send_checked(interceptors.on_send(record));
+        if let Err(e) = &res {
+            interceptors.on_acknowledgement(&Err(e.clone()));
+        }
+        res
+    }
+
+    fn try_send_checked(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(ProduceError::closed("send after close"));
         }
@@ -387,7 +444,22 @@ impl Producer {
 
     /// Records accepted and not yet completed.
     pub fn pending_records(&self) -> u64 {
-        self.inner.pending.get()
+        self.inner.shared.pending.get()
+    }
+
+    /// A snapshot of the producer's metrics (Java names, see [`crate::metrics`]) and of each
+    /// partition accumulator's mailbox depth.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let mut s = self.inner.shared.metrics.snapshot();
+        let capacity = self.inner.config.mailbox_capacity.max(1);
+        s.mailbox_depth = self
+            .inner
+            .accumulators
+            .iter()
+            .map(|e| (e.key().clone(), capacity - e.value().mailbox.available_permits()))
+            .collect();
+        s.mailbox_depth.sort_by(|a, b| a.0.cmp(&b.0));
+        s
     }
 
     /// Closes every open batch now and waits until every record accepted so far has its result
@@ -396,7 +468,7 @@ impl Producer {
         for slot in self.inner.accumulators.iter() {
             slot.addr.do_send(FlushBatch);
         }
-        self.inner.pending.wait_zero().await;
+        self.inner.shared.pending.wait_zero().await;
     }
 
     /// Stops accepting records, delivers what it can within `timeout`, then fails what is left
@@ -415,7 +487,11 @@ impl Producer {
             self.inner.sender.do_send(AbortAll(err));
             // Batches still in flight fail when their actors stop (a batch dropped unfinished
             // completes its records with `Closed`); give the aborts a moment to run first.
-            let _ = tokio::time::timeout(Duration::from_millis(200), self.inner.pending.wait_zero()).await;
+            let _ = tokio::time::timeout(
+                Duration::from_millis(200),
+                self.inner.shared.pending.wait_zero(),
+            )
+            .await;
         }
         if let Ok(mut arbiters) = self.inner.arbiters.lock() {
             for a in arbiters.drain(..) {
@@ -423,7 +499,7 @@ impl Producer {
             }
         }
         // Stopping the arbiters drops every actor; wait for their records to be failed.
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.pending.wait_zero()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.shared.pending.wait_zero()).await;
     }
 
     /// The sender's counters (requests, retries, producer id).
@@ -438,6 +514,41 @@ impl Producer {
     pub async fn partitions_for(&self, topic: &str) -> Result<Arc<TopicInfo>, ProduceError> {
         let topic: Arc<str> = topic.into();
         self.topic(&topic, Instant::now() + self.inner.config.max_block).await
+    }
+}
+
+/// Builds a [`Producer`] with a custom partitioner and interceptors.
+pub struct ProducerBuilder {
+    config: ProducerConfig,
+    partitioner: Option<Arc<dyn Partitioner>>,
+    interceptors: Vec<Arc<dyn ProducerInterceptor>>,
+}
+
+impl ProducerBuilder {
+    /// Uses `partitioner` instead of the [`DefaultPartitioner`].
+    pub fn partitioner(mut self, partitioner: Arc<dyn Partitioner>) -> Self {
+        self.partitioner = Some(partitioner);
+        self
+    }
+
+    /// Adds an interceptor; interceptors run in the order they are added.
+    pub fn interceptor(mut self, interceptor: impl ProducerInterceptor) -> Self {
+        self.interceptors.push(Arc::new(interceptor));
+        self
+    }
+
+    /// Starts the producer.
+    ///
+    /// # Errors
+    /// As [`Producer::start`].
+    pub async fn start(self) -> Result<Producer, ProduceError> {
+        let partitioner = self.partitioner.unwrap_or_else(|| {
+            Arc::new(DefaultPartitioner::new(
+                self.config.batch_size,
+                self.config.partitioner_ignore_keys,
+            ))
+        });
+        Producer::start_parts(self.config, partitioner, Interceptors::new(self.interceptors)).await
     }
 }
 
@@ -490,6 +601,18 @@ pub struct Flush;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Close(pub Duration);
+
+/// Returns a metrics snapshot. See [`Producer::metrics`].
+#[derive(Message)]
+#[rtype(result = "MetricsSnapshot")]
+pub struct GetMetrics;
+
+impl Handler<GetMetrics> for KafkaProducer {
+    type Result = MessageResult<GetMetrics>;
+    fn handle(&mut self, _: GetMetrics, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.producer.metrics())
+    }
+}
 
 /// Returns the [`Producer`] handle behind the actor.
 #[derive(Message)]

@@ -17,7 +17,7 @@
 
 use crate::actors::connection::{call, ConnectionPool};
 use crate::actors::metadata::{MetadataManager, MetadataUpdated, RefreshMetadata};
-use crate::batch::ProducerBatch;
+use crate::batch::{ProducerBatch, Shared};
 use crate::cluster::Cluster;
 use crate::config::{Acks, ProducerConfig};
 use crate::error::{ConnectionError, KafkaCode, ProduceError};
@@ -97,15 +97,17 @@ pub struct Sender {
     stats: SenderStats,
     last_refresh_request: Option<Instant>,
     previous_pid: Option<(i64, i16)>,
+    shared: Arc<Shared>,
 }
 
 impl Sender {
     /// A sender for the given cluster view and connections.
-    pub fn new(
+    pub(crate) fn new(
         config: Arc<ProducerConfig>,
         cluster: Arc<Cluster>,
         pool: Arc<ConnectionPool>,
         metadata: Addr<MetadataManager>,
+        shared: Arc<Shared>,
     ) -> Self {
         let pid = if config.enable_idempotence {
             ProducerIdState::Unknown
@@ -128,6 +130,7 @@ impl Sender {
             },
             last_refresh_request: None,
             previous_pid: None,
+            shared,
         }
     }
 
@@ -365,9 +368,18 @@ impl Sender {
                     batch.set_producer_state(id, epoch, seq);
                 }
             }
+            let metrics = &self.shared.metrics;
             if batch.attempts > 0 {
                 self.stats.batches_retried += 1;
                 self.stats.records_retried += batch.record_count() as u64;
+                metrics
+                    .records_retried
+                    .fetch_add(batch.record_count() as u64, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                metrics.batch_size.record(batch.size_in_bytes() as u64);
+                metrics
+                    .record_queue_time_ms
+                    .record(batch.created.elapsed().as_millis() as u64);
             }
             batch.attempts += 1;
             q.in_flight += 1;
@@ -407,14 +419,39 @@ impl Sender {
         let conn = self.pool.get(node, &address);
         *self.broker_in_flight.entry(node).or_insert(0) += 1;
         self.stats.requests_sent += 1;
+        let bytes: usize = batches.iter().map(|b| b.size_in_bytes()).sum();
+        let records: usize = batches.iter().map(|b| b.record_count()).sum();
+        let metrics = &self.shared.metrics;
+        metrics.records_per_request.record(records as u64);
+        metrics
+            .outgoing_bytes
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        metrics
+            .requests_in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let timeout = self.config.request_timeout;
-        let span = tracing::trace_span!("produce", broker = node, batches = batches.len());
-        let _e = span.enter();
-        let fut = async move { call(&conn, address, request, acks != Acks::None, timeout).await };
-        ctx.spawn(
-            fut.into_actor(self)
-                .map(move |res, act, ctx| act.on_response(node, batches, res, ctx)),
+        let span = tracing::debug_span!(
+            "produce",
+            broker = node,
+            partitions = batches.len(),
+            records,
+            bytes
         );
+        let sent = Instant::now();
+        let fut = tracing::Instrument::instrument(
+            async move { call(&conn, address, request, acks != Acks::None, timeout).await },
+            span,
+        );
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            let m = &act.shared.metrics;
+            m.request_latency_ms.record(sent.elapsed().as_millis() as u64);
+            m.requests_in_flight
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(Some(r)) = &res {
+                m.throttle_time_ms.record(r.throttle_time_ms.max(0) as u64);
+            }
+            act.on_response(node, batches, res, ctx)
+        }));
     }
 
     fn on_response(
@@ -483,6 +520,17 @@ impl Sender {
                             0 => b.complete(base_offset, append_time),
                             // DUPLICATE_SEQUENCE_NUMBER: already written (idempotence).
                             46 => b.complete(base_offset, append_time),
+                            // MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE: split and resend, as Java.
+                            10 | 18 if b.record_count() > 1 => {
+                                if let Err(b) = self.split(b) {
+                                    let err = ProduceError::Broker {
+                                        topic_partition: b.tp.clone(),
+                                        code,
+                                        message,
+                                    };
+                                    b.fail(err);
+                                }
+                            }
                             _ => {
                                 refresh |= code.needs_metadata_refresh();
                                 let err = ProduceError::Broker {
@@ -559,6 +607,87 @@ impl Sender {
         tracing::debug!(tp = %b.tp, attempt = b.attempts, error = %err, "retrying batch");
         b.retry_at = Some(Instant::now() + backoff);
         b.last_error = Some(err);
+        self.requeue(b);
+    }
+
+    /// Splits a batch the broker found too large into two halves (by record count) and queues
+    /// them in its place. With idempotence the halves take the original base sequence and
+    /// base + half, so the partition's sequence stays gap-free. `Err` gives the batch back when
+    /// it cannot be split (one record, or unreadable).
+    fn split(&mut self, mut b: ProducerBatch) -> Result<(), ProducerBatch> {
+        let Some(records) = crate::protocol::decode::decode_batch(&b.records) else {
+            return Err(b);
+        };
+        if records.len() != b.thunks.len() || records.len() < 2 {
+            return Err(b);
+        }
+        let mid = records.len() / 2;
+        let mut built = Vec::with_capacity(2);
+        for part in [&records[..mid], &records[mid..]] {
+            let mut builder = crate::protocol::record_batch::RecordBatchBuilder::with_levels(
+                self.config.batch_size,
+                self.config.compression,
+                self.config.compression_levels(),
+            );
+            for r in part {
+                builder.try_append(
+                    r.timestamp,
+                    r.key.as_deref(),
+                    r.value.as_deref(),
+                    &r.headers,
+                    usize::MAX,
+                );
+            }
+            match builder.build(-1, -1, -1) {
+                Ok(bytes) => built.push(bytes),
+                Err(_) => return Err(b),
+            }
+        }
+        let mut thunks = std::mem::take(&mut b.thunks);
+        let second_thunks = thunks.split_off(mid);
+        let slot = b._slot.take();
+        tracing::info!(tp = %b.tp, records = mid * 2, "batch too large for the broker; split in two");
+        self.shared
+            .metrics
+            .batches_split
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let second_records = built.pop().expect("two halves");
+        let first_records = built.pop().expect("two halves");
+        let mut halves = Vec::with_capacity(2);
+        for (i, (records, thunks)) in [(first_records, thunks), (second_records, second_thunks)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut half = ProducerBatch {
+                tp: b.tp.clone(),
+                records,
+                thunks,
+                created: b.created,
+                attempts: b.attempts,
+                retry_at: None,
+                base_sequence: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                _slot: None,
+                shared: b.shared.clone(),
+                last_error: b.last_error.clone(),
+            };
+            if b.base_sequence >= 0 {
+                let seq = b.base_sequence + if i == 0 { 0 } else { mid as i32 };
+                half.set_producer_state(b.producer_id, b.producer_epoch, seq);
+            }
+            halves.push(half);
+        }
+        halves[0]._slot = slot;
+        for half in halves.into_iter().rev() {
+            self.requeue(half);
+        }
+        Ok(())
+    }
+
+    /// Puts a batch back in its partition queue: in sequence order with idempotence, else at
+    /// the front (Java's `reenqueue`).
+    fn requeue(&mut self, b: ProducerBatch) {
         let q = self.partitions.entry(b.tp.clone()).or_default();
         // Back in sequence order (or at the front, as Java's reenqueue, without idempotence).
         let pos = if b.base_sequence >= 0 {

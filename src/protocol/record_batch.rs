@@ -1395,6 +1395,8 @@ mod tests {
             zstd::zstd_safe::find_frame_compressed_size(frame).unwrap(),
             frame.len()
         );
+        // The documented level range is the linked zstd's.
+        assert_eq!(ZSTD_LEVELS, zstd::compression_level_range());
     }
 
     #[test]

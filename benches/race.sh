@@ -1,0 +1,418 @@
+#!/usr/bin/env bash
+# Side-by-side producer race: actix-kafka (examples/producer_perf.rs) against librdkafka
+# (examples/rdkafka_perf.rs, the rdkafka crate with bundled librdkafka), same workloads, same
+# broker, alternating A/B runs, medians in a table.
+#
+# Usage: benches/race.sh [options]
+#
+#   --rounds N            A/B rounds per workload (default 3; odd rounds run ours first,
+#                         even rounds librdkafka first)
+#   --quick               1 round, fewer records, 2 s latency runs (a smoke run of ~2 minutes)
+#   --mock                after the Tansu pass, a second pass against librdkafka's mock cluster
+#                         (rdkafka_perf --mock-cluster, a separate process)
+#   --mock-only           only the mock-cluster pass
+#   --mock-brokers N      brokers of the mock cluster (default 1)
+#   --only REGEX          run only the workloads whose name matches (bash regex)
+#   --list                list the workloads and exit
+#   --records-small N     records per run for 100 B workloads (default 2000000; quick 200000)
+#   --records-large N     records per run for 1 KiB workloads (default 500000; quick 50000)
+#   --lat-seconds S       length of a fixed-throughput latency run (default 5; quick 2)
+#   --lat-fraction F      latency runs pace at F x librdkafka's median max rps (default 0.5)
+#   --props "K=V ..."     extra producer properties for both clients
+#   --ours-props "K=V .." extra properties for actix-kafka only (e.g. mailbox.capacity=4096)
+#   --rdkafka-props "..." extra properties for librdkafka only (e.g. queue.buffering.max.messages=...)
+#   --broker-restart run|workload
+#                         restart the broker (same port, empty in-memory storage) before every
+#                         run (default) or only before every workload. Tansu's memory storage
+#                         keeps every record (~4 GB after 10 M records) and a filling broker
+#                         slows down, which would bias later runs.
+#   --run-timeout S       hard limit of one run (default 300); a stall of 30 s without any
+#                         acknowledgement also ends a run (exit code 4)
+#   --out DIR             logs and results (default target/race/YYYYmmdd-HHMMSS)
+#   --no-build            skip `cargo build --release --examples`
+#
+# Every run's output is kept in OUT/logs/, every run's RESULT line in OUT/runs.tsv, the tables
+# in OUT/summary.md. The script stops its own broker and mock cluster on exit (trap), whatever
+# the reason. Exit code: 0 when every run of both clients succeeded, 1 otherwise.
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+
+ROUNDS=3
+QUICK=0
+DO_TANSU=1
+DO_MOCK=0
+MOCK_BROKERS=1
+ONLY=""
+LIST=0
+REC_SMALL=""
+REC_LARGE=""
+LAT_SECS=""
+LAT_FRACTION=0.5
+COMMON_PROPS=""
+OURS_PROPS=""
+RD_PROPS=""
+RESTART=run
+RUN_TIMEOUT=300
+STALL_TIMEOUT=30
+OUT=""
+BUILD=1
+
+die() { echo "race.sh: $*" >&2; exit 2; }
+usage() { sed -n '2,/^set -uo/p' "$0" | sed -e '/^set -uo/d' -e 's/^# \{0,1\}//'; }
+
+while (($#)); do
+    case "$1" in
+        --rounds) ROUNDS="${2:?}"; shift ;;
+        --quick) QUICK=1 ;;
+        --mock) DO_MOCK=1 ;;
+        --mock-only) DO_MOCK=1; DO_TANSU=0 ;;
+        --mock-brokers) MOCK_BROKERS="${2:?}"; shift ;;
+        --only) ONLY="${2:?}"; shift ;;
+        --list) LIST=1 ;;
+        --records-small) REC_SMALL="${2:?}"; shift ;;
+        --records-large) REC_LARGE="${2:?}"; shift ;;
+        --lat-seconds) LAT_SECS="${2:?}"; shift ;;
+        --lat-fraction) LAT_FRACTION="${2:?}"; shift ;;
+        --props) COMMON_PROPS="${2?}"; shift ;;
+        --ours-props) OURS_PROPS="${2?}"; shift ;;
+        --rdkafka-props) RD_PROPS="${2?}"; shift ;;
+        --broker-restart) RESTART="${2:?}"; shift ;;
+        --run-timeout) RUN_TIMEOUT="${2:?}"; shift ;;
+        --out) OUT="${2:?}"; shift ;;
+        --no-build) BUILD=0 ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown option: $1" ;;
+    esac
+    shift
+done
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
+[[ "$RESTART" == run || "$RESTART" == workload ]] || die "--broker-restart must be run or workload"
+if ((QUICK)); then
+    ROUNDS=1
+    : "${REC_SMALL:=200000}" "${REC_LARGE:=50000}" "${LAT_SECS:=2}"
+else
+    : "${REC_SMALL:=2000000}" "${REC_LARGE:=500000}" "${LAT_SECS:=5}"
+fi
+
+# --- workloads -----------------------------------------------------------------------------
+# name;record size;partitions;producer props (both clients);kind;reference workload
+#   kind tput: as fast as possible (--throughput -1)
+#   kind lat:  paced at LAT_FRACTION x librdkafka's median rps of the reference workload,
+#              for LAT_SECS seconds (latency under a moderate, equal load)
+IDEM="acks=all enable.idempotence=true"
+WORKLOADS=(
+    "100B-p1-acks1-linger0;100;1;acks=1 linger.ms=0;tput;"
+    "100B-p1-acks1-linger5;100;1;acks=1 linger.ms=5;tput;"
+    "100B-p1-idem-linger0;100;1;${IDEM} linger.ms=0;tput;"
+    "100B-p1-idem-linger5;100;1;${IDEM} linger.ms=5;tput;"
+    "100B-p12-acks1-linger5;100;12;acks=1 linger.ms=5;tput;"
+    "100B-p12-idem-linger5;100;12;${IDEM} linger.ms=5;tput;"
+    "1KiB-p1-acks1-linger5;1024;1;acks=1 linger.ms=5;tput;"
+    "1KiB-p1-idem-linger0;1024;1;${IDEM} linger.ms=0;tput;"
+    "1KiB-p12-idem-linger5;1024;12;${IDEM} linger.ms=5;tput;"
+    "1KiB-p1-acks1-linger5-bs256k;1024;1;acks=1 linger.ms=5 batch.size=262144;tput;"
+    "1KiB-p1-acks1-linger5-lz4;1024;1;acks=1 linger.ms=5 compression.type=lz4;tput;"
+    "1KiB-p1-acks1-linger5-zstd;1024;1;acks=1 linger.ms=5 compression.type=zstd;tput;"
+    "lat-100B-p1-acks1-linger0;100;1;acks=1 linger.ms=0;lat;100B-p1-acks1-linger0"
+    "lat-100B-p1-idem-linger5;100;1;${IDEM} linger.ms=5;lat;100B-p1-idem-linger5"
+)
+
+if ((LIST)); then
+    printf '%-32s %6s %5s %-6s %s\n' workload size parts kind props
+    for w in "${WORKLOADS[@]}"; do
+        IFS=';' read -r n s p props kind ref <<<"$w"
+        printf '%-32s %6s %5s %-6s %s%s\n' "$n" "$s" "$p" "$kind" "$props" "${ref:+  (rate: ${LAT_FRACTION} x librdkafka max of $ref)}"
+    done
+    exit 0
+fi
+
+[[ -n "$OUT" ]] || OUT="$ROOT/target/race/$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT/logs" || die "cannot create $OUT"
+RUNS="$OUT/runs.tsv"
+printf 'pass\tworkload\timpl\tround\trc\trecords\trps\tmbps\tp50_ms\tp99_ms\tcpu_s\tcpu_s_per_M\trss_peak_mb\terrors\n' >"$RUNS"
+SUMMARY="$OUT/summary.md"
+: >"$SUMMARY"
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+say() { printf '%s\n' "$*" | tee -a "$SUMMARY"; }
+
+# --- cleanup: everything this script started, by pid or port --------------------------------
+TANSU_PORT=""
+MOCK_PID=""
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n "$MOCK_PID" ]] && kill -0 "$MOCK_PID" 2>/dev/null; then
+        kill "$MOCK_PID" 2>/dev/null
+        wait "$MOCK_PID" 2>/dev/null
+    fi
+    if [[ -n "$TANSU_PORT" ]]; then
+        bash scripts/tansu.sh stop "$TANSU_PORT" >/dev/null 2>&1
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# --- build -------------------------------------------------------------------------------------
+if ((BUILD)); then
+    log "building release examples (cargo build --release --examples)"
+    if ! cargo build --release --examples >"$OUT/build.log" 2>&1; then
+        log "cargo build --release --examples failed (see $OUT/build.log); building the two perf examples only"
+        cargo build --release --example producer_perf --example rdkafka_perf >>"$OUT/build.log" 2>&1 ||
+            { tail -n 30 "$OUT/build.log" >&2; die "build failed (--no-build runs the binaries already in target/release/examples)"; }
+    fi
+fi
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+OURS_BIN="$TARGET_DIR/release/examples/producer_perf"
+RD_BIN="$TARGET_DIR/release/examples/rdkafka_perf"
+[[ -x "$OURS_BIN" && -x "$RD_BIN" ]] || die "missing $OURS_BIN or $RD_BIN (build them or drop --no-build)"
+
+# --- brokers -------------------------------------------------------------------------------------
+TOPIC1=race-p1
+TOPIC12=race-p12
+BOOTSTRAP=""
+
+tansu_up() {
+    local out
+    if [[ -n "$TANSU_PORT" ]]; then
+        bash scripts/tansu.sh stop "$TANSU_PORT" >>"$OUT/broker.log" 2>&1
+        out="$(bash scripts/tansu.sh start "$TANSU_PORT" 2>>"$OUT/broker.log")" ||
+            out="$(bash scripts/tansu.sh start 2>>"$OUT/broker.log")"
+    else
+        out="$(bash scripts/tansu.sh start 2>>"$OUT/broker.log")"
+    fi
+    BOOTSTRAP="$(sed -n 's/^TANSU_BROKER=//p' <<<"$out" | tail -n 1)"
+    [[ -n "$BOOTSTRAP" ]] || { tail -n 20 "$OUT/broker.log" >&2; die "could not start tansu"; }
+    TANSU_PORT="${BOOTSTRAP##*:}"
+    bash scripts/tansu.sh create-topic "$TOPIC1" 1 "$TANSU_PORT" >>"$OUT/broker.log" 2>&1 &&
+        bash scripts/tansu.sh create-topic "$TOPIC12" 12 "$TANSU_PORT" >>"$OUT/broker.log" 2>&1 ||
+        { tail -n 20 "$OUT/broker.log" >&2; die "could not create topics"; }
+}
+
+mock_up() {
+    local i
+    if [[ -n "$MOCK_PID" ]]; then
+        kill "$MOCK_PID" 2>/dev/null
+        wait "$MOCK_PID" 2>/dev/null
+        MOCK_PID=""
+    fi
+    : >"$OUT/mock.out"
+    "$RD_BIN" --mock-cluster "$MOCK_BROKERS" --topic "$TOPIC1:1" --topic "$TOPIC12:12" \
+        >"$OUT/mock.out" 2>>"$OUT/broker.log" &
+    MOCK_PID=$!
+    BOOTSTRAP=""
+    for ((i = 0; i < 100; i++)); do
+        BOOTSTRAP="$(sed -n 's/^MOCK_BOOTSTRAP=//p' "$OUT/mock.out")"
+        [[ -n "$BOOTSTRAP" ]] && return 0
+        kill -0 "$MOCK_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 20 "$OUT/broker.log" >&2
+    die "the mock cluster did not start"
+}
+
+PASS=""
+fresh_broker() {
+    case "$PASS" in
+        tansu) tansu_up ;;
+        mock) mock_up ;;
+    esac
+}
+
+# --- one run ---------------------------------------------------------------------------------------
+ANY_FAIL=0
+FAILURES=() # "pass|workload|impl|round|rc|log"
+LAST_RPS=""
+
+# run_one IMPL WORKLOAD ROUND TOPIC SIZE RECORDS THROUGHPUT PROPS
+run_one() {
+    local impl=$1 wl=$2 round=$3 topic=$4 size=$5 records=$6 tput=$7 props=$8
+    local bin extra log rc line
+    if [[ "$impl" == ours ]]; then bin=$OURS_BIN; extra=$OURS_PROPS; else bin=$RD_BIN; extra=$RD_PROPS; fi
+    [[ "$RESTART" == run || -z "$BOOTSTRAP" ]] && fresh_broker
+    log="$OUT/logs/$PASS.$wl.$impl.r$round.log"
+    # shellcheck disable=SC2206
+    local cmd=("$bin" --topic "$topic" --num-records "$records" --record-size "$size"
+        --throughput "$tput" --bootstrap-server "$BOOTSTRAP" --stall-timeout-s "$STALL_TIMEOUT"
+        --report-interval-ms 5000 --producer-props $props $COMMON_PROPS $extra)
+    printf '$ %s\n' "${cmd[*]}" >"$log"
+    timeout --kill-after=5 "$RUN_TIMEOUT" "${cmd[@]}" >>"$log" 2>&1 </dev/null
+    rc=$?
+    line="$(grep '^RESULT ' "$log" | tail -n 1)"
+    f() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
+    LAST_RPS="$(f rps)"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$PASS" "$wl" "$impl" "$round" "$rc" \
+        "$(f records)" "$(f rps)" "$(f mbps)" "$(f p50_ms)" "$(f p99_ms)" "$(f cpu_s)" "$(f cpu_s_per_M)" \
+        "$(f rss_peak_mb)" "$(f errors)" >>"$RUNS"
+    if ((rc == 0)); then
+        log "  $impl r$round: rps=$(f rps) p99=$(f p99_ms) ms cpu/M=$(f cpu_s_per_M) s rss=$(f rss_peak_mb) MiB"
+    elif ((rc == 3)); then
+        log "  $impl r$round: configuration rejected: $(grep -m1 '^CONFIG_REJECTED' "$log" | cut -c1-300)"
+    else
+        local why="exit $rc"
+        case $rc in
+            3) why="configuration rejected" ;;
+            4) why="stalled (no ack for ${STALL_TIMEOUT} s)" ;;
+            124 | 137) why="killed by the ${RUN_TIMEOUT} s run timeout" ;;
+            1) why="records failed or run error" ;;
+        esac
+        log "  $impl r$round: FAILED: $why (log $log)"
+        FAILURES+=("$PASS|$wl|$impl|$round|$rc|$why|$log")
+    fi
+    return "$rc"
+}
+
+# --- one pass over the workloads -------------------------------------------------------------------
+declare -A SKIP_NOTE
+
+median_of() { # pass workload impl column → median of successful runs, "-" if none
+    awk -F'\t' -v p="$1" -v w="$2" -v i="$3" -v c="$4" '
+        NR == 1 { for (k = 1; k <= NF; k++) col[$k] = k; next }
+        $1 == p && $2 == w && $3 == i && $5 == 0 && $(col[c]) != "" { v[n++] = $(col[c]) }
+        END {
+            if (n == 0) { print "-"; exit }
+            for (a = 0; a < n; a++) for (b = a + 1; b < n; b++) if (v[b] + 0 < v[a] + 0) { t = v[a]; v[a] = v[b]; v[b] = t }
+            if (n % 2) print v[int(n / 2)]; else print (v[n / 2 - 1] + v[n / 2]) / 2
+        }' "$RUNS"
+}
+
+run_pass() {
+    PASS=$1
+    BOOTSTRAP=""
+    local w n size parts props kind ref topic records tput r ours_dead rd_dead rate
+    log "=== pass: $PASS"
+    if [[ "$PASS" == mock ]]; then
+        # Preflight: can our producer talk to the mock cluster at all? (A failure here is
+        # reported once instead of failing every workload after max.block.ms.)
+        fresh_broker
+        if ! run_one ours preflight 1 "$TOPIC1" 100 1000 -1 "acks=1 max.block.ms=10000"; then
+            log "  actix-kafka fails against the mock cluster; running librdkafka only in this pass"
+            SKIP_NOTE["$PASS|*"]="actix-kafka failed the preflight (see failures)"
+        fi
+    fi
+    for w in "${WORKLOADS[@]}"; do
+        IFS=';' read -r n size parts props kind ref <<<"$w"
+        [[ -z "$ONLY" || "$n" =~ $ONLY ]] || continue
+        topic=$TOPIC1
+        ((parts == 12)) && topic=$TOPIC12
+        if ((size <= 100)); then records=$REC_SMALL; else records=$REC_LARGE; fi
+        tput=-1
+        if [[ "$kind" == lat ]]; then
+            rate="$(median_of "$PASS" "$ref" rdkafka rps)"
+            if [[ "$rate" == "-" ]]; then
+                log "workload $n: calibrating with one librdkafka run of $ref"
+                IFS=';' read -r _ _ _ rprops _ _ < <(printf '%s\n' "${WORKLOADS[@]}" | grep "^$ref;")
+                run_one rdkafka "$ref" 0 "$topic" "$size" "$records" -1 "$rprops" || true
+                rate="${LAST_RPS:--}"
+            fi
+            if [[ "$rate" == "-" || -z "$rate" ]]; then
+                log "workload $n: skipped (no librdkafka rate for $ref)"
+                SKIP_NOTE["$PASS|$n"]="no reference rate"
+                continue
+            fi
+            tput="$(awk -v r="$rate" -v f="$LAT_FRACTION" 'BEGIN { printf "%d", r * f }')"
+            records="$(awk -v t="$tput" -v s="$LAT_SECS" 'BEGIN { printf "%d", t * s }')"
+            SKIP_NOTE["$PASS|$n|rate"]="$tput/s"
+        fi
+        log "workload $n: size=$size partitions=$parts records=$records throughput=$tput props: $props"
+        [[ "$RESTART" == workload ]] && fresh_broker
+        ours_dead=0
+        rd_dead=0
+        [[ -n "${SKIP_NOTE["$PASS|*"]:-}" ]] && ours_dead=1
+        for ((r = 1; r <= ROUNDS; r++)); do
+            local order=(ours rdkafka)
+            ((r % 2 == 0)) && order=(rdkafka ours)
+            for impl in "${order[@]}"; do
+                if [[ "$impl" == ours ]]; then
+                    ((ours_dead)) && continue
+                    run_one ours "$n" "$r" "$topic" "$size" "$records" "$tput" "$props"
+                    case $? in
+                        0) ;;
+                        3) ours_dead=1; SKIP_NOTE["$PASS|$n"]="actix-kafka rejects the config" ;;
+                        *) ours_dead=1; SKIP_NOTE["$PASS|$n"]="actix-kafka failed (see failures)"; ANY_FAIL=1 ;;
+                    esac
+                else
+                    ((rd_dead)) && continue
+                    run_one rdkafka "$n" "$r" "$topic" "$size" "$records" "$tput" "$props"
+                    case $? in
+                        0) ;;
+                        3) rd_dead=1; SKIP_NOTE["$PASS|$n"]+="${SKIP_NOTE["$PASS|$n"]:+; }librdkafka rejects the config" ;;
+                        *) rd_dead=1; SKIP_NOTE["$PASS|$n"]+="${SKIP_NOTE["$PASS|$n"]:+; }librdkafka failed"; ANY_FAIL=1 ;;
+                    esac
+                fi
+            done
+        done
+    done
+    print_table "$PASS"
+}
+
+fmt_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+fmt_int() { awk -v a="$1" 'BEGIN { if (a == "-") print "-"; else printf "%d", a + 0.5 }'; }
+
+print_table() {
+    local pass=$1 w n size parts props kind ref
+    local o_rps r_rps o_cpu r_cpu o_p99 r_p99 o_rss r_rss note
+    say ""
+    if [[ "$pass" == tansu ]]; then
+        local tv
+        tv="$("$(bash scripts/tansu.sh path 2>/dev/null)" --version 2>/dev/null | head -n 1)"
+        say "### Tansu broker (${tv:-tansu}, in-memory storage, restarted before every $RESTART) — medians of $ROUNDS round(s)"
+    else
+        say "### librdkafka mock cluster ($MOCK_BROKERS broker(s), separate process) — medians of $ROUNDS round(s)"
+    fi
+    say ""
+    say "| workload | ours rps | librdkafka rps | ratio | ours cpu_s/M | rdkafka cpu_s/M | cpu ratio | p99 ms ours/rdkafka | peak RSS MiB ours/rdkafka | note |"
+    say "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    for w in "${WORKLOADS[@]}"; do
+        IFS=';' read -r n size parts props kind ref <<<"$w"
+        [[ -z "$ONLY" || "$n" =~ $ONLY ]] || continue
+        o_rps="$(median_of "$pass" "$n" ours rps)"
+        r_rps="$(median_of "$pass" "$n" rdkafka rps)"
+        o_cpu="$(median_of "$pass" "$n" ours cpu_s_per_M)"
+        r_cpu="$(median_of "$pass" "$n" rdkafka cpu_s_per_M)"
+        o_p99="$(median_of "$pass" "$n" ours p99_ms)"
+        r_p99="$(median_of "$pass" "$n" rdkafka p99_ms)"
+        o_rss="$(median_of "$pass" "$n" ours rss_peak_mb)"
+        r_rss="$(median_of "$pass" "$n" rdkafka rss_peak_mb)"
+        note="${SKIP_NOTE["$pass|$n"]:-${SKIP_NOTE["$pass|*"]:-}}"
+        [[ -n "${SKIP_NOTE["$pass|$n|rate"]:-}" ]] && note="paced at ${SKIP_NOTE["$pass|$n|rate"]}${note:+; $note}"
+        say "| $n | $(fmt_int "$o_rps") | $(fmt_int "$r_rps") | $(fmt_ratio "$o_rps" "$r_rps") | $o_cpu | $r_cpu | $(fmt_ratio "$o_cpu" "$r_cpu") | $o_p99 / $r_p99 | $o_rss / $r_rss | $note |"
+    done
+}
+
+# --- main ------------------------------------------------------------------------------------------
+{
+    echo "# producer race: actix-kafka vs librdkafka"
+    echo ""
+    echo "- $(date -u +%FT%TZ), $(nproc) cores, $(rustc --version 2>/dev/null), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "- records per run: $REC_SMALL (100 B), $REC_LARGE (1 KiB); rounds: $ROUNDS; latency runs: $LAT_SECS s at $LAT_FRACTION x librdkafka's median max rps"
+    echo "- unset properties keep each client's defaults (notably batch.size: actix-kafka 16384 like Java, librdkafka 1000000)"
+    echo "- extra props: both='${COMMON_PROPS}' ours='${OURS_PROPS}' librdkafka='${RD_PROPS}'"
+    echo "- ratio = ours/librdkafka rps (>1: ours faster); cpu ratio = ours/librdkafka CPU s per million records (<1: ours cheaper)"
+} | tee -a "$SUMMARY"
+
+((DO_TANSU)) && run_pass tansu
+if [[ -n "$TANSU_PORT" ]]; then
+    bash scripts/tansu.sh stop "$TANSU_PORT" >>"$OUT/broker.log" 2>&1
+    TANSU_PORT=""
+fi
+((DO_MOCK)) && run_pass mock
+
+if ((${#FAILURES[@]})); then
+    say ""
+    say "### Failures"
+    for f in "${FAILURES[@]}"; do
+        IFS='|' read -r p w i r rc why lf <<<"$f"
+        say ""
+        say "- $p / $w / $i / round $r: exit $rc, $why — $lf"
+        say '```'
+        { head -n 1 "$lf"; grep -vE '^[0-9]+ records sent, ' "$lf" | tail -n +2 | tail -n 12; } | cut -c1-400 | tee -a "$SUMMARY"
+        say '```'
+    done
+fi
+say ""
+say "(runs: $RUNS, logs: $OUT/logs)"
+exit "$ANY_FAIL"

@@ -1,0 +1,306 @@
+//! Issue #4: interceptors, custom partitioners, MESSAGE_TOO_LARGE split, metrics, LogAppendTime.
+mod common;
+
+use actix_kafka::partitioner::{Partitioner, RoundRobinPartitioner};
+use actix_kafka::{
+    DeliveryResult, ProduceError, Producer, ProducerConfig, ProducerInterceptor, ProducerRecord,
+};
+use common::{read_back, unique_topic, MockKafka, TestBroker};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn config(bootstrap: &str) -> actix_kafka::config::ProducerConfigBuilder {
+    ProducerConfig::builder()
+        .bootstrap_servers([bootstrap.to_string()])
+        .max_block(Duration::from_secs(10))
+}
+
+/// Records the order of calls across interceptors.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<String>>>);
+
+struct Tagger(Log);
+impl ProducerInterceptor for Tagger {
+    fn on_send(&self, record: ProducerRecord) -> ProducerRecord {
+        self.0 .0.lock().unwrap().push("tagger.on_send".into());
+        record.header("intercepted", "yes")
+    }
+    fn on_acknowledgement(&self, result: &DeliveryResult) {
+        let tag = if result.is_ok() { "ok" } else { "err" };
+        self.0 .0.lock().unwrap().push(format!("tagger.on_ack.{tag}"));
+    }
+}
+
+struct Panicker(Log);
+impl ProducerInterceptor for Panicker {
+    fn on_send(&self, _record: ProducerRecord) -> ProducerRecord {
+        self.0 .0.lock().unwrap().push("panicker.on_send".into());
+        panic!("interceptor bug")
+    }
+    fn on_acknowledgement(&self, _result: &DeliveryResult) {
+        self.0 .0.lock().unwrap().push("panicker.on_ack".into());
+        panic!("interceptor bug in ack")
+    }
+}
+
+struct Upper;
+impl ProducerInterceptor for Upper {
+    fn on_send(&self, mut record: ProducerRecord) -> ProducerRecord {
+        if let Some(v) = &record.value {
+            record.value = Some(String::from_utf8_lossy(v).to_uppercase().into());
+        }
+        record
+    }
+}
+
+#[actix_rt::test]
+async fn interceptors_transform_observe_and_are_isolated() {
+    let mut broker = TestBroker::start();
+    let topic = unique_topic("icpt");
+    broker.create_topic(&topic, 1);
+    let log = Log::default();
+    let producer = Producer::builder(config(&broker.bootstrap).build().unwrap())
+        .interceptor(Tagger(log.clone()))
+        .interceptor(Panicker(log.clone()))
+        .interceptor(Upper)
+        .start()
+        .await
+        .unwrap();
+    let callback_saw = Arc::new(Mutex::new(None));
+    let c = callback_saw.clone();
+    let l = log.clone();
+    producer
+        .send_with_callback(ProducerRecord::new(topic.as_str(), "hello"), move |r| {
+            l.0.lock().unwrap().push("user.callback".into());
+            *c.lock().unwrap() = Some(r.map(|m| m.offset));
+        })
+        .await
+        .unwrap();
+    producer.flush().await;
+    assert_eq!(*callback_saw.lock().unwrap(), Some(Ok(0)));
+    assert_eq!(
+        *log.0.lock().unwrap(),
+        vec![
+            "tagger.on_send",
+            "panicker.on_send",
+            "tagger.on_ack.ok",
+            "panicker.on_ack",
+            "user.callback"
+        ],
+        "on_send in order, on_acknowledgement before the user's callback, panics isolated"
+    );
+    // A send error reaches on_acknowledgement too (Java's onSendError).
+    log.0.lock().unwrap().clear();
+    let err = producer
+        .send(ProducerRecord::new(topic.as_str(), "x").partition(9))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, ProduceError::InvalidPartition { .. }));
+    assert!(log.0.lock().unwrap().contains(&"tagger.on_ack.err".to_string()));
+    producer.close(Duration::from_secs(5)).await;
+
+    let read = read_back(&broker.bootstrap, &topic, 1, Duration::from_secs(30)).await;
+    assert_eq!(read[0].value_str().as_deref(), Some("HELLO"), "transformed by on_send");
+    assert_eq!(
+        read[0].headers,
+        vec![("intercepted".to_string(), Some(b"yes".to_vec()))]
+    );
+}
+
+/// Sends every record to the last partition.
+struct LastPartition(AtomicUsize);
+impl Partitioner for LastPartition {
+    fn partition(&self, _topic: &str, _key: Option<&[u8]>, _len: usize, n: i32) -> i32 {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        n - 1
+    }
+}
+
+#[actix_rt::test]
+async fn custom_and_round_robin_partitioners() {
+    let mut broker = TestBroker::start();
+    let topic = unique_topic("part");
+    broker.create_topic(&topic, 4);
+    let custom = Arc::new(LastPartition(AtomicUsize::new(0)));
+    let producer = Producer::start_with_partitioner(config(&broker.bootstrap).build().unwrap(), custom.clone())
+        .await
+        .unwrap();
+    for i in 0..20 {
+        let md = producer
+            .send(ProducerRecord::new(topic.as_str(), format!("{i}")).key("same-key"))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(md.partition, 3);
+    }
+    // An explicit partition wins over the partitioner.
+    let md = producer
+        .send(ProducerRecord::new(topic.as_str(), "x").partition(1))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(md.partition, 1);
+    assert_eq!(custom.0.load(Ordering::Relaxed), 20);
+    producer.close(Duration::from_secs(5)).await;
+
+    let rr = Producer::start_with_partitioner(
+        config(&broker.bootstrap).build().unwrap(),
+        Arc::new(RoundRobinPartitioner::new()),
+    )
+    .await
+    .unwrap();
+    let mut counts = [0; 4];
+    for i in 0..40 {
+        let md = rr
+            .send(ProducerRecord::new(topic.as_str(), format!("{i}")).key("k"))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        counts[md.partition as usize] += 1;
+    }
+    assert_eq!(counts, [10, 10, 10, 10], "round robin ignores keys");
+    rr.close(Duration::from_secs(5)).await;
+}
+
+#[actix_rt::test]
+async fn message_too_large_splits_and_delivers_everything() {
+    let mk = MockKafka::new(1);
+    let topic = unique_topic("split");
+    mk.create_topic(&topic, 1);
+    let producer = Producer::start(
+        config(&mk.bootstrap())
+            .linger(Duration::from_millis(200))
+            .batch_size(64 * 1024)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    // The first two Produce requests are refused as too large: the 100-record batch is split
+    // into 50 + 50, then one half again into 25 + 25.
+    mk.push_request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 2],
+    );
+    let mut deliveries = Vec::new();
+    for i in 0..100 {
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new(topic.as_str(), format!("record-{i}")).header("i", i.to_string()))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut offsets = Vec::new();
+    for d in deliveries {
+        offsets.push(d.await.expect("delivered after split").offset);
+    }
+    assert_eq!(offsets, (0..100).collect::<Vec<i64>>(), "in order, each once");
+    let m = producer.metrics();
+    assert_eq!(m.get("batch-split-total"), Some(2.0));
+    producer.close(Duration::from_secs(5)).await;
+    let read = read_back(&mk.bootstrap(), &topic, 100, Duration::from_secs(30)).await;
+    let values: Vec<String> = read.iter().map(|r| r.value_str().unwrap()).collect();
+    assert_eq!(values, (0..100).map(|i| format!("record-{i}")).collect::<Vec<_>>());
+}
+
+#[actix_rt::test]
+async fn single_record_too_large_for_broker_fails_clearly() {
+    let mk = MockKafka::new(1);
+    let topic = unique_topic("onebig");
+    mk.create_topic(&topic, 1);
+    let producer = Producer::start(config(&mk.bootstrap()).build().unwrap()).await.unwrap();
+    mk.push_request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE]);
+    let err = producer
+        .send(ProducerRecord::new(topic.as_str(), "one"))
+        .await
+        .unwrap()
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(&err, ProduceError::Broker { code, .. } if code.0 == 10),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("MessageTooLarge"), "{err}");
+    producer.close(Duration::from_secs(5)).await;
+}
+
+#[actix_rt::test]
+async fn metrics_match_a_known_workload() {
+    let mut broker = TestBroker::start();
+    let topic = unique_topic("metrics");
+    broker.create_topic(&topic, 2);
+    let producer = Producer::start(config(&broker.bootstrap).build().unwrap()).await.unwrap();
+    let value = vec![b'x'; 100];
+    let mut deliveries = Vec::new();
+    for i in 0..5000 {
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new(topic.as_str(), value.clone()).partition(i % 2))
+                .await
+                .unwrap(),
+        );
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    let m = producer.metrics();
+    println!("{:#?}", m.values);
+    assert_eq!(m.get("record-send-total"), Some(5000.0));
+    assert_eq!(m.get("record-error-total"), Some(0.0));
+    assert_eq!(m.get("requests-in-flight"), Some(0.0));
+    // Each record is 100 bytes of value + ~8 bytes of framing; batches are <= batch.size.
+    let batch_max = m.get("batch-size-max").unwrap();
+    assert!(batch_max <= 16384.0 + 200.0, "{batch_max}");
+    let requests = m.get("request-total").unwrap();
+    let per_request = m.get("records-per-request-avg").unwrap();
+    assert!((per_request * requests - 5000.0).abs() < 1.0, "{per_request} x {requests}");
+    let out = m.get("outgoing-byte-total").unwrap();
+    assert!((5000.0 * 108.0..5000.0 * 140.0).contains(&out), "outgoing bytes {out}");
+    assert_eq!(m.get("compression-rate-avg"), Some(1.0), "no compression");
+    assert!(m.get("request-latency-avg").unwrap() >= 0.0);
+    assert_eq!(m.mailbox_depth.len(), 2);
+    assert!(m.mailbox_depth.iter().all(|(_, d)| *d == 0));
+    producer.close(Duration::from_secs(5)).await;
+}
+
+#[actix_rt::test]
+async fn log_append_time_topic_returns_broker_timestamp() {
+    let mut broker = TestBroker::start();
+    let topic = unique_topic("lat");
+    broker.create_topic_with_config(&topic, 1, &[("message.timestamp.type", "LogAppendTime")]);
+    let producer = Producer::start(config(&broker.bootstrap).build().unwrap()).await.unwrap();
+    let create_time = 1_000_000_000_000; // 2001: far from now
+    let md = producer
+        .send(ProducerRecord::new(topic.as_str(), "x").timestamp(create_time))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let create = producer
+        .send(ProducerRecord::new(topic.as_str(), "y").timestamp(create_time))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    producer.close(Duration::from_secs(5)).await;
+    println!("LogAppendTime topic: metadata timestamp {} (CreateTime sent {create_time})", md.timestamp);
+    if md.timestamp == create_time {
+        // Tansu 0.6 answers log_append_time_ms = -1 (it does not implement LogAppendTime);
+        // then the record's CreateTime is reported, as the Java client does.
+        assert_eq!(create.timestamp, create_time);
+    } else {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!((now - md.timestamp).abs() < 60_000, "broker time {}", md.timestamp);
+    }
+}
