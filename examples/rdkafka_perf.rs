@@ -10,13 +10,21 @@
 //!     --topic perf1 --topic perf12:12 [--partitions 1]
 //! ```
 //!
-//! Perf mode: a `BaseProducer` with a delivery callback (the fastest way to drive
-//! librdkafka, as its own `rdkafka_performance` tool does): the send loop calls `poll(0)` after
-//! every record, so callbacks run promptly on the sending thread and no extra thread or
-//! per-record future is involved. The per-record opaque is the send timestamp (a `usize`, no
-//! allocation). The producer properties are passed to librdkafka as they are (it understands
-//! the Java names `acks`, `linger.ms`, `batch.size`, `compression.type`,
-//! `enable.idempotence`, ...). Output and exit codes as `producer_perf`.
+//! Perf mode: a `BaseProducer` driven the way librdkafka's own `rdkafka_performance` tool
+//! drives librdkafka: the send loop serves delivery reports (a poll with timeout 0) after every
+//! record, so they are handled promptly on the sending thread, with no extra thread and no
+//! per-record future. The per-record opaque is the send timestamp (a `usize`, no allocation).
+//! The producer properties are passed to librdkafka as they are (it understands the Java names
+//! `acks`, `linger.ms`, `batch.size`, `compression.type`, `enable.idempotence`, ...). Output and
+//! exit codes as `producer_perf`.
+//!
+//! `--poll native` (default) serves the delivery reports straight from librdkafka's main queue
+//! (`rd_kafka_queue_poll`, returning as soon as events were served, like `rd_kafka_poll`).
+//! `--poll crate` uses `BaseProducer::poll` and `ProducerContext::delivery` instead; that is
+//! the crate's ordinary API, but its poll keeps looping until the timeout has passed and turns
+//! the last sub-millisecond of every timeout into a busy loop (it truncates the remaining time
+//! to whole milliseconds), which costs CPU and delays the send loop while waiting for room or
+//! pacing; so it understates librdkafka.
 //!
 //! Mock-cluster mode (`--mock-cluster N`): starts librdkafka's in-process mock cluster with `N`
 //! brokers, creates each `--topic NAME[:PARTITIONS]` (default `--partitions`, else 1), prints
@@ -35,6 +43,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::bindings as rd;
+use std::ffi::CStr;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,13 +68,92 @@ impl ProducerContext for PerfContext {
     }
 }
 
+/// Serves delivery reports straight from librdkafka's main queue (see the module docs).
+struct NativePoller {
+    queue: *mut rd::rd_kafka_queue_t,
+}
+
+impl NativePoller {
+    fn new(producer: &BaseProducer<PerfContext>) -> NativePoller {
+        // SAFETY: a valid handle; the queue reference is released in Drop, before the producer
+        // (declared earlier in `run`) is dropped.
+        let queue = unsafe { rd::rd_kafka_queue_get_main(producer.client().native_ptr()) };
+        assert!(!queue.is_null(), "rd_kafka_queue_get_main returned null");
+        NativePoller { queue }
+    }
+
+    /// Waits up to `timeout` (rounded up to whole ms) for an event, then serves it and every
+    /// event already queued. Returns the number of events served.
+    fn poll(&self, timeout: Duration) -> usize {
+        let mut ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        let mut served = 0;
+        loop {
+            // SAFETY: valid queue; each event returned is destroyed below.
+            let ev = unsafe { rd::rd_kafka_queue_poll(self.queue, ms) };
+            if ev.is_null() {
+                return served;
+            }
+            unsafe {
+                match rd::rd_kafka_event_type(ev) {
+                    rd::RD_KAFKA_EVENT_DR => loop {
+                        let msg = rd::rd_kafka_event_message_next(ev);
+                        if msg.is_null() {
+                            break;
+                        }
+                        let err = (*msg).err;
+                        let sent_ns = (*msg)._private as usize as u64;
+                        let res = if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                            Ok(())
+                        } else {
+                            Err(CStr::from_ptr(rd::rd_kafka_err2str(err)).to_string_lossy().into_owned())
+                        };
+                        stats().complete(sent_ns, res);
+                    },
+                    rd::RD_KAFKA_EVENT_ERROR => {
+                        let msg = CStr::from_ptr(rd::rd_kafka_event_error_string(ev)).to_string_lossy();
+                        eprintln!("{TOOL}: librdkafka error event: {msg}");
+                    }
+                    _ => {}
+                }
+                rd::rd_kafka_event_destroy(ev);
+            }
+            served += 1;
+            ms = 0;
+        }
+    }
+}
+
+impl Drop for NativePoller {
+    fn drop(&mut self) {
+        unsafe { rd::rd_kafka_queue_destroy(self.queue) };
+    }
+}
+
+/// How delivery reports are served (`--poll`).
+enum Poller {
+    Native(NativePoller),
+    Crate,
+}
+
+impl Poller {
+    fn poll(&self, producer: &BaseProducer<PerfContext>, timeout: Duration) {
+        match self {
+            Poller::Native(p) => {
+                p.poll(timeout);
+            }
+            Poller::Crate => producer.poll(timeout),
+        }
+    }
+}
+
 fn main() {
     let args = args_or_exit(
         TOOL,
         IMPL,
-        &["--mock-cluster", "--partitions"],
+        &["--mock-cluster", "--partitions", "--poll"],
         &[],
-        "\n         | --mock-cluster N --topic NAME[:PARTITIONS] ... [--partitions P]\n\
+        "\n         [--poll native|crate]   how delivery reports are served (default native)\n\
+         \x20      | --mock-cluster N --topic NAME[:PARTITIONS] ... [--partitions P]\n\
          \x20                      start librdkafka's mock cluster, print MOCK_BOOTSTRAP=..., sleep until killed",
     );
     let code = if args.extra("mock-cluster").is_some() {
@@ -125,6 +214,14 @@ fn mock_cluster(args: &perf_common::Args) -> i32 {
 }
 
 fn run(args: &perf_common::Args) -> i32 {
+    let native = match args.extra("poll").unwrap_or("native") {
+        "native" => true,
+        "crate" => false,
+        other => {
+            eprintln!("{TOOL}: --poll must be native or crate, not {other}");
+            return EXIT_USAGE;
+        }
+    };
     let topic = args.topic.clone().unwrap_or_default();
     let props = args.merged_props();
     let mut cfg = ClientConfig::new();
@@ -140,11 +237,12 @@ fn run(args: &perf_common::Args) -> i32 {
     };
     let props_text: Vec<String> = props.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!(
-        "{TOOL}: impl={IMPL} librdkafka {} topic={topic} records={} size={} throughput={} props: {}",
+        "{TOOL}: impl={IMPL} librdkafka {} topic={topic} records={} size={} throughput={} poll={} props: {}",
         rdkafka::util::get_rdkafka_version().1,
         args.num_records,
         args.record_size,
         args.throughput,
+        if native { "native" } else { "crate" },
         props_text.join(" ")
     );
     // Metadata (and the bootstrap connection) before the clock starts, for both tools alike.
@@ -164,6 +262,11 @@ fn run(args: &perf_common::Args) -> i32 {
 
     let payload = Payload::new(args.record_size);
     let s = init_stats(args.record_size);
+    let poller = if native {
+        Poller::Native(NativePoller::new(&producer))
+    } else {
+        Poller::Crate
+    };
     let diag = Arc::new(String::new) as Arc<dyn Fn() -> String + Send + Sync>;
     let reporter = start_reporter(args.report_interval, args.stall_timeout, diag);
 
@@ -174,7 +277,7 @@ fn run(args: &perf_common::Args) -> i32 {
         if let Some(p) = &pacer {
             while let Some(d) = p.wait_before(i) {
                 // Serve delivery reports while waiting.
-                producer.poll(d.min(Duration::from_millis(5)));
+                poller.poll(&producer, d.min(Duration::from_millis(5)));
             }
         }
         let sent_ns = s.now_ns() as usize;
@@ -186,7 +289,7 @@ fn run(args: &perf_common::Args) -> i32 {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     // Back-pressure: librdkafka's queue is full; serve callbacks and retry.
                     record = r;
-                    producer.poll(Duration::from_millis(1));
+                    poller.poll(&producer, Duration::from_millis(1));
                 }
                 Err((e, _)) => {
                     s.send_failed(format!("record {i}: {e}"));
@@ -196,13 +299,14 @@ fn run(args: &perf_common::Args) -> i32 {
             }
         }
         s.sent.store(i + 1, std::sync::atomic::Ordering::Relaxed);
-        producer.poll(Duration::ZERO);
+        poller.poll(&producer, Duration::ZERO);
     }
     // Flush: rdkafka's `flush` polls in 100 ms steps, which would add up to 100 ms to the
-    // measured time; wait in 1 ms steps instead.
+    // measured time; serve the reports as they come instead. (in_flight_count counts queued
+    // and in-flight messages and delivery reports not served yet.)
     let flush_deadline = Instant::now() + Duration::from_secs(300);
     while producer.in_flight_count() > 0 && Instant::now() < flush_deadline {
-        producer.poll(Duration::from_millis(1));
+        poller.poll(&producer, Duration::from_millis(if native { 10 } else { 1 }));
     }
     let elapsed = t0.elapsed();
     let cpu_s = process_cpu_seconds() - cpu0;
@@ -213,7 +317,11 @@ fn run(args: &perf_common::Args) -> i32 {
             producer.in_flight_count()
         );
     }
-    let code = print_summary(IMPL, &RunMeasure { elapsed, cpu_s }, "");
+    let code = print_summary(
+        IMPL,
+        &RunMeasure { elapsed, cpu_s },
+        if native { "poll=native" } else { "poll=crate" },
+    );
     if producer.in_flight_count() > 0 {
         return EXIT_FAILED;
     }
