@@ -198,14 +198,17 @@ pub fn parse_args(
             "--report-interval-ms" => {
                 a.report_interval = Duration::from_millis(parse_num(flag, &take(&mut i)?)?.max(100))
             }
-            "--stall-timeout-s" => a.stall_timeout = Duration::from_secs(parse_num(flag, &take(&mut i)?)?),
+            "--stall-timeout-s" => {
+                a.stall_timeout = Duration::from_secs(parse_num(flag, &take(&mut i)?)?)
+            }
             "-h" | "--help" => return Err(String::new()),
             f if extra_flags.contains(&f) => {
                 let v = take(&mut i)?;
                 a.extra.insert(f.trim_start_matches('-').to_string(), v);
             }
             f if extra_switches.contains(&f) => {
-                a.extra.insert(f.trim_start_matches('-').to_string(), "true".into());
+                a.extra
+                    .insert(f.trim_start_matches('-').to_string(), "true".into());
             }
             other => return Err(format!("unknown argument: {other}")),
         }
@@ -275,7 +278,13 @@ pub fn parse_properties(text: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Parses the command line of the process or prints usage and exits.
-pub fn args_or_exit(tool: &str, impl_name: &str, extra_flags: &[&str], extra_switches: &[&str], extra_help: &str) -> Args {
+pub fn args_or_exit(
+    tool: &str,
+    impl_name: &str,
+    extra_flags: &[&str],
+    extra_switches: &[&str],
+    extra_help: &str,
+) -> Args {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     match parse_args(&argv, extra_flags, extra_switches) {
         Ok(a) => a,
@@ -758,7 +767,7 @@ mod tests {
             let got = h.percentile(p) as f64;
             assert!((got - want).abs() / want < 0.01, "p{p}: {got} vs {want}");
         }
-        assert_eq!(h.percentile(100.0) >= 100_000, true);
+        assert!(h.percentile(100.0) >= 100_000);
         let mut small = Histogram::new();
         small.record(3);
         assert_eq!(small.percentile(50.0), 3);
@@ -767,7 +776,18 @@ mod tests {
     #[test]
     fn histogram_buckets_are_monotonic() {
         let mut last = 0;
-        for v in [0u64, 1, 255, 256, 257, 511, 512, 1 << 20, (1 << 20) + 12345, u64::MAX / 2] {
+        for v in [
+            0u64,
+            1,
+            255,
+            256,
+            257,
+            511,
+            512,
+            1 << 20,
+            (1 << 20) + 12345,
+            u64::MAX / 2,
+        ] {
             let i = Histogram::index(v);
             assert!(i >= last, "index not monotonic at {v}");
             assert!(Histogram::upper(i) >= v, "upper({i}) < {v}");
@@ -795,7 +815,13 @@ mod tests {
     #[test]
     fn properties_file_syntax() {
         let p = parse_properties("# c\nacks = all\n\nlinger.ms:5\n").unwrap();
-        assert_eq!(p, vec![("acks".into(), "all".into()), ("linger.ms".into(), "5".into())]);
+        assert_eq!(
+            p,
+            vec![
+                ("acks".into(), "all".into()),
+                ("linger.ms".into(), "5".into())
+            ]
+        );
     }
 
     #[test]

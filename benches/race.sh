@@ -32,7 +32,8 @@
 #   --no-build            skip `cargo build --release --examples`
 #
 # Every run's output is kept in OUT/logs/, every run's RESULT line in OUT/runs.tsv, the tables
-# in OUT/summary.md. The script stops its own broker and mock cluster on exit (trap), whatever
+# in OUT/summary.md. Runs during which compilers or cargo were running (a shared machine) are
+# flagged in the table's note column. The script stops its own broker and mock cluster on exit (trap), whatever
 # the reason. Exit code: 0 when every run of both clients succeeded, 1 otherwise.
 set -uo pipefail
 
@@ -131,7 +132,7 @@ fi
 [[ -n "$OUT" ]] || OUT="$ROOT/target/race/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT/logs" || die "cannot create $OUT"
 RUNS="$OUT/runs.tsv"
-printf 'pass\tworkload\timpl\tround\trc\trecords\trps\tmbps\tp50_ms\tp99_ms\tcpu_s\tcpu_s_per_M\trss_peak_mb\terrors\n' >"$RUNS"
+printf 'pass\tworkload\timpl\tround\trc\trecords\trps\tmbps\tp50_ms\tp99_ms\tcpu_s\tcpu_s_per_M\trss_peak_mb\terrors\tbusy\n' >"$RUNS"
 SUMMARY="$OUT/summary.md"
 : >"$SUMMARY"
 
@@ -227,6 +228,9 @@ ANY_FAIL=0
 FAILURES=() # "pass|workload|impl|round|rc|log"
 LAST_RPS=""
 
+# Compiler and cargo processes (other people's builds and tests on a shared machine).
+busy_count() { ps -eo comm= | grep -cxE 'rustc|cc1|cc1plus|ld|ld.lld|rust-lld|cargo' || true; }
+
 # run_one IMPL WORKLOAD ROUND TOPIC SIZE RECORDS THROUGHPUT PROPS
 run_one() {
     local impl=$1 wl=$2 round=$3 topic=$4 size=$5 records=$6 tput=$7 props=$8
@@ -239,14 +243,20 @@ run_one() {
         --throughput "$tput" --bootstrap-server "$BOOTSTRAP" --stall-timeout-s "$STALL_TIMEOUT"
         --report-interval-ms 5000 --producer-props $props $COMMON_PROPS $extra)
     printf '$ %s\n' "${cmd[*]}" >"$log"
+    # The machine may be shared: note compilers running when the run starts or ends.
+    local busy0 busy1
+    busy0="$(busy_count)"
     timeout --kill-after=5 "$RUN_TIMEOUT" "${cmd[@]}" >>"$log" 2>&1 </dev/null
     rc=$?
+    busy1="$(busy_count)"
+    local busy=$(( ${busy0:-0} > ${busy1:-0} ? ${busy0:-0} : ${busy1:-0} ))
     line="$(grep '^RESULT ' "$log" | tail -n 1)"
     f() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
     LAST_RPS="$(f rps)"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$PASS" "$wl" "$impl" "$round" "$rc" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$PASS" "$wl" "$impl" "$round" "$rc" \
         "$(f records)" "$(f rps)" "$(f mbps)" "$(f p50_ms)" "$(f p99_ms)" "$(f cpu_s)" "$(f cpu_s_per_M)" \
-        "$(f rss_peak_mb)" "$(f errors)" >>"$RUNS"
+        "$(f rss_peak_mb)" "$(f errors)" "$busy" >>"$RUNS"
+    ((busy > 0)) && log "  note: $busy compiler/cargo processes were running during this run (shared machine)"
     if ((rc == 0)); then
         log "  $impl r$round: rps=$(f rps) p99=$(f p99_ms) ms cpu/M=$(f cpu_s_per_M) s rss=$(f rss_peak_mb) MiB"
     elif ((rc == 3)); then
@@ -378,6 +388,9 @@ print_table() {
         o_rss="$(median_of "$pass" "$n" ours rss_peak_mb)"
         r_rss="$(median_of "$pass" "$n" rdkafka rss_peak_mb)"
         note="${SKIP_NOTE["$pass|$n"]:-${SKIP_NOTE["$pass|*"]:-}}"
+        local busy_runs
+        busy_runs="$(awk -F'\t' -v p="$pass" -v w="$n" '$1 == p && $2 == w && $15 > 0 { c++ } END { print c + 0 }' "$RUNS")"
+        ((busy_runs > 0)) && note="${note:+$note; }$busy_runs run(s) overlapped compiler processes"
         [[ -n "${SKIP_NOTE["$pass|$n|rate"]:-}" ]] && note="paced at ${SKIP_NOTE["$pass|$n|rate"]}${note:+; $note}"
         say "| $n | $(fmt_int "$o_rps") | $(fmt_int "$r_rps") | $(fmt_ratio "$o_rps" "$r_rps") | $o_cpu | $r_cpu | $(fmt_ratio "$o_cpu" "$r_cpu") | $o_p99 / $r_p99 | $o_rss / $r_rss | $note |"
     done

@@ -89,7 +89,11 @@ async fn run() -> i32 {
         args.num_records,
         args.record_size,
         args.throughput,
-        if mode == Mode::Callback { "callback" } else { "future" },
+        if mode == Mode::Callback {
+            "callback"
+        } else {
+            "future"
+        },
         props_text.join(" ")
     );
 
@@ -102,7 +106,10 @@ async fn run() -> i32 {
     };
     // Metadata (and the bootstrap connection) before the clock starts, for both tools alike.
     match producer.partitions_for(&topic).await {
-        Ok(info) => println!("{TOOL}: topic {topic} has {} partitions", info.partition_count()),
+        Ok(info) => println!(
+            "{TOOL}: topic {topic} has {} partitions",
+            info.partition_count()
+        ),
         Err(e) => {
             println!("ERROR: no metadata for topic {topic}: {e}");
             producer.close(Duration::from_secs(1)).await;
@@ -150,11 +157,13 @@ async fn run() -> i32 {
         let record = ProducerRecord::new(topic.clone(), pool.slice(off..off + size));
         let sent_ns = s.now_ns();
         let res = match &fut_tx {
-            None => producer
-                .send_with_callback(record, move |r| {
-                    stats().complete(sent_ns, r.map(|_| ()).map_err(|e| e.to_string()))
-                })
-                .await,
+            None => {
+                producer
+                    .send_with_callback(record, move |r| {
+                        stats().complete(sent_ns, r.map(|_| ()).map_err(|e| e.to_string()))
+                    })
+                    .await
+            }
             Some(tx) => producer.send(record).await.map(|f| {
                 let _ = tx.send((sent_ns, f));
             }),
@@ -190,7 +199,10 @@ async fn run() -> i32 {
                 "{TOOL}: {} produce requests ({per_req:.1} records/request), {} batches retried, producer id {:?}",
                 st.requests_sent, st.batches_retried, st.producer_id
             );
-            format!("requests={} retried_batches={}", st.requests_sent, st.batches_retried)
+            format!(
+                "requests={} retried_batches={}",
+                st.requests_sent, st.batches_retried
+            )
         }
         None => String::new(),
     };

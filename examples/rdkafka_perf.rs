@@ -37,13 +37,13 @@ use perf_common::{
     args_or_exit, init_stats, print_summary, process_cpu_seconds, start_reporter, stats,
     stop_reporter, Pacer, Payload, RunMeasure, EXIT_CONFIG_REJECTED, EXIT_FAILED, EXIT_USAGE,
 };
+use rdkafka::bindings as rd;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
-use rdkafka::bindings as rd;
 use std::ffi::CStr;
 use std::io::Write;
 use std::sync::Arc;
@@ -105,12 +105,15 @@ impl NativePoller {
                         let res = if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
                             Ok(())
                         } else {
-                            Err(CStr::from_ptr(rd::rd_kafka_err2str(err)).to_string_lossy().into_owned())
+                            Err(CStr::from_ptr(rd::rd_kafka_err2str(err))
+                                .to_string_lossy()
+                                .into_owned())
                         };
                         stats().complete(sent_ns, res);
                     },
                     rd::RD_KAFKA_EVENT_ERROR => {
-                        let msg = CStr::from_ptr(rd::rd_kafka_event_error_string(ev)).to_string_lossy();
+                        let msg =
+                            CStr::from_ptr(rd::rd_kafka_event_error_string(ev)).to_string_lossy();
                         eprintln!("{TOOL}: librdkafka error event: {msg}");
                     }
                     _ => {}
@@ -192,7 +195,12 @@ fn mock_cluster(args: &perf_common::Args) -> i32 {
             return EXIT_FAILED;
         }
     };
-    for t in args.topics.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()) {
+    for t in args
+        .topics
+        .iter()
+        .flat_map(|t| t.split(','))
+        .filter(|t| !t.is_empty())
+    {
         let (name, parts) = match t.split_once(':') {
             Some((n, p)) => match parse("--topic NAME:PARTITIONS", p) {
                 Some(p) => (n, p),
@@ -306,7 +314,10 @@ fn run(args: &perf_common::Args) -> i32 {
     // and in-flight messages and delivery reports not served yet.)
     let flush_deadline = Instant::now() + Duration::from_secs(300);
     while producer.in_flight_count() > 0 && Instant::now() < flush_deadline {
-        poller.poll(&producer, Duration::from_millis(if native { 10 } else { 1 }));
+        poller.poll(
+            &producer,
+            Duration::from_millis(if native { 10 } else { 1 }),
+        );
     }
     let elapsed = t0.elapsed();
     let cpu_s = process_cpu_seconds() - cpu0;

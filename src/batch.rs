@@ -161,6 +161,12 @@ pub struct ProducerBatch {
     pub(crate) producer_id: i64,
     /// See `producer_id`.
     pub(crate) producer_epoch: i16,
+    /// The sender's producer-id generation the sequence was assigned in (a broker that lost
+    /// its state may hand out the same id and epoch again, so id/epoch alone cannot tell).
+    pub(crate) pid_generation: u64,
+    /// Position of the batch in its partition (assigned when closed, 0, 1, 2, ...): the order
+    /// records were sent in, which retries and splits keep.
+    pub(crate) number: u64,
     /// Holds one of the partition's `max.pending.batches.per.partition` slots.
     pub(crate) _slot: Option<OwnedSemaphorePermit>,
     pub(crate) shared: Arc<Shared>,

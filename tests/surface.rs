@@ -57,7 +57,7 @@ impl ProducerInterceptor for Upper {
 
 #[actix_rt::test]
 async fn interceptors_transform_observe_and_are_isolated() {
-    let mut broker = TestBroker::start();
+    let broker = TestBroker::start();
     let topic = unique_topic("icpt");
     broker.create_topic(&topic, 1);
     let log = Log::default();
@@ -121,7 +121,7 @@ impl Partitioner for LastPartition {
 
 #[actix_rt::test]
 async fn custom_and_round_robin_partitioners() {
-    let mut broker = TestBroker::start();
+    let broker = TestBroker::start();
     let topic = unique_topic("part");
     broker.create_topic(&topic, 4);
     let custom = Arc::new(LastPartition(AtomicUsize::new(0)));
@@ -234,7 +234,7 @@ async fn single_record_too_large_for_broker_fails_clearly() {
 
 #[actix_rt::test]
 async fn metrics_match_a_known_workload() {
-    let mut broker = TestBroker::start();
+    let broker = TestBroker::start();
     let topic = unique_topic("metrics");
     broker.create_topic(&topic, 2);
     let producer = Producer::start(config(&broker.bootstrap).build().unwrap()).await.unwrap();
@@ -273,7 +273,7 @@ async fn metrics_match_a_known_workload() {
 
 #[actix_rt::test]
 async fn log_append_time_topic_returns_broker_timestamp() {
-    let mut broker = TestBroker::start();
+    let broker = TestBroker::start();
     let topic = unique_topic("lat");
     broker.create_topic_with_config(&topic, 1, &[("message.timestamp.type", "LogAppendTime")]);
     let producer = Producer::start(config(&broker.bootstrap).build().unwrap()).await.unwrap();

@@ -70,6 +70,8 @@ pub struct PartitionAccumulator {
     ratio: CompressionRatioEstimator,
     /// Uncompressed bytes a batch may hold (`batch.size` / estimated ratio).
     limit: usize,
+    /// Number of the next closed batch.
+    next_number: u64,
 }
 
 impl PartitionAccumulator {
@@ -91,6 +93,7 @@ impl PartitionAccumulator {
             batch_slots: Arc::new(Semaphore::new(slots)),
             ratio,
             limit,
+            next_number: 0,
             shared,
             aborted: None,
         }
@@ -135,6 +138,7 @@ impl PartitionAccumulator {
             let ppm = records.len() as u64 * 1_000_000 / uncompressed;
             self.shared.metrics.compression_ppm.record(ppm);
         }
+        self.next_number += 1;
         let mut batch = ProducerBatch {
             tp: self.tp.clone(),
             records,
@@ -145,6 +149,8 @@ impl PartitionAccumulator {
             base_sequence: -1,
             producer_id: -1,
             producer_epoch: -1,
+            pid_generation: 0,
+            number: self.next_number - 1,
             _slot: None,
             shared: self.shared.clone(),
             last_error: None,

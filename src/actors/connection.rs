@@ -218,10 +218,19 @@ async fn connect(
         // The ApiVersions response header is always v0 (correlation id only), so an
         // UNSUPPORTED_VERSION answer in v0 layout is readable whatever we asked.
         let mut b = body.slice(4..);
-        let response = match ApiVersionsResponse::decode(&mut b, version) {
+        // A v0 UNSUPPORTED_VERSION answer may not walk as v3: check the layout we decode.
+        let checked_version = if crate::protocol::guard::check_body(18, version, &b).is_ok() {
+            version
+        } else {
+            crate::protocol::guard::check_body(18, 0, &b).map_err(|e| err(format!("ApiVersions: {e}")))?;
+            0
+        };
+        let response = match ApiVersionsResponse::decode(&mut b, checked_version) {
             Ok(r) => r,
-            Err(_) if version > 0 => {
+            Err(_) if checked_version > 0 => {
                 let mut b0 = body.slice(4..);
+                crate::protocol::guard::check_body(18, 0, &b0)
+                    .map_err(|e| err(format!("ApiVersions: {e}")))?;
                 ApiVersionsResponse::decode(&mut b0, 0)
                     .map_err(|e| err(format!("ApiVersions decode: {e}")))?
             }

@@ -97,6 +97,9 @@ pub struct Sender {
     stats: SenderStats,
     last_refresh_request: Option<Instant>,
     previous_pid: Option<(i64, i16)>,
+    /// Incremented on every producer id obtained; batches sequenced in an older generation are
+    /// re-sequenced.
+    pid_generation: u64,
     shared: Arc<Shared>,
 }
 
@@ -130,6 +133,7 @@ impl Sender {
             },
             last_refresh_request: None,
             previous_pid: None,
+            pid_generation: 0,
             shared,
         }
     }
@@ -193,6 +197,7 @@ impl Sender {
                     };
                     act.stats.producer_id = (resp.producer_id.0, resp.producer_epoch);
                     act.previous_pid = None;
+                    act.pid_generation += 1;
                     for q in act.partitions.values_mut() {
                         q.next_sequence = 0;
                     }
@@ -360,12 +365,13 @@ impl Sender {
             }
             let mut batch = q.queue.pop_front().expect("head");
             if let Some((id, epoch)) = producer {
-                if batch.base_sequence < 0 || batch.producer_id != id || batch.producer_epoch != epoch {
+                if batch.base_sequence < 0 || batch.pid_generation != self.pid_generation {
                     let seq = q.next_sequence;
                     let n = batch.record_count() as i32;
                     // Sequences wrap to 0 after i32::MAX (KIP-98).
                     q.next_sequence = if seq > i32::MAX - n { n - (i32::MAX - seq) - 1 } else { seq + n };
                     batch.set_producer_state(id, epoch, seq);
+                    batch.pid_generation = self.pid_generation;
                 }
             }
             let metrics = &self.shared.metrics;
@@ -508,6 +514,9 @@ impl Sender {
                 }
                 drop(by_tp);
                 for (b, outcome) in outcomes {
+                    if let Some((code, base_offset, _, _)) = &outcome {
+                        tracing::trace!(tp = %b.tp, seq = b.base_sequence, records = b.record_count(), code = code.0, base_offset, "partition response");
+                    }
                     match outcome {
                         None => {
                             let err = ProduceError::Connection(ConnectionError::Malformed {
@@ -519,7 +528,10 @@ impl Sender {
                         Some((code, base_offset, append_time, message)) => match code.0 {
                             0 => b.complete(base_offset, append_time),
                             // DUPLICATE_SEQUENCE_NUMBER: already written (idempotence).
-                            46 => b.complete(base_offset, append_time),
+                            46 => {
+                                tracing::debug!(tp = %b.tp, seq = b.base_sequence, base_offset, "DUPLICATE_SEQUENCE_NUMBER: already written");
+                                b.complete(base_offset, append_time)
+                            }
                             // MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE: split and resend, as Java.
                             10 | 18 if b.record_count() > 1 => {
                                 if let Err(b) = self.split(b) {
@@ -565,7 +577,7 @@ impl Sender {
     /// epoch) and re-sequences every batch from 0.
     fn reset_producer_id(&mut self, b: &ProducerBatch) {
         if let ProducerIdState::Ready { id, epoch } = self.pid {
-            if b.producer_id == id && b.producer_epoch == epoch {
+            if b.pid_generation == self.pid_generation {
                 tracing::warn!(producer_id = id, epoch, tp = %b.tp, "producer id reset (KIP-360)");
                 self.previous_pid = Some((id, epoch));
                 self.pid = ProducerIdState::Unknown;
@@ -578,11 +590,7 @@ impl Sender {
     /// `OUT_OF_ORDER_SEQUENCE_NUMBER` for `b` is then the echo of that batch's retry.
     fn has_earlier(&self, b: &ProducerBatch) -> bool {
         self.partitions.get(&b.tp).is_some_and(|q| {
-            q.in_flight > 0
-                || q
-                    .queue
-                    .iter()
-                    .any(|o| o.base_sequence >= 0 && o.base_sequence < b.base_sequence)
+            q.in_flight > 0 || q.queue.iter().any(|o| o.number < b.number)
         })
     }
 
@@ -668,6 +676,9 @@ impl Sender {
                 base_sequence: -1,
                 producer_id: -1,
                 producer_epoch: -1,
+                pid_generation: 0,
+                // Halves keep their place: number and number + 1/2 as a tie-break below.
+                number: b.number,
                 _slot: None,
                 shared: b.shared.clone(),
                 last_error: b.last_error.clone(),
@@ -675,6 +686,7 @@ impl Sender {
             if b.base_sequence >= 0 {
                 let seq = b.base_sequence + if i == 0 { 0 } else { mid as i32 };
                 half.set_producer_state(b.producer_id, b.producer_epoch, seq);
+                half.pid_generation = b.pid_generation;
             }
             halves.push(half);
         }
@@ -685,19 +697,17 @@ impl Sender {
         Ok(())
     }
 
-    /// Puts a batch back in its partition queue: in sequence order with idempotence, else at
-    /// the front (Java's `reenqueue`).
+    /// Puts a batch back in its partition queue, in the order the batches were closed in (Java's
+    /// `reenqueue` puts it at the front; older batches of the partition are never behind it).
     fn requeue(&mut self, b: ProducerBatch) {
         let q = self.partitions.entry(b.tp.clone()).or_default();
-        // Back in sequence order (or at the front, as Java's reenqueue, without idempotence).
-        let pos = if b.base_sequence >= 0 {
-            q.queue
-                .iter()
-                .position(|o| o.base_sequence < 0 || o.base_sequence > b.base_sequence)
-                .unwrap_or(q.queue.len())
-        } else {
-            0
-        };
+        // Back in the order the batches were closed in (before any equal number: the halves of a
+        // split are queued second half first).
+        let pos = q
+            .queue
+            .iter()
+            .position(|o| o.number >= b.number)
+            .unwrap_or(q.queue.len());
         q.queue.insert(pos, b);
     }
 }

@@ -99,6 +99,7 @@ pub fn decode_response<R: Request>(mut frame: Bytes, version: i16) -> Result<R::
     let header_version = <R::Response as HeaderVersion>::header_version(version);
     kafka_protocol::messages::ResponseHeader::decode(&mut frame, header_version)
         .map_err(|e| format!("response header: {e}"))?;
+    crate::protocol::guard::check_body(R::KEY, version, &frame)?;
     let body = <R::Response as Decodable>::decode(&mut frame, version)
         .map_err(|e| format!("response body: {e}"))?;
     if frame.has_remaining() {

@@ -2,4 +2,5 @@
 //! negotiation on top of the `kafka-protocol` crate's message schemas.
 pub mod decode;
 pub mod frame;
+pub mod guard;
 pub mod record_batch;

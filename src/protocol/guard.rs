@@ -1,0 +1,275 @@
+//! A non-allocating walk over a response frame before `kafka-protocol` decodes it.
+//!
+//! `kafka-protocol` sizes a `Vec` from the element count read off the wire
+//! (`Vec::with_capacity(n)`), so a few hostile bytes claiming 2^31 elements would ask for
+//! hundreds of GB and abort the process. This walker follows the schemas of the four responses
+//! this producer decodes (protocol guide, `ProduceResponse` v3-11, `MetadataResponse` v1-12,
+//! `ApiVersionsResponse` v0-3, `InitProducerIdResponse` v0-4) and checks that every array
+//! element and every string actually fits in the bytes that are left. A frame that passes can
+//! only make the decoder allocate in proportion to its own size.
+
+use kafka_protocol::messages::ApiKey;
+
+struct Walk<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    flexible: bool,
+}
+
+type R = Result<(), String>;
+
+impl<'a> Walk<'a> {
+    fn left(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    fn skip(&mut self, n: usize, what: &str) -> R {
+        if n > self.left() {
+            return Err(format!("{what}: {n} bytes needed, {} left", self.left()));
+        }
+        self.pos += n;
+        Ok(())
+    }
+    fn uvarint(&mut self) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..35).step_by(7) {
+            let b = *self.buf.get(self.pos).ok_or("truncated varint")?;
+            self.pos += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long".into())
+    }
+    fn i16(&mut self) -> Result<i16, String> {
+        let b = self.buf.get(self.pos..self.pos + 2).ok_or("truncated int16")?;
+        self.pos += 2;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    }
+    fn i32(&mut self) -> Result<i32, String> {
+        let b = self.buf.get(self.pos..self.pos + 4).ok_or("truncated int32")?;
+        self.pos += 4;
+        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    /// A string (nullable or not): length prefix, then bytes that must be there.
+    fn string(&mut self) -> R {
+        let len: i64 = if self.flexible {
+            self.uvarint()? as i64 - 1
+        } else {
+            i64::from(self.i16()?)
+        };
+        if len < -1 {
+            return Err(format!("negative string length {len}"));
+        }
+        self.skip(len.max(0) as usize, "string")
+    }
+    /// An array: count prefix, then `elem` per element; each element must use at least
+    /// `min_elem` bytes, so the count is checked against what is left before walking.
+    fn array(&mut self, min_elem: usize, mut elem: impl FnMut(&mut Self) -> R) -> R {
+        let n: i64 = if self.flexible {
+            self.uvarint()? as i64 - 1
+        } else {
+            i64::from(self.i32()?)
+        };
+        if n < -1 {
+            return Err(format!("negative array length {n}"));
+        }
+        let n = n.max(0) as usize;
+        if n.saturating_mul(min_elem.max(1)) > self.left() {
+            return Err(format!(
+                "array of {n} elements cannot fit in {} bytes",
+                self.left()
+            ));
+        }
+        for _ in 0..n {
+            elem(self)?;
+        }
+        Ok(())
+    }
+    fn tagged(&mut self) -> R {
+        if !self.flexible {
+            return Ok(());
+        }
+        let n = self.uvarint()?;
+        if n as usize > self.left() {
+            return Err(format!("{n} tagged fields cannot fit"));
+        }
+        for _ in 0..n {
+            self.uvarint()?;
+            let size = self.uvarint()? as usize;
+            self.skip(size, "tagged field")?;
+        }
+        Ok(())
+    }
+}
+
+fn flexible(key: ApiKey, v: i16) -> bool {
+    match key {
+        ApiKey::Produce => v >= 9,
+        ApiKey::Metadata => v >= 9,
+        ApiKey::ApiVersions => v >= 3,
+        ApiKey::InitProducerId => v >= 2,
+        _ => false,
+    }
+}
+
+/// Checks a response body (after the response header) of API `key` at `version`.
+///
+/// # Errors
+/// What does not fit, for [`crate::error::ConnectionError::Malformed`]. Unknown APIs pass.
+pub fn check_body(key: i16, version: i16, body: &[u8]) -> R {
+    let Ok(key) = ApiKey::try_from(key) else {
+        return Ok(());
+    };
+    let flex = flexible(key, version);
+    let mut w = Walk {
+        buf: body,
+        pos: 0,
+        flexible: flex,
+    };
+    let v = version;
+    let min_str = if flex { 1 } else { 2 };
+    let min_arr = if flex { 1 } else { 4 };
+    match key {
+        ApiKey::Produce => {
+            w.array(min_str + min_arr, |w| {
+                w.string()?;
+                w.array(14, |w| {
+                    w.skip(4 + 2 + 8, "partition")?;
+                    if v >= 2 {
+                        w.skip(8, "log_append_time")?;
+                    }
+                    if v >= 5 {
+                        w.skip(8, "log_start_offset")?;
+                    }
+                    if v >= 8 {
+                        w.array(4 + min_str, |w| {
+                            w.skip(4, "batch_index")?;
+                            w.string()
+                        })?;
+                        w.string()?;
+                    }
+                    w.tagged()
+                })?;
+                w.tagged()
+            })?;
+            if v >= 1 {
+                w.skip(4, "throttle_time")?;
+            }
+            w.tagged()
+        }
+        ApiKey::Metadata => {
+            if v >= 3 {
+                w.skip(4, "throttle_time")?;
+            }
+            w.array(4 + min_str + 4, |w| {
+                w.skip(4, "node_id")?;
+                w.string()?;
+                w.skip(4, "port")?;
+                if v >= 1 {
+                    w.string()?;
+                }
+                w.tagged()
+            })?;
+            if v >= 2 {
+                w.string()?;
+            }
+            if v >= 1 {
+                w.skip(4, "controller_id")?;
+            }
+            w.array(2 + min_str + min_arr, |w| {
+                w.skip(2, "error_code")?;
+                w.string()?;
+                if v >= 10 {
+                    w.skip(16, "topic_id")?;
+                }
+                if v >= 1 {
+                    w.skip(1, "is_internal")?;
+                }
+                w.array(10 + 2 * min_arr, |w| {
+                    w.skip(2 + 4 + 4, "partition")?;
+                    if v >= 7 {
+                        w.skip(4, "leader_epoch")?;
+                    }
+                    w.array(4, |w| w.skip(4, "replica"))?;
+                    w.array(4, |w| w.skip(4, "isr"))?;
+                    if v >= 5 {
+                        w.array(4, |w| w.skip(4, "offline"))?;
+                    }
+                    w.tagged()
+                })?;
+                if v >= 8 {
+                    w.skip(4, "topic_authorized_operations")?;
+                }
+                w.tagged()
+            })?;
+            if (8..=10).contains(&v) {
+                w.skip(4, "cluster_authorized_operations")?;
+            }
+            w.tagged()
+        }
+        ApiKey::ApiVersions => {
+            w.skip(2, "error_code")?;
+            w.array(6, |w| {
+                w.skip(6, "api_version")?;
+                w.tagged()
+            })?;
+            if v >= 1 {
+                w.skip(4, "throttle_time")?;
+            }
+            w.tagged()
+        }
+        ApiKey::InitProducerId => {
+            w.skip(4 + 2 + 8 + 2, "init_producer_id")?;
+            w.tagged()
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+    use kafka_protocol::messages::{MetadataResponse, ProduceResponse, TopicName};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    fn produce_response(v: i16) -> Vec<u8> {
+        let r = ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_responses(vec![PartitionProduceResponse::default()
+                .with_index(0)
+                .with_base_offset(42)])]);
+        let mut buf = bytes::BytesMut::new();
+        r.encode(&mut buf, v).unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn valid_responses_pass_every_version() {
+        for v in 3..=11 {
+            let body = produce_response(v);
+            assert_eq!(check_body(0, v, &body), Ok(()), "produce v{v}");
+        }
+        for v in 1..=12 {
+            let mut buf = bytes::BytesMut::new();
+            MetadataResponse::default().encode(&mut buf, v).unwrap();
+            assert_eq!(check_body(3, v, &buf), Ok(()), "metadata v{v}");
+        }
+    }
+
+    #[test]
+    fn huge_counts_and_truncation_are_refused() {
+        // Produce v8 (classic): topic array count 0x7fffffff in 8 bytes.
+        let hostile = [0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0];
+        assert!(check_body(0, 8, &hostile).unwrap_err().contains("cannot fit"));
+        // Flexible v9: compact array count 2^28.
+        let hostile = [0x80, 0x80, 0x80, 0x80, 0x01, 0, 0, 0];
+        assert!(check_body(0, 9, &hostile).is_err());
+        let mut body = produce_response(9);
+        body.truncate(body.len() - 3);
+        assert!(check_body(0, 9, &body).is_err());
+        assert!(check_body(3, 12, &[0xff; 3]).is_err());
+        assert!(check_body(18, 0, &[0, 0, 0x7f, 0xff, 0xff, 0xff]).is_err());
+    }
+}

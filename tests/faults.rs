@@ -1,0 +1,1132 @@
+//! Fault injection: the producer's delivery guarantees under broker errors, leader moves, cut
+//! connections, an unreachable broker, sequence errors, a slow broker (bounded memory) and
+//! hostile bytes on the wire.
+//!
+//! Every scenario sends a numbered stream (value = `<sequence number>` or
+//! `<sequence number>|<padding>`, key `k<seq % keys>`), reads the topic back with librdkafka
+//! (`read_all`: everything up to the high watermarks, `check.crcs=true`) and prints
+//!
+//! ```text
+//! SCENARIO name sent=.. acked=.. failed=.. read_back=.. lost=.. duplicated=.. reordered=..
+//! ```
+//!
+//! * `lost`: acknowledged (delivery future `Ok`) but not read back;
+//! * `duplicated`: sequence numbers read back more than once;
+//! * `reordered`: records whose sequence number is lower than one before them (offset order) in
+//!   the same partition. The stream is sent by one task, one `send` after the other, so every
+//!   partition receives its records in increasing sequence order.
+//!
+//! A `DETAIL` line follows with retries, producer id resets, offsets the broker did not report
+//! (`DUPLICATE_SEQUENCE_NUMBER` answers carry offset -1), etc.
+//!
+//! Brokers: librdkafka's mock cluster (`MockKafka`) for injected error codes, leader moves and a
+//! broker going down; Tansu behind `common::proxy::Proxy` wherever the broker must really check
+//! idempotent sequences: **the mock only checks producer ids and sequences for transactional
+//! producers** (`rd_kafka_mock_validate_records` returns at once without a transactional id,
+//! librdkafka 2.12 `rdkafka_mock.c`), so against the mock a retried batch can land behind a later
+//! one. Mock scenarios that assert ordering therefore use `max.in.flight.requests.per.connection=1`;
+//! `injected_retriable_errors_pipelined` asserts ordering with 5 in flight against Tansu, which
+//! answers `OUT_OF_ORDER_SEQUENCE_NUMBER` / `DUPLICATE_SEQUENCE_NUMBER` like Kafka.
+//!
+//! The scenarios run one at a time (a process-wide lock), so the memory measurements of
+//! `fast_producer_bounded_memory` and `hostile_responses` see only their own producer.
+//!
+//! Environment: `FAULT_SOAK_SECS` (default 20): duration of `fast_producer_bounded_memory`
+//! (the issue asks for 60 s; the default keeps this file under ~3 minutes).
+mod common;
+
+use actix_kafka::actors::sender::SenderStats;
+use actix_kafka::{
+    DeliveryFuture, DeliveryResult, ProduceError, Producer, ProducerConfig, ProducerRecord,
+};
+use common::proxy::{Fault, Proxy, METADATA, PRODUCE};
+use common::{unique_topic, ConsumedRecord, MockKafka, TestBroker};
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------------
+// Harness: one scenario at a time, panic tracking, memory probes
+// ---------------------------------------------------------------------------------------------
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Panics seen on threads that are not test threads (actor arbiters, the proxy, ...).
+static FOREIGN_PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+const TEST_NAMES: &[&str] = &[
+    "injected_retriable_errors",
+    "injected_retriable_errors_pipelined",
+    "leader_moves_mid_stream",
+    "connection_cut_before_response",
+    "broker_down_longer_than_delivery_timeout",
+    "sequence_errors_recover",
+    "fast_producer_bounded_memory",
+    "hostile_responses",
+];
+
+/// Takes the process-wide scenario lock and installs the panic tracker.
+fn scenario_start() -> MutexGuard<'static, ()> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let name = std::thread::current().name().unwrap_or("<unnamed>").to_string();
+            if !TEST_NAMES.contains(&name.as_str()) && name != "main" {
+                FOREIGN_PANICS
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(format!("thread '{name}': {info}"));
+            }
+            previous(info);
+        }));
+    });
+    common::init_tracing();
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    FOREIGN_PANICS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    guard
+}
+
+fn assert_no_foreign_panics(scenario: &str) {
+    let panics = FOREIGN_PANICS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(
+        panics.is_empty(),
+        "{scenario}: panics on producer/actor threads:\n{}",
+        panics.join("\n")
+    );
+}
+
+/// A field of /proc/self/status in KiB (`VmRSS`, `VmHWM`).
+fn proc_status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.trim_start_matches(':').split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn rss_kib() -> u64 {
+    proc_status_kib("VmRSS")
+}
+
+/// Resets the kernel's peak-RSS counter (`VmHWM`) to the current RSS (Linux >= 4.0).
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn peak_rss_kib() -> u64 {
+    proc_status_kib("VmHWM")
+}
+
+/// Samples VmRSS every `every` on a thread of its own; keeps the peak and a few samples.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    samples: Arc<Mutex<Vec<(u64, u64)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    fn start(every: Duration) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(rss_kib()));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let (s, p, v) = (stop.clone(), peak.clone(), samples.clone());
+        let thread = std::thread::Builder::new()
+            .name("rss-sampler".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let mut last_kept = Instant::now();
+                while !s.load(Ordering::Relaxed) {
+                    let rss = rss_kib();
+                    p.fetch_max(rss, Ordering::Relaxed);
+                    if last_kept.elapsed() >= Duration::from_secs(1) {
+                        v.lock().unwrap().push((started.elapsed().as_secs(), rss));
+                        last_kept = Instant::now();
+                    }
+                    std::thread::sleep(every);
+                }
+            })
+            .expect("spawn sampler");
+        RssSampler {
+            stop,
+            peak,
+            samples,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sampling; returns (peak KiB, one sample per second).
+    fn finish(mut self) -> (u64, Vec<(u64, u64)>) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let samples = self.samples.lock().unwrap().clone();
+        (self.peak.load(Ordering::Relaxed), samples)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The numbered stream and its analysis
+// ---------------------------------------------------------------------------------------------
+
+const KEYS: u64 = 64;
+
+fn numbered(topic: &str, seq: u64, padding: &str) -> ProducerRecord {
+    ProducerRecord::new(topic, format!("{seq}{padding}")).key(format!("k{}", seq % KEYS))
+}
+
+fn seq_of(r: &ConsumedRecord) -> Option<u64> {
+    r.value_str()?.split('|').next()?.parse().ok()
+}
+
+/// What the producer said about each record, by sequence number.
+#[derive(Default)]
+struct Results {
+    /// Records `send` accepted.
+    sent: u64,
+    /// Records acknowledged: (partition, offset) as reported.
+    acked: BTreeMap<u64, (i32, i64)>,
+    /// Records that failed after being accepted.
+    failed: BTreeMap<u64, ProduceError>,
+}
+
+impl Results {
+    fn record(&mut self, seq: u64, res: DeliveryResult) {
+        match res {
+            Ok(md) => {
+                self.acked.insert(seq, (md.partition, md.offset));
+            }
+            Err(e) => {
+                self.failed.insert(seq, e);
+            }
+        }
+    }
+
+    /// Error kinds of the failed records, with counts.
+    fn failure_kinds(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for e in self.failed.values() {
+            let kind = format!("{e:?}");
+            let kind = kind.split(['{', '(']).next().unwrap_or("").trim().to_string();
+            *m.entry(kind).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+/// Sends `seqs` one after the other (each `send` awaited, so every partition gets them in
+/// order) and keeps the delivery futures.
+async fn send_numbered(
+    producer: &Producer,
+    topic: &str,
+    seqs: std::ops::Range<u64>,
+    padding: &str,
+    pending: &mut Vec<(u64, DeliveryFuture)>,
+    results: &mut Results,
+) {
+    for seq in seqs {
+        let fut = producer
+            .send(numbered(topic, seq, padding))
+            .await
+            .unwrap_or_else(|e| panic!("send of record {seq} refused: {e:?}"));
+        results.sent += 1;
+        pending.push((seq, fut));
+    }
+}
+
+/// Awaits every delivery future; every record must get its result before `deadline`.
+async fn collect(pending: Vec<(u64, DeliveryFuture)>, results: &mut Results, deadline: Instant) {
+    for (seq, fut) in pending {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, fut).await {
+            Ok(res) => results.record(seq, res),
+            Err(_) => panic!("record {seq} got no result before the deadline (dropped silently?)"),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Report {
+    sent: u64,
+    acked: u64,
+    failed: u64,
+    read_back: u64,
+    lost: u64,
+    duplicated: u64,
+    reordered: u64,
+    /// Acked with an offset >= 0 that is not where the record was read back.
+    misplaced: u64,
+    /// Acked with offset -1 (e.g. `DUPLICATE_SEQUENCE_NUMBER` answers).
+    offset_unknown: u64,
+    /// Failed records that were written anyway (read back).
+    failed_but_written: u64,
+    /// Records read back that this stream did not send.
+    foreign: u64,
+}
+
+fn analyze(name: &str, results: &Results, read: &[ConsumedRecord]) -> Report {
+    let mut r = Report {
+        sent: results.sent,
+        acked: results.acked.len() as u64,
+        failed: results.failed.len() as u64,
+        read_back: read.len() as u64,
+        ..Default::default()
+    };
+    // First position of each sequence number, and how often it was read.
+    let mut first: HashMap<u64, (i32, i64)> = HashMap::new();
+    let mut count: HashMap<u64, u64> = HashMap::new();
+    // read is sorted by (partition, offset).
+    let mut max_in_partition: HashMap<i32, u64> = HashMap::new();
+    let mut reorder_examples = Vec::new();
+    for rec in read {
+        let Some(seq) = seq_of(rec) else {
+            r.foreign += 1;
+            continue;
+        };
+        let n = count.entry(seq).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            continue; // duplicates are counted below, not as reorders
+        }
+        first.insert(seq, (rec.partition, rec.offset));
+        let max = max_in_partition.entry(rec.partition).or_insert(seq);
+        if seq < *max {
+            r.reordered += 1;
+            if reorder_examples.len() < 5 {
+                reorder_examples.push(format!("p{}@{}: seq {seq} after seq {}", rec.partition, rec.offset, *max));
+            }
+        } else {
+            *max = seq;
+        }
+    }
+    r.duplicated = count.values().filter(|&&n| n > 1).count() as u64;
+    for (seq, &(p, off)) in &results.acked {
+        match first.get(seq) {
+            None => r.lost += 1,
+            Some(&at) => {
+                if off < 0 {
+                    r.offset_unknown += 1;
+                } else if at != (p, off) {
+                    r.misplaced += 1;
+                }
+            }
+        }
+    }
+    r.failed_but_written = results.failed.keys().filter(|s| first.contains_key(s)).count() as u64;
+    println!(
+        "SCENARIO {name} sent={} acked={} failed={} read_back={} lost={} duplicated={} reordered={}",
+        r.sent, r.acked, r.failed, r.read_back, r.lost, r.duplicated, r.reordered
+    );
+    if r.reordered > 0 {
+        println!("DETAIL {name} first reorders: {reorder_examples:?}");
+    }
+    if r.lost > 0 {
+        let lost: Vec<u64> = results
+            .acked
+            .keys()
+            .filter(|s| !first.contains_key(s))
+            .take(20)
+            .copied()
+            .collect();
+        println!("DETAIL {name} first lost sequence numbers: {lost:?}");
+    }
+    if r.duplicated > 0 {
+        let dups: Vec<u64> = count
+            .iter()
+            .filter(|(_, &n)| n > 1)
+            .map(|(s, _)| *s)
+            .take(20)
+            .collect();
+        println!("DETAIL {name} some duplicated sequence numbers: {dups:?}");
+    }
+    r
+}
+
+fn print_detail(name: &str, r: &Report, stats: &Option<SenderStats>, results: &Results, extra: &str) {
+    let s = stats.clone().unwrap_or_default();
+    println!(
+        "DETAIL {name} misplaced={} offset_unknown={} failed_but_written={} foreign={} \
+         requests_sent={} batches_retried={} records_retried={} producer_id={:?} \
+         producer_id_resets={} failures={:?} {extra}",
+        r.misplaced,
+        r.offset_unknown,
+        r.failed_but_written,
+        r.foreign,
+        s.requests_sent,
+        s.batches_retried,
+        s.records_retried,
+        s.producer_id,
+        s.producer_id_resets,
+        results.failure_kinds(),
+    );
+}
+
+/// `common::read_all`, printing how long it took.
+async fn read_all(bootstrap: &str, topic: &str, timeout: Duration) -> Vec<ConsumedRecord> {
+    let t = Instant::now();
+    let read = common::read_all(bootstrap, topic, timeout).await;
+    println!("read back {} records of {topic} in {:.1} s", read.len(), t.elapsed().as_secs_f64());
+    read
+}
+
+fn mock_config(bootstrap: &str) -> actix_kafka::config::ProducerConfigBuilder {
+    ProducerConfig::builder()
+        .bootstrap_servers(bootstrap.split(',').map(str::to_string))
+        .linger(Duration::from_millis(5))
+        .batch_size(4096)
+        .max_block(Duration::from_secs(10))
+        .retry_backoff(Duration::from_millis(50))
+        .reconnect_backoff(Duration::from_millis(20))
+        .reconnect_backoff_max(Duration::from_millis(200))
+}
+
+async fn stats_and_close(producer: &Producer) -> Option<SenderStats> {
+    let stats = producer.sender_stats().await;
+    producer.close(Duration::from_secs(10)).await;
+    assert_eq!(producer.pending_records(), 0, "nothing pending after close");
+    stats
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Injected retriable errors (mock cluster)
+// ---------------------------------------------------------------------------------------------
+
+/// NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT and NOT_ENOUGH_REPLICAS on several Produce requests
+/// (the mock writes nothing for a request it fails). Idempotence on (default). One request in
+/// flight per connection: the mock does not check sequences of non-transactional producers, so
+/// with more in flight a later batch can be written before a retried earlier one (see the
+/// module docs and `injected_retriable_errors_pipelined`).
+#[actix_rt::test]
+async fn injected_retriable_errors() {
+    const NAME: &str = "injected_retriable_errors";
+    let _serial = scenario_start();
+    let started = Instant::now();
+    let mk = MockKafka::new(3);
+    let topic = unique_topic("inj");
+    mk.create_topic(&topic, 6);
+    let cfg = mock_config(&mk.bootstrap())
+        .max_in_flight_requests_per_connection(1)
+        .build()
+        .unwrap();
+    assert!(cfg.enable_idempotence);
+    let producer = Producer::start(cfg).await.unwrap();
+
+    use RDKafkaRespErr::*;
+    let round = [
+        RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+        RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+    ];
+    const N: u64 = 20_000;
+    let mut results = Results::default();
+    let mut pending = Vec::new();
+    let mut injected = 0u64;
+    for (i, chunk) in (0..N).step_by(4000).enumerate() {
+        mk.push_request_errors(RDKafkaApiKey::Produce, &round);
+        injected += round.len() as u64;
+        if i == 2 {
+            // Per-broker errors with a delay: a slow failure on broker 2 only.
+            mk.push_broker_request_errors(
+                2,
+                RDKafkaApiKey::Produce,
+                &[
+                    (RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, Duration::from_millis(80)),
+                    (RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, Duration::from_millis(80)),
+                ],
+            );
+            injected += 2;
+        }
+        send_numbered(&producer, &topic, chunk..(chunk + 4000).min(N), "", &mut pending, &mut results).await;
+    }
+    collect(pending, &mut results, Instant::now() + Duration::from_secs(60)).await;
+    let stats = stats_and_close(&producer).await;
+    let read = read_all(&mk.bootstrap(), &topic, Duration::from_secs(60)).await;
+    let r = analyze(NAME, &results, &read);
+    print_detail(NAME, &r, &stats, &results, &format!("injected_errors={injected} secs={:.1}", started.elapsed().as_secs_f64()));
+    let s = stats.expect("sender stats");
+    assert_eq!(r.failed, 0, "retriable errors must not fail records: {:?}", results.failure_kinds());
+    assert_eq!(r.lost, 0, "acknowledged records lost");
+    assert_eq!(r.duplicated, 0, "duplicates");
+    assert_eq!(r.reordered, 0, "records out of order within a partition");
+    assert_eq!(r.misplaced, 0, "acknowledged offsets differ from where the records are");
+    assert_eq!(r.foreign, 0);
+    assert!(s.batches_retried >= injected, "every failed request retried: {s:?}, injected {injected}");
+    assert_no_foreign_panics(NAME);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1b. The same with 5 requests in flight, against a broker that checks sequences (Tansu)
+// ---------------------------------------------------------------------------------------------
+
+/// Produce requests answered by the proxy with NOT_LEADER_OR_FOLLOWER / REQUEST_TIMED_OUT /
+/// NOT_ENOUGH_REPLICAS without reaching Tansu (later pipelined batches then get
+/// OUT_OF_ORDER_SEQUENCE_NUMBER from Tansu), and Produce responses rewritten to
+/// NOT_ENOUGH_REPLICAS_AFTER_APPEND / REQUEST_TIMED_OUT after Tansu wrote the data (the retry gets
+/// DUPLICATE_SEQUENCE_NUMBER). Default 5 in flight: no loss, no duplicate, no reordering.
+#[actix_rt::test]
+async fn injected_retriable_errors_pipelined() {
+    const NAME: &str = "injected_retriable_errors_pipelined";
+    let _serial = scenario_start();
+    let started = Instant::now();
+    let broker = TestBroker::start();
+    let topic = unique_topic("injpipe");
+    broker.create_topic(&topic, 4);
+    let proxy = Proxy::start(broker.bootstrap.parse().unwrap());
+    let cfg = mock_config(&proxy.bootstrap()).build().unwrap();
+    assert!(cfg.enable_idempotence);
+    assert_eq!(cfg.max_in_flight_requests_per_connection, 5);
+    let producer = Producer::start(cfg).await.unwrap();
+
+    const N: u64 = 12_000;
+    let mut results = Results::default();
+    let mut pending = Vec::new();
+    let mut injected = 0u64;
+    for (i, chunk) in (0..N).step_by(2000).enumerate() {
+        match i % 3 {
+            0 => {
+                proxy.fail_next_requests(PRODUCE, 6, 1); // NOT_LEADER_OR_FOLLOWER
+                proxy.fail_next_requests(PRODUCE, 7, 1); // REQUEST_TIMED_OUT
+                proxy.fail_next_requests(PRODUCE, 19, 1); // NOT_ENOUGH_REPLICAS
+                injected += 3;
+            }
+            1 => {
+                proxy.inject(PRODUCE, Fault::ErrorAfterForward(20)); // NOT_ENOUGH_REPLICAS_AFTER_APPEND
+                proxy.inject(PRODUCE, Fault::ErrorAfterForward(7));
+                injected += 2;
+            }
+            _ => {
+                proxy.fail_next_requests(PRODUCE, 19, 2);
+                proxy.inject(PRODUCE, Fault::ErrorAfterForward(20));
+                injected += 3;
+            }
+        }
+        send_numbered(&producer, &topic, chunk..(chunk + 2000).min(N), "", &mut pending, &mut results).await;
+    }
+    collect(pending, &mut results, Instant::now() + Duration::from_secs(60)).await;
+    let stats = stats_and_close(&producer).await;
+    let ps = proxy.stats();
+    let read = read_all(&broker.bootstrap, &topic, Duration::from_secs(60)).await;
+    let r = analyze(NAME, &results, &read);
+    print_detail(
+        NAME,
+        &r,
+        &stats,
+        &results,
+        &format!("injected={injected} proxy={ps:?} secs={:.1}", started.elapsed().as_secs_f64()),
+    );
+    let s = stats.expect("sender stats");
+    assert_eq!(proxy.faults_pending(), 0, "every injected fault was applied");
+    assert_eq!(r.failed, 0, "retriable errors must not fail records: {:?}", results.failure_kinds());
+    assert_eq!(r.lost, 0, "acknowledged records lost");
+    assert_eq!(r.duplicated, 0, "duplicates despite idempotence");
+    assert_eq!(r.reordered, 0, "records out of order within a partition");
+    assert_eq!(r.misplaced, 0, "acknowledged offsets differ from where the records are");
+    assert!(s.batches_retried > 0, "{s:?}");
+    broker.assert_no_crc_errors();
+    assert_no_foreign_panics(NAME);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Leaders move during the stream (mock cluster)
+// ---------------------------------------------------------------------------------------------
+
+#[actix_rt::test]
+async fn leader_moves_mid_stream() {
+    const NAME: &str = "leader_moves_mid_stream";
+    let _serial = scenario_start();
+    let started = Instant::now();
+    let mk = MockKafka::new(3);
+    let topic = unique_topic("moves");
+    const P: i32 = 6;
+    mk.create_topic(&topic, P);
+    for p in 0..P {
+        mk.set_leader(&topic, p, Some(p % 3 + 1));
+    }
+    let producer = Producer::start(mock_config(&mk.bootstrap()).build().unwrap())
+        .await
+        .unwrap();
+    const N: u64 = 20_000;
+    const STEP: u64 = 2000;
+    let mut results = Results::default();
+    let mut pending = Vec::new();
+    let mut moves = 0;
+    for (round, chunk) in (0..N).step_by(STEP as usize).enumerate() {
+        send_numbered(&producer, &topic, chunk..chunk + STEP / 2, "", &mut pending, &mut results).await;
+        // Move every leader while the first half of the chunk is still on its way.
+        for p in 0..P {
+            mk.set_leader(&topic, p, Some((p + round as i32 + 1) % 3 + 1));
+            moves += 1;
+        }
+        send_numbered(&producer, &topic, chunk + STEP / 2..chunk + STEP, "", &mut pending, &mut results).await;
+    }
+    collect(pending, &mut results, Instant::now() + Duration::from_secs(60)).await;
+    let stats = stats_and_close(&producer).await;
+    let read = read_all(&mk.bootstrap(), &topic, Duration::from_secs(60)).await;
+    let r = analyze(NAME, &results, &read);
+    print_detail(NAME, &r, &stats, &results, &format!("leader_moves={moves} secs={:.1}", started.elapsed().as_secs_f64()));
+    assert_eq!(r.failed, 0, "leader moves must not fail records: {:?}", results.failure_kinds());
+    assert_eq!(r.lost, 0, "acknowledged records lost");
+    // NOT_LEADER_OR_FOLLOWER answers write nothing and no connection is cut: a duplicate can
+    // only come from the producer sending a batch twice after it was acknowledged.
+    assert_eq!(r.duplicated, 0, "duplicates");
+    assert_eq!(r.misplaced, 0, "acknowledged offsets differ from where the records are");
+    // `reordered` is reported, not asserted: with 5 in flight a fresh batch may reach the new
+    // leader while an older one is still on its way to the old leader; Kafka would refuse the
+    // fresh one (OUT_OF_ORDER_SEQUENCE_NUMBER), the mock does not check sequences.
+    assert_no_foreign_panics(NAME);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Connection cut after the request was forwarded, before the response (Tansu + proxy)
+// ---------------------------------------------------------------------------------------------
+
+#[actix_rt::test]
+async fn connection_cut_before_response() {
+    const NAME: &str = "connection_cut_before_response";
+    let _serial = scenario_start();
+    let started = Instant::now();
+    let broker = TestBroker::start();
+    let topic = unique_topic("cut");
+    broker.create_topic(&topic, 4);
+    let proxy = Proxy::start(broker.bootstrap.parse().unwrap());
+    let cfg = mock_config(&proxy.bootstrap())
+        .request_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    assert!(cfg.enable_idempotence);
+    let producer = Producer::start(cfg).await.unwrap();
+
+    const N: u64 = 10_000;
+    let mut results = Results::default();
+    let mut pending = Vec::new();
+    let mut cuts = 0u64;
+    for (i, chunk) in (0..N).step_by(1000).enumerate() {
+        if i % 2 == 1 {
+            // Two in a row: the retry of the first cut's batches is cut as well.
+            let n = if i == 5 { 2 } else { 1 };
+            for _ in 0..n {
+                proxy.inject(PRODUCE, Fault::CutBeforeResponse);
+                cuts += 1;
+            }
+        }
+        send_numbered(&producer, &topic, chunk..chunk + 1000, "", &mut pending, &mut results).await;
+    }
+    collect(pending, &mut results, Instant::now() + Duration::from_secs(60)).await;
+    let stats = stats_and_close(&producer).await;
+    let ps = proxy.stats();
+    let read = read_all(&broker.bootstrap, &topic, Duration::from_secs(60)).await;
+    let r = analyze(NAME, &results, &read);
+    print_detail(NAME, &r, &stats, &results, &format!("cuts={cuts} proxy={ps:?} secs={:.1}", started.elapsed().as_secs_f64()));
+    assert_eq!(proxy.faults_pending(), 0, "every cut happened");
+    assert!(ps.connections > cuts, "reconnected after every cut: {ps:?}");
+    assert_eq!(r.failed, 0, "cut connections are retried: {:?}", results.failure_kinds());
+    assert_eq!(r.lost, 0, "acknowledged records lost");
+    assert_eq!(r.duplicated, 0, "idempotent retries after a cut must not duplicate");
+    assert_eq!(r.reordered, 0, "records out of order within a partition");
+    assert_eq!(r.misplaced, 0, "acknowledged offsets differ from where the records are");
+    broker.assert_no_crc_errors();
+    assert_no_foreign_panics(NAME);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Broker down for longer than delivery.timeout.ms (mock cluster)
+// ---------------------------------------------------------------------------------------------
+
+/// delivery.timeout.ms=3000, request.timeout.ms=1000, linger.ms=5. Slack: every record must
+/// fail with `DeliveryTimeout` at most DELIVERY + SLACK (1.5 s = request.timeout.ms + 500 ms of
+/// scheduling) after its `send`; a request in flight when the deadline passes may take up to
+/// request.timeout.ms to come back. Records that fail *earlier* than delivery.timeout.ms minus
+/// linger are counted and reported (`early`).
+#[actix_rt::test]
+async fn broker_down_longer_than_delivery_timeout() {
+    const NAME: &str = "broker_down_longer_than_delivery_timeout";
+    const DELIVERY: Duration = Duration::from_millis(3000);
+    const LINGER: Duration = Duration::from_millis(5);
+    const SLACK: Duration = Duration::from_millis(1500);
+    let _serial = scenario_start();
+    let started = Instant::now();
+    let mk = MockKafka::new(1);
+    let topic = unique_topic("down");
+    mk.create_topic(&topic, 3);
+    let cfg = mock_config(&mk.bootstrap())
+        .delivery_timeout(DELIVERY)
+        .request_timeout(Duration::from_millis(1000))
+        .linger(LINGER)
+        .build()
+        .unwrap();
+    let producer = Producer::start(cfg).await.unwrap();
+    let mut results = Results::default();
+
+    // Warm up: metadata cached, connection open, producer id known.
+    let mut pending = Vec::new();
+    send_numbered(&producer, &topic, 0..300, "", &mut pending, &mut results).await;
+    collect(pending, &mut results, Instant::now() + Duration::from_secs(30)).await;
+    assert_eq!(results.acked.len(), 300, "warm-up delivered: {:?}", results.failure_kinds());
+
+    mk.broker_down(1);
+    let down_at = Instant::now();
+    // Records sent over ~1.5 s while the broker is down.
+    let mut timed: Vec<(u64, Instant, DeliveryFuture)> = Vec::new();
+    let mut seq = 300;
+    for _ in 0..15 {
+        for _ in 0..40 {
+            let sent_at = Instant::now();
+            let fut = producer
+                .send(numbered(&topic, seq, ""))
+                .await
+                .unwrap_or_else(|e| panic!("send {seq} while broker down: {e:?}"));
+            results.sent += 1;
+            timed.push((seq, sent_at, fut));
+            seq += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let down_sent = timed.len();
+    let mut latest = Duration::ZERO;
+    let mut earliest = Duration::MAX;
+    let mut early = 0;
+    let mut late = Vec::new();
+    let mut wrong_kind = Vec::new();
+    let mut possibly_written = 0;
+    for (seq, sent_at, fut) in timed {
+        let res = tokio::time::timeout(DELIVERY + SLACK * 4, fut)
+            .await
+            .unwrap_or_else(|_| panic!("record {seq} has no result {:?} after its send", DELIVERY + SLACK * 4));
+        let took = sent_at.elapsed();
+        latest = latest.max(took);
+        earliest = earliest.min(took);
+        match &res {
+            Err(ProduceError::DeliveryTimeout { possibly_written: w, .. }) => {
+                if *w {
+                    possibly_written += 1;
+                }
+                if took > DELIVERY + SLACK {
+                    late.push((seq, took));
+                }
+                if took + LINGER < DELIVERY {
+                    early += 1;
+                }
+            }
+            other => wrong_kind.push((seq, format!("{other:?}"))),
+        }
+        results.record(seq, res);
+    }
+    // pending_records() goes back to 0 once every record has its result.
+    let t = Instant::now();
+    while producer.pending_records() != 0 && t.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pending_after = producer.pending_records();
+    let all_failed_after = down_at.elapsed();
+
+    // The broker comes back: new records succeed.
+    mk.broker_up(1);
+    let up_at = Instant::now();
+    let mut pending = Vec::new();
+    let mut after = Results::default();
+    send_numbered(&producer, &topic, seq..seq + 300, "", &mut pending, &mut after).await;
+    collect(pending, &mut after, Instant::now() + Duration::from_secs(30)).await;
+    let recovered_in = up_at.elapsed();
+    results.sent += after.sent;
+    results.acked.extend(after.acked.iter().map(|(k, v)| (*k, *v)));
+    results.failed.extend(after.failed.iter().map(|(k, v)| (*k, v.clone())));
+
+    let stats = stats_and_close(&producer).await;
+    let read = read_all(&mk.bootstrap(), &topic, Duration::from_secs(60)).await;
+    let r = analyze(NAME, &results, &read);
+    print_detail(
+        NAME,
+        &r,
+        &stats,
+        &results,
+        &format!(
+            "down_sent={down_sent} fail_after_send_ms=[{}..{}] early={early} late={} \
+             possibly_written={possibly_written} all_failed_after_down_ms={} pending_after={pending_after} \
+             recovered_in_ms={} secs={:.1}",
+            earliest.as_millis(),
+            latest.as_millis(),
+            late.len(),
+            all_failed_after.as_millis(),
+            recovered_in.as_millis(),
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    assert!(wrong_kind.is_empty(), "records sent while the broker was down must fail with DeliveryTimeout: {:?}", &wrong_kind[..wrong_kind.len().min(10)]);
+    assert!(late.is_empty(), "records failed later than delivery.timeout.ms + {SLACK:?}: {:?}", &late[..late.len().min(10)]);
+    assert_eq!(pending_after, 0, "pending_records() back to 0 after every record failed");
+    assert_eq!(after.failed.len(), 0, "records after the broker came back must succeed: {:?}", after.failure_kinds());
+    assert_eq!(after.acked.len(), 300);
+    assert_eq!(r.lost, 0, "acknowledged records lost");
+    assert_eq!(r.duplicated, 0, "duplicates");
+    assert_no_foreign_panics(NAME);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. OUT_OF_ORDER_SEQUENCE_NUMBER and UNKNOWN_PRODUCER_ID (mock cluster)
+// ---------------------------------------------------------------------------------------------
+
+#[actix_rt::test]
+async fn sequence_errors_recover() {
+    const NAME: &str = "sequence_errors_recover";
+    let _serial = scenario_start();
+    let started = Instant::now();
+    let mk = MockKafka::new(1);
+    let topic = unique_topic("seq");
+    mk.create_topic(&topic, 3);
+    let producer = Producer::start(mock_config(&mk.bootstrap()).build().unwrap())
+        .await
+        .unwrap();
+    use RDKafkaRespErr::*;
+    let faults: [&[RDKafkaRespErr]; 3] = [
+        &[RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+        &[RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID],
+        &[
+            RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+            RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID,
+        ],
+    ];
+    let mut results = Results::default();
+    let mut pending = Vec::new();
+    let mut seq = 0;
+    for errs in faults {
+        send_numbered(&producer, &topic, seq..seq + 500, "", &mut pending, &mut results).await;
+        seq += 500;
+        mk.push_request_errors(RDKafkaApiKey::Produce, errs);
+        send_numbered(&producer, &topic, seq..seq + 1500, "", &mut pending, &mut results).await;
+        seq += 1500;
+    }
+    collect(pending, &mut results, Instant::now() + Duration::from_secs(60)).await;
+    // Recovery: records sent after every fault was consumed all succeed.
+    let mut pending = Vec::new();
+    let mut after = Results::default();
+    send_numbered(&producer, &topic, seq..seq + 1000, "", &mut pending, &mut after).await;
+    collect(pending, &mut after, Instant::now() + Duration::from_secs(30)).await;
+    results.sent += after.sent;
+    results.acked.extend(after.acked.iter().map(|(k, v)| (*k, *v)));
+    results.failed.extend(after.failed.iter().map(|(k, v)| (*k, v.clone())));
+
+    let stats = stats_and_close(&producer).await;
+    let read = read_all(&mk.bootstrap(), &topic, Duration::from_secs(60)).await;
+    let r = analyze(NAME, &results, &read);
+    print_detail(NAME, &r, &stats, &results, &format!("secs={:.1}", started.elapsed().as_secs_f64()));
+    let s = stats.expect("sender stats");
+    assert!(
+        s.producer_id_resets >= 1 || s.batches_retried > 0,
+        "the producer reacted to the sequence errors: {s:?}"
+    );
+    assert!(s.producer_id.0 >= 0, "a producer id after recovery: {s:?}");
+    assert_eq!(after.failed.len(), 0, "records after the faults must succeed: {:?}", after.failure_kinds());
+    assert_eq!(r.lost, 0, "acknowledged records lost");
+    assert_eq!(r.misplaced, 0, "acknowledged offsets differ from where the records are");
+    // failed / duplicated / reordered are reported, not asserted (see the module docs: the mock
+    // does not check sequences, and Java too may fail a batch with OutOfOrderSequence).
+    assert_no_foreign_panics(NAME);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. A producer much faster than the broker: bounded memory, back-pressure, no silent drops
+// ---------------------------------------------------------------------------------------------
+
+#[actix_rt::test]
+async fn fast_producer_bounded_memory() {
+    const NAME: &str = "fast_producer_bounded_memory";
+    let _serial = scenario_start();
+    let started = Instant::now();
+    let soak = Duration::from_secs(
+        std::env::var("FAULT_SOAK_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20),
+    );
+    const P: usize = 4;
+    const MAILBOX: usize = 1024;
+    const PENDING_BATCHES: usize = 5;
+    const BATCH: usize = 16 * 1024;
+    let broker = TestBroker::start();
+    let topic = unique_topic("soak");
+    broker.create_topic(&topic, P as i32);
+    let cfg = ProducerConfig::builder()
+        .bootstrap_servers([broker.bootstrap.clone()])
+        .linger(Duration::from_millis(5))
+        .batch_size(BATCH)
+        .mailbox_capacity(MAILBOX)
+        .max_pending_batches_per_partition(PENDING_BATCHES)
+        .max_block(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let producer = Producer::start(cfg).await.unwrap();
+    let padding = format!("|{}", "x".repeat(180));
+    let record_size = numbered(&topic, 1_000_000, &padding).key.unwrap().len() + 7 + padding.len();
+
+    // Warm-up (metadata, connection, producer id), then the baseline.
+    let mut results = Results::default();
+    let mut pending = Vec::new();
+    send_numbered(&producer, &topic, 0..1000, &padding, &mut pending, &mut results).await;
+    collect(pending, &mut results, Instant::now() + Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let baseline = rss_kib();
+    let hwm_ok = reset_peak_rss();
+    let sampler = RssSampler::start(Duration::from_millis(20));
+
+    // status[seq]: 0 = enqueued, no result yet; 1 = ok; 2 = failed; 3 = not enqueued (QueueFull).
+    let mut status: Vec<u8> = vec![1; 1000];
+    let mut in_flight = FuturesUnordered::new();
+    let mut seq = 1000u64;
+    let mut back_pressure = 0u64; // try_send found the mailbox full
+    let mut waited = Duration::ZERO; // time `send` waited for a slot after that
+    let mut queue_full = 0u64; // `send` gave up after max.block.ms
+    let mut enqueued = 0u64;
+    let mut completed = 0u64;
+    let soak_start = Instant::now();
+    let reap = |in_flight: &mut FuturesUnordered<_>, status: &mut Vec<u8>, completed: &mut u64| {
+        while let Some(Some((s, res))) = in_flight.next().now_or_never() {
+            let res: DeliveryResult = res;
+            status[s as usize] = if res.is_ok() { 1 } else { 2 };
+            *completed += 1;
+        }
+    };
+    while soak_start.elapsed() < soak {
+        let record = numbered(&topic, seq, &padding);
+        let fut = match producer.try_send(record.clone()) {
+            Ok(f) => Some(f),
+            Err(ProduceError::QueueFull { .. }) => {
+                back_pressure += 1;
+                let t = Instant::now();
+                match producer.send(record).await {
+                    Ok(f) => {
+                        waited += t.elapsed();
+                        Some(f)
+                    }
+                    Err(ProduceError::QueueFull { .. }) => {
+                        queue_full += 1;
+                        None
+                    }
+                    Err(e) => panic!("send {seq}: {e:?}"),
+                }
+            }
+            Err(e) => panic!("try_send {seq}: {e:?}"),
+        };
+        match fut {
+            Some(f) => {
+                enqueued += 1;
+                status.push(0);
+                in_flight.push(async move { (seq, f.await) });
+            }
+            None => status.push(3),
+        }
+        seq += 1;
+        if seq % 256 == 0 {
+            reap(&mut in_flight, &mut status, &mut completed);
+        }
+    }
+    let soak_elapsed = soak_start.elapsed();
+    let pending_at_end = producer.pending_records();
+    // Every enqueued record gets a result.
+    let drain_deadline = Instant::now() + Duration::from_secs(60);
+    while let Some(item) = tokio::time::timeout(
+        drain_deadline.saturating_duration_since(Instant::now()),
+        in_flight.next(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{} enqueued records got no result within 60 s", in_flight.len()))
+    {
+        let (s, res) = item;
+        status[s as usize] = if res.is_ok() { 1 } else { 2 };
+        completed += 1;
+    }
+    let (sampled_peak, samples) = sampler.finish();
+    let peak = if hwm_ok { peak_rss_kib().max(sampled_peak) } else { sampled_peak };
+    let sent_total = seq;
+
+    // The bound: baseline + what the config lets the producer hold, times an overhead factor
+    // for per-record structures (delivery channel, actor envelope, thunk: ~2-3x a 200-byte
+    // record), the encoded request copy of each batch in flight, allocator slack, plus the
+    // test's own bookkeeping (1 byte per record sent, the delivery futures it holds).
+    let config_bytes = P * (MAILBOX * record_size + (PENDING_BATCHES + 1) * BATCH);
+    const OVERHEAD_FACTOR: usize = 4;
+    const FIXED_SLACK: usize = 24 * 1024 * 1024;
+    let bookkeeping = sent_total as usize;
+    let bound_kib = baseline as usize + (OVERHEAD_FACTOR * config_bytes + FIXED_SLACK + bookkeeping) / 1024;
+
+    let stats = stats_and_close(&producer).await;
+    let ok = status.iter().filter(|&&s| s == 1).count() as u64;
+    let failed = status.iter().filter(|&&s| s == 2).count() as u64;
+    let unresolved = status.iter().filter(|&&s| s == 0).count() as u64;
+    let read = read_all(&broker.bootstrap, &topic, Duration::from_secs(120)).await;
+    // Reuse the analysis: offsets were not kept, so acked records carry offset -1.
+    let mut res = Results {
+        sent: 1000 + enqueued,
+        ..Default::default()
+    };
+    for (s, st) in status.iter().enumerate() {
+        match st {
+            1 => {
+                res.acked.insert(s as u64, (-1, -1));
+            }
+            2 => {
+                res.failed.insert(s as u64, ProduceError::closed("failed during the soak"));
+            }
+            _ => {}
+        }
+    }
+    let r = analyze(NAME, &res, &read);
+    print_detail(
+        NAME,
+        &r,
+        &stats,
+        &res,
+        &format!(
+            "soak_secs={:.1} records_per_sec={:.0} enqueued={enqueued} completed={completed} \
+             back_pressure={back_pressure} send_waited_ms={} queue_full={queue_full} \
+             pending_at_end={pending_at_end} record_size={record_size} baseline_kib={baseline} \
+             peak_kib={peak} bound_kib={bound_kib} (baseline + {OVERHEAD_FACTOR} x {config_bytes} B + {} MiB + {bookkeeping} B) \
+             vmhwm_reset={hwm_ok} rss_per_sec_kib={:?} secs={:.1}",
+            soak_elapsed.as_secs_f64(),
+            sent_total as f64 / soak_elapsed.as_secs_f64(),
+            waited.as_millis(),
+            FIXED_SLACK / (1024 * 1024),
+            samples.iter().map(|(_, k)| *k).collect::<Vec<_>>(),
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    assert_eq!(unresolved, 0, "records without a result (dropped silently)");
+    assert_eq!(completed, enqueued, "every enqueued record got exactly one result");
+    assert!(
+        back_pressure + queue_full > 0,
+        "a producer this much faster than the broker must meet back-pressure (send waits or QueueFull)"
+    );
+    assert!(peak <= bound_kib as u64, "peak RSS {peak} KiB over the bound {bound_kib} KiB (baseline {baseline} KiB)");
+    assert_eq!(failed, 0, "no record fails against a healthy (slow) broker");
+    assert_eq!(ok + failed + queue_full, sent_total, "every record accounted for");
+    assert_eq!(r.lost, 0, "acknowledged records lost");
+    assert_eq!(r.duplicated, 0, "duplicates");
+    assert_eq!(r.reordered, 0, "records out of order within a partition");
+    broker.assert_no_crc_errors();
+    assert_no_foreign_panics(NAME);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Hostile bytes on the wire (Tansu + proxy)
+// ---------------------------------------------------------------------------------------------
+
+#[actix_rt::test]
+async fn hostile_responses() {
+    const NAME: &str = "hostile_responses";
+    let _serial = scenario_start();
+    let started = Instant::now();
+    let broker = TestBroker::start();
+    let topic = unique_topic("hostile");
+    broker.create_topic(&topic, 3);
+    let proxy = Proxy::start(broker.bootstrap.parse().unwrap());
+    let request_timeout = Duration::from_secs(2);
+    let cfg = mock_config(&proxy.bootstrap())
+        .request_timeout(request_timeout)
+        .build()
+        .unwrap();
+    let producer = Producer::start(cfg).await.unwrap();
+    let mut results = Results::default();
+    let mut pending = Vec::new();
+    let mut seq = 0u64;
+    send_numbered(&producer, &topic, 0..500, "", &mut pending, &mut results).await;
+    seq += 500;
+    collect(std::mem::take(&mut pending), &mut results, Instant::now() + Duration::from_secs(30)).await;
+
+    let mut huge_prefix = vec![0x7f, 0xff, 0xff, 0xff];
+    huge_prefix.extend_from_slice(&[0u8; 64]);
+    let mut garbage_frame = vec![0, 0, 0, 16];
+    garbage_frame.extend_from_slice(&[0xab; 16]);
+    // (name, api, fault, resets the connection)
+    let faults: Vec<(&str, i16, Fault, bool)> = vec![
+        ("huge_length_prefix", PRODUCE, Fault::Raw { bytes: huge_prefix, close: false }, true),
+        ("truncated_frame_then_close", PRODUCE, Fault::Truncate, true),
+        ("garbage_frame", PRODUCE, Fault::Raw { bytes: garbage_frame, close: false }, true),
+        (
+            "text_instead_of_kafka",
+            PRODUCE,
+            Fault::Raw { bytes: b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(), close: true },
+            true,
+        ),
+        ("wrong_correlation_id", PRODUCE, Fault::WrongCorrelationId, true),
+        ("garbage_body", PRODUCE, Fault::GarbageBody, false),
+        ("huge_array_count", PRODUCE, Fault::HugeArrayCount, false),
+        ("garbage_before_response", PRODUCE, Fault::InjectBefore(vec![0xde, 0xad, 0xbe, 0xef, 1, 2, 3]), true),
+        ("metadata_huge_array_count", METADATA, Fault::HugeArrayCount, false),
+        ("metadata_garbage_body", METADATA, Fault::GarbageBody, false),
+        ("stall_past_request_timeout", PRODUCE, Fault::Stall(request_timeout + Duration::from_secs(1)), true),
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let baseline = rss_kib();
+    let hwm_ok = reset_peak_rss();
+    let mut log = Vec::new();
+    for (name, api, fault, resets) in faults {
+        let before = proxy.stats();
+        let t = Instant::now();
+        proxy.inject(api, fault);
+        if api == METADATA {
+            // A NOT_LEADER_OR_FOLLOWER answer makes the producer refresh its metadata.
+            proxy.fail_next_requests(PRODUCE, 6, 1);
+        }
+        // Keep the stream going until the fault was applied.
+        while proxy.faults_pending() > 0 {
+            assert!(t.elapsed() < Duration::from_secs(20), "fault {name} never applied: {:?}", proxy.stats());
+            send_numbered(&producer, &topic, seq..seq + 50, "", &mut pending, &mut results).await;
+            seq += 50;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if resets {
+            // The producer drops the connection and opens a new one.
+            let reconnected = proxy.wait_for(Duration::from_secs(15), |s| s.connections > before.connections);
+            assert!(reconnected, "no new connection after {name}: {:?}", proxy.stats());
+        }
+        // Sends keep working: one record end to end.
+        let probe = producer.send(numbered(&topic, seq, "")).await.expect("send after fault");
+        results.sent += 1;
+        let res = tokio::time::timeout(Duration::from_secs(30), probe)
+            .await
+            .unwrap_or_else(|_| panic!("no result for the probe after {name}"));
+        assert!(res.is_ok(), "record after {name} failed: {res:?}");
+        results.record(seq, res);
+        seq += 1;
+        log.push(format!("{name}:{}ms", t.elapsed().as_millis()));
+    }
+    // After every fault: a normal stream.
+    send_numbered(&producer, &topic, seq..seq + 2000, "", &mut pending, &mut results).await;
+    collect(pending, &mut results, Instant::now() + Duration::from_secs(60)).await;
+    let peak = if hwm_ok { peak_rss_kib() } else { rss_kib() };
+    let stats = stats_and_close(&producer).await;
+    let ps = proxy.stats();
+    let read = read_all(&broker.bootstrap, &topic, Duration::from_secs(60)).await;
+    let r = analyze(NAME, &results, &read);
+    let growth_kib = peak.saturating_sub(baseline);
+    print_detail(
+        NAME,
+        &r,
+        &stats,
+        &results,
+        &format!(
+            "faults=[{}] proxy={ps:?} baseline_kib={baseline} peak_kib={peak} growth_kib={growth_kib} \
+             vmhwm_reset={hwm_ok} secs={:.1}",
+            log.join(" "),
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    assert!(growth_kib < 64 * 1024, "memory grew by {growth_kib} KiB while handling hostile responses");
+    assert_eq!(r.failed, 0, "hostile responses are connection errors, retried: {:?}", results.failure_kinds());
+    assert_eq!(r.lost, 0, "acknowledged records lost");
+    assert_eq!(r.duplicated, 0, "duplicates despite idempotence");
+    assert_eq!(r.reordered, 0, "records out of order within a partition");
+    assert_eq!(r.misplaced, 0, "acknowledged offsets differ from where the records are");
+    broker.assert_no_crc_errors();
+    assert_no_foreign_panics(NAME);
+}
