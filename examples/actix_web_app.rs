@@ -37,18 +37,16 @@ async fn publish(
 #[get("/metrics")]
 async fn metrics(producer: web::Data<Producer>) -> HttpResponse {
     let m = producer.metrics();
-    let text: String = m
-        .values
-        .iter()
-        .map(|(k, v)| format!("{k} {v}\n"))
-        .collect();
+    let text: String = m.values.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
     HttpResponse::Ok().body(text)
 }
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let bootstrap = std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "localhost:9092".into());
-    let listen = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
     let config = ProducerConfig::from_map([("bootstrap.servers", bootstrap)])
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let producer = Producer::start(config)
@@ -56,10 +54,15 @@ async fn main() -> std::io::Result<()> {
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let data = web::Data::new(producer.clone());
     println!("listening on http://{listen}");
-    HttpServer::new(move || App::new().app_data(data.clone()).service(publish).service(metrics))
-        .bind(listen)?
-        .run()
-        .await?;
+    HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .service(publish)
+            .service(metrics)
+    })
+    .bind(listen)?
+    .run()
+    .await?;
     producer.close(std::time::Duration::from_secs(10)).await;
     Ok(())
 }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 #[actix::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bootstrap = std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "localhost:9092".into());
-    let topic = std::env::args().nth(1).unwrap_or_else(|| "compression-demo".into());
+    let topic = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "compression-demo".into());
     for (codec, level_key, level) in [
         ("none", None, ""),
         ("gzip", Some("compression.gzip.level"), "6"),
@@ -29,8 +31,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         let mut last = None;
         for i in 0..20_000 {
-            let v = format!("{{\"id\":{i},\"event\":\"page_view\",\"path\":\"/products/{}\"}}", i % 50);
-            last = Some(producer.send(ProducerRecord::new(topic.as_str(), v)).await?);
+            let v = format!(
+                "{{\"id\":{i},\"event\":\"page_view\",\"path\":\"/products/{}\"}}",
+                i % 50
+            );
+            last = Some(
+                producer
+                    .send(ProducerRecord::new(topic.as_str(), v))
+                    .await?,
+            );
         }
         if let Some(d) = last {
             d.await?;

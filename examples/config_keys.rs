@@ -3,7 +3,14 @@
 fn main() {
     println!("| key | default | meaning |\n|---|---|---|");
     for (key, default, meaning) in actix_kafka::ProducerConfig::documented_keys() {
-        let default = if default.is_empty() { "(required)" } else { default };
-        println!("| `{key}` | `{default}` | {} |", meaning.replace('|', "\\|"));
+        let default = if default.is_empty() {
+            "(required)"
+        } else {
+            default
+        };
+        println!(
+            "| `{key}` | `{default}` | {} |",
+            meaning.replace('|', "\\|")
+        );
     }
 }

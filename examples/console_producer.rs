@@ -38,7 +38,9 @@ fn parse_args() -> Result<Args, String> {
             "--key-separator" => a.key_separator = Some(value()?.replace("\\t", "\t")),
             "--property" => {
                 let kv = value()?;
-                let (k, v) = kv.split_once('=').ok_or(format!("--property {kv}: want k=v"))?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or(format!("--property {kv}: want k=v"))?;
                 a.properties.push((k.to_string(), v.to_string()));
             }
             "--print-each" => a.print_each = true,
@@ -64,8 +66,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut deliveries = Vec::new();
     for (n, line) in reader.lines().enumerate() {
         let line = line?;
-        let mut record = match args.key_separator.as_deref().and_then(|s| line.split_once(s)) {
-            Some((k, v)) => ProducerRecord::new(args.topic.as_str(), v.to_string()).key(k.to_string()),
+        let mut record = match args
+            .key_separator
+            .as_deref()
+            .and_then(|s| line.split_once(s))
+        {
+            Some((k, v)) => {
+                ProducerRecord::new(args.topic.as_str(), v.to_string()).key(k.to_string())
+            }
             None => ProducerRecord::new(args.topic.as_str(), line.clone()),
         };
         record = record.header("line", (n + 1).to_string());

@@ -40,7 +40,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .send(ProducerRecord::new(topic.as_str(), "order").key(key))
             .await?
             .await?;
-        println!("{key:>10} -> partition {} offset {}", md.partition, md.offset);
+        println!(
+            "{key:>10} -> partition {} offset {}",
+            md.partition, md.offset
+        );
     }
     producer.close(Duration::from_secs(5)).await;
     Ok(())

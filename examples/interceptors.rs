@@ -22,7 +22,11 @@ impl ProducerInterceptor for AuditInterceptor {
         record.header("produced-by", "interceptor-demo")
     }
     fn on_acknowledgement(&self, result: &DeliveryResult) {
-        let counter = if result.is_ok() { &self.0.acked } else { &self.0.failed };
+        let counter = if result.is_ok() {
+            &self.0.acked
+        } else {
+            &self.0.failed
+        };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -30,14 +34,21 @@ impl ProducerInterceptor for AuditInterceptor {
 #[actix::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bootstrap = std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "localhost:9092".into());
-    let topic = std::env::args().nth(1).unwrap_or_else(|| "interceptor-demo".into());
+    let topic = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "interceptor-demo".into());
     let audit = Arc::new(Audit::default());
-    let producer = Producer::builder(ProducerConfig::from_map([("bootstrap.servers", bootstrap)])?)
-        .interceptor(AuditInterceptor(audit.clone()))
-        .start()
-        .await?;
+    let producer = Producer::builder(ProducerConfig::from_map([(
+        "bootstrap.servers",
+        bootstrap,
+    )])?)
+    .interceptor(AuditInterceptor(audit.clone()))
+    .start()
+    .await?;
     for i in 0..100 {
-        producer.send(ProducerRecord::new(topic.as_str(), format!("event {i}"))).await?;
+        producer
+            .send(ProducerRecord::new(topic.as_str(), format!("event {i}")))
+            .await?;
     }
     producer.flush().await;
     println!(

@@ -11,11 +11,22 @@ use std::time::Duration;
 #[actix::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bootstrap = std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "localhost:9092".into());
-    let topic = std::env::args().nth(1).unwrap_or_else(|| "metrics-demo".into());
-    let addr = KafkaProducer::start_producer(ProducerConfig::from_map([("bootstrap.servers", bootstrap)])?).await?;
+    let topic = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "metrics-demo".into());
+    let addr = KafkaProducer::start_producer(ProducerConfig::from_map([(
+        "bootstrap.servers",
+        bootstrap,
+    )])?)
+    .await?;
     let mut last = None;
     for i in 0..50_000 {
-        last = Some(addr.send(SendRecord(ProducerRecord::new(topic.as_str(), vec![b'x'; 100]).key(format!("{i}")))).await??);
+        last = Some(
+            addr.send(SendRecord(
+                ProducerRecord::new(topic.as_str(), vec![b'x'; 100]).key(format!("{i}")),
+            ))
+            .await??,
+        );
     }
     if let Some(d) = last {
         d.await?;

@@ -46,7 +46,9 @@ impl Interceptors {
             match catch_unwind(AssertUnwindSafe(|| i.on_send(record))) {
                 Ok(r) => record = r,
                 Err(_) => {
-                    tracing::warn!("ProducerInterceptor::on_send panicked; record passed on unchanged");
+                    tracing::warn!(
+                        "ProducerInterceptor::on_send panicked; record passed on unchanged"
+                    );
                     record = before;
                 }
             }

@@ -31,9 +31,9 @@ pub mod record;
 pub mod serializer;
 
 pub use actors::producer::{KafkaProducer, Producer, ProducerBuilder};
-pub use interceptor::ProducerInterceptor;
-pub use metrics::MetricsSnapshot;
 pub use batch::{DeliveryFuture, DeliveryResult};
 pub use config::{Acks, ConfigError, ProducerConfig};
 pub use error::{ConnectionError, KafkaCode, ProduceError};
+pub use interceptor::ProducerInterceptor;
+pub use metrics::MetricsSnapshot;
 pub use record::{Header, ProducerRecord, RecordMetadata, TopicPartition};

@@ -109,7 +109,10 @@ impl Metrics {
         v.insert("batch-size-max", self.batch_size.max());
         v.insert("batch-split-total", self.batches_split.load(Relaxed) as f64);
         v.insert("records-per-request-avg", self.records_per_request.avg());
-        v.insert("request-total", self.records_per_request.count.load(Relaxed) as f64);
+        v.insert(
+            "request-total",
+            self.records_per_request.count.load(Relaxed) as f64,
+        );
         v.insert("compression-rate-avg", self.compression_ppm.avg() / 1e6);
         v.insert("record-queue-time-avg", self.record_queue_time_ms.avg());
         v.insert("record-queue-time-max", self.record_queue_time_ms.max());

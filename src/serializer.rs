@@ -77,7 +77,9 @@ impl ProducerRecord {
         value_serializer: &dyn Serializer<V>,
     ) -> Result<ProducerRecord, ProduceError> {
         let topic: Arc<str> = topic.into();
-        let key = key.map(|k| key_serializer.serialize(&topic, k)).transpose()?;
+        let key = key
+            .map(|k| key_serializer.serialize(&topic, k))
+            .transpose()?;
         let value = value
             .map(|v| value_serializer.serialize(&topic, v))
             .transpose()?;
@@ -111,7 +113,10 @@ mod tests {
             &[0, 0, 0, 0, 0, 0, 0, 1]
         );
         assert_eq!(
-            StringSerializer.serialize("t", "Message_1").unwrap().as_ref(),
+            StringSerializer
+                .serialize("t", "Message_1")
+                .unwrap()
+                .as_ref(),
             b"Message_1"
         );
         let r = ProducerRecord::serialized(

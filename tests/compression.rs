@@ -17,14 +17,22 @@ async fn round_trip(broker: &mut TestBroker, props: &[(&str, &str)]) {
         .replace(['.', '_'], "-");
     let topic = unique_topic(&format!("c-{name}"));
     broker.create_topic(&topic, 2);
-    let mut map = vec![("bootstrap.servers", broker.bootstrap.as_str()), ("linger.ms", "20")];
+    let mut map = vec![
+        ("bootstrap.servers", broker.bootstrap.as_str()),
+        ("linger.ms", "20"),
+    ];
     map.extend_from_slice(props);
-    let producer = Producer::start(ProducerConfig::from_map(map).unwrap()).await.unwrap();
+    let producer = Producer::start(ProducerConfig::from_map(map).unwrap())
+        .await
+        .unwrap();
     let t = Instant::now();
     let mut deliveries = Vec::with_capacity(N);
     for i in 0..N {
         // Compressible but not trivial: repeated words plus the sequence number.
-        let value = format!("record {i} of the compression test: lorem ipsum dolor sit amet {}", i % 97);
+        let value = format!(
+            "record {i} of the compression test: lorem ipsum dolor sit amet {}",
+            i % 97
+        );
         deliveries.push(
             producer
                 .send(
@@ -54,12 +62,18 @@ async fn round_trip(broker: &mut TestBroker, props: &[(&str, &str)]) {
     assert_eq!(read.len(), N);
     let mut seen = vec![false; N];
     for r in read {
-        let i: usize = String::from_utf8(r.headers[0].1.clone().unwrap()).unwrap().parse().unwrap();
+        let i: usize = String::from_utf8(r.headers[0].1.clone().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(!seen[i], "{props:?}: record {i} twice");
         seen[i] = true;
         assert_eq!(
             r.value_str().unwrap(),
-            format!("record {i} of the compression test: lorem ipsum dolor sit amet {}", i % 97)
+            format!(
+                "record {i} of the compression test: lorem ipsum dolor sit amet {}",
+                i % 97
+            )
         );
         assert_eq!(r.key_str().unwrap(), format!("k{}", i % 1000));
     }
@@ -70,7 +84,14 @@ async fn round_trip(broker: &mut TestBroker, props: &[(&str, &str)]) {
 async fn gzip_levels() {
     let mut broker = TestBroker::start();
     for level in ["-1", "1", "9"] {
-        round_trip(&mut broker, &[("compression.type", "gzip"), ("compression.gzip.level", level)]).await;
+        round_trip(
+            &mut broker,
+            &[
+                ("compression.type", "gzip"),
+                ("compression.gzip.level", level),
+            ],
+        )
+        .await;
     }
 }
 
@@ -84,7 +105,14 @@ async fn snappy() {
 async fn lz4_levels() {
     let mut broker = TestBroker::start();
     for level in ["1", "9", "17"] {
-        round_trip(&mut broker, &[("compression.type", "lz4"), ("compression.lz4.level", level)]).await;
+        round_trip(
+            &mut broker,
+            &[
+                ("compression.type", "lz4"),
+                ("compression.lz4.level", level),
+            ],
+        )
+        .await;
     }
 }
 
@@ -92,7 +120,14 @@ async fn lz4_levels() {
 async fn zstd_levels() {
     let mut broker = TestBroker::start();
     for level in ["-5", "3", "19"] {
-        round_trip(&mut broker, &[("compression.type", "zstd"), ("compression.zstd.level", level)]).await;
+        round_trip(
+            &mut broker,
+            &[
+                ("compression.type", "zstd"),
+                ("compression.zstd.level", level),
+            ],
+        )
+        .await;
     }
 }
 

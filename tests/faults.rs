@@ -75,7 +75,10 @@ fn scenario_start() -> MutexGuard<'static, ()> {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let name = std::thread::current().name().unwrap_or("<unnamed>").to_string();
+            let name = std::thread::current()
+                .name()
+                .unwrap_or("<unnamed>")
+                .to_string();
             if !TEST_NAMES.contains(&name.as_str()) && name != "main" {
                 FOREIGN_PANICS
                     .lock()
@@ -87,12 +90,18 @@ fn scenario_start() -> MutexGuard<'static, ()> {
     });
     common::init_tracing();
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    FOREIGN_PANICS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    FOREIGN_PANICS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
     guard
 }
 
 fn assert_no_foreign_panics(scenario: &str) {
-    let panics = FOREIGN_PANICS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let panics = FOREIGN_PANICS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     assert!(
         panics.is_empty(),
         "{scenario}: panics on producer/actor threads:\n{}",
@@ -215,7 +224,12 @@ impl Results {
         let mut m = BTreeMap::new();
         for e in self.failed.values() {
             let kind = format!("{e:?}");
-            let kind = kind.split(['{', '(']).next().unwrap_or("").trim().to_string();
+            let kind = kind
+                .split(['{', '('])
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
             *m.entry(kind).or_insert(0) += 1;
         }
         m
@@ -301,7 +315,10 @@ fn analyze(name: &str, results: &Results, read: &[ConsumedRecord]) -> Report {
         if seq < *max {
             r.reordered += 1;
             if reorder_examples.len() < 5 {
-                reorder_examples.push(format!("p{}@{}: seq {seq} after seq {}", rec.partition, rec.offset, *max));
+                reorder_examples.push(format!(
+                    "p{}@{}: seq {seq} after seq {}",
+                    rec.partition, rec.offset, *max
+                ));
             }
         } else {
             *max = seq;
@@ -320,7 +337,11 @@ fn analyze(name: &str, results: &Results, read: &[ConsumedRecord]) -> Report {
             }
         }
     }
-    r.failed_but_written = results.failed.keys().filter(|s| first.contains_key(s)).count() as u64;
+    r.failed_but_written = results
+        .failed
+        .keys()
+        .filter(|s| first.contains_key(s))
+        .count() as u64;
     println!(
         "SCENARIO {name} sent={} acked={} failed={} read_back={} lost={} duplicated={} reordered={}",
         r.sent, r.acked, r.failed, r.read_back, r.lost, r.duplicated, r.reordered
@@ -350,7 +371,13 @@ fn analyze(name: &str, results: &Results, read: &[ConsumedRecord]) -> Report {
     r
 }
 
-fn print_detail(name: &str, r: &Report, stats: &Option<SenderStats>, results: &Results, extra: &str) {
+fn print_detail(
+    name: &str,
+    r: &Report,
+    stats: &Option<SenderStats>,
+    results: &Results,
+    extra: &str,
+) {
     let s = stats.clone().unwrap_or_default();
     println!(
         "DETAIL {name} misplaced={} offset_unknown={} failed_but_written={} foreign={} \
@@ -373,7 +400,11 @@ fn print_detail(name: &str, r: &Report, stats: &Option<SenderStats>, results: &R
 async fn read_all(bootstrap: &str, topic: &str, timeout: Duration) -> Vec<ConsumedRecord> {
     let t = Instant::now();
     let read = common::read_all(bootstrap, topic, timeout).await;
-    println!("read back {} records of {topic} in {:.1} s", read.len(), t.elapsed().as_secs_f64());
+    println!(
+        "read back {} records of {topic} in {:.1} s",
+        read.len(),
+        t.elapsed().as_secs_f64()
+    );
     read
 }
 
@@ -441,27 +472,66 @@ async fn injected_retriable_errors() {
                 2,
                 RDKafkaApiKey::Produce,
                 &[
-                    (RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, Duration::from_millis(80)),
-                    (RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, Duration::from_millis(80)),
+                    (
+                        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                        Duration::from_millis(80),
+                    ),
+                    (
+                        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                        Duration::from_millis(80),
+                    ),
                 ],
             );
             injected += 2;
         }
-        send_numbered(&producer, &topic, chunk..(chunk + 4000).min(N), "", &mut pending, &mut results).await;
+        send_numbered(
+            &producer,
+            &topic,
+            chunk..(chunk + 4000).min(N),
+            "",
+            &mut pending,
+            &mut results,
+        )
+        .await;
     }
-    collect(pending, &mut results, Instant::now() + Duration::from_secs(60)).await;
+    collect(
+        pending,
+        &mut results,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await;
     let stats = stats_and_close(&producer).await;
     let read = read_all(&mk.bootstrap(), &topic, Duration::from_secs(60)).await;
     let r = analyze(NAME, &results, &read);
-    print_detail(NAME, &r, &stats, &results, &format!("injected_errors={injected} secs={:.1}", started.elapsed().as_secs_f64()));
+    print_detail(
+        NAME,
+        &r,
+        &stats,
+        &results,
+        &format!(
+            "injected_errors={injected} secs={:.1}",
+            started.elapsed().as_secs_f64()
+        ),
+    );
     let s = stats.expect("sender stats");
-    assert_eq!(r.failed, 0, "retriable errors must not fail records: {:?}", results.failure_kinds());
+    assert_eq!(
+        r.failed,
+        0,
+        "retriable errors must not fail records: {:?}",
+        results.failure_kinds()
+    );
     assert_eq!(r.lost, 0, "acknowledged records lost");
     assert_eq!(r.duplicated, 0, "duplicates");
     assert_eq!(r.reordered, 0, "records out of order within a partition");
-    assert_eq!(r.misplaced, 0, "acknowledged offsets differ from where the records are");
+    assert_eq!(
+        r.misplaced, 0,
+        "acknowledged offsets differ from where the records are"
+    );
     assert_eq!(r.foreign, 0);
-    assert!(s.batches_retried >= injected, "every failed request retried: {s:?}, injected {injected}");
+    assert!(
+        s.batches_retried >= injected,
+        "every failed request retried: {s:?}, injected {injected}"
+    );
     assert_no_foreign_panics(NAME);
 }
 
@@ -511,9 +581,22 @@ async fn injected_retriable_errors_pipelined() {
                 injected += 3;
             }
         }
-        send_numbered(&producer, &topic, chunk..(chunk + 2000).min(N), "", &mut pending, &mut results).await;
+        send_numbered(
+            &producer,
+            &topic,
+            chunk..(chunk + 2000).min(N),
+            "",
+            &mut pending,
+            &mut results,
+        )
+        .await;
     }
-    collect(pending, &mut results, Instant::now() + Duration::from_secs(60)).await;
+    collect(
+        pending,
+        &mut results,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await;
     let stats = stats_and_close(&producer).await;
     let ps = proxy.stats();
     let read = read_all(&broker.bootstrap, &topic, Duration::from_secs(60)).await;
@@ -523,15 +606,30 @@ async fn injected_retriable_errors_pipelined() {
         &r,
         &stats,
         &results,
-        &format!("injected={injected} proxy={ps:?} secs={:.1}", started.elapsed().as_secs_f64()),
+        &format!(
+            "injected={injected} proxy={ps:?} secs={:.1}",
+            started.elapsed().as_secs_f64()
+        ),
     );
     let s = stats.expect("sender stats");
-    assert_eq!(proxy.faults_pending(), 0, "every injected fault was applied");
-    assert_eq!(r.failed, 0, "retriable errors must not fail records: {:?}", results.failure_kinds());
+    assert_eq!(
+        proxy.faults_pending(),
+        0,
+        "every injected fault was applied"
+    );
+    assert_eq!(
+        r.failed,
+        0,
+        "retriable errors must not fail records: {:?}",
+        results.failure_kinds()
+    );
     assert_eq!(r.lost, 0, "acknowledged records lost");
     assert_eq!(r.duplicated, 0, "duplicates despite idempotence");
     assert_eq!(r.reordered, 0, "records out of order within a partition");
-    assert_eq!(r.misplaced, 0, "acknowledged offsets differ from where the records are");
+    assert_eq!(
+        r.misplaced, 0,
+        "acknowledged offsets differ from where the records are"
+    );
     assert!(s.batches_retried > 0, "{s:?}");
     broker.assert_no_crc_errors();
     assert_no_foreign_panics(NAME);
@@ -562,25 +660,63 @@ async fn leader_moves_mid_stream() {
     let mut pending = Vec::new();
     let mut moves = 0;
     for (round, chunk) in (0..N).step_by(STEP as usize).enumerate() {
-        send_numbered(&producer, &topic, chunk..chunk + STEP / 2, "", &mut pending, &mut results).await;
+        send_numbered(
+            &producer,
+            &topic,
+            chunk..chunk + STEP / 2,
+            "",
+            &mut pending,
+            &mut results,
+        )
+        .await;
         // Move every leader while the first half of the chunk is still on its way.
         for p in 0..P {
             mk.set_leader(&topic, p, Some((p + round as i32 + 1) % 3 + 1));
             moves += 1;
         }
-        send_numbered(&producer, &topic, chunk + STEP / 2..chunk + STEP, "", &mut pending, &mut results).await;
+        send_numbered(
+            &producer,
+            &topic,
+            chunk + STEP / 2..chunk + STEP,
+            "",
+            &mut pending,
+            &mut results,
+        )
+        .await;
     }
-    collect(pending, &mut results, Instant::now() + Duration::from_secs(60)).await;
+    collect(
+        pending,
+        &mut results,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await;
     let stats = stats_and_close(&producer).await;
     let read = read_all(&mk.bootstrap(), &topic, Duration::from_secs(60)).await;
     let r = analyze(NAME, &results, &read);
-    print_detail(NAME, &r, &stats, &results, &format!("leader_moves={moves} secs={:.1}", started.elapsed().as_secs_f64()));
-    assert_eq!(r.failed, 0, "leader moves must not fail records: {:?}", results.failure_kinds());
+    print_detail(
+        NAME,
+        &r,
+        &stats,
+        &results,
+        &format!(
+            "leader_moves={moves} secs={:.1}",
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    assert_eq!(
+        r.failed,
+        0,
+        "leader moves must not fail records: {:?}",
+        results.failure_kinds()
+    );
     assert_eq!(r.lost, 0, "acknowledged records lost");
     // NOT_LEADER_OR_FOLLOWER answers write nothing and no connection is cut: a duplicate can
     // only come from the producer sending a batch twice after it was acknowledged.
     assert_eq!(r.duplicated, 0, "duplicates");
-    assert_eq!(r.misplaced, 0, "acknowledged offsets differ from where the records are");
+    assert_eq!(
+        r.misplaced, 0,
+        "acknowledged offsets differ from where the records are"
+    );
     // `reordered` is reported, not asserted: with 5 in flight a fresh batch may reach the new
     // leader while an older one is still on its way to the old leader; Kafka would refuse the
     // fresh one (OUT_OF_ORDER_SEQUENCE_NUMBER), the mock does not check sequences.
@@ -620,21 +756,54 @@ async fn connection_cut_before_response() {
                 cuts += 1;
             }
         }
-        send_numbered(&producer, &topic, chunk..chunk + 1000, "", &mut pending, &mut results).await;
+        send_numbered(
+            &producer,
+            &topic,
+            chunk..chunk + 1000,
+            "",
+            &mut pending,
+            &mut results,
+        )
+        .await;
     }
-    collect(pending, &mut results, Instant::now() + Duration::from_secs(60)).await;
+    collect(
+        pending,
+        &mut results,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await;
     let stats = stats_and_close(&producer).await;
     let ps = proxy.stats();
     let read = read_all(&broker.bootstrap, &topic, Duration::from_secs(60)).await;
     let r = analyze(NAME, &results, &read);
-    print_detail(NAME, &r, &stats, &results, &format!("cuts={cuts} proxy={ps:?} secs={:.1}", started.elapsed().as_secs_f64()));
+    print_detail(
+        NAME,
+        &r,
+        &stats,
+        &results,
+        &format!(
+            "cuts={cuts} proxy={ps:?} secs={:.1}",
+            started.elapsed().as_secs_f64()
+        ),
+    );
     assert_eq!(proxy.faults_pending(), 0, "every cut happened");
     assert!(ps.connections > cuts, "reconnected after every cut: {ps:?}");
-    assert_eq!(r.failed, 0, "cut connections are retried: {:?}", results.failure_kinds());
+    assert_eq!(
+        r.failed,
+        0,
+        "cut connections are retried: {:?}",
+        results.failure_kinds()
+    );
     assert_eq!(r.lost, 0, "acknowledged records lost");
-    assert_eq!(r.duplicated, 0, "idempotent retries after a cut must not duplicate");
+    assert_eq!(
+        r.duplicated, 0,
+        "idempotent retries after a cut must not duplicate"
+    );
     assert_eq!(r.reordered, 0, "records out of order within a partition");
-    assert_eq!(r.misplaced, 0, "acknowledged offsets differ from where the records are");
+    assert_eq!(
+        r.misplaced, 0,
+        "acknowledged offsets differ from where the records are"
+    );
     broker.assert_no_crc_errors();
     assert_no_foreign_panics(NAME);
 }
@@ -671,8 +840,18 @@ async fn broker_down_longer_than_delivery_timeout() {
     // Warm up: metadata cached, connection open, producer id known.
     let mut pending = Vec::new();
     send_numbered(&producer, &topic, 0..300, "", &mut pending, &mut results).await;
-    collect(pending, &mut results, Instant::now() + Duration::from_secs(30)).await;
-    assert_eq!(results.acked.len(), 300, "warm-up delivered: {:?}", results.failure_kinds());
+    collect(
+        pending,
+        &mut results,
+        Instant::now() + Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        results.acked.len(),
+        300,
+        "warm-up delivered: {:?}",
+        results.failure_kinds()
+    );
 
     mk.broker_down(1);
     let down_at = Instant::now();
@@ -702,12 +881,20 @@ async fn broker_down_longer_than_delivery_timeout() {
     for (seq, sent_at, fut) in timed {
         let res = tokio::time::timeout(DELIVERY + SLACK * 4, fut)
             .await
-            .unwrap_or_else(|_| panic!("record {seq} has no result {:?} after its send", DELIVERY + SLACK * 4));
+            .unwrap_or_else(|_| {
+                panic!(
+                    "record {seq} has no result {:?} after its send",
+                    DELIVERY + SLACK * 4
+                )
+            });
         let took = sent_at.elapsed();
         latest = latest.max(took);
         earliest = earliest.min(took);
         match &res {
-            Err(ProduceError::DeliveryTimeout { possibly_written: w, .. }) => {
+            Err(ProduceError::DeliveryTimeout {
+                possibly_written: w,
+                ..
+            }) => {
                 if *w {
                     possibly_written += 1;
                 }
@@ -735,12 +922,29 @@ async fn broker_down_longer_than_delivery_timeout() {
     let up_at = Instant::now();
     let mut pending = Vec::new();
     let mut after = Results::default();
-    send_numbered(&producer, &topic, seq..seq + 300, "", &mut pending, &mut after).await;
-    collect(pending, &mut after, Instant::now() + Duration::from_secs(30)).await;
+    send_numbered(
+        &producer,
+        &topic,
+        seq..seq + 300,
+        "",
+        &mut pending,
+        &mut after,
+    )
+    .await;
+    collect(
+        pending,
+        &mut after,
+        Instant::now() + Duration::from_secs(30),
+    )
+    .await;
     let recovered_in = up_at.elapsed();
     results.sent += after.sent;
-    results.acked.extend(after.acked.iter().map(|(k, v)| (*k, *v)));
-    results.failed.extend(after.failed.iter().map(|(k, v)| (*k, v.clone())));
+    results
+        .acked
+        .extend(after.acked.iter().map(|(k, v)| (*k, *v)));
+    results
+        .failed
+        .extend(after.failed.iter().map(|(k, v)| (*k, v.clone())));
 
     let stats = stats_and_close(&producer).await;
     let read = read_all(&mk.bootstrap(), &topic, Duration::from_secs(60)).await;
@@ -762,10 +966,26 @@ async fn broker_down_longer_than_delivery_timeout() {
             started.elapsed().as_secs_f64()
         ),
     );
-    assert!(wrong_kind.is_empty(), "records sent while the broker was down must fail with DeliveryTimeout: {:?}", &wrong_kind[..wrong_kind.len().min(10)]);
-    assert!(late.is_empty(), "records failed later than delivery.timeout.ms + {SLACK:?}: {:?}", &late[..late.len().min(10)]);
-    assert_eq!(pending_after, 0, "pending_records() back to 0 after every record failed");
-    assert_eq!(after.failed.len(), 0, "records after the broker came back must succeed: {:?}", after.failure_kinds());
+    assert!(
+        wrong_kind.is_empty(),
+        "records sent while the broker was down must fail with DeliveryTimeout: {:?}",
+        &wrong_kind[..wrong_kind.len().min(10)]
+    );
+    assert!(
+        late.is_empty(),
+        "records failed later than delivery.timeout.ms + {SLACK:?}: {:?}",
+        &late[..late.len().min(10)]
+    );
+    assert_eq!(
+        pending_after, 0,
+        "pending_records() back to 0 after every record failed"
+    );
+    assert_eq!(
+        after.failed.len(),
+        0,
+        "records after the broker came back must succeed: {:?}",
+        after.failure_kinds()
+    );
     assert_eq!(after.acked.len(), 300);
     assert_eq!(r.lost, 0, "acknowledged records lost");
     assert_eq!(r.duplicated, 0, "duplicates");
@@ -800,35 +1020,87 @@ async fn sequence_errors_recover() {
     let mut pending = Vec::new();
     let mut seq = 0;
     for errs in faults {
-        send_numbered(&producer, &topic, seq..seq + 500, "", &mut pending, &mut results).await;
+        send_numbered(
+            &producer,
+            &topic,
+            seq..seq + 500,
+            "",
+            &mut pending,
+            &mut results,
+        )
+        .await;
         seq += 500;
         mk.push_request_errors(RDKafkaApiKey::Produce, errs);
-        send_numbered(&producer, &topic, seq..seq + 1500, "", &mut pending, &mut results).await;
+        send_numbered(
+            &producer,
+            &topic,
+            seq..seq + 1500,
+            "",
+            &mut pending,
+            &mut results,
+        )
+        .await;
         seq += 1500;
     }
-    collect(pending, &mut results, Instant::now() + Duration::from_secs(60)).await;
+    collect(
+        pending,
+        &mut results,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await;
     // Recovery: records sent after every fault was consumed all succeed.
     let mut pending = Vec::new();
     let mut after = Results::default();
-    send_numbered(&producer, &topic, seq..seq + 1000, "", &mut pending, &mut after).await;
-    collect(pending, &mut after, Instant::now() + Duration::from_secs(30)).await;
+    send_numbered(
+        &producer,
+        &topic,
+        seq..seq + 1000,
+        "",
+        &mut pending,
+        &mut after,
+    )
+    .await;
+    collect(
+        pending,
+        &mut after,
+        Instant::now() + Duration::from_secs(30),
+    )
+    .await;
     results.sent += after.sent;
-    results.acked.extend(after.acked.iter().map(|(k, v)| (*k, *v)));
-    results.failed.extend(after.failed.iter().map(|(k, v)| (*k, v.clone())));
+    results
+        .acked
+        .extend(after.acked.iter().map(|(k, v)| (*k, *v)));
+    results
+        .failed
+        .extend(after.failed.iter().map(|(k, v)| (*k, v.clone())));
 
     let stats = stats_and_close(&producer).await;
     let read = read_all(&mk.bootstrap(), &topic, Duration::from_secs(60)).await;
     let r = analyze(NAME, &results, &read);
-    print_detail(NAME, &r, &stats, &results, &format!("secs={:.1}", started.elapsed().as_secs_f64()));
+    print_detail(
+        NAME,
+        &r,
+        &stats,
+        &results,
+        &format!("secs={:.1}", started.elapsed().as_secs_f64()),
+    );
     let s = stats.expect("sender stats");
     assert!(
         s.producer_id_resets >= 1 || s.batches_retried > 0,
         "the producer reacted to the sequence errors: {s:?}"
     );
     assert!(s.producer_id.0 >= 0, "a producer id after recovery: {s:?}");
-    assert_eq!(after.failed.len(), 0, "records after the faults must succeed: {:?}", after.failure_kinds());
+    assert_eq!(
+        after.failed.len(),
+        0,
+        "records after the faults must succeed: {:?}",
+        after.failure_kinds()
+    );
     assert_eq!(r.lost, 0, "acknowledged records lost");
-    assert_eq!(r.misplaced, 0, "acknowledged offsets differ from where the records are");
+    assert_eq!(
+        r.misplaced, 0,
+        "acknowledged offsets differ from where the records are"
+    );
     // failed / duplicated / reordered are reported, not asserted (see the module docs: the mock
     // does not check sequences, and Java too may fail a batch with OutOfOrderSequence).
     assert_no_foreign_panics(NAME);
@@ -872,8 +1144,21 @@ async fn fast_producer_bounded_memory() {
     // Warm-up (metadata, connection, producer id), then the baseline.
     let mut results = Results::default();
     let mut pending = Vec::new();
-    send_numbered(&producer, &topic, 0..1000, &padding, &mut pending, &mut results).await;
-    collect(pending, &mut results, Instant::now() + Duration::from_secs(30)).await;
+    send_numbered(
+        &producer,
+        &topic,
+        0..1000,
+        &padding,
+        &mut pending,
+        &mut results,
+    )
+    .await;
+    collect(
+        pending,
+        &mut results,
+        Instant::now() + Duration::from_secs(30),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let baseline = rss_kib();
     let hwm_ok = reset_peak_rss();
@@ -939,14 +1224,22 @@ async fn fast_producer_bounded_memory() {
         in_flight.next(),
     )
     .await
-    .unwrap_or_else(|_| panic!("{} enqueued records got no result within 60 s", in_flight.len()))
-    {
+    .unwrap_or_else(|_| {
+        panic!(
+            "{} enqueued records got no result within 60 s",
+            in_flight.len()
+        )
+    }) {
         let (s, res) = item;
         status[s as usize] = if res.is_ok() { 1 } else { 2 };
         completed += 1;
     }
     let (sampled_peak, samples) = sampler.finish();
-    let peak = if hwm_ok { peak_rss_kib().max(sampled_peak) } else { sampled_peak };
+    let peak = if hwm_ok {
+        peak_rss_kib().max(sampled_peak)
+    } else {
+        sampled_peak
+    };
     let sent_total = seq;
 
     // The bound: baseline + what the config lets the producer hold, times an overhead factor
@@ -957,7 +1250,8 @@ async fn fast_producer_bounded_memory() {
     const OVERHEAD_FACTOR: usize = 4;
     const FIXED_SLACK: usize = 24 * 1024 * 1024;
     let bookkeeping = sent_total as usize;
-    let bound_kib = baseline as usize + (OVERHEAD_FACTOR * config_bytes + FIXED_SLACK + bookkeeping) / 1024;
+    let bound_kib =
+        baseline as usize + (OVERHEAD_FACTOR * config_bytes + FIXED_SLACK + bookkeeping) / 1024;
 
     let stats = stats_and_close(&producer).await;
     let ok = status.iter().filter(|&&s| s == 1).count() as u64;
@@ -975,7 +1269,8 @@ async fn fast_producer_bounded_memory() {
                 res.acked.insert(s as u64, (-1, -1));
             }
             2 => {
-                res.failed.insert(s as u64, ProduceError::closed("failed during the soak"));
+                res.failed
+                    .insert(s as u64, ProduceError::closed("failed during the soak"));
             }
             _ => {}
         }
@@ -1001,14 +1296,24 @@ async fn fast_producer_bounded_memory() {
         ),
     );
     assert_eq!(unresolved, 0, "records without a result (dropped silently)");
-    assert_eq!(completed, enqueued, "every enqueued record got exactly one result");
+    assert_eq!(
+        completed, enqueued,
+        "every enqueued record got exactly one result"
+    );
     assert!(
         back_pressure + queue_full > 0,
         "a producer this much faster than the broker must meet back-pressure (send waits or QueueFull)"
     );
-    assert!(peak <= bound_kib as u64, "peak RSS {peak} KiB over the bound {bound_kib} KiB (baseline {baseline} KiB)");
+    assert!(
+        peak <= bound_kib as u64,
+        "peak RSS {peak} KiB over the bound {bound_kib} KiB (baseline {baseline} KiB)"
+    );
     assert_eq!(failed, 0, "no record fails against a healthy (slow) broker");
-    assert_eq!(ok + failed + queue_full, sent_total, "every record accounted for");
+    assert_eq!(
+        ok + failed + queue_full,
+        sent_total,
+        "every record accounted for"
+    );
     assert_eq!(r.lost, 0, "acknowledged records lost");
     assert_eq!(r.duplicated, 0, "duplicates");
     assert_eq!(r.reordered, 0, "records out of order within a partition");
@@ -1040,7 +1345,12 @@ async fn hostile_responses() {
     let mut seq = 0u64;
     send_numbered(&producer, &topic, 0..500, "", &mut pending, &mut results).await;
     seq += 500;
-    collect(std::mem::take(&mut pending), &mut results, Instant::now() + Duration::from_secs(30)).await;
+    collect(
+        std::mem::take(&mut pending),
+        &mut results,
+        Instant::now() + Duration::from_secs(30),
+    )
+    .await;
 
     let mut huge_prefix = vec![0x7f, 0xff, 0xff, 0xff];
     huge_prefix.extend_from_slice(&[0u8; 64]);
@@ -1048,22 +1358,61 @@ async fn hostile_responses() {
     garbage_frame.extend_from_slice(&[0xab; 16]);
     // (name, api, fault, resets the connection)
     let faults: Vec<(&str, i16, Fault, bool)> = vec![
-        ("huge_length_prefix", PRODUCE, Fault::Raw { bytes: huge_prefix, close: false }, true),
+        (
+            "huge_length_prefix",
+            PRODUCE,
+            Fault::Raw {
+                bytes: huge_prefix,
+                close: false,
+            },
+            true,
+        ),
         ("truncated_frame_then_close", PRODUCE, Fault::Truncate, true),
-        ("garbage_frame", PRODUCE, Fault::Raw { bytes: garbage_frame, close: false }, true),
+        (
+            "garbage_frame",
+            PRODUCE,
+            Fault::Raw {
+                bytes: garbage_frame,
+                close: false,
+            },
+            true,
+        ),
         (
             "text_instead_of_kafka",
             PRODUCE,
-            Fault::Raw { bytes: b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(), close: true },
+            Fault::Raw {
+                bytes: b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(),
+                close: true,
+            },
             true,
         ),
-        ("wrong_correlation_id", PRODUCE, Fault::WrongCorrelationId, true),
+        (
+            "wrong_correlation_id",
+            PRODUCE,
+            Fault::WrongCorrelationId,
+            true,
+        ),
         ("garbage_body", PRODUCE, Fault::GarbageBody, false),
         ("huge_array_count", PRODUCE, Fault::HugeArrayCount, false),
-        ("garbage_before_response", PRODUCE, Fault::InjectBefore(vec![0xde, 0xad, 0xbe, 0xef, 1, 2, 3]), true),
-        ("metadata_huge_array_count", METADATA, Fault::HugeArrayCount, false),
+        (
+            "garbage_before_response",
+            PRODUCE,
+            Fault::InjectBefore(vec![0xde, 0xad, 0xbe, 0xef, 1, 2, 3]),
+            true,
+        ),
+        (
+            "metadata_huge_array_count",
+            METADATA,
+            Fault::HugeArrayCount,
+            false,
+        ),
         ("metadata_garbage_body", METADATA, Fault::GarbageBody, false),
-        ("stall_past_request_timeout", PRODUCE, Fault::Stall(request_timeout + Duration::from_secs(1)), true),
+        (
+            "stall_past_request_timeout",
+            PRODUCE,
+            Fault::Stall(request_timeout + Duration::from_secs(1)),
+            true,
+        ),
     ];
     tokio::time::sleep(Duration::from_millis(200)).await;
     let baseline = rss_kib();
@@ -1079,18 +1428,39 @@ async fn hostile_responses() {
         }
         // Keep the stream going until the fault was applied.
         while proxy.faults_pending() > 0 {
-            assert!(t.elapsed() < Duration::from_secs(20), "fault {name} never applied: {:?}", proxy.stats());
-            send_numbered(&producer, &topic, seq..seq + 50, "", &mut pending, &mut results).await;
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "fault {name} never applied: {:?}",
+                proxy.stats()
+            );
+            send_numbered(
+                &producer,
+                &topic,
+                seq..seq + 50,
+                "",
+                &mut pending,
+                &mut results,
+            )
+            .await;
             seq += 50;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if resets {
             // The producer drops the connection and opens a new one.
-            let reconnected = proxy.wait_for(Duration::from_secs(15), |s| s.connections > before.connections);
-            assert!(reconnected, "no new connection after {name}: {:?}", proxy.stats());
+            let reconnected = proxy.wait_for(Duration::from_secs(15), |s| {
+                s.connections > before.connections
+            });
+            assert!(
+                reconnected,
+                "no new connection after {name}: {:?}",
+                proxy.stats()
+            );
         }
         // Sends keep working: one record end to end.
-        let probe = producer.send(numbered(&topic, seq, "")).await.expect("send after fault");
+        let probe = producer
+            .send(numbered(&topic, seq, ""))
+            .await
+            .expect("send after fault");
         results.sent += 1;
         let res = tokio::time::timeout(Duration::from_secs(30), probe)
             .await
@@ -1101,8 +1471,21 @@ async fn hostile_responses() {
         log.push(format!("{name}:{}ms", t.elapsed().as_millis()));
     }
     // After every fault: a normal stream.
-    send_numbered(&producer, &topic, seq..seq + 2000, "", &mut pending, &mut results).await;
-    collect(pending, &mut results, Instant::now() + Duration::from_secs(60)).await;
+    send_numbered(
+        &producer,
+        &topic,
+        seq..seq + 2000,
+        "",
+        &mut pending,
+        &mut results,
+    )
+    .await;
+    collect(
+        pending,
+        &mut results,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await;
     let peak = if hwm_ok { peak_rss_kib() } else { rss_kib() };
     let stats = stats_and_close(&producer).await;
     let ps = proxy.stats();
@@ -1121,12 +1504,23 @@ async fn hostile_responses() {
             started.elapsed().as_secs_f64()
         ),
     );
-    assert!(growth_kib < 64 * 1024, "memory grew by {growth_kib} KiB while handling hostile responses");
-    assert_eq!(r.failed, 0, "hostile responses are connection errors, retried: {:?}", results.failure_kinds());
+    assert!(
+        growth_kib < 64 * 1024,
+        "memory grew by {growth_kib} KiB while handling hostile responses"
+    );
+    assert_eq!(
+        r.failed,
+        0,
+        "hostile responses are connection errors, retried: {:?}",
+        results.failure_kinds()
+    );
     assert_eq!(r.lost, 0, "acknowledged records lost");
     assert_eq!(r.duplicated, 0, "duplicates despite idempotence");
     assert_eq!(r.reordered, 0, "records out of order within a partition");
-    assert_eq!(r.misplaced, 0, "acknowledged offsets differ from where the records are");
+    assert_eq!(
+        r.misplaced, 0,
+        "acknowledged offsets differ from where the records are"
+    );
     broker.assert_no_crc_errors();
     assert_no_foreign_panics(NAME);
 }

@@ -48,7 +48,10 @@ async fn hundred_thousand_keyed_records_with_headers_acks_all() {
     println!("produced {N} records in {:?}", started.elapsed());
     let stats = producer.sender_stats().await.unwrap();
     println!("sender: {stats:?}");
-    assert!(stats.producer_id.0 >= 0, "idempotent producer got a producer id");
+    assert!(
+        stats.producer_id.0 >= 0,
+        "idempotent producer got a producer id"
+    );
     producer.close(Duration::from_secs(10)).await;
 
     // Offsets per partition are contiguous from 0.
@@ -78,8 +81,14 @@ async fn hundred_thousand_keyed_records_with_headers_acks_all() {
             .expect("seq header");
         assert!(!seen[seq], "record {seq} read twice");
         seen[seq] = true;
-        assert_eq!(r.value_str().as_deref(), Some(format!("value-{seq}").as_str()));
-        assert_eq!(r.key_str().as_deref(), Some(format!("key-{}", seq % 5000).as_str()));
+        assert_eq!(
+            r.value_str().as_deref(),
+            Some(format!("value-{seq}").as_str())
+        );
+        assert_eq!(
+            r.key_str().as_deref(),
+            Some(format!("key-{}", seq % 5000).as_str())
+        );
         assert_eq!(
             r.headers,
             vec![
@@ -87,7 +96,11 @@ async fn hundred_thousand_keyed_records_with_headers_acks_all() {
                 ("src".to_string(), Some(b"actix-kafka".to_vec()))
             ]
         );
-        assert_eq!((r.partition, r.offset), by_seq[seq], "record {seq} where we were told");
+        assert_eq!(
+            (r.partition, r.offset),
+            by_seq[seq],
+            "record {seq} where we were told"
+        );
     }
     broker.assert_no_crc_errors();
 }
@@ -109,7 +122,8 @@ async fn keyed_partitions_match_librdkafka_murmur2_random() {
             .await
             .unwrap()
             .partition;
-        let (theirs, _) = common::rdkafka_produce_keyed(&broker.bootstrap, &topic, key.as_bytes(), b"v").await;
+        let (theirs, _) =
+            common::rdkafka_produce_keyed(&broker.bootstrap, &topic, key.as_bytes(), b"v").await;
         assert_eq!(ours, theirs, "key {key}");
     }
     producer.close(Duration::from_secs(5)).await;
@@ -122,7 +136,10 @@ async fn produce_with_acks(acks: Acks) {
     let producer = Producer::start(config(&broker.bootstrap).acks(acks).build().unwrap())
         .await
         .unwrap();
-    assert!(!producer.config().enable_idempotence, "acks={acks:?} turns default idempotence off");
+    assert!(
+        !producer.config().enable_idempotence,
+        "acks={acks:?} turns default idempotence off"
+    );
     let mut deliveries = Vec::new();
     for i in 0..2000 {
         deliveries.push(
@@ -141,8 +158,16 @@ async fn produce_with_acks(acks: Acks) {
         Acks::None => assert!(results.iter().all(|m| m.offset == -1), "acks=0: no offsets"),
         _ => {
             for p in 0..2 {
-                let offs: Vec<i64> = results.iter().filter(|m| m.partition == p).map(|m| m.offset).collect();
-                assert_eq!(offs, (0..1000).collect::<Vec<_>>(), "acks={acks:?} partition {p} in order");
+                let offs: Vec<i64> = results
+                    .iter()
+                    .filter(|m| m.partition == p)
+                    .map(|m| m.offset)
+                    .collect();
+                assert_eq!(
+                    offs,
+                    (0..1000).collect::<Vec<_>>(),
+                    "acks={acks:?} partition {p} in order"
+                );
             }
         }
     }
@@ -189,7 +214,10 @@ async fn typed_errors_within_max_block() {
         .await
         .err()
         .expect("too large");
-    assert!(matches!(err, ProduceError::RecordTooLarge { limit: 10_000, size } if size > 20_000), "{err}");
+    assert!(
+        matches!(err, ProduceError::RecordTooLarge { limit: 10_000, size } if size > 20_000),
+        "{err}"
+    );
     assert!(t.elapsed() < Duration::from_millis(500));
 
     // Unknown topic, auto-create off.
@@ -202,10 +230,16 @@ async fn typed_errors_within_max_block() {
     let waited = t.elapsed();
     println!("unknown topic: {err} after {waited:?}");
     assert!(
-        matches!(err, ProduceError::UnknownTopic { .. } | ProduceError::TopicError { .. }),
+        matches!(
+            err,
+            ProduceError::UnknownTopic { .. } | ProduceError::TopicError { .. }
+        ),
         "{err:?}"
     );
-    assert!(waited <= max_block + Duration::from_millis(700), "{waited:?}");
+    assert!(
+        waited <= max_block + Duration::from_millis(700),
+        "{waited:?}"
+    );
 
     // Invalid topic name.
     let err = producer
@@ -215,7 +249,10 @@ async fn typed_errors_within_max_block() {
         .expect("bad name");
     println!("bad name: {err}");
     assert!(
-        matches!(err, ProduceError::TopicError { .. } | ProduceError::UnknownTopic { .. }),
+        matches!(
+            err,
+            ProduceError::TopicError { .. } | ProduceError::UnknownTopic { .. }
+        ),
         "{err:?}"
     );
 
@@ -225,7 +262,10 @@ async fn typed_errors_within_max_block() {
         .await
         .err()
         .expect("bad partition");
-    assert!(matches!(err, ProduceError::InvalidPartition { partitions: 1, .. }), "{err:?}");
+    assert!(
+        matches!(err, ProduceError::InvalidPartition { partitions: 1, .. }),
+        "{err:?}"
+    );
 
     // The producer still works after all that.
     let md = producer
@@ -259,9 +299,18 @@ async fn unreachable_bootstrap_fails_within_max_block() {
         .expect("no broker");
     let waited = t.elapsed();
     println!("unreachable: {err} after {waited:?}");
-    assert!(matches!(err, ProduceError::MetadataTimeout { .. }), "{err:?}");
-    assert!(err.to_string().contains("connect"), "reason names the connect failure: {err}");
-    assert!(waited >= max_block && waited <= max_block + Duration::from_millis(700), "{waited:?}");
+    assert!(
+        matches!(err, ProduceError::MetadataTimeout { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("connect"),
+        "reason names the connect failure: {err}"
+    );
+    assert!(
+        waited >= max_block && waited <= max_block + Duration::from_millis(700),
+        "{waited:?}"
+    );
     // try_send fails at once.
     assert!(producer.try_send(ProducerRecord::new("t", "x")).is_err());
     producer.close(Duration::from_secs(1)).await;
@@ -327,8 +376,15 @@ async fn broker_restart_mid_run_reconnects_and_continues() {
         stats.records_retried,
         stats.producer_id_resets
     );
-    assert!(failed.is_empty(), "no record failed: {:?}", &failed[..failed.len().min(5)]);
-    assert!(stats.records_retried > 0, "records in flight at the kill were retried");
+    assert!(
+        failed.is_empty(),
+        "no record failed: {:?}",
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        stats.records_retried > 0,
+        "records in flight at the kill were retried"
+    );
     producer.close(Duration::from_secs(5)).await;
 
     // Memory storage: what the old broker acknowledged died with it. Everything read from the
@@ -342,7 +398,11 @@ async fn broker_restart_mid_run_reconnects_and_continues() {
     let mut lost_with_old_broker = 0;
     for (i, md) in &acked {
         match read_at.get(&format!("r{i}")) {
-            Some(place) => assert_eq!(*place, (md.partition, md.offset), "record {i} is where its ack said"),
+            Some(place) => assert_eq!(
+                *place,
+                (md.partition, md.offset),
+                "record {i} is where its ack said"
+            ),
             None => lost_with_old_broker += 1,
         }
     }
@@ -350,8 +410,14 @@ async fn broker_restart_mid_run_reconnects_and_continues() {
         "read back {} from the restarted broker; {lost_with_old_broker} were acknowledged by the killed one",
         read.len()
     );
-    assert!(lost_with_old_broker < N / 2, "the old broker only saw the start of the stream");
+    assert!(
+        lost_with_old_broker < N / 2,
+        "the old broker only saw the start of the stream"
+    );
     for (i, _) in acked.iter().rev().take(N / 3) {
-        assert!(read_at.contains_key(&format!("r{i}")), "record {i}, acked after the restart, is in the log");
+        assert!(
+            read_at.contains_key(&format!("r{i}")),
+            "record {i}, acked after the restart, is in the log"
+        );
     }
 }

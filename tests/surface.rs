@@ -29,7 +29,11 @@ impl ProducerInterceptor for Tagger {
     }
     fn on_acknowledgement(&self, result: &DeliveryResult) {
         let tag = if result.is_ok() { "ok" } else { "err" };
-        self.0 .0.lock().unwrap().push(format!("tagger.on_ack.{tag}"));
+        self.0
+             .0
+            .lock()
+            .unwrap()
+            .push(format!("tagger.on_ack.{tag}"));
     }
 }
 
@@ -99,11 +103,19 @@ async fn interceptors_transform_observe_and_are_isolated() {
         .err()
         .unwrap();
     assert!(matches!(err, ProduceError::InvalidPartition { .. }));
-    assert!(log.0.lock().unwrap().contains(&"tagger.on_ack.err".to_string()));
+    assert!(log
+        .0
+        .lock()
+        .unwrap()
+        .contains(&"tagger.on_ack.err".to_string()));
     producer.close(Duration::from_secs(5)).await;
 
     let read = read_back(&broker.bootstrap, &topic, 1, Duration::from_secs(30)).await;
-    assert_eq!(read[0].value_str().as_deref(), Some("HELLO"), "transformed by on_send");
+    assert_eq!(
+        read[0].value_str().as_deref(),
+        Some("HELLO"),
+        "transformed by on_send"
+    );
     assert_eq!(
         read[0].headers,
         vec![("intercepted".to_string(), Some(b"yes".to_vec()))]
@@ -125,9 +137,12 @@ async fn custom_and_round_robin_partitioners() {
     let topic = unique_topic("part");
     broker.create_topic(&topic, 4);
     let custom = Arc::new(LastPartition(AtomicUsize::new(0)));
-    let producer = Producer::start_with_partitioner(config(&broker.bootstrap).build().unwrap(), custom.clone())
-        .await
-        .unwrap();
+    let producer = Producer::start_with_partitioner(
+        config(&broker.bootstrap).build().unwrap(),
+        custom.clone(),
+    )
+    .await
+    .unwrap();
     for i in 0..20 {
         let md = producer
             .send(ProducerRecord::new(topic.as_str(), format!("{i}")).key("same-key"))
@@ -192,7 +207,10 @@ async fn message_too_large_splits_and_delivers_everything() {
     for i in 0..100 {
         deliveries.push(
             producer
-                .send(ProducerRecord::new(topic.as_str(), format!("record-{i}")).header("i", i.to_string()))
+                .send(
+                    ProducerRecord::new(topic.as_str(), format!("record-{i}"))
+                        .header("i", i.to_string()),
+                )
                 .await
                 .unwrap(),
         );
@@ -201,13 +219,20 @@ async fn message_too_large_splits_and_delivers_everything() {
     for d in deliveries {
         offsets.push(d.await.expect("delivered after split").offset);
     }
-    assert_eq!(offsets, (0..100).collect::<Vec<i64>>(), "in order, each once");
+    assert_eq!(
+        offsets,
+        (0..100).collect::<Vec<i64>>(),
+        "in order, each once"
+    );
     let m = producer.metrics();
     assert_eq!(m.get("batch-split-total"), Some(2.0));
     producer.close(Duration::from_secs(5)).await;
     let read = read_back(&mk.bootstrap(), &topic, 100, Duration::from_secs(30)).await;
     let values: Vec<String> = read.iter().map(|r| r.value_str().unwrap()).collect();
-    assert_eq!(values, (0..100).map(|i| format!("record-{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        values,
+        (0..100).map(|i| format!("record-{i}")).collect::<Vec<_>>()
+    );
 }
 
 #[actix_rt::test]
@@ -215,8 +240,13 @@ async fn single_record_too_large_for_broker_fails_clearly() {
     let mk = MockKafka::new(1);
     let topic = unique_topic("onebig");
     mk.create_topic(&topic, 1);
-    let producer = Producer::start(config(&mk.bootstrap()).build().unwrap()).await.unwrap();
-    mk.push_request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE]);
+    let producer = Producer::start(config(&mk.bootstrap()).build().unwrap())
+        .await
+        .unwrap();
+    mk.push_request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+    );
     let err = producer
         .send(ProducerRecord::new(topic.as_str(), "one"))
         .await
@@ -237,7 +267,9 @@ async fn metrics_match_a_known_workload() {
     let broker = TestBroker::start();
     let topic = unique_topic("metrics");
     broker.create_topic(&topic, 2);
-    let producer = Producer::start(config(&broker.bootstrap).build().unwrap()).await.unwrap();
+    let producer = Producer::start(config(&broker.bootstrap).build().unwrap())
+        .await
+        .unwrap();
     let value = vec![b'x'; 100];
     let mut deliveries = Vec::new();
     for i in 0..5000 {
@@ -261,9 +293,15 @@ async fn metrics_match_a_known_workload() {
     assert!(batch_max <= 16384.0 + 200.0, "{batch_max}");
     let requests = m.get("request-total").unwrap();
     let per_request = m.get("records-per-request-avg").unwrap();
-    assert!((per_request * requests - 5000.0).abs() < 1.0, "{per_request} x {requests}");
+    assert!(
+        (per_request * requests - 5000.0).abs() < 1.0,
+        "{per_request} x {requests}"
+    );
     let out = m.get("outgoing-byte-total").unwrap();
-    assert!((5000.0 * 108.0..5000.0 * 140.0).contains(&out), "outgoing bytes {out}");
+    assert!(
+        (5000.0 * 108.0..5000.0 * 140.0).contains(&out),
+        "outgoing bytes {out}"
+    );
     assert_eq!(m.get("compression-rate-avg"), Some(1.0), "no compression");
     assert!(m.get("request-latency-avg").unwrap() >= 0.0);
     assert_eq!(m.mailbox_depth.len(), 2);
@@ -276,7 +314,9 @@ async fn log_append_time_topic_returns_broker_timestamp() {
     let broker = TestBroker::start();
     let topic = unique_topic("lat");
     broker.create_topic_with_config(&topic, 1, &[("message.timestamp.type", "LogAppendTime")]);
-    let producer = Producer::start(config(&broker.bootstrap).build().unwrap()).await.unwrap();
+    let producer = Producer::start(config(&broker.bootstrap).build().unwrap())
+        .await
+        .unwrap();
     let create_time = 1_000_000_000_000; // 2001: far from now
     let md = producer
         .send(ProducerRecord::new(topic.as_str(), "x").timestamp(create_time))
@@ -291,7 +331,10 @@ async fn log_append_time_topic_returns_broker_timestamp() {
         .await
         .unwrap();
     producer.close(Duration::from_secs(5)).await;
-    println!("LogAppendTime topic: metadata timestamp {} (CreateTime sent {create_time})", md.timestamp);
+    println!(
+        "LogAppendTime topic: metadata timestamp {} (CreateTime sent {create_time})",
+        md.timestamp
+    );
     if md.timestamp == create_time {
         // Tansu 0.6 answers log_append_time_ms = -1 (it does not implement LogAppendTime);
         // then the record's CreateTime is reported, as the Java client does.
@@ -301,6 +344,10 @@ async fn log_append_time_topic_returns_broker_timestamp() {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as i64;
-        assert!((now - md.timestamp).abs() < 60_000, "broker time {}", md.timestamp);
+        assert!(
+            (now - md.timestamp).abs() < 60_000,
+            "broker time {}",
+            md.timestamp
+        );
     }
 }

@@ -129,7 +129,8 @@ impl PartitionAccumulator {
         let records = match open.builder.build(-1, -1, -1) {
             Ok(r) => r,
             Err(e) => {
-                self.shared.fail_thunks(open.thunks, &ProduceError::Batch(e));
+                self.shared
+                    .fail_thunks(open.thunks, &ProduceError::Batch(e));
                 return;
             }
         };
@@ -216,13 +217,9 @@ impl Handler<Append> for PartitionAccumulator {
         }
         let limit = self.limit;
         let open = self.open.as_mut().expect("open batch");
-        let appended = open.builder.try_append(
-            timestamp,
-            key.as_deref(),
-            value.as_deref(),
-            &headers,
-            limit,
-        );
+        let appended =
+            open.builder
+                .try_append(timestamp, key.as_deref(), value.as_deref(), &headers, limit);
         if !appended {
             self.close_batch(ctx);
             self.new_batch(ctx);

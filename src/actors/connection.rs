@@ -145,7 +145,9 @@ impl BrokerConnection {
         }
         let base = self.settings.reconnect_backoff.as_millis() as u64;
         let max = self.settings.reconnect_backoff_max.as_millis() as u64;
-        let exp = base.saturating_mul(1u64 << (self.failures - 1).min(20)).min(max);
+        let exp = base
+            .saturating_mul(1u64 << (self.failures - 1).min(20))
+            .min(max);
         // +-20% jitter (KIP-144).
         let jitter = (exp as f64 * (0.8 + 0.4 * fastrand::f64())) as u64;
         Duration::from_millis(jitter.min(max.max(1)))
@@ -201,7 +203,7 @@ async fn connect(
         let exchange = async {
             stream.write_all(&frame).await?;
             let len = stream.read_u32().await? as usize;
-            if len > MAX_RESPONSE_SIZE || len < 4 {
+            if !(4..=MAX_RESPONSE_SIZE).contains(&len) {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("ApiVersions response length {len} out of range"),
@@ -222,7 +224,8 @@ async fn connect(
         let checked_version = if crate::protocol::guard::check_body(18, version, &b).is_ok() {
             version
         } else {
-            crate::protocol::guard::check_body(18, 0, &b).map_err(|e| err(format!("ApiVersions: {e}")))?;
+            crate::protocol::guard::check_body(18, 0, &b)
+                .map_err(|e| err(format!("ApiVersions: {e}")))?;
             0
         };
         let response = match ApiVersionsResponse::decode(&mut b, checked_version) {
@@ -240,7 +243,10 @@ async fn connect(
             continue;
         }
         if response.error_code != 0 {
-            return Err(err(format!("ApiVersions error code {}", response.error_code)));
+            return Err(err(format!(
+                "ApiVersions error code {}",
+                response.error_code
+            )));
         }
         let versions = NegotiatedVersions::negotiate(
             response
@@ -286,7 +292,11 @@ impl Actor for BrokerConnection {
                 let timeout = act.settings.request_timeout;
                 let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
                 ctx.run_interval(tick, move |act, ctx| {
-                    if act.in_flight.front().is_some_and(|f| f.sent.elapsed() > timeout) {
+                    if act
+                        .in_flight
+                        .front()
+                        .is_some_and(|f| f.sent.elapsed() > timeout)
+                    {
                         let err = ConnectionError::RequestTimeout {
                             broker: act.broker.clone(),
                             timeout_ms: timeout.as_millis() as u64,
@@ -512,7 +522,6 @@ where
     }
 }
 
-
 /// The connections of one producer: one supervised [`BrokerConnection`] per broker id, created
 /// on first use on the network arbiter. Bootstrap servers get ids `-1`, `-2`, ...
 pub struct ConnectionPool {
@@ -525,7 +534,11 @@ pub struct ConnectionPool {
 
 impl ConnectionPool {
     /// A pool that starts its connections on `arbiter`.
-    pub fn new(settings: ConnectionSettings, arbiter: ArbiterHandle, bootstrap: Vec<Arc<str>>) -> Self {
+    pub fn new(
+        settings: ConnectionSettings,
+        arbiter: ArbiterHandle,
+        bootstrap: Vec<Arc<str>>,
+    ) -> Self {
         ConnectionPool {
             conns: dashmap::DashMap::new(),
             settings,
@@ -561,8 +574,13 @@ impl ConnectionPool {
 
     /// Some connection for cluster-wide requests (Metadata, InitProducerId): the known brokers
     /// in rotation, else the bootstrap servers in rotation.
-    pub fn any(&self, known: &[crate::cluster::BrokerInfo]) -> Option<(Arc<str>, Addr<BrokerConnection>)> {
-        let n = self.rotation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    pub fn any(
+        &self,
+        known: &[crate::cluster::BrokerInfo],
+    ) -> Option<(Arc<str>, Addr<BrokerConnection>)> {
+        let n = self
+            .rotation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !known.is_empty() {
             let b = &known[n % known.len()];
             return Some((b.address.clone(), self.get(b.node_id, &b.address)));

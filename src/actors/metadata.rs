@@ -70,7 +70,11 @@ pub struct MetadataManager {
 
 impl MetadataManager {
     /// A manager writing into `cluster`.
-    pub fn new(config: Arc<ProducerConfig>, cluster: Arc<Cluster>, pool: Arc<ConnectionPool>) -> Self {
+    pub fn new(
+        config: Arc<ProducerConfig>,
+        cluster: Arc<Cluster>,
+        pool: Arc<ConnectionPool>,
+    ) -> Self {
         MetadataManager {
             config,
             cluster,
@@ -269,7 +273,8 @@ impl Actor for MetadataManager {
         let age = self.config.metadata_max_age;
         ctx.run_interval(age, |act, ctx| act.refresh(ctx));
         // Waiters are checked often enough that `send` fails close to max.block.ms.
-        let tick = (self.config.max_block / 20).clamp(Duration::from_millis(5), Duration::from_millis(250));
+        let tick = (self.config.max_block / 20)
+            .clamp(Duration::from_millis(5), Duration::from_millis(250));
         ctx.run_interval(tick, |act, _| act.expire_waiters());
     }
 }
@@ -283,10 +288,13 @@ impl Handler<WaitForTopic> for MetadataManager {
         }
         let (tx, rx) = oneshot::channel();
         self.topics.insert(msg.topic.clone());
-        self.waiters.entry(msg.topic.clone()).or_default().push(Waiter {
-            since: Instant::now(),
-            reply: tx,
-        });
+        self.waiters
+            .entry(msg.topic.clone())
+            .or_default()
+            .push(Waiter {
+                since: Instant::now(),
+                reply: tx,
+            });
         self.refresh(ctx);
         Box::pin(async move {
             rx.await

@@ -12,11 +12,11 @@ use crate::actors::connection::{ConnectionPool, ConnectionSettings};
 use crate::actors::metadata::{MetadataManager, WaitForTopic};
 use crate::actors::sender::{AbortAll, GetSenderStats, Sender, SenderStats};
 use crate::batch::{Callback, Delivery, DeliveryFuture, Shared};
-use crate::interceptor::{Interceptors, ProducerInterceptor};
-use crate::metrics::MetricsSnapshot;
 use crate::cluster::{Cluster, TopicInfo};
 use crate::config::ProducerConfig;
 use crate::error::ProduceError;
+use crate::interceptor::{Interceptors, ProducerInterceptor};
+use crate::metrics::MetricsSnapshot;
 use crate::partitioner::{DefaultPartitioner, Partitioner};
 use crate::protocol::record_batch::{record_size_upper_bound, RECORD_BATCH_OVERHEAD};
 use crate::record::{ProducerRecord, TopicPartition};
@@ -238,7 +238,11 @@ impl Producer {
             .clone()
     }
 
-    async fn topic(&self, topic: &Arc<str>, deadline: Instant) -> Result<Arc<TopicInfo>, ProduceError> {
+    async fn topic(
+        &self,
+        topic: &Arc<str>,
+        deadline: Instant,
+    ) -> Result<Arc<TopicInfo>, ProduceError> {
         if let Some(t) = self.inner.cluster.topic(topic) {
             return Ok(t);
         }
@@ -259,7 +263,11 @@ impl Producer {
     }
 
     /// Partition and size checks: everything `send` does before taking a mailbox slot.
-    fn route(&self, record: &ProducerRecord, info: &TopicInfo) -> Result<TopicPartition, ProduceError> {
+    fn route(
+        &self,
+        record: &ProducerRecord,
+        info: &TopicInfo,
+    ) -> Result<TopicPartition, ProduceError> {
         let n = info.partition_count();
         let partition = match record.partition {
             Some(p) if p >= 0 && p < n => p,
@@ -318,12 +326,18 @@ impl Producer {
                 let err = ProduceError::closed(format!("accumulator for {tp} stopped"));
                 self.inner.shared.deliver(m.delivery, Err(err));
                 self.inner.shared.finished(1, false);
-                Err(ProduceError::closed(format!("accumulator for {tp} stopped")))
+                Err(ProduceError::closed(format!(
+                    "accumulator for {tp} stopped"
+                )))
             }
         }
     }
 
-    async fn send_inner(&self, record: ProducerRecord, delivery: Delivery) -> Result<(), ProduceError> {
+    async fn send_inner(
+        &self,
+        record: ProducerRecord,
+        delivery: Delivery,
+    ) -> Result<(), ProduceError> {
         let shared = &self.inner.shared;
         if shared.interceptors.is_empty() {
             return self.send_checked(record, delivery).await;
@@ -337,7 +351,11 @@ impl Producer {
         res
     }
 
-    async fn send_checked(&self, record: ProducerRecord, delivery: Delivery) -> Result<(), ProduceError> {
+    async fn send_checked(
+        &self,
+        record: ProducerRecord,
+        delivery: Delivery,
+    ) -> Result<(), ProduceError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(ProduceError::closed("send after close"));
         }
@@ -429,14 +447,14 @@ impl Producer {
         };
         let tp = self.route(&record, &info)?;
         let slot = self.accumulator(&tp);
-        let permit = slot
-            .mailbox
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ProduceError::QueueFull {
-                topic_partition: tp.clone(),
-                waited_ms: 0,
-            })?;
+        let permit =
+            slot.mailbox
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| ProduceError::QueueFull {
+                    topic_partition: tp.clone(),
+                    waited_ms: 0,
+                })?;
         let (tx, rx) = oneshot::channel();
         self.enqueue(record, &tp, &slot, permit, Delivery::Future(tx))?;
         Ok(DeliveryFuture { rx })
@@ -456,7 +474,12 @@ impl Producer {
             .inner
             .accumulators
             .iter()
-            .map(|e| (e.key().clone(), capacity - e.value().mailbox.available_permits()))
+            .map(|e| {
+                (
+                    e.key().clone(),
+                    capacity - e.value().mailbox.available_permits(),
+                )
+            })
             .collect();
         s.mailbox_depth.sort_by(|a, b| a.0.cmp(&b.0));
         s
@@ -499,7 +522,11 @@ impl Producer {
             }
         }
         // Stopping the arbiters drops every actor; wait for their records to be failed.
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.shared.pending.wait_zero()).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.inner.shared.pending.wait_zero(),
+        )
+        .await;
     }
 
     /// The sender's counters (requests, retries, producer id).
@@ -513,7 +540,8 @@ impl Producer {
     /// As the metadata errors of [`Producer::send`].
     pub async fn partitions_for(&self, topic: &str) -> Result<Arc<TopicInfo>, ProduceError> {
         let topic: Arc<str> = topic.into();
-        self.topic(&topic, Instant::now() + self.inner.config.max_block).await
+        self.topic(&topic, Instant::now() + self.inner.config.max_block)
+            .await
     }
 }
 
@@ -548,7 +576,12 @@ impl ProducerBuilder {
                 self.config.partitioner_ignore_keys,
             ))
         });
-        Producer::start_parts(self.config, partitioner, Interceptors::new(self.interceptors)).await
+        Producer::start_parts(
+            self.config,
+            partitioner,
+            Interceptors::new(self.interceptors),
+        )
+        .await
     }
 }
 
@@ -563,7 +596,9 @@ impl KafkaProducer {
     ///
     /// # Errors
     /// As [`Producer::start`].
-    pub async fn start_producer(config: ProducerConfig) -> Result<Addr<KafkaProducer>, ProduceError> {
+    pub async fn start_producer(
+        config: ProducerConfig,
+    ) -> Result<Addr<KafkaProducer>, ProduceError> {
         Ok(Producer::start(config).await?.actor())
     }
 

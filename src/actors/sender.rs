@@ -24,9 +24,7 @@ use crate::error::{ConnectionError, KafkaCode, ProduceError};
 use crate::record::TopicPartition;
 use actix::prelude::*;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName,
-};
+use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -300,7 +298,9 @@ impl Sender {
         let mut by_broker: HashMap<i32, (Arc<str>, Vec<TopicPartition>)> = HashMap::new();
         let mut missing_leader = false;
         for (tp, q) in &self.partitions {
-            let Some(head) = q.queue.front() else { continue };
+            let Some(head) = q.queue.front() else {
+                continue;
+            };
             if let Some(at) = head.retry_at {
                 if at > now {
                     wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
@@ -353,7 +353,9 @@ impl Sender {
         let mut out = Vec::new();
         for tp in tps {
             let q = self.partitions.get_mut(tp).expect("partition queue");
-            let Some(head) = q.queue.front() else { continue };
+            let Some(head) = q.queue.front() else {
+                continue;
+            };
             if head.retry_at.is_some_and(|at| at > now)
                 || q.in_flight >= max_in_flight
                 || (head.attempts > 0 && q.in_flight > 0)
@@ -369,7 +371,11 @@ impl Sender {
                     let seq = q.next_sequence;
                     let n = batch.record_count() as i32;
                     // Sequences wrap to 0 after i32::MAX (KIP-98).
-                    q.next_sequence = if seq > i32::MAX - n { n - (i32::MAX - seq) - 1 } else { seq + n };
+                    q.next_sequence = if seq > i32::MAX - n {
+                        n - (i32::MAX - seq) - 1
+                    } else {
+                        seq + n
+                    };
                     batch.set_producer_state(id, epoch, seq);
                     batch.pid_generation = self.pid_generation;
                 }
@@ -378,9 +384,10 @@ impl Sender {
             if batch.attempts > 0 {
                 self.stats.batches_retried += 1;
                 self.stats.records_retried += batch.record_count() as u64;
-                metrics
-                    .records_retried
-                    .fetch_add(batch.record_count() as u64, std::sync::atomic::Ordering::Relaxed);
+                metrics.records_retried.fetch_add(
+                    batch.record_count() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             } else {
                 metrics.batch_size.record(batch.size_in_bytes() as u64);
                 metrics
@@ -420,7 +427,12 @@ impl Sender {
         let request = ProduceRequest::default()
             .with_transactional_id(None)
             .with_acks(acks.as_i16())
-            .with_timeout_ms(self.config.request_timeout.as_millis().min(i32::MAX as u128) as i32)
+            .with_timeout_ms(
+                self.config
+                    .request_timeout
+                    .as_millis()
+                    .min(i32::MAX as u128) as i32,
+            )
             .with_topic_data(topics);
         let conn = self.pool.get(node, &address);
         *self.broker_in_flight.entry(node).or_insert(0) += 1;
@@ -450,7 +462,8 @@ impl Sender {
         );
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             let m = &act.shared.metrics;
-            m.request_latency_ms.record(sent.elapsed().as_millis() as u64);
+            m.request_latency_ms
+                .record(sent.elapsed().as_millis() as u64);
             m.requests_in_flight
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             if let Ok(Some(r)) = &res {
@@ -507,7 +520,9 @@ impl Sender {
                                 KafkaCode(p.error_code),
                                 p.base_offset,
                                 p.log_append_time_ms,
-                                p.error_message.as_ref().map(|m| Arc::<str>::from(m.as_str())),
+                                p.error_message
+                                    .as_ref()
+                                    .map(|m| Arc::<str>::from(m.as_str())),
                             )
                         }),
                     ));
@@ -550,9 +565,12 @@ impl Sender {
                                     code,
                                     message,
                                 };
-                                let mut retriable = code.is_retriable()
-                                    || (code.0 == 45 && self.has_earlier(&b));
-                                if !retriable && matches!(code.0, 45 | 59) && self.config.retries > 0 {
+                                let mut retriable =
+                                    code.is_retriable() || (code.0 == 45 && self.has_earlier(&b));
+                                if !retriable
+                                    && matches!(code.0, 45 | 59)
+                                    && self.config.retries > 0
+                                {
                                     // UNKNOWN_PRODUCER_ID, or a sequence gap nothing pending explains
                                     // (e.g. the broker lost its state): KIP-360 — get a new producer
                                     // id/epoch, restart sequences at 0, resend the batch.
@@ -589,9 +607,9 @@ impl Sender {
     /// True if a batch of the same partition with a lower sequence is still pending: an
     /// `OUT_OF_ORDER_SEQUENCE_NUMBER` for `b` is then the echo of that batch's retry.
     fn has_earlier(&self, b: &ProducerBatch) -> bool {
-        self.partitions.get(&b.tp).is_some_and(|q| {
-            q.in_flight > 0 || q.queue.iter().any(|o| o.number < b.number)
-        })
+        self.partitions
+            .get(&b.tp)
+            .is_some_and(|q| q.in_flight > 0 || q.queue.iter().any(|o| o.number < b.number))
     }
 
     fn retry_or_fail(&mut self, mut b: ProducerBatch, err: ProduceError, retriable: bool) {
@@ -622,6 +640,7 @@ impl Sender {
     /// them in its place. With idempotence the halves take the original base sequence and
     /// base + half, so the partition's sequence stays gap-free. `Err` gives the batch back when
     /// it cannot be split (one record, or unreadable).
+    #[allow(clippy::result_large_err)] // the rare path; the batch is moved back, not copied
     fn split(&mut self, mut b: ProducerBatch) -> Result<(), ProducerBatch> {
         let Some(records) = crate::protocol::decode::decode_batch(&b.records) else {
             return Err(b);
@@ -717,8 +736,9 @@ impl Actor for Sender {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(0);
-        self.metadata
-            .do_send(crate::actors::metadata::Subscribe(ctx.address().recipient()));
+        self.metadata.do_send(crate::actors::metadata::Subscribe(
+            ctx.address().recipient(),
+        ));
         // Expiry of queued batches does not depend on other events.
         ctx.run_interval(Duration::from_millis(100), |act, ctx| {
             if act.partitions.values().any(|q| !q.queue.is_empty()) {

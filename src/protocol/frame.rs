@@ -85,7 +85,9 @@ pub fn encode_request<R: Request>(
 
 /// Reads the correlation id at the start of a response frame (size prefix already removed).
 pub fn peek_correlation_id(frame: &[u8]) -> Option<i32> {
-    frame.get(..4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    frame
+        .get(..4)
+        .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// Decodes a response frame (size prefix removed) of request type `R` at `version`.
@@ -103,7 +105,12 @@ pub fn decode_response<R: Request>(mut frame: Bytes, version: i16) -> Result<R::
     let body = <R::Response as Decodable>::decode(&mut frame, version)
         .map_err(|e| format!("response body: {e}"))?;
     if frame.has_remaining() {
-        tracing::debug!(api_key = R::KEY, version, trailing = frame.remaining(), "trailing bytes after response ignored");
+        tracing::debug!(
+            api_key = R::KEY,
+            version,
+            trailing = frame.remaining(),
+            "trailing bytes after response ignored"
+        );
     }
     Ok(body)
 }

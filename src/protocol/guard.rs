@@ -42,12 +42,18 @@ impl<'a> Walk<'a> {
         Err("varint too long".into())
     }
     fn i16(&mut self) -> Result<i16, String> {
-        let b = self.buf.get(self.pos..self.pos + 2).ok_or("truncated int16")?;
+        let b = self
+            .buf
+            .get(self.pos..self.pos + 2)
+            .ok_or("truncated int16")?;
         self.pos += 2;
         Ok(i16::from_be_bytes([b[0], b[1]]))
     }
     fn i32(&mut self) -> Result<i32, String> {
-        let b = self.buf.get(self.pos..self.pos + 4).ok_or("truncated int32")?;
+        let b = self
+            .buf
+            .get(self.pos..self.pos + 4)
+            .ok_or("truncated int32")?;
         self.pos += 4;
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
@@ -230,7 +236,9 @@ pub fn check_body(key: i16, version: i16, body: &[u8]) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+    use kafka_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
     use kafka_protocol::messages::{MetadataResponse, ProduceResponse, TopicName};
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -262,7 +270,9 @@ mod tests {
     fn huge_counts_and_truncation_are_refused() {
         // Produce v8 (classic): topic array count 0x7fffffff in 8 bytes.
         let hostile = [0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0];
-        assert!(check_body(0, 8, &hostile).unwrap_err().contains("cannot fit"));
+        assert!(check_body(0, 8, &hostile)
+            .unwrap_err()
+            .contains("cannot fit"));
         // Flexible v9: compact array count 2^28.
         let hostile = [0x80, 0x80, 0x80, 0x80, 0x01, 0, 0, 0];
         assert!(check_body(0, 9, &hostile).is_err());

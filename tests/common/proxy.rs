@@ -210,7 +210,10 @@ impl Proxy {
     /// The next `n` Produce requests are not forwarded: the proxy answers each itself with
     /// `error_code` for every partition in it (the broker never sees the data).
     pub fn fail_next_requests(&self, api_key: i16, error_code: i16, n: usize) {
-        assert_eq!(api_key, PRODUCE, "only Produce requests can be answered by the proxy");
+        assert_eq!(
+            api_key, PRODUCE,
+            "only Produce requests can be answered by the proxy"
+        );
         let mut q = self.shared.request_faults.lock().unwrap();
         for _ in 0..n {
             q.push_back((api_key, error_code));
@@ -367,10 +370,14 @@ async fn pump_requests(
         let expects_response = produce.as_ref().is_none_or(|p| p.acks != 0);
         if let Some(p) = &produce {
             if let Some(code) = shared.take_request_fault(api_key) {
-                shared.counters.requests_failed.fetch_add(1, Ordering::SeqCst);
+                shared
+                    .counters
+                    .requests_failed
+                    .fetch_add(1, Ordering::SeqCst);
                 if expects_response {
                     let resp = produce_error_response(p, version, correlation_id, code);
-                    tx.send(Pending::Synth(resp)).map_err(|_| closed("writer gone"))?;
+                    tx.send(Pending::Synth(resp))
+                        .map_err(|_| closed("writer gone"))?;
                 }
                 continue;
             }
@@ -505,14 +512,20 @@ fn decode_produce_request(frame: &Bytes, version: i16) -> Option<ProduceInfo> {
     })
 }
 
-fn encode_response<M: Encodable>(body: &M, header_version: i16, version: i16, correlation_id: i32) -> Bytes {
+fn encode_response<M: Encodable>(
+    body: &M,
+    header_version: i16,
+    version: i16,
+    correlation_id: i32,
+) -> Bytes {
     let mut buf = BytesMut::new();
     buf.put_u32(0);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
         .encode(&mut buf, header_version)
         .expect("encode response header");
-    body.encode(&mut buf, version).expect("encode response body");
+    body.encode(&mut buf, version)
+        .expect("encode response body");
     let len = (buf.len() - 4) as u32;
     buf[..4].copy_from_slice(&len.to_be_bytes());
     buf.freeze()
@@ -542,7 +555,12 @@ fn produce_error_response(p: &ProduceInfo, version: i16, correlation_id: i32, co
             })
             .collect(),
     );
-    encode_response(&resp, ProduceResponse::header_version(version), version, correlation_id)
+    encode_response(
+        &resp,
+        ProduceResponse::header_version(version),
+        version,
+        correlation_id,
+    )
 }
 
 /// The broker's Produce response (no size prefix) with every partition's error code replaced.
