@@ -48,8 +48,20 @@ impl Delivery {
 /// Resolves to the record's [`RecordMetadata`] once the broker acknowledged it, or its error.
 ///
 /// Dropping it does not cancel the record.
+///
+/// It is polled outside tokio's cooperative budget: a result is one cheap read, and inside the
+/// budget a `FuturesUnordered` of millions of pending deliveries degrades quadratically (each
+/// exhausted-budget poll re-wakes itself and the set re-polls everything).
 pub struct DeliveryFuture {
-    pub(crate) rx: oneshot::Receiver<DeliveryResult>,
+    rx: tokio::task::Unconstrained<oneshot::Receiver<DeliveryResult>>,
+}
+
+impl DeliveryFuture {
+    pub(crate) fn new(rx: oneshot::Receiver<DeliveryResult>) -> Self {
+        DeliveryFuture {
+            rx: tokio::task::unconstrained(rx),
+        }
+    }
 }
 
 impl Future for DeliveryFuture {

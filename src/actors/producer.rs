@@ -394,7 +394,7 @@ impl Producer {
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
         let (tx, rx) = oneshot::channel();
         self.send_inner(record, Delivery::Future(tx)).await?;
-        Ok(DeliveryFuture { rx })
+        Ok(DeliveryFuture::new(rx))
     }
 
     /// Sends a record and calls `callback` with its result (Java's `send(record, callback)`).
@@ -457,7 +457,7 @@ impl Producer {
                 })?;
         let (tx, rx) = oneshot::channel();
         self.enqueue(record, &tp, &slot, permit, Delivery::Future(tx))?;
-        Ok(DeliveryFuture { rx })
+        Ok(DeliveryFuture::new(rx))
     }
 
     /// Records accepted and not yet completed.
