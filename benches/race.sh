@@ -28,12 +28,15 @@
 #                         slows down, which would bias later runs.
 #   --run-timeout S       hard limit of one run (default 300); a stall of 30 s without any
 #                         acknowledgement also ends a run (exit code 4)
+#   --wait-idle S         before each run, wait up to S seconds for other processes to use less
+#                         than 0.25 cores (default 0: do not wait, only flag loaded runs)
 #   --out DIR             logs and results (default target/race/YYYYmmdd-HHMMSS)
 #   --no-build            skip `cargo build --release --examples`
 #
 # Every run's output is kept in OUT/logs/, every run's RESULT line in OUT/runs.tsv, the tables
-# in OUT/summary.md. Runs during which compilers or cargo were running (a shared machine) are
-# flagged in the table's note column. The script stops its own broker and mock cluster on exit (trap), whatever
+# in OUT/summary.md. The CPU other processes used during each run (machine minus broker minus
+# client, /proc/stat) is kept too; runs with more than 0.25 cores of such load (a shared
+# machine) are flagged in the table's note column. The script stops its own broker and mock cluster on exit (trap), whatever
 # the reason. Exit code: 0 when every run of both clients succeeded, 1 otherwise.
 set -uo pipefail
 
@@ -59,6 +62,7 @@ RUN_TIMEOUT=300
 STALL_TIMEOUT=30
 OUT=""
 BUILD=1
+WAIT_IDLE=0
 
 die() { echo "race.sh: $*" >&2; exit 2; }
 usage() { sed -n '2,/^set -uo/p' "$0" | sed -e '/^set -uo/d' -e 's/^# \{0,1\}//'; }
@@ -82,6 +86,7 @@ while (($#)); do
         --broker-restart) RESTART="${2:?}"; shift ;;
         --run-timeout) RUN_TIMEOUT="${2:?}"; shift ;;
         --out) OUT="${2:?}"; shift ;;
+        --wait-idle) WAIT_IDLE="${2:?}"; shift ;;
         --no-build) BUILD=0 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown option: $1" ;;
@@ -132,7 +137,8 @@ fi
 [[ -n "$OUT" ]] || OUT="$ROOT/target/race/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT/logs" || die "cannot create $OUT"
 RUNS="$OUT/runs.tsv"
-printf 'pass\tworkload\timpl\tround\trc\trecords\trps\tmbps\tp50_ms\tp99_ms\tcpu_s\tcpu_s_per_M\trss_peak_mb\terrors\tbusy\n' >"$RUNS"
+TIMES_FILE="$OUT/.times"
+printf 'pass\tworkload\timpl\tround\trc\trecords\trps\tmbps\tp50_ms\tp99_ms\tcpu_s\tcpu_s_per_M\trss_peak_mb\terrors\tother_load\n' >"$RUNS"
 SUMMARY="$OUT/summary.md"
 : >"$SUMMARY"
 
@@ -228,8 +234,49 @@ ANY_FAIL=0
 FAILURES=() # "pass|workload|impl|round|rc|log"
 LAST_RPS=""
 
-# Compiler and cargo processes (other people's builds and tests on a shared machine).
-busy_count() { ps -eo comm= | grep -cxE 'rustc|cc1|cc1plus|ld|ld.lld|rust-lld|cargo' || true; }
+# --- other load on a shared machine ---------------------------------------------------------------
+# CPU used by the whole machine (/proc/stat), by the broker process and by our child (bash
+# `times`), in USER_HZ ticks (100/s); "other load" = machine - broker - client, in cores.
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+pid_ticks() { # utime + stime of pid $1 (fields 14, 15; counted after the ")" of the name)
+    local st
+    st="$(cat "/proc/$1/stat" 2>/dev/null)" || { echo 0; return; }
+    awk '{ print $12 + $13 }' <<<"${st##*)}"
+}
+children_ticks() { # user + sys of waited-for children of this shell
+    # `times` must run in this shell: in a pipeline or $(...) it would report a subshell's.
+    times >"$TIMES_FILE"
+    tail -n 1 "$TIMES_FILE" | awk '{
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
+        printf "%d", t * 100 }'
+}
+broker_pid() {
+    case "$PASS" in
+        tansu) cat "${TMPDIR:-/tmp}/actix-kafka-tansu/broker-${TANSU_PORT}.pid" 2>/dev/null || echo 0 ;;
+        mock) echo "${MOCK_PID:-0}" ;;
+        *) echo 0 ;;
+    esac
+}
+OTHER_LOAD_LIMIT=0.25 # cores; runs above it are flagged
+
+# Waits up to WAIT_IDLE seconds until the machine (less our idle broker) is quiet.
+wait_idle() {
+    ((WAIT_IDLE > 0)) || return 0
+    local deadline=$((SECONDS + WAIT_IDLE)) m0 m1 load waited=0
+    while :; do
+        m0="$(machine_ticks)"
+        sleep 0.5
+        m1="$(machine_ticks)"
+        load="$(awk -v d="$((m1 - m0))" 'BEGIN { printf "%.2f", d / 100 / 0.5 }')"
+        awk -v o="$load" -v l="$OTHER_LOAD_LIMIT" 'BEGIN { exit !(o <= l) }' && break
+        if ((SECONDS >= deadline)); then
+            log "  machine still busy ($load cores) after ${WAIT_IDLE} s; running anyway"
+            break
+        fi
+        ((waited++ == 0)) && log "  waiting for the machine to go quiet (other load $load cores)"
+    done
+}
 
 # run_one IMPL WORKLOAD ROUND TOPIC SIZE RECORDS THROUGHPUT PROPS
 run_one() {
@@ -243,20 +290,27 @@ run_one() {
         --throughput "$tput" --bootstrap-server "$BOOTSTRAP" --stall-timeout-s "$STALL_TIMEOUT"
         --report-interval-ms 5000 --producer-props $props $COMMON_PROPS $extra)
     printf '$ %s\n' "${cmd[*]}" >"$log"
-    # The machine may be shared: note compilers running when the run starts or ends.
-    local busy0 busy1
-    busy0="$(busy_count)"
+    wait_idle
+    # The machine may be shared: measure what else used the CPUs during the run.
+    local bpid m0 b0 c0 t0 m1 b1 c1 t1 other
+    bpid="$(broker_pid)"
+    children_ticks >"$OUT/.c0"
+    m0="$(machine_ticks)"; b0="$(pid_ticks "$bpid")"; t0=$EPOCHREALTIME
     timeout --kill-after=5 "$RUN_TIMEOUT" "${cmd[@]}" >>"$log" 2>&1 </dev/null
     rc=$?
-    busy1="$(busy_count)"
-    local busy=$(( ${busy0:-0} > ${busy1:-0} ? ${busy0:-0} : ${busy1:-0} ))
+    t1=$EPOCHREALTIME; m1="$(machine_ticks)"; b1="$(pid_ticks "$bpid")"
+    children_ticks >"$OUT/.c1"
+    c0="$(cat "$OUT/.c0")"; c1="$(cat "$OUT/.c1")"
+    other="$(awk -v m="$((m1 - m0))" -v b="$((b1 - b0))" -v c="$((c1 - c0))" -v t0="$t0" -v t1="$t1" \
+        'BEGIN { o = (m - b - c) / 100 / (t1 - t0); if (o < 0) o = 0; printf "%.2f", o }')"
     line="$(grep '^RESULT ' "$log" | tail -n 1)"
     f() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
     LAST_RPS="$(f rps)"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$PASS" "$wl" "$impl" "$round" "$rc" \
         "$(f records)" "$(f rps)" "$(f mbps)" "$(f p50_ms)" "$(f p99_ms)" "$(f cpu_s)" "$(f cpu_s_per_M)" \
-        "$(f rss_peak_mb)" "$(f errors)" "$busy" >>"$RUNS"
-    ((busy > 0)) && log "  note: $busy compiler/cargo processes were running during this run (shared machine)"
+        "$(f rss_peak_mb)" "$(f errors)" "$other" >>"$RUNS"
+    awk -v o="$other" -v l="$OTHER_LOAD_LIMIT" 'BEGIN { exit !(o > l) }' &&
+        log "  note: other processes used $other cores during this run (shared machine)"
     if ((rc == 0)); then
         log "  $impl r$round: rps=$(f rps) p99=$(f p99_ms) ms cpu/M=$(f cpu_s_per_M) s rss=$(f rss_peak_mb) MiB"
     elif ((rc == 3)); then
@@ -374,6 +428,9 @@ print_table() {
         say "### librdkafka mock cluster ($MOCK_BROKERS broker(s), separate process) — medians of $ROUNDS round(s)"
     fi
     say ""
+    say "$(awk -F'\t' -v p="$pass" -v l="$OTHER_LOAD_LIMIT" '$1 == p { n++; s += $15; if ($15 > m) m = $15; if ($15 > l) c++ }
+        END { if (n) printf "Other processes used %.2f cores on average during the %d runs (max %.2f; %d run(s) above %.2f).", s / n, n, m, c + 0, l }' "$RUNS")"
+    say ""
     say "| workload | ours rps | librdkafka rps | ratio | ours cpu_s/M | rdkafka cpu_s/M | cpu ratio | p99 ms ours/rdkafka | peak RSS MiB ours/rdkafka | note |"
     say "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     for w in "${WORKLOADS[@]}"; do
@@ -389,8 +446,9 @@ print_table() {
         r_rss="$(median_of "$pass" "$n" rdkafka rss_peak_mb)"
         note="${SKIP_NOTE["$pass|$n"]:-${SKIP_NOTE["$pass|*"]:-}}"
         local busy_runs
-        busy_runs="$(awk -F'\t' -v p="$pass" -v w="$n" '$1 == p && $2 == w && $15 > 0 { c++ } END { print c + 0 }' "$RUNS")"
-        ((busy_runs > 0)) && note="${note:+$note; }$busy_runs run(s) overlapped compiler processes"
+        busy_runs="$(awk -F'\t' -v p="$pass" -v w="$n" -v l="$OTHER_LOAD_LIMIT" \
+            '$1 == p && $2 == w && $15 > l { c++; if ($15 > m) m = $15 } END { if (c) printf "%d run(s) with other load (max %.2f cores)", c, m }' "$RUNS")"
+        [[ -n "$busy_runs" ]] && note="${note:+$note; }$busy_runs"
         [[ -n "${SKIP_NOTE["$pass|$n|rate"]:-}" ]] && note="paced at ${SKIP_NOTE["$pass|$n|rate"]}${note:+; $note}"
         say "| $n | $(fmt_int "$o_rps") | $(fmt_int "$r_rps") | $(fmt_ratio "$o_rps" "$r_rps") | $o_cpu | $r_cpu | $(fmt_ratio "$o_cpu" "$r_cpu") | $o_p99 / $r_p99 | $o_rss / $r_rss | $note |"
     done
@@ -400,7 +458,7 @@ print_table() {
 {
     echo "# producer race: actix-kafka vs librdkafka"
     echo ""
-    echo "- $(date -u +%FT%TZ), $(nproc) cores, $(rustc --version 2>/dev/null), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "- $(date -u +%FT%TZ), $(nproc) cores, $(rustc --version 2>/dev/null), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?') + $(git status --porcelain -- src Cargo.toml 2>/dev/null | wc -l) uncommitted change(s) in src/ and Cargo.toml"
     echo "- records per run: $REC_SMALL (100 B), $REC_LARGE (1 KiB); rounds: $ROUNDS; latency runs: $LAT_SECS s at $LAT_FRACTION x librdkafka's median max rps"
     echo "- unset properties keep each client's defaults (notably batch.size: actix-kafka 16384 like Java, librdkafka 1000000)"
     echo "- extra props: both='${COMMON_PROPS}' ours='${OURS_PROPS}' librdkafka='${RD_PROPS}'"

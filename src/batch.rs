@@ -27,7 +27,13 @@ pub type Callback = Box<dyn FnOnce(DeliveryResult) + Send + 'static>;
 pub(crate) enum Delivery {
     Future(oneshot::Sender<DeliveryResult>),
     Callback(Callback),
+    /// One callback shared by the records of a `send_all_with_callback` call, with the
+    /// record's index in that call (an `Arc` clone per record instead of a `Box`).
+    Indexed(IndexedCallback, usize),
 }
+
+/// The callback of [`crate::Producer::send_all_with_callback`]: `(index in the call, result)`.
+pub type IndexedCallback = Arc<dyn Fn(usize, DeliveryResult) + Send + Sync + 'static>;
 
 impl Delivery {
     pub(crate) fn complete(self, result: DeliveryResult) {
@@ -38,6 +44,12 @@ impl Delivery {
             Delivery::Callback(cb) => {
                 // Java's contract: a throwing callback must not break the producer.
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(result))).is_err() {
+                    tracing::error!("delivery callback panicked; ignored");
+                }
+            }
+            Delivery::Indexed(cb, i) => {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(i, result))).is_err()
+                {
                     tracing::error!("delivery callback panicked; ignored");
                 }
             }
@@ -182,6 +194,9 @@ pub struct ProducerBatch {
     /// Holds one of the partition's `max.pending.batches.per.partition` slots.
     pub(crate) _slot: Option<OwnedSemaphorePermit>,
     pub(crate) shared: Arc<Shared>,
+    /// True once an attempt may have reached the broker's log (sent on a live connection and
+    /// not refused): what `DeliveryTimeout::possibly_written` reports.
+    pub(crate) maybe_written: bool,
     /// Last retriable error, reported if the batch expires.
     pub(crate) last_error: Option<ProduceError>,
 }

@@ -29,6 +29,7 @@ pub mod partitioner;
 pub mod protocol;
 pub mod record;
 pub mod serializer;
+mod slots;
 
 pub use actors::producer::{KafkaProducer, Producer, ProducerBuilder};
 pub use batch::{DeliveryFuture, DeliveryResult};

@@ -28,6 +28,9 @@
 //! `injected_retriable_errors_pipelined` asserts ordering with 5 in flight against Tansu, which
 //! answers `OUT_OF_ORDER_SEQUENCE_NUMBER` / `DUPLICATE_SEQUENCE_NUMBER` like Kafka.
 //!
+//! `decoder_survives_mutated_frames` feeds a million mutated response frames to the decoder
+//! (a stable-toolchain stand-in for the cargo-fuzz target in `fuzz/`).
+//!
 //! The scenarios run one at a time (a process-wide lock), so the memory measurements of
 //! `fast_producer_bounded_memory` and `hostile_responses` see only their own producer.
 //!
@@ -67,6 +70,7 @@ const TEST_NAMES: &[&str] = &[
     "sequence_errors_recover",
     "fast_producer_bounded_memory",
     "hostile_responses",
+    "decoder_survives_mutated_frames",
 ];
 
 /// Takes the process-wide scenario lock and installs the panic tracker.
@@ -855,7 +859,7 @@ async fn broker_down_longer_than_delivery_timeout() {
 
     mk.broker_down(1);
     let down_at = Instant::now();
-    // Records sent over ~1.5 s while the broker is down.
+    // Records sent over ~1.5 s while the broker is down (40 every 100 ms).
     let mut timed: Vec<(u64, Instant, DeliveryFuture)> = Vec::new();
     let mut seq = 300;
     for _ in 0..15 {
@@ -899,7 +903,8 @@ async fn broker_down_longer_than_delivery_timeout() {
                     possibly_written += 1;
                 }
                 if took > DELIVERY + SLACK {
-                    late.push((seq, took));
+                    // (seq, sent after the broker went down, failed after its send)
+                    late.push((seq, sent_at.duration_since(down_at), took));
                 }
                 if took + LINGER < DELIVERY {
                     early += 1;
@@ -1110,6 +1115,19 @@ async fn sequence_errors_recover() {
 // 6. A producer much faster than the broker: bounded memory, back-pressure, no silent drops
 // ---------------------------------------------------------------------------------------------
 
+/// `FAULT_SOAK_SECS` (default 20; the issue asks for 60) of `try_send`, falling back to `send`
+/// (waits up to max.block.ms) when the partition's mailbox is full, against Tansu slowed down
+/// by the proxy (100 ms per Produce round trip). VmRSS is sampled every 20 ms (and VmHWM, the
+/// kernel's exact peak, is reset before the run when `/proc/self/clear_refs` allows it).
+///
+/// Bound on the peak: `baseline + 4 x P x (mailbox.capacity x record_size +
+/// (max.pending.batches.per.partition + 1) x batch.size) + 24 MiB + 1 byte per record sent`,
+/// where baseline is VmRSS after a warm-up of 1000 records (before the soak), 4 is the
+/// allowance for per-record structures (delivery channel, actor envelope, record thunk; about
+/// 2-3x a 110-byte record) and the encoded copy of each batch in flight, 24 MiB covers
+/// allocator arenas/fragmentation, socket and proxy buffers, and the last term is this test's
+/// own bookkeeping (one status byte per record). An unbounded queue would exceed it within
+/// seconds (the producer alone enqueues several 100k records/s).
 #[actix_rt::test]
 async fn fast_producer_bounded_memory() {
     const NAME: &str = "fast_producer_bounded_memory";
@@ -1128,8 +1146,14 @@ async fn fast_producer_bounded_memory() {
     let broker = TestBroker::start();
     let topic = unique_topic("soak");
     broker.create_topic(&topic, P as i32);
+    // Tansu alone takes ~400k records/s here; behind the proxy every Produce response comes
+    // RTT after its request (5 requests in flight overlap), which caps the broker at about
+    // 5 requests x 4 partitions x 16 KiB per RTT: a few 10k records/s, far below the producer.
+    const RTT: Duration = Duration::from_millis(100);
+    let proxy = Proxy::start(broker.bootstrap.parse().unwrap());
+    proxy.set_latency(PRODUCE, RTT);
     let cfg = ProducerConfig::builder()
-        .bootstrap_servers([broker.bootstrap.clone()])
+        .bootstrap_servers([proxy.bootstrap()])
         .linger(Duration::from_millis(5))
         .batch_size(BATCH)
         .mailbox_capacity(MAILBOX)
@@ -1138,7 +1162,7 @@ async fn fast_producer_bounded_memory() {
         .build()
         .unwrap();
     let producer = Producer::start(cfg).await.unwrap();
-    let padding = format!("|{}", "x".repeat(180));
+    let padding = format!("|{}", "x".repeat(100));
     let record_size = numbered(&topic, 1_000_000, &padding).key.unwrap().len() + 7 + padding.len();
 
     // Warm-up (metadata, connection, producer id), then the baseline.
@@ -1174,6 +1198,7 @@ async fn fast_producer_bounded_memory() {
     let mut enqueued = 0u64;
     let mut completed = 0u64;
     let soak_start = Instant::now();
+    let mut last_progress = Instant::now();
     let reap = |in_flight: &mut FuturesUnordered<_>, status: &mut Vec<u8>, completed: &mut u64| {
         while let Some(Some((s, res))) = in_flight.next().now_or_never() {
             let res: DeliveryResult = res;
@@ -1213,6 +1238,17 @@ async fn fast_producer_bounded_memory() {
         seq += 1;
         if seq % 256 == 0 {
             reap(&mut in_flight, &mut status, &mut completed);
+            if last_progress.elapsed() >= Duration::from_secs(2) {
+                last_progress = Instant::now();
+                println!(
+                    "{NAME}: t={:.0}s sent={seq} enqueued={enqueued} completed={completed} \
+                     awaiting={} pending_records={} back_pressure={back_pressure} rss_kib={}",
+                    soak_start.elapsed().as_secs_f64(),
+                    in_flight.len(),
+                    producer.pending_records(),
+                    rss_kib()
+                );
+            }
         }
     }
     let soak_elapsed = soak_start.elapsed();
@@ -1242,10 +1278,8 @@ async fn fast_producer_bounded_memory() {
     };
     let sent_total = seq;
 
-    // The bound: baseline + what the config lets the producer hold, times an overhead factor
-    // for per-record structures (delivery channel, actor envelope, thunk: ~2-3x a 200-byte
-    // record), the encoded request copy of each batch in flight, allocator slack, plus the
-    // test's own bookkeeping (1 byte per record sent, the delivery futures it holds).
+    // The bound (see the doc comment): baseline + what the config lets the producer hold,
+    // times an overhead factor, + fixed slack + the test's own bookkeeping.
     let config_bytes = P * (MAILBOX * record_size + (PENDING_BATCHES + 1) * BATCH);
     const OVERHEAD_FACTOR: usize = 4;
     const FIXED_SLACK: usize = 24 * 1024 * 1024;
@@ -1421,13 +1455,15 @@ async fn hostile_responses() {
     for (name, api, fault, resets) in faults {
         let before = proxy.stats();
         let t = Instant::now();
+        println!("{NAME}: injecting {name} ({fault:?}) on api {api}");
         proxy.inject(api, fault);
+        let mut not_leader_sent = proxy.stats().requests_failed;
         if api == METADATA {
             // A NOT_LEADER_OR_FOLLOWER answer makes the producer refresh its metadata.
             proxy.fail_next_requests(PRODUCE, 6, 1);
         }
         // Keep the stream going until the fault was applied.
-        while proxy.faults_pending() > 0 {
+        while proxy.response_faults_pending() > 0 {
             assert!(
                 t.elapsed() < Duration::from_secs(20),
                 "fault {name} never applied: {:?}",
@@ -1444,7 +1480,14 @@ async fn hostile_responses() {
             .await;
             seq += 50;
             tokio::time::sleep(Duration::from_millis(20)).await;
+            let failed = proxy.stats().requests_failed;
+            if api == METADATA && failed > not_leader_sent && proxy.response_faults_pending() > 0 {
+                // The producer coalesces refresh requests (retry.backoff.ms): ask again.
+                not_leader_sent = failed;
+                proxy.fail_next_requests(PRODUCE, 6, 1);
+            }
         }
+        proxy.clear_faults();
         if resets {
             // The producer drops the connection and opens a new one.
             let reconnected = proxy.wait_for(Duration::from_secs(15), |s| {
@@ -1522,5 +1565,159 @@ async fn hostile_responses() {
         "acknowledged offsets differ from where the records are"
     );
     broker.assert_no_crc_errors();
+    assert_no_foreign_panics(NAME);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. The response decoder on mutated frames (a stable-toolchain stand-in for fuzz/)
+// ---------------------------------------------------------------------------------------------
+
+/// Valid Produce / Metadata / ApiVersions / InitProducerId response frames of every version the
+/// producer speaks, mutated (bit flips, 0x7fffffff / 0xffffffff / uvarint length blasts,
+/// truncation, garbage tails) and fed to `decode_response`: it must answer `Ok` or `Err`,
+/// never panic or allocate from a hostile count (an abort kills this test binary).
+#[actix_rt::test]
+async fn decoder_survives_mutated_frames() {
+    use actix_kafka::protocol::frame::decode_response;
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
+    use kafka_protocol::messages::{
+        ApiVersionsRequest, ApiVersionsResponse, BrokerId, InitProducerIdRequest,
+        InitProducerIdResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
+        ResponseHeader, TopicName,
+    };
+    use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
+    const NAME: &str = "decoder_survives_mutated_frames";
+    let _serial = scenario_start();
+    let started = Instant::now();
+
+    fn frame<M: Encodable + HeaderVersion>(m: &M, version: i16) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        ResponseHeader::default()
+            .with_correlation_id(7)
+            .encode(&mut b, M::header_version(version))
+            .unwrap();
+        m.encode(&mut b, version).unwrap();
+        b.to_vec()
+    }
+    let produce = ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+        .with_name(TopicName(StrBytes::from_static_str("topic")))
+        .with_partition_responses(vec![
+            PartitionProduceResponse::default()
+                .with_index(0)
+                .with_base_offset(42),
+            PartitionProduceResponse::default()
+                .with_index(1)
+                .with_error_code(6),
+        ])]);
+    let metadata = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(1))
+            .with_host(StrBytes::from_static_str("127.0.0.1"))
+            .with_port(9092)])
+        .with_topics(vec![MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("topic"))))
+            .with_partitions(vec![MetadataResponsePartition::default()
+                .with_partition_index(0)
+                .with_leader_id(BrokerId(1))
+                .with_replica_nodes(vec![BrokerId(1)])
+                .with_isr_nodes(vec![BrokerId(1)])])]);
+    let api_versions = ApiVersionsResponse::default();
+    let init = InitProducerIdResponse::default();
+    // (api, version, valid frame)
+    let mut seeds: Vec<(i16, i16, Vec<u8>)> = Vec::new();
+    for v in 3..=11 {
+        seeds.push((0, v, frame(&produce, v)));
+    }
+    for v in 1..=12 {
+        seeds.push((3, v, frame(&metadata, v)));
+    }
+    for v in 0..=3 {
+        seeds.push((18, v, frame(&api_versions, v)));
+    }
+    for v in 0..=4 {
+        seeds.push((22, v, frame(&init, v)));
+    }
+    let decode = |api: i16, v: i16, f: Bytes| -> bool {
+        match api {
+            0 => decode_response::<ProduceRequest>(f, v).is_ok(),
+            3 => decode_response::<MetadataRequest>(f, v).is_ok(),
+            18 => decode_response::<ApiVersionsRequest>(f, v).is_ok(),
+            _ => decode_response::<InitProducerIdRequest>(f, v).is_ok(),
+        }
+    };
+    for (api, v, f) in &seeds {
+        assert!(
+            decode(*api, *v, Bytes::from(f.clone())),
+            "valid seed api {api} v{v} decodes"
+        );
+    }
+    let mut rng = fastrand::Rng::with_seed(0x5eed_fa17);
+    let (mut ok, mut err) = (0u64, 0u64);
+    let baseline = rss_kib();
+    let hwm_ok = reset_peak_rss();
+    const ITERATIONS: usize = 1_000_000;
+    for i in 0..ITERATIONS {
+        let (api, v, seed) = &seeds[rng.usize(..seeds.len())];
+        let mut f = seed.clone();
+        for _ in 0..rng.usize(1..4) {
+            match rng.u8(..6) {
+                0 => {
+                    let at = rng.usize(..f.len().max(1));
+                    if let Some(b) = f.get_mut(at) {
+                        *b ^= 1 << rng.u8(..8);
+                    }
+                }
+                1 | 2 => {
+                    let blast: &[u8] = match rng.u8(..3) {
+                        0 => &[0x7f, 0xff, 0xff, 0xff],
+                        1 => &[0xff, 0xff, 0xff, 0xff],
+                        _ => &[0xff, 0xff, 0xff, 0xff, 0x07],
+                    };
+                    let at = rng.usize(..f.len().max(1));
+                    for (j, b) in blast.iter().enumerate() {
+                        if let Some(x) = f.get_mut(at + j) {
+                            *x = *b;
+                        }
+                    }
+                }
+                3 => f.truncate(rng.usize(..f.len().max(1))),
+                4 => f.extend((0..rng.usize(..16)).map(|_| rng.u8(..))),
+                _ => {
+                    let at = rng.usize(..f.len().max(1));
+                    if let Some(b) = f.get_mut(at) {
+                        *b = rng.u8(..);
+                    }
+                }
+            }
+        }
+        let input = f.clone();
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            decode(*api, *v, Bytes::from(f))
+        }));
+        match res {
+            Ok(true) => ok += 1,
+            Ok(false) => err += 1,
+            Err(_) => {
+                panic!("decode_response panicked (iteration {i}, api {api} v{v}) on {input:02x?}")
+            }
+        }
+    }
+    let peak = if hwm_ok { peak_rss_kib() } else { rss_kib() };
+    println!(
+        "SCENARIO {NAME} frames={ITERATIONS} decoded_ok={ok} refused={err} rss_growth_kib={} secs={:.1}",
+        peak.saturating_sub(baseline),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        peak.saturating_sub(baseline) < 64 * 1024,
+        "decoding mutated frames grew memory by {} KiB",
+        peak.saturating_sub(baseline)
+    );
     assert_no_foreign_panics(NAME);
 }

@@ -18,24 +18,46 @@ use crate::config::ProducerConfig;
 use crate::error::ProduceError;
 use crate::protocol::record_batch::{CompressionRatioEstimator, RecordBatchBuilder};
 use crate::record::{Header, TopicPartition};
+use crate::slots::SlotPermit;
 use actix::prelude::*;
 use bytes::Bytes;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 /// One record for this partition, already serialized, partitioned and size-checked.
-pub struct Append {
+pub struct AppendRecord {
     pub(crate) timestamp: i64,
     pub(crate) key: Option<Bytes>,
     pub(crate) value: Option<Bytes>,
     pub(crate) headers: Vec<Header>,
     pub(crate) delivery: Delivery,
+    /// When `send` accepted it: `delivery.timeout.ms` counts from here (Java: "after send()
+    /// returns").
+    pub(crate) enqueued: Instant,
+}
+
+/// Appends one record.
+pub struct Append {
+    pub(crate) record: AppendRecord,
     /// The mailbox slot this message occupies; released once it is appended.
-    pub(crate) _slot: OwnedSemaphorePermit,
+    pub(crate) _slot: SlotPermit,
 }
 
 impl Message for Append {
+    type Result = ();
+}
+
+/// Appends several records of this partition, in order (`Producer::send_all`): one message,
+/// one mailbox wake-up, for the whole chunk.
+pub struct AppendMany {
+    pub(crate) records: Vec<AppendRecord>,
+    /// One mailbox slot per record; released once all are appended.
+    pub(crate) _slots: SlotPermit,
+}
+
+impl Message for AppendMany {
     type Result = ();
 }
 
@@ -72,6 +94,10 @@ pub struct PartitionAccumulator {
     limit: usize,
     /// Number of the next closed batch.
     next_number: u64,
+    /// Closed batches waiting for a batch slot, oldest first.
+    waiting: VecDeque<ProducerBatch>,
+    /// A `ctx.wait` for a batch slot is pending.
+    slot_waiter: bool,
 }
 
 impl PartitionAccumulator {
@@ -94,16 +120,24 @@ impl PartitionAccumulator {
             ratio,
             limit,
             next_number: 0,
+            waiting: VecDeque::new(),
+            slot_waiter: false,
             shared,
             aborted: None,
         }
     }
 
-    fn new_batch(&mut self, ctx: &mut Context<Self>) -> &mut OpenBatch {
+    fn new_batch(&mut self, created: Instant, ctx: &mut Context<Self>) -> &mut OpenBatch {
         let linger = self.config.linger;
-        self.linger = Some(ctx.run_later(linger, |act, ctx| {
-            act.linger = None;
-            act.close_batch(ctx);
+        // The open batch will be closed as number `next_number`. actix cancels timers lazily
+        // (a cancelled one can still fire in the same poll), so the timer only closes the batch
+        // it was set for.
+        let number = self.next_number;
+        self.linger = Some(ctx.run_later(linger, move |act, ctx| {
+            if act.next_number == number && act.open.is_some() {
+                act.linger = None;
+                act.close_batch(ctx);
+            }
         }));
         self.limit = self
             .ratio
@@ -116,7 +150,7 @@ impl PartitionAccumulator {
                 self.config.compression_levels(),
             ),
             thunks: Vec::with_capacity(64),
-            created: Instant::now(),
+            created,
         })
     }
 
@@ -154,25 +188,51 @@ impl PartitionAccumulator {
             number: self.next_number - 1,
             _slot: None,
             shared: self.shared.clone(),
+            maybe_written: false,
             last_error: None,
         };
-        match self.batch_slots.clone().try_acquire_owned() {
-            Ok(slot) => {
+        if self.waiting.is_empty() {
+            if let Ok(slot) = self.batch_slots.clone().try_acquire_owned() {
                 batch._slot = Some(slot);
                 self.sender.do_send(BatchReady(batch));
+                return;
             }
-            Err(_) => {
-                // Too many batches of this partition pending: stop reading the mailbox until
-                // one completes. This is where back-pressure starts.
-                let slots = self.batch_slots.clone();
-                ctx.wait(
-                    async move { slots.acquire_owned().await.ok() }
-                        .into_actor(self)
-                        .map(move |slot, act, _| {
-                            batch._slot = slot;
-                            act.sender.do_send(BatchReady(batch));
-                        }),
-                );
+        }
+        self.waiting.push_back(batch);
+        self.hand_over_waiting(ctx);
+    }
+
+    /// Hands closed batches to the sender in the order they were closed, one batch slot each.
+    /// While none is free, a single `ctx.wait` stops the mailbox (back-pressure starts here);
+    /// one waiter only, so batches cannot overtake each other.
+    fn hand_over_waiting(&mut self, ctx: &mut Context<Self>) {
+        while !self.waiting.is_empty() {
+            match self.batch_slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    let mut batch = self.waiting.pop_front().expect("non-empty");
+                    batch._slot = Some(slot);
+                    self.sender.do_send(BatchReady(batch));
+                }
+                Err(_) => {
+                    if self.slot_waiter {
+                        return;
+                    }
+                    self.slot_waiter = true;
+                    let slots = self.batch_slots.clone();
+                    ctx.wait(
+                        async move { slots.acquire_owned().await.ok() }
+                            .into_actor(self)
+                            .map(move |slot, act, ctx| {
+                                act.slot_waiter = false;
+                                if let Some(mut batch) = act.waiting.pop_front() {
+                                    batch._slot = slot;
+                                    act.sender.do_send(BatchReady(batch));
+                                }
+                                act.hand_over_waiting(ctx);
+                            }),
+                    );
+                    return;
+                }
             }
         }
     }
@@ -195,25 +255,23 @@ impl Actor for PartitionAccumulator {
     }
 }
 
-impl Handler<Append> for PartitionAccumulator {
-    type Result = ();
-
-    fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) {
-        let Append {
+impl PartitionAccumulator {
+    fn append(&mut self, record: AppendRecord, ctx: &mut Context<Self>) {
+        let AppendRecord {
             timestamp,
             key,
             value,
             headers,
             delivery,
-            _slot,
-        } = msg;
+            enqueued,
+        } = record;
         if let Some(err) = &self.aborted {
             self.shared.deliver(delivery, Err(err.clone()));
             self.shared.finished(1, false);
             return;
         }
         if self.open.is_none() {
-            self.new_batch(ctx);
+            self.new_batch(enqueued, ctx);
         }
         let limit = self.limit;
         let open = self.open.as_mut().expect("open batch");
@@ -222,7 +280,7 @@ impl Handler<Append> for PartitionAccumulator {
                 .try_append(timestamp, key.as_deref(), value.as_deref(), &headers, limit);
         if !appended {
             self.close_batch(ctx);
-            self.new_batch(ctx);
+            self.new_batch(enqueued, ctx);
             let limit = self.limit;
             let open = self.open.as_mut().expect("new batch");
             let ok = open.builder.try_append(
@@ -247,6 +305,24 @@ impl Handler<Append> for PartitionAccumulator {
     }
 }
 
+impl Handler<Append> for PartitionAccumulator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) {
+        self.append(msg.record, ctx);
+    }
+}
+
+impl Handler<AppendMany> for PartitionAccumulator {
+    type Result = ();
+
+    fn handle(&mut self, msg: AppendMany, ctx: &mut Context<Self>) {
+        for record in msg.records {
+            self.append(record, ctx);
+        }
+    }
+}
+
 impl Handler<FlushBatch> for PartitionAccumulator {
     type Result = ();
     fn handle(&mut self, _: FlushBatch, ctx: &mut Context<Self>) {
@@ -262,6 +338,9 @@ impl Handler<AbortAccumulator> for PartitionAccumulator {
         }
         if let Some(open) = self.open.take() {
             self.shared.fail_thunks(open.thunks, &msg.0);
+        }
+        for batch in self.waiting.drain(..) {
+            batch.fail(msg.0.clone());
         }
         self.aborted = Some(msg.0);
     }

@@ -65,6 +65,10 @@ pub struct MetadataManager {
     in_progress: bool,
     again: bool,
     retry_scheduled: bool,
+    /// When the last Metadata request was sent; on-demand refreshes are at most one per
+    /// `retry.backoff.ms` (later ones are deferred, not dropped).
+    last_started: Option<Instant>,
+    deferred: bool,
     subscribers: Vec<Recipient<MetadataUpdated>>,
 }
 
@@ -86,6 +90,8 @@ impl MetadataManager {
             in_progress: false,
             again: false,
             retry_scheduled: false,
+            last_started: None,
+            deferred: false,
             subscribers: Vec::new(),
         }
     }
@@ -102,6 +108,7 @@ impl MetadataManager {
         };
         self.in_progress = true;
         self.again = false;
+        self.last_started = Some(Instant::now());
         let topics: Vec<MetadataRequestTopic> = self
             .topics
             .iter()
@@ -306,7 +313,19 @@ impl Handler<WaitForTopic> for MetadataManager {
 impl Handler<RefreshMetadata> for MetadataManager {
     type Result = ();
     fn handle(&mut self, _: RefreshMetadata, ctx: &mut Context<Self>) {
-        self.refresh(ctx);
+        let backoff = self.config.retry_backoff;
+        match self.last_started {
+            Some(t) if t.elapsed() < backoff => {
+                if !self.deferred {
+                    self.deferred = true;
+                    ctx.run_later(backoff - t.elapsed(), |act, ctx| {
+                        act.deferred = false;
+                        act.refresh(ctx);
+                    });
+                }
+            }
+            _ => self.refresh(ctx),
+        }
     }
 }
 

@@ -7,11 +7,13 @@
 //! at most what is left of `max.block.ms`) and enqueue the record. It returns once the record
 //! is enqueued, with a [`DeliveryFuture`] for its [`RecordMetadata`](crate::record::RecordMetadata).
 
-use crate::actors::accumulator::{AbortAccumulator, Append, FlushBatch, PartitionAccumulator};
+use crate::actors::accumulator::{
+    AbortAccumulator, Append, AppendMany, AppendRecord, FlushBatch, PartitionAccumulator,
+};
 use crate::actors::connection::{ConnectionPool, ConnectionSettings};
 use crate::actors::metadata::{MetadataManager, WaitForTopic};
 use crate::actors::sender::{AbortAll, GetSenderStats, Sender, SenderStats};
-use crate::batch::{Callback, Delivery, DeliveryFuture, Shared};
+use crate::batch::{Callback, Delivery, DeliveryFuture, DeliveryResult, IndexedCallback, Shared};
 use crate::cluster::{Cluster, TopicInfo};
 use crate::config::ProducerConfig;
 use crate::error::ProduceError;
@@ -20,17 +22,18 @@ use crate::metrics::MetricsSnapshot;
 use crate::partitioner::{DefaultPartitioner, Partitioner};
 use crate::protocol::record_batch::{record_size_upper_bound, RECORD_BATCH_OVERHEAD};
 use crate::record::{ProducerRecord, TopicPartition};
+use crate::slots::{SlotGate, SlotPermit};
 use actix::prelude::*;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 
 struct AccumulatorSlot {
     addr: Addr<PartitionAccumulator>,
     /// `mailbox.capacity` slots: the mailbox bound (see [`PartitionAccumulator`]).
-    mailbox: Arc<Semaphore>,
+    mailbox: Arc<SlotGate>,
 }
 
 struct Inner {
@@ -232,7 +235,7 @@ impl Producer {
                 });
                 Arc::new(AccumulatorSlot {
                     addr,
-                    mailbox: Arc::new(Semaphore::new(inner.config.mailbox_capacity.max(1))),
+                    mailbox: SlotGate::new(inner.config.mailbox_capacity),
                 })
             })
             .clone()
@@ -297,38 +300,46 @@ impl Producer {
         Ok(TopicPartition::new(record.topic.clone(), partition))
     }
 
-    fn enqueue(
-        &self,
+    fn append_record(
         record: ProducerRecord,
-        tp: &TopicPartition,
-        slot: &AccumulatorSlot,
-        permit: tokio::sync::OwnedSemaphorePermit,
         delivery: Delivery,
-    ) -> Result<(), ProduceError> {
-        self.inner.shared.pending.add(1);
-        let msg = Append {
+        enqueued: Instant,
+    ) -> AppendRecord {
+        AppendRecord {
+            enqueued,
             timestamp: record.timestamp.unwrap_or_else(now_ms),
             key: record.key,
             value: record.value,
             headers: record.headers,
             delivery,
-            _slot: permit,
-        };
+        }
+    }
+
+    /// Hands one message to an accumulator; the slots are already taken.
+    fn enqueue<M>(
+        &self,
+        tp: &TopicPartition,
+        slot: &AccumulatorSlot,
+        msg: M,
+        n: u64,
+    ) -> Result<(), M>
+    where
+        M: Message<Result = ()> + Send + 'static,
+        PartitionAccumulator: Handler<M>,
+    {
+        self.inner.shared.pending.add(n);
         match slot.addr.try_send(msg) {
             Ok(()) => Ok(()),
-            // The mailbox slot semaphore is the bound; actix's own capacity (16 until the
-            // actor's `started` lifts it) may still say full: enqueue anyway.
+            // The slot gate is the bound; actix's own capacity (16 until the actor's `started`
+            // lifts it) may still say full: enqueue anyway.
             Err(SendError::Full(m)) => {
                 slot.addr.do_send(m);
                 Ok(())
             }
             Err(SendError::Closed(m)) => {
-                let err = ProduceError::closed(format!("accumulator for {tp} stopped"));
-                self.inner.shared.deliver(m.delivery, Err(err));
-                self.inner.shared.finished(1, false);
-                Err(ProduceError::closed(format!(
-                    "accumulator for {tp} stopped"
-                )))
+                tracing::warn!(%tp, "accumulator stopped");
+                self.inner.shared.pending.done(n);
+                Err(m)
             }
         }
     }
@@ -351,6 +362,23 @@ impl Producer {
         res
     }
 
+    /// Waits for `n` mailbox slots until `deadline`.
+    async fn wait_slots(
+        slot: &AccumulatorSlot,
+        n: usize,
+        tp: &TopicPartition,
+        start: Instant,
+        deadline: Instant,
+    ) -> Result<SlotPermit, ProduceError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(left, slot.mailbox.acquire(n))
+            .await
+            .map_err(|_| ProduceError::QueueFull {
+                topic_partition: tp.clone(),
+                waited_ms: start.elapsed().as_millis() as u64,
+            })
+    }
+
     async fn send_checked(
         &self,
         record: ProducerRecord,
@@ -359,27 +387,176 @@ impl Producer {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(ProduceError::closed("send after close"));
         }
-        let start = Instant::now();
-        let deadline = start + self.inner.config.max_block;
-        let info = self.topic(&record.topic, deadline).await?;
+        // Fast path: metadata cached and a free mailbox slot; no clock read besides the
+        // record's timestamp.
+        let mut start = None;
+        let info = match self.inner.cluster.topic(&record.topic) {
+            Some(t) => t,
+            None => {
+                let now = Instant::now();
+                start = Some(now);
+                self.topic(&record.topic, now + self.inner.config.max_block)
+                    .await?
+            }
+        };
         let tp = self.route(&record, &info)?;
         let slot = self.accumulator(&tp);
-        let permit = match slot.mailbox.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(left, slot.mailbox.clone().acquire_owned()).await {
-                    Ok(Ok(p)) => p,
-                    _ => {
-                        return Err(ProduceError::QueueFull {
-                            topic_partition: tp,
-                            waited_ms: start.elapsed().as_millis() as u64,
-                        })
+        let permit = match slot.mailbox.try_acquire(1) {
+            Some(p) => p,
+            None => {
+                let start = start.unwrap_or_else(Instant::now);
+                Self::wait_slots(&slot, 1, &tp, start, start + self.inner.config.max_block).await?
+            }
+        };
+        let msg = Append {
+            record: Self::append_record(record, delivery, Instant::now()),
+            _slot: permit,
+        };
+        // Not accepted: the message (and its delivery) is dropped unused, the error returned.
+        self.enqueue(&tp, &slot, msg, 1)
+            .map_err(|_| ProduceError::closed(format!("accumulator for {tp} stopped")))
+    }
+
+    /// Sends many records with one accumulator message per partition (and chunk of at most
+    /// `mailbox.capacity` records) instead of one per record: the batch form of
+    /// [`Producer::send`], for producers whose own loop is the bottleneck. Records of one
+    /// partition keep their order. Returns one result per input record, in input order: its
+    /// [`DeliveryFuture`], or why it was not accepted (as for [`Producer::send`]; `max.block.ms`
+    /// counts from the call).
+    pub async fn send_all(
+        &self,
+        records: impl IntoIterator<Item = ProducerRecord>,
+    ) -> Vec<Result<DeliveryFuture, ProduceError>> {
+        let mut futures: Vec<Option<DeliveryFuture>> = Vec::new();
+        let results = self
+            .send_many(records, |i| {
+                let (tx, rx) = oneshot::channel();
+                futures.resize_with(i + 1, || None);
+                futures[i] = Some(DeliveryFuture::new(rx));
+                Delivery::Future(tx)
+            })
+            .await;
+        futures.resize_with(results.len(), || None);
+        results
+            .into_iter()
+            .zip(futures)
+            .map(|(r, f)| r.map(|()| f.expect("an accepted record has a future")))
+            .collect()
+    }
+
+    /// Like [`Producer::send_all`], with one callback for all records, called with the record's
+    /// index in `records` and its result (no allocation per record for the completion). The
+    /// callback runs on actor threads: keep it short. Returns, per record, whether it was
+    /// accepted; the callback is called for exactly the accepted ones.
+    pub async fn send_all_with_callback(
+        &self,
+        records: impl IntoIterator<Item = ProducerRecord>,
+        callback: impl Fn(usize, DeliveryResult) + Send + Sync + 'static,
+    ) -> Vec<Result<(), ProduceError>> {
+        let callback: IndexedCallback = Arc::new(callback);
+        self.send_many(records, |i| Delivery::Indexed(callback.clone(), i))
+            .await
+    }
+
+    async fn send_many(
+        &self,
+        records: impl IntoIterator<Item = ProducerRecord>,
+        mut delivery: impl FnMut(usize) -> Delivery,
+    ) -> Vec<Result<(), ProduceError>> {
+        let start = Instant::now();
+        let deadline = start + self.inner.config.max_block;
+        let capacity = self.inner.config.mailbox_capacity.max(1);
+        let interceptors = self.inner.shared.interceptors.clone();
+        let mut results: Vec<Result<(), ProduceError>> = Vec::new();
+        // (partition, its accumulator, [(index, record)])
+        let mut groups: Vec<(
+            TopicPartition,
+            Arc<AccumulatorSlot>,
+            Vec<(usize, AppendRecord)>,
+        )> = Vec::new();
+        let mut last_topic: Option<Arc<TopicInfo>> = None;
+        for (i, record) in records.into_iter().enumerate() {
+            let record = if interceptors.is_empty() {
+                record
+            } else {
+                interceptors.on_send(record)
+            };
+            results.push(Ok(()));
+            if self.inner.closed.load(Ordering::Acquire) {
+                results[i] = Err(ProduceError::closed("send after close"));
+                continue;
+            }
+            let info = match &last_topic {
+                Some(t) if *t.name == *record.topic => t.clone(),
+                _ => match self.topic(&record.topic, deadline).await {
+                    Ok(t) => {
+                        last_topic = Some(t.clone());
+                        t
+                    }
+                    Err(e) => {
+                        results[i] = Err(e);
+                        continue;
+                    }
+                },
+            };
+            let tp = match self.route(&record, &info) {
+                Ok(tp) => tp,
+                Err(e) => {
+                    results[i] = Err(e);
+                    continue;
+                }
+            };
+            let rec = Self::append_record(record, delivery(i), start);
+            match groups.iter_mut().find(|g| g.0 == tp) {
+                Some(g) => g.2.push((i, rec)),
+                None => {
+                    let slot = self.accumulator(&tp);
+                    groups.push((tp, slot, vec![(i, rec)]));
+                }
+            }
+        }
+        for (tp, slot, mut recs) in groups {
+            while !recs.is_empty() {
+                let rest = recs.split_off(recs.len().min(capacity));
+                let chunk = std::mem::replace(&mut recs, rest);
+                let n = chunk.len();
+                let permit = match slot.mailbox.try_acquire(n) {
+                    Some(p) => Ok(p),
+                    None => Self::wait_slots(&slot, n, &tp, start, deadline).await,
+                };
+                let permit = match permit {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // Not accepted: the deliveries are dropped unused (no callback runs).
+                        for (i, rec) in chunk {
+                            drop(rec);
+                            results[i] = Err(e.clone());
+                        }
+                        continue;
+                    }
+                };
+                let (indices, records): (Vec<usize>, Vec<AppendRecord>) = chunk.into_iter().unzip();
+                let msg = AppendMany {
+                    records,
+                    _slots: permit,
+                };
+                if let Err(m) = self.enqueue(&tp, &slot, msg, n as u64) {
+                    let err = ProduceError::closed(format!("accumulator for {tp} stopped"));
+                    drop(m);
+                    for i in indices {
+                        results[i] = Err(err.clone());
                     }
                 }
             }
-        };
-        self.enqueue(record, &tp, &slot, permit, delivery)
+        }
+        if !interceptors.is_empty() {
+            for r in &results {
+                if let Err(e) = r {
+                    interceptors.on_acknowledgement(&Err(e.clone()));
+                }
+            }
+        }
+        results
     }
 
     /// Sends a record. Returns once it is enqueued in its partition's accumulator, with a
@@ -447,16 +624,20 @@ impl Producer {
         };
         let tp = self.route(&record, &info)?;
         let slot = self.accumulator(&tp);
-        let permit =
-            slot.mailbox
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| ProduceError::QueueFull {
-                    topic_partition: tp.clone(),
-                    waited_ms: 0,
-                })?;
+        let permit = slot
+            .mailbox
+            .try_acquire(1)
+            .ok_or_else(|| ProduceError::QueueFull {
+                topic_partition: tp.clone(),
+                waited_ms: 0,
+            })?;
         let (tx, rx) = oneshot::channel();
-        self.enqueue(record, &tp, &slot, permit, Delivery::Future(tx))?;
+        let msg = Append {
+            record: Self::append_record(record, Delivery::Future(tx), Instant::now()),
+            _slot: permit,
+        };
+        self.enqueue(&tp, &slot, msg, 1)
+            .map_err(|_| ProduceError::closed(format!("accumulator for {tp} stopped")))?;
         Ok(DeliveryFuture::new(rx))
     }
 
@@ -469,17 +650,11 @@ impl Producer {
     /// partition accumulator's mailbox depth.
     pub fn metrics(&self) -> MetricsSnapshot {
         let mut s = self.inner.shared.metrics.snapshot();
-        let capacity = self.inner.config.mailbox_capacity.max(1);
         s.mailbox_depth = self
             .inner
             .accumulators
             .iter()
-            .map(|e| {
-                (
-                    e.key().clone(),
-                    capacity - e.value().mailbox.available_permits(),
-                )
-            })
+            .map(|e| (e.key().clone(), e.value().mailbox.used()))
             .collect();
         s.mailbox_depth.sort_by(|a, b| a.0.cmp(&b.0));
         s

@@ -93,7 +93,6 @@ pub struct Sender {
     aborted: Option<ProduceError>,
     wake: Option<(Instant, SpawnHandle)>,
     stats: SenderStats,
-    last_refresh_request: Option<Instant>,
     previous_pid: Option<(i64, i16)>,
     /// Incremented on every producer id obtained; batches sequenced in an older generation are
     /// re-sequenced.
@@ -129,22 +128,14 @@ impl Sender {
                 producer_id: (-1, -1),
                 ..Default::default()
             },
-            last_refresh_request: None,
             previous_pid: None,
             pid_generation: 0,
             shared,
         }
     }
 
+    /// Asks for a metadata refresh; the manager coalesces and paces them.
     fn request_metadata(&mut self) {
-        let now = Instant::now();
-        if self
-            .last_refresh_request
-            .is_some_and(|t| now.duration_since(t) < self.config.retry_backoff)
-        {
-            return;
-        }
-        self.last_refresh_request = Some(now);
         self.metadata.do_send(RefreshMetadata);
     }
 
@@ -238,7 +229,7 @@ impl Sender {
                     let err = ProduceError::DeliveryTimeout {
                         topic_partition: tp.clone(),
                         timeout_ms: timeout.as_millis() as u64,
-                        possibly_written: b.attempts > 0,
+                        possibly_written: b.maybe_written,
                     };
                     if let Some(last) = &b.last_error {
                         tracing::debug!(%tp, last_error = %last, "batch expired");
@@ -493,7 +484,13 @@ impl Sender {
                 tracing::debug!(broker = node, error = %e, "produce request failed");
                 self.request_metadata();
                 let retriable = e.is_retriable();
-                for b in batches {
+                // A request that never reached a socket cannot have been written.
+                let maybe_written = !matches!(
+                    e,
+                    ConnectionError::Connect { .. } | ConnectionError::UnsupportedVersion { .. }
+                );
+                for mut b in batches {
+                    b.maybe_written |= maybe_written;
                     self.retry_or_fail(b, ProduceError::Connection(e.clone()), retriable);
                 }
             }
@@ -528,12 +525,15 @@ impl Sender {
                     ));
                 }
                 drop(by_tp);
-                for (b, outcome) in outcomes {
+                for (mut b, outcome) in outcomes {
                     if let Some((code, base_offset, _, _)) = &outcome {
+                        // REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS_AFTER_APPEND: appended, maybe.
+                        b.maybe_written |= matches!(code.0, 7 | 20);
                         tracing::trace!(tp = %b.tp, seq = b.base_sequence, records = b.record_count(), code = code.0, base_offset, "partition response");
                     }
                     match outcome {
                         None => {
+                            b.maybe_written = true;
                             let err = ProduceError::Connection(ConnectionError::Malformed {
                                 broker: format!("node {node}").into(),
                                 reason: format!("no response for {}", b.tp).into(),
@@ -615,7 +615,9 @@ impl Sender {
     fn retry_or_fail(&mut self, mut b: ProducerBatch, err: ProduceError, retriable: bool) {
         let delivery_timeout = self.config.delivery_timeout;
         let backoff = self.backoff(b.attempts);
-        let expired = b.created.elapsed() + backoff >= delivery_timeout;
+        let deadline = b.created + delivery_timeout;
+        let now = Instant::now();
+        let expired = now >= deadline;
         if !retriable || b.attempts > self.config.retries {
             b.fail(err);
             return;
@@ -623,15 +625,18 @@ impl Sender {
         if expired {
             let tp = b.tp.clone();
             tracing::debug!(%tp, last_error = %err, "batch expired while retrying");
+            let possibly_written = b.maybe_written;
             b.fail(ProduceError::DeliveryTimeout {
                 topic_partition: tp,
                 timeout_ms: delivery_timeout.as_millis() as u64,
-                possibly_written: true,
+                possibly_written,
             });
             return;
         }
         tracing::debug!(tp = %b.tp, attempt = b.attempts, error = %err, "retrying batch");
-        b.retry_at = Some(Instant::now() + backoff);
+        // Not past the deadline: a backoff reaching beyond it ends there (the drain then expires
+        // the batch on time rather than a backoff early).
+        b.retry_at = Some((now + backoff).min(deadline));
         b.last_error = Some(err);
         self.requeue(b);
     }
@@ -700,6 +705,7 @@ impl Sender {
                 number: b.number,
                 _slot: None,
                 shared: b.shared.clone(),
+                maybe_written: b.maybe_written,
                 last_error: b.last_error.clone(),
             };
             if b.base_sequence >= 0 {

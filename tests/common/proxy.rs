@@ -103,6 +103,8 @@ struct Shared {
     upstream: SocketAddr,
     response_faults: Mutex<VecDeque<(i16, Fault)>>,
     request_faults: Mutex<VecDeque<(i16, i16)>>,
+    /// Minimum time between forwarding a request of this API and forwarding its response.
+    latency: Mutex<HashMap<i16, Duration>>,
     /// upstream port -> proxy port; shared by the proxies of a group.
     rewrite: Arc<Mutex<HashMap<u16, u16>>>,
     counters: Counters,
@@ -162,6 +164,7 @@ impl Proxy {
             upstream,
             response_faults: Mutex::new(VecDeque::new()),
             request_faults: Mutex::new(VecDeque::new()),
+            latency: Mutex::new(HashMap::new()),
             rewrite,
             counters: Counters::default(),
             connections: Mutex::new(Vec::new()),
@@ -220,10 +223,27 @@ impl Proxy {
         }
     }
 
+    /// Every response to a request with API key `api_key` is forwarded no earlier than
+    /// `latency` after its request was (a slow broker / long round trip; pipelined requests
+    /// overlap). `Duration::ZERO` turns it off.
+    pub fn set_latency(&self, api_key: i16, latency: Duration) {
+        let mut l = self.shared.latency.lock().unwrap();
+        if latency.is_zero() {
+            l.remove(&api_key);
+        } else {
+            l.insert(api_key, latency);
+        }
+    }
+
     /// Faults queued and not applied yet (responses and requests).
     pub fn faults_pending(&self) -> usize {
         self.shared.response_faults.lock().unwrap().len()
             + self.shared.request_faults.lock().unwrap().len()
+    }
+
+    /// Response faults ([`Proxy::inject`]) queued and not applied yet.
+    pub fn response_faults_pending(&self) -> usize {
+        self.shared.response_faults.lock().unwrap().len()
     }
 
     /// Drops every queued fault.
@@ -298,6 +318,8 @@ enum Pending {
         api_key: i16,
         version: i16,
         correlation_id: i32,
+        /// When the request was forwarded (for [`Proxy::set_latency`]).
+        forwarded: tokio::time::Instant,
     },
     /// A response made up by the proxy (full frame with size prefix).
     Synth(Bytes),
@@ -392,6 +414,7 @@ async fn pump_requests(
                 api_key,
                 version,
                 correlation_id,
+                forwarded: tokio::time::Instant::now(),
             })
             .map_err(|_| closed("writer gone"))?;
         }
@@ -416,10 +439,26 @@ async fn pump_responses(
                 api_key,
                 version,
                 correlation_id,
-            } => (api_key, version, correlation_id),
+                forwarded,
+            } => {
+                let latency = shared.latency.lock().unwrap().get(&api_key).copied();
+                if let Some(latency) = latency {
+                    // Responses keep their order; each leaves no earlier than `latency` after
+                    // its request was forwarded (pipelined requests overlap, as on a slow link).
+                    tokio::time::sleep_until(forwarded + latency).await;
+                }
+                (api_key, version, correlation_id)
+            }
         };
         let frame = read_frame(&mut sr).await?;
-        let frame = match shared.take_response_fault(api_key) {
+        let fault = shared.take_response_fault(api_key);
+        // Only the broker's own Metadata responses are decoded for the address rewrite, never
+        // a response a fault made up or mangled.
+        let genuine = matches!(
+            fault,
+            None | Some(Fault::Stall(_)) | Some(Fault::InjectBefore(_))
+        );
+        let frame = match fault {
             None => frame,
             Some(Fault::CutBeforeResponse) => return Err(closed("cut before response")),
             Some(Fault::Stall(d)) => {
@@ -464,7 +503,7 @@ async fn pump_responses(
                 produce_response_with_error(&frame, version, code).unwrap_or(frame)
             }
         };
-        let frame = if api_key == METADATA {
+        let frame = if api_key == METADATA && genuine {
             match rewrite_metadata(&frame, version, &shared.rewrite) {
                 Some(f) => {
                     shared
