@@ -4,7 +4,10 @@
 //! cargo run --release --example producer_perf -- --topic perf --num-records 1000000 \
 //!     --record-size 100 --throughput -1 --bootstrap-server 127.0.0.1:9092 \
 //!     [--producer-props acks=1 linger.ms=5 ...] [--producer.config FILE] \
-//!     [--delivery callback|future] [--report-interval-ms 5000] [--stall-timeout-s 60]
+//!     [--delivery callback|future] [--send-batch N] [--report-interval-ms 5000] [--stall-timeout-s 60]
+//!
+//! `--send-batch N` (N > 1) hands records to `Producer::send_all_with_callback` N at a time
+//! (one accumulator message per partition per call) instead of one `send` per record.
 //! ```
 //!
 //! Sends `--num-records` records of `--record-size` random letters (prepared once) without
@@ -61,9 +64,10 @@ async fn run() -> i32 {
     let args = args_or_exit(
         TOOL,
         IMPL,
-        &["--delivery"],
+        &["--delivery", "--send-batch"],
         &[],
-        "\n         [--delivery callback|future]   how latency is collected (default callback)",
+        "\n         [--delivery callback|future]   how latency is collected (default callback)\
+         \n         [--send-batch N]               send N records per send_all_with_callback call",
     );
     let mode = match args.extra("delivery").unwrap_or("callback") {
         "callback" => Mode::Callback,
@@ -73,6 +77,18 @@ async fn run() -> i32 {
             return EXIT_USAGE;
         }
     };
+    let send_batch: u64 = match args.extra("send-batch").map(str::parse::<u64>) {
+        None => 1,
+        Some(Ok(n)) if n >= 1 => n,
+        _ => {
+            eprintln!("{TOOL}: --send-batch must be a whole number >= 1");
+            return EXIT_USAGE;
+        }
+    };
+    if send_batch > 1 && mode == Mode::Future {
+        eprintln!("{TOOL}: --send-batch works with --delivery callback");
+        return EXIT_USAGE;
+    }
     let topic: Arc<str> = args.topic.clone().unwrap_or_default().into();
     let props = args.merged_props();
     let config = match ProducerConfig::from_map(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -147,7 +163,43 @@ async fn run() -> i32 {
     let cpu0 = process_cpu_seconds();
     let t0 = Instant::now();
     let mut sent = 0u64;
-    for i in 0..args.num_records {
+    if send_batch > 1 {
+        let mut i = 0u64;
+        'outer: while i < args.num_records {
+            let n = send_batch.min(args.num_records - i);
+            if let Some(p) = &pacer {
+                if let Some(d) = p.wait_before(i + n - 1) {
+                    tokio::time::sleep(d).await;
+                }
+            }
+            let records: Vec<ProducerRecord> = (i..i + n)
+                .map(|j| {
+                    let off = payload.offset(j);
+                    ProducerRecord::new(topic.clone(), pool.slice(off..off + size))
+                })
+                .collect();
+            let sent_ns = s.now_ns();
+            let results = producer
+                .send_all_with_callback(records, move |_, r| {
+                    stats().complete(sent_ns, r.map(|_| ()).map_err(|e| e.to_string()))
+                })
+                .await;
+            for (k, r) in results.into_iter().enumerate() {
+                if let Err(e) = r {
+                    s.send_failed(format!("record {}: {e}", i + k as u64));
+                    println!(
+                        "ERROR: send of record {} failed, stopping: {e}",
+                        i + k as u64
+                    );
+                    break 'outer;
+                }
+            }
+            i += n;
+            sent = i;
+            s.sent.store(sent, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    for i in (if send_batch > 1 { args.num_records } else { 0 })..args.num_records {
         if let Some(p) = &pacer {
             if let Some(d) = p.wait_before(i) {
                 tokio::time::sleep(d).await;

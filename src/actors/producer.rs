@@ -304,6 +304,7 @@ impl Producer {
         record: ProducerRecord,
         delivery: Delivery,
         enqueued: Instant,
+        now_ms: impl FnOnce() -> i64,
     ) -> AppendRecord {
         AppendRecord {
             enqueued,
@@ -409,7 +410,7 @@ impl Producer {
             }
         };
         let msg = Append {
-            record: Self::append_record(record, delivery, Instant::now()),
+            record: Self::append_record(record, delivery, Instant::now(), now_ms),
             _slot: permit,
         };
         // Not accepted: the message (and its delivery) is dropped unused, the error returned.
@@ -475,6 +476,7 @@ impl Producer {
             Vec<(usize, AppendRecord)>,
         )> = Vec::new();
         let mut last_topic: Option<Arc<TopicInfo>> = None;
+        let mut call_ms: Option<i64> = None;
         for (i, record) in records.into_iter().enumerate() {
             let record = if interceptors.is_empty() {
                 record
@@ -506,7 +508,10 @@ impl Producer {
                     continue;
                 }
             };
-            let rec = Self::append_record(record, delivery(i), start);
+            // One CreateTime for the whole call: its records are sent at the same instant.
+            let rec = Self::append_record(record, delivery(i), start, || {
+                *call_ms.get_or_insert_with(now_ms)
+            });
             match groups.iter_mut().find(|g| g.0 == tp) {
                 Some(g) => g.2.push((i, rec)),
                 None => {
@@ -633,7 +638,7 @@ impl Producer {
             })?;
         let (tx, rx) = oneshot::channel();
         let msg = Append {
-            record: Self::append_record(record, Delivery::Future(tx), Instant::now()),
+            record: Self::append_record(record, Delivery::Future(tx), Instant::now(), now_ms),
             _slot: permit,
         };
         self.enqueue(&tp, &slot, msg, 1)
