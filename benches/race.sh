@@ -20,6 +20,8 @@
 #   --lat-fraction F      latency runs pace at F x librdkafka's median max rps (default 0.5)
 #   --props "K=V ..."     extra producer properties for both clients
 #   --ours-props "K=V .." extra properties for actix-kafka only (e.g. mailbox.capacity=4096)
+#   --ours-args "ARGS"    extra producer_perf arguments for actix-kafka (e.g. "--send-batch 512":
+#                         the send_all_with_callback API instead of one send per record)
 #   --rdkafka-props "..." extra properties for librdkafka only (e.g. queue.buffering.max.messages=...)
 #   --broker-restart run|workload
 #                         restart the broker (same port, empty in-memory storage) before every
@@ -56,6 +58,7 @@ LAT_SECS=""
 LAT_FRACTION=0.5
 COMMON_PROPS=""
 OURS_PROPS=""
+OURS_ARGS=""
 RD_PROPS=""
 RESTART=run
 RUN_TIMEOUT=300
@@ -82,6 +85,7 @@ while (($#)); do
         --lat-fraction) LAT_FRACTION="${2:?}"; shift ;;
         --props) COMMON_PROPS="${2?}"; shift ;;
         --ours-props) OURS_PROPS="${2?}"; shift ;;
+        --ours-args) OURS_ARGS="${2?}"; shift ;;
         --rdkafka-props) RD_PROPS="${2?}"; shift ;;
         --broker-restart) RESTART="${2:?}"; shift ;;
         --run-timeout) RUN_TIMEOUT="${2:?}"; shift ;;
@@ -281,14 +285,14 @@ wait_idle() {
 # run_one IMPL WORKLOAD ROUND TOPIC SIZE RECORDS THROUGHPUT PROPS
 run_one() {
     local impl=$1 wl=$2 round=$3 topic=$4 size=$5 records=$6 tput=$7 props=$8
-    local bin extra log rc line
-    if [[ "$impl" == ours ]]; then bin=$OURS_BIN; extra=$OURS_PROPS; else bin=$RD_BIN; extra=$RD_PROPS; fi
+    local bin extra log rc line args=""
+    if [[ "$impl" == ours ]]; then bin=$OURS_BIN; extra=$OURS_PROPS; args=$OURS_ARGS; else bin=$RD_BIN; extra=$RD_PROPS; fi
     [[ "$RESTART" == run || -z "$BOOTSTRAP" ]] && fresh_broker
     log="$OUT/logs/$PASS.$wl.$impl.r$round.log"
     # shellcheck disable=SC2206
     local cmd=("$bin" --topic "$topic" --num-records "$records" --record-size "$size"
         --throughput "$tput" --bootstrap-server "$BOOTSTRAP" --stall-timeout-s "$STALL_TIMEOUT"
-        --report-interval-ms 5000 --producer-props $props $COMMON_PROPS $extra)
+        --report-interval-ms 5000 $args --producer-props $props $COMMON_PROPS $extra)
     printf '$ %s\n' "${cmd[*]}" >"$log"
     wait_idle
     # The machine may be shared: measure what else used the CPUs during the run.
@@ -461,7 +465,7 @@ print_table() {
     echo "- $(date -u +%FT%TZ), $(nproc) cores, $(rustc --version 2>/dev/null), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?') + $(git status --porcelain -- src Cargo.toml 2>/dev/null | wc -l) uncommitted change(s) in src/ and Cargo.toml"
     echo "- records per run: $REC_SMALL (100 B), $REC_LARGE (1 KiB); rounds: $ROUNDS; latency runs: $LAT_SECS s at $LAT_FRACTION x librdkafka's median max rps"
     echo "- unset properties keep each client's defaults (notably batch.size: actix-kafka 16384 like Java, librdkafka 1000000)"
-    echo "- extra props: both='${COMMON_PROPS}' ours='${OURS_PROPS}' librdkafka='${RD_PROPS}'"
+    echo "- extra props: both='${COMMON_PROPS}' ours='${OURS_PROPS}' librdkafka='${RD_PROPS}'; ours args='${OURS_ARGS}'"
     echo "- ratio = ours/librdkafka rps (>1: ours faster); cpu ratio = ours/librdkafka CPU s per million records (<1: ours cheaper)"
 } | tee -a "$SUMMARY"
 
