@@ -252,8 +252,7 @@ async fn single_record_too_large_for_broker_fails_clearly() {
         .await
         .unwrap()
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
         matches!(&err, ProduceError::Broker { code, .. } if code.0 == 10),
         "{err:?}"

@@ -30,6 +30,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
+/// Records of one `send_all` call for one partition: (partition, its accumulator,
+/// [(index in the call, record)]).
+type PartitionChunk = (
+    TopicPartition,
+    Arc<AccumulatorSlot>,
+    Vec<(usize, AppendRecord)>,
+);
+
 struct AccumulatorSlot {
     addr: Addr<PartitionAccumulator>,
     /// `mailbox.capacity` slots: the mailbox bound (see [`PartitionAccumulator`]).
@@ -469,12 +477,7 @@ impl Producer {
         let capacity = self.inner.config.mailbox_capacity.max(1);
         let interceptors = self.inner.shared.interceptors.clone();
         let mut results: Vec<Result<(), ProduceError>> = Vec::new();
-        // (partition, its accumulator, [(index, record)])
-        let mut groups: Vec<(
-            TopicPartition,
-            Arc<AccumulatorSlot>,
-            Vec<(usize, AppendRecord)>,
-        )> = Vec::new();
+        let mut groups: Vec<PartitionChunk> = Vec::new();
         let mut last_topic: Option<Arc<TopicInfo>> = None;
         let mut call_ms: Option<i64> = None;
         for (i, record) in records.into_iter().enumerate() {
