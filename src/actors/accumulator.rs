@@ -256,6 +256,20 @@ impl Actor for PartitionAccumulator {
 }
 
 impl PartitionAccumulator {
+    /// Appends to the open batch within the current limit; `false` if it would not fit.
+    fn try_append_open(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> bool {
+        let limit = self.limit;
+        let open = self.open.as_mut().expect("open batch");
+        open.builder
+            .try_append(timestamp, key, value, headers, limit)
+    }
+
     fn append(&mut self, record: AppendRecord, ctx: &mut Context<Self>) {
         let AppendRecord {
             timestamp,
@@ -273,23 +287,11 @@ impl PartitionAccumulator {
         if self.open.is_none() {
             self.new_batch(enqueued, ctx);
         }
-        let limit = self.limit;
-        let open = self.open.as_mut().expect("open batch");
-        let appended =
-            open.builder
-                .try_append(timestamp, key.as_deref(), value.as_deref(), &headers, limit);
-        if !appended {
+        let (key_ref, value_ref) = (key.as_deref(), value.as_deref());
+        if !self.try_append_open(timestamp, key_ref, value_ref, &headers) {
             self.close_batch(ctx);
             self.new_batch(enqueued, ctx);
-            let limit = self.limit;
-            let open = self.open.as_mut().expect("new batch");
-            let ok = open.builder.try_append(
-                timestamp,
-                key.as_deref(),
-                value.as_deref(),
-                &headers,
-                limit,
-            );
+            let ok = self.try_append_open(timestamp, key_ref, value_ref, &headers);
             debug_assert!(ok, "an empty batch accepts any record");
         }
         let open = self.open.as_mut().expect("open batch");
