@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod actors;
+mod backoff;
 pub mod batch;
 pub mod cluster;
 pub mod config;

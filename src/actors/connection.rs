@@ -143,14 +143,11 @@ impl BrokerConnection {
         if self.failures == 0 {
             return Duration::ZERO;
         }
-        let base = self.settings.reconnect_backoff.as_millis() as u64;
-        let max = self.settings.reconnect_backoff_max.as_millis() as u64;
-        let exp = base
-            .saturating_mul(1u64 << (self.failures - 1).min(20))
-            .min(max);
-        // +-20% jitter (KIP-144).
-        let jitter = (exp as f64 * (0.8 + 0.4 * fastrand::f64())) as u64;
-        Duration::from_millis(jitter.min(max.max(1)))
+        crate::backoff::exponential(
+            self.settings.reconnect_backoff,
+            self.settings.reconnect_backoff_max,
+            self.failures,
+        )
     }
 
     fn fail_in_flight(&mut self, err: ConnectionError) {

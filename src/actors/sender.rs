@@ -72,6 +72,18 @@ struct PartitionQueue {
     next_sequence: i32,
 }
 
+impl PartitionQueue {
+    /// The head batch, if it may be sent now: not backing off, fewer than `max_in_flight`
+    /// batches of the partition in flight, and a retried batch only once nothing of its
+    /// partition is in flight (so retries keep the partition's order).
+    fn ready_head(&self, now: Instant, max_in_flight: usize) -> Option<&ProducerBatch> {
+        let head = self.queue.front()?;
+        let backing_off = head.retry_at.is_some_and(|at| at > now);
+        let blocked = self.in_flight >= max_in_flight || (head.attempts > 0 && self.in_flight > 0);
+        (!backing_off && !blocked).then_some(head)
+    }
+}
+
 #[derive(Clone, Debug)]
 enum ProducerIdState {
     Disabled,
@@ -141,10 +153,11 @@ impl Sender {
 
     /// Exponential backoff with +-20% jitter (KIP-580).
     fn backoff(&self, attempts: u32) -> Duration {
-        let base = self.config.retry_backoff.as_millis() as f64;
-        let max = self.config.retry_backoff_max.as_millis().max(1) as f64;
-        let exp = (base * 2f64.powi(attempts.saturating_sub(1).min(30) as i32)).min(max);
-        Duration::from_millis((exp * (0.8 + 0.4 * fastrand::f64())).min(max) as u64)
+        crate::backoff::exponential(
+            self.config.retry_backoff,
+            self.config.retry_backoff_max,
+            attempts,
+        )
     }
 
     fn schedule_wake(&mut self, at: Instant, ctx: &mut Context<Self>) {
@@ -289,16 +302,16 @@ impl Sender {
         let mut by_broker: HashMap<i32, (Arc<str>, Vec<TopicPartition>)> = HashMap::new();
         let mut missing_leader = false;
         for (tp, q) in &self.partitions {
-            let Some(head) = q.queue.front() else {
-                continue;
-            };
-            if let Some(at) = head.retry_at {
-                if at > now {
+            if q.ready_head(now, max_in_flight).is_none() {
+                // A backing-off head wakes the drain when its backoff ends.
+                if let Some(at) = q
+                    .queue
+                    .front()
+                    .and_then(|h| h.retry_at)
+                    .filter(|at| *at > now)
+                {
                     wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
-                    continue;
                 }
-            }
-            if q.in_flight >= max_in_flight || (head.attempts > 0 && q.in_flight > 0) {
                 continue;
             }
             match self.cluster.leader(&tp.topic, tp.partition) {
@@ -344,15 +357,9 @@ impl Sender {
         let mut out = Vec::new();
         for tp in tps {
             let q = self.partitions.get_mut(tp).expect("partition queue");
-            let Some(head) = q.queue.front() else {
+            let Some(head) = q.ready_head(now, max_in_flight) else {
                 continue;
             };
-            if head.retry_at.is_some_and(|at| at > now)
-                || q.in_flight >= max_in_flight
-                || (head.attempts > 0 && q.in_flight > 0)
-            {
-                continue;
-            }
             if !out.is_empty() && size + head.size_in_bytes() > limit {
                 continue;
             }
