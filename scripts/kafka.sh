@@ -26,10 +26,14 @@
 #   kill-broker ID               SIGKILL broker ID
 #   pause-broker ID              SIGSTOP broker ID (a zombie: sockets open, nothing answered)
 #   resume-broker ID             SIGCONT broker ID
+#   stop-broker ID               stop broker ID gracefully (SIGTERM: controlled shutdown moves its
+#                                leaders away first; SIGKILL after ${KAFKA_STOP_TIMEOUT:-20} s)
 #   start-broker ID              start broker ID again with its data (after kill/stop)
-#   stop                         stop every process this script started for the state folder, by
-#                                pid (SIGTERM, SIGKILL after ${KAFKA_STOP_TIMEOUT:-20} s). Data stays
-#                                until the next `start`.
+#   run-class CLASS [ARGS...]    run a Kafka tool class (as kafka-run-class.sh does), e.g.
+#                                org.apache.kafka.tools.LeaderElectionCommand --bootstrap-server ..
+#   stop [--now]                 stop every process this script started for the state folder, by
+#                                pid (SIGTERM, SIGKILL after ${KAFKA_STOP_TIMEOUT:-20} s; --now:
+#                                SIGKILL at once). Data stays until the next `start`.
 #
 # Environment:
 #   KAFKA_VERSION       Kafka version (default 4.4.0; must match testing/kafka/pom.xml's default
@@ -600,18 +604,18 @@ cmd_start_broker() {
     esac
 }
 
-stop_node() {
+stop_node() { # $1 = id, $2 = signal
     local id=$1 pid
     pid="$(running_pid "$id")" || { rm -f "$(pid_file "$id")"; return 0; }
     kill -CONT "$pid" 2>/dev/null || true # a paused broker cannot handle SIGTERM
-    kill -TERM "$pid" 2>/dev/null || true
+    kill "-$2" "$pid" 2>/dev/null || true
     echo "$pid"
 }
 
-stop_all() {
-    local i pid pids=() t
+stop_all() { # $1 = TERM (default) or KILL
+    local i pid pids=() t sig=${1:-TERM}
     for i in $(nodes); do
-        pid="$(stop_node "$i")" && [[ -n "$pid" ]] && pids+=("$pid")
+        pid="$(stop_node "$i" "$sig")" && [[ -n "$pid" ]] && pids+=("$pid")
     done
     for ((t = 0; t < STOP_TIMEOUT_SECS * 5; t++)); do
         local alive=0
@@ -629,9 +633,30 @@ stop_all() {
     log "stopped ${#pids[@]} broker(s) of ${STATE_DIR}"
 }
 
+cmd_stop_broker() {
+    need_cluster
+    need_id "${1:-}"
+    local id=$1 pid t
+    pid="$(running_pid "$id")" || { log "broker ${id} is not running"; return 0; }
+    stop_node "$id" TERM >/dev/null
+    for ((t = 0; t < STOP_TIMEOUT_SECS * 5; t++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "broker ${id} ignored SIGTERM for ${STOP_TIMEOUT_SECS} s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$(pid_file "$id")"
+    log "stopped broker ${id} (pid ${pid})"
+}
+
 cmd_stop() {
+    local sig=TERM
+    [[ "${1:-}" == --now ]] && sig=KILL
+    [[ -z "${1:-}" || "$1" == --now ]] || die "usage: $0 stop [--now]"
     load_env || { log "no cluster in ${STATE_DIR}"; return 0; }
-    stop_all
+    stop_all "$sig"
 }
 
 cmd_create_topic() {
@@ -660,6 +685,14 @@ cmd_create_topic() {
     log "topic ${name}: ${total} partitions, replication ${rf}, all with a leader"
 }
 
+cmd_run_class() {
+    [[ -n "${1:-}" ]] || die "usage: $0 run-class CLASS [ARGS...]"
+    ensure_installed
+    local java
+    java="$(java_bin)"
+    exec "$java" -Xmx256m -Dlog4j2.level=WARN -cp "${LIBS}/*" "$@"
+}
+
 main() {
     local cmd="${1:-}"
     [[ $# -gt 0 ]] && shift
@@ -672,6 +705,8 @@ main() {
         pause-broker) signal_broker STOP "$@" ;;
         resume-broker) signal_broker CONT "$@" ;;
         start-broker) cmd_start_broker "$@" ;;
+        stop-broker) cmd_stop_broker "$@" ;;
+        run-class) cmd_run_class "$@" ;;
         stop) cmd_stop "$@" ;;
         -h | --help | help) usage ;;
         *) usage; die "unknown command: ${cmd:-<none>}" ;;

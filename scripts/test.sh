@@ -3,13 +3,15 @@
 #
 #   scripts/test.sh [CARGO TEST ARGS...] [-- TEST BINARY ARGS...]
 #
-# Installs the Tansu broker used by the integration tests if needed (scripts/tansu.sh install,
-# cached in ${TANSU_ROOT:-$HOME/.cache/actix-kafka/tansu}), exports TANSU_BIN, then runs
+# Installs Apache Kafka if needed (scripts/kafka.sh install: Maven resolves it into
+# ~/.cache/actix-kafka), starts one single-node KRaft cluster for the run unless
+# KAFKA_TEST_BOOTSTRAP names one already, exports KAFKA_TEST_BOOTSTRAP, runs
 #
 #   cargo test --release --no-fail-fast --lib --tests --examples [ARGS]
 #   cargo test --release --no-fail-fast --doc [ARGS]
 #
-# The tests start their own brokers (tests/common). When ARGS select targets themselves
+# and stops the cluster it started (by pid) at the end. Tests that kill, pause or restart
+# brokers start clusters of their own (tests/common/kafka.rs) and stop them when done. When ARGS select targets themselves
 # (--test NAME, --lib, --doc, --example, --bench, --bins, ...), a single
 # `cargo test --release --no-fail-fast ARGS` is run instead. Examples:
 #
@@ -21,8 +23,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 started=$SECONDS
 
+state_dir=""
 finish() {
     local rc=$?
+    if [[ -n "$state_dir" ]]; then
+        KAFKA_STATE_DIR="$state_dir" bash scripts/kafka.sh stop >/dev/null 2>&1 || true
+        rm -rf "$state_dir"
+    fi
     if ((rc == 0)); then
         echo "scripts/test.sh: ALL TESTS PASSED ($((SECONDS - started)) s)"
     else
@@ -30,11 +37,16 @@ finish() {
     fi
 }
 trap finish EXIT
+trap 'exit 143' TERM INT
 
-TANSU_BIN="$(bash scripts/tansu.sh install | sed -n 's/^TANSU_BIN=//p' | tail -n 1)"
-[[ -n "$TANSU_BIN" && -x "$TANSU_BIN" ]] || { echo "scripts/test.sh: tansu is not installed" >&2; exit 1; }
-export TANSU_BIN
-echo "scripts/test.sh: using $("$TANSU_BIN" --version) at ${TANSU_BIN}"
+bash scripts/kafka.sh install >/dev/null
+if [[ -z "${KAFKA_TEST_BOOTSTRAP:-}" ]]; then
+    state_dir="$(mktemp -d "${TMPDIR:-/tmp}/actix-kafka-test.XXXXXX")"
+    out="$(KAFKA_STATE_DIR="$state_dir" bash scripts/kafka.sh start)"
+    KAFKA_TEST_BOOTSTRAP="$(sed -n 's/^KAFKA_BOOTSTRAP=//p' <<<"$out")"
+    echo "scripts/test.sh: Apache Kafka at ${KAFKA_TEST_BOOTSTRAP} (state ${state_dir})"
+fi
+export KAFKA_TEST_BOOTSTRAP
 
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 

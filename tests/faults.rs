@@ -20,13 +20,14 @@
 //! (`DUPLICATE_SEQUENCE_NUMBER` answers carry offset -1), etc.
 //!
 //! Brokers: librdkafka's mock cluster (`MockKafka`) for injected error codes, leader moves and a
-//! broker going down; Tansu behind `common::proxy::Proxy` wherever the broker must really check
-//! idempotent sequences: **the mock only checks producer ids and sequences for transactional
+//! broker going down; Apache Kafka (the shared test broker, `scripts/kafka.sh`) behind
+//! `common::proxy::Proxy` wherever the broker must really check idempotent sequences: **the mock only checks producer ids and sequences for transactional
 //! producers** (`rd_kafka_mock_validate_records` returns at once without a transactional id,
 //! librdkafka 2.12 `rdkafka_mock.c`), so against the mock a retried batch can land behind a later
 //! one. Mock scenarios that assert ordering therefore use `max.in.flight.requests.per.connection=1`;
-//! `injected_retriable_errors_pipelined` asserts ordering with 5 in flight against Tansu, which
-//! answers `OUT_OF_ORDER_SEQUENCE_NUMBER` / `DUPLICATE_SEQUENCE_NUMBER` like Kafka.
+//! `injected_retriable_errors_pipelined` asserts ordering with 5 in flight against Apache Kafka,
+//! which answers `OUT_OF_ORDER_SEQUENCE_NUMBER` / `DUPLICATE_SEQUENCE_NUMBER`. The real-cluster
+//! fault matrix (3 brokers, kill/pause/restart) is `tests/cluster_faults.rs`.
 //!
 //! `decoder_survives_mutated_frames` feeds a million mutated response frames to the decoder
 //! (a stable-toolchain stand-in for the cargo-fuzz target in `fuzz/`).
@@ -543,13 +544,13 @@ async fn injected_retriable_errors() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1b. The same with 5 requests in flight, against a broker that checks sequences (Tansu)
+// 1b. The same with 5 requests in flight, against a broker that checks sequences (Apache Kafka)
 // ---------------------------------------------------------------------------------------------
 
 /// Produce requests answered by the proxy with NOT_LEADER_OR_FOLLOWER / REQUEST_TIMED_OUT /
-/// NOT_ENOUGH_REPLICAS without reaching Tansu (later pipelined batches then get
-/// OUT_OF_ORDER_SEQUENCE_NUMBER from Tansu), and Produce responses rewritten to
-/// NOT_ENOUGH_REPLICAS_AFTER_APPEND / REQUEST_TIMED_OUT after Tansu wrote the data (the retry gets
+/// NOT_ENOUGH_REPLICAS without reaching the broker (later pipelined batches then get
+/// OUT_OF_ORDER_SEQUENCE_NUMBER from the broker), and Produce responses rewritten to
+/// NOT_ENOUGH_REPLICAS_AFTER_APPEND / REQUEST_TIMED_OUT after the broker wrote the data (the retry gets
 /// DUPLICATE_SEQUENCE_NUMBER). Default 5 in flight: no loss, no duplicate, no reordering.
 #[actix_rt::test]
 async fn injected_retriable_errors_pipelined() {
@@ -638,7 +639,6 @@ async fn injected_retriable_errors_pipelined() {
         "acknowledged offsets differ from where the records are"
     );
     assert!(s.batches_retried > 0, "{s:?}");
-    broker.assert_no_crc_errors();
     assert_no_foreign_panics(NAME);
 }
 
@@ -731,7 +731,7 @@ async fn leader_moves_mid_stream() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3. Connection cut after the request was forwarded, before the response (Tansu + proxy)
+// 3. Connection cut after the request was forwarded, before the response (Apache Kafka + proxy)
 // ---------------------------------------------------------------------------------------------
 
 #[actix_rt::test]
@@ -811,7 +811,6 @@ async fn connection_cut_before_response() {
         r.misplaced, 0,
         "acknowledged offsets differ from where the records are"
     );
-    broker.assert_no_crc_errors();
     assert_no_foreign_panics(NAME);
 }
 
@@ -1119,7 +1118,7 @@ async fn sequence_errors_recover() {
 // ---------------------------------------------------------------------------------------------
 
 /// `FAULT_SOAK_SECS` (default 20; the issue asks for 60) of `try_send`, falling back to `send`
-/// (waits up to max.block.ms) when the partition's mailbox is full, against Tansu slowed down
+/// (waits up to max.block.ms) when the partition's mailbox is full, against Apache Kafka slowed down
 /// by the proxy (100 ms per Produce round trip). VmRSS is sampled every 20 ms (and VmHWM, the
 /// kernel's exact peak, is reset before the run when `/proc/self/clear_refs` allows it).
 ///
@@ -1149,7 +1148,7 @@ async fn fast_producer_bounded_memory() {
     let broker = TestBroker::start();
     let topic = unique_topic("soak");
     broker.create_topic(&topic, P as i32);
-    // Tansu alone takes ~400k records/s here; behind the proxy every Produce response comes
+    // The broker alone takes far more than the producer here; behind the proxy every Produce response comes
     // RTT after its request (5 requests in flight overlap), which caps the broker at about
     // 5 requests x 4 partitions x 16 KiB per RTT: a few 10k records/s, far below the producer.
     const RTT: Duration = Duration::from_millis(100);
@@ -1354,12 +1353,11 @@ async fn fast_producer_bounded_memory() {
     assert_eq!(r.lost, 0, "acknowledged records lost");
     assert_eq!(r.duplicated, 0, "duplicates");
     assert_eq!(r.reordered, 0, "records out of order within a partition");
-    broker.assert_no_crc_errors();
     assert_no_foreign_panics(NAME);
 }
 
 // ---------------------------------------------------------------------------------------------
-// 7. Hostile bytes on the wire (Tansu + proxy)
+// 7. Hostile bytes on the wire (Apache Kafka + proxy)
 // ---------------------------------------------------------------------------------------------
 
 #[actix_rt::test]
@@ -1567,7 +1565,6 @@ async fn hostile_responses() {
         r.misplaced, 0,
         "acknowledged offsets differ from where the records are"
     );
-    broker.assert_no_crc_errors();
     assert_no_foreign_panics(NAME);
 }
 

@@ -1,4 +1,4 @@
-//! Issue #2 end to end: our producer against a real Tansu broker, read back independently by
+//! Issue #2 end to end: our producer against Apache Kafka (scripts/kafka.sh), read back independently by
 //! librdkafka (`check.crcs=true`).
 mod common;
 
@@ -102,7 +102,6 @@ async fn hundred_thousand_keyed_records_with_headers_acks_all() {
             "record {seq} where we were told"
         );
     }
-    broker.assert_no_crc_errors();
 }
 
 #[actix_rt::test]
@@ -319,7 +318,7 @@ async fn unreachable_bootstrap_fails_within_max_block() {
 #[actix_rt::test]
 async fn broker_restart_mid_run_reconnects_and_continues() {
     common::init_tracing();
-    let mut broker = TestBroker::start();
+    let mut broker = TestBroker::dedicated();
     let topic = unique_topic("restart");
     broker.create_topic(&topic, 2);
     let producer = Producer::start(
@@ -350,7 +349,7 @@ async fn broker_restart_mid_run_reconnects_and_continues() {
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // Kill and restart the broker process (memory storage: the topic comes back empty).
+    // Kill (SIGKILL) and restart the broker process; its log stays on disk.
     let b = tokio::task::spawn_blocking(move || {
         broker.stop();
         std::thread::sleep(Duration::from_millis(700));
@@ -387,37 +386,19 @@ async fn broker_restart_mid_run_reconnects_and_continues() {
     );
     producer.close(Duration::from_secs(5)).await;
 
-    // Memory storage: what the old broker acknowledged died with it. Everything read from the
-    // new broker is where we were told, once, and the tail of the stream is all there.
+    // Every record is in the log exactly once, at the place its acknowledgement named.
     let read = common::read_all(&broker.bootstrap, &topic, Duration::from_secs(20)).await;
     let read_at: HashMap<String, (i32, i64)> = read
         .iter()
         .map(|r| (r.value_str().unwrap(), (r.partition, r.offset)))
         .collect();
-    assert_eq!(read.len(), read_at.len(), "no record twice in the new log");
-    let mut lost_with_old_broker = 0;
+    assert_eq!(read.len(), read_at.len(), "no record twice in the log");
+    assert_eq!(read.len(), N, "every record in the log");
     for (i, md) in &acked {
-        match read_at.get(&format!("r{i}")) {
-            Some(place) => assert_eq!(
-                *place,
-                (md.partition, md.offset),
-                "record {i} is where its ack said"
-            ),
-            None => lost_with_old_broker += 1,
-        }
-    }
-    println!(
-        "read back {} from the restarted broker; {lost_with_old_broker} were acknowledged by the killed one",
-        read.len()
-    );
-    assert!(
-        lost_with_old_broker < N / 2,
-        "the old broker only saw the start of the stream"
-    );
-    for (i, _) in acked.iter().rev().take(N / 3) {
-        assert!(
-            read_at.contains_key(&format!("r{i}")),
-            "record {i}, acked after the restart, is in the log"
+        assert_eq!(
+            read_at.get(&format!("r{i}")),
+            Some(&(md.partition, md.offset)),
+            "record {i} is where its ack said"
         );
     }
 }

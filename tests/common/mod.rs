@@ -1,7 +1,8 @@
 //! Shared helpers for the integration tests (`mod common;` in every test file).
 //!
-//! * [`TestBroker`]: a fresh Tansu broker (Kafka-compatible, in-memory storage) per test, on a
-//!   free loopback port, killed on drop. Topics are created with the tansu CLI.
+//! * [`TestBroker`] / [`KafkaCluster`]: Apache Kafka 4 (KRaft) through `scripts/kafka.sh`: one
+//!   broker shared by the tests of a process (or `KAFKA_TEST_BOOTSTRAP`), or a cluster of a test's
+//!   own (1 or 3 brokers) to kill, pause and restart. See `kafka.rs`.
 //! * [`read_back`] / [`read_all`]: an independent reader (librdkafka through `rdkafka`, with
 //!   `check.crcs=true`) that returns what is really stored in a topic.
 //! * [`rdkafka_produce_keyed`] / [`rdkafka_producer`]: librdkafka as a reference producer (Java
@@ -10,31 +11,24 @@
 //!   (leader moves, brokers going down, request errors, request tracking).
 //! * [`encode_batch`] / [`produce_raw_batch`]: hand-made record batches sent verbatim.
 //!
-//! Beware: Tansu 0.6 *accepts and stores* record batches with a wrong CRC (it only logs
-//! `crc=.. computed=..`). Two checks catch that: the readers here (`check.crcs=true`, they panic
-//! with `BadMessage`) and [`TestBroker::assert_no_crc_errors`] (greps the broker log).
+//! Apache Kafka validates every batch's CRC itself (a bad one is refused with CORRUPT_MESSAGE),
+//! and the readers check again (`check.crcs=true`, they panic with `BadMessage`).
 //!
 //! Everything here is blocking unless marked `async`; the blocking functions may be called from
 //! inside a tokio / actix runtime (they only block the calling thread for a short while).
 //!
 //! Environment:
-//! * `TANSU_BIN`: path of the tansu binary (set by `scripts/test.sh`). Otherwise
-//!   `$TANSU_ROOT/bin/tansu`, `$HOME/.cache/actix-kafka/tansu/bin/tansu`, then `tansu` on `PATH`.
-//! * `TANSU_LOG`: `RUST_LOG` filter for the brokers (default `warn`; CRC errors are always
-//!   logged). Broker logs go to `target/tmp/tansu-<port>-<pid>-<n>.log`; they are deleted when
-//!   the broker is dropped, unless the test is panicking (then the path and the log tail are
-//!   printed) or `TANSU_KEEP_LOGS` is set.
+//! * `KAFKA_TEST_BOOTSTRAP`: a running cluster for the shared broker (set by `scripts/test.sh`).
+//! * `KAFKA_KEEP_LOGS`: keep the state folders (`target/tmp/kafka-*`) of the clusters tests start.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::{CStr, CString};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::raw::c_int;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -62,7 +56,7 @@ pub const TOPIC_TIMEOUT: Duration = Duration::from_secs(30);
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn next_id() -> u64 {
+pub(crate) fn next_id() -> u64 {
     COUNTER.fetch_add(1, Ordering::Relaxed)
 }
 
@@ -129,58 +123,14 @@ fn port_accepts(port: u16) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
-/// Path of the tansu binary; panics with instructions when it cannot be found.
-pub fn tansu_bin() -> PathBuf {
-    const HINT: &str =
-        "run `scripts/tansu.sh install` (or `bash scripts/test.sh`, which does it), \
-                        or set TANSU_BIN to the tansu 0.6.0 binary";
-    if let Some(p) = std::env::var_os("TANSU_BIN").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "TANSU_BIN={} does not exist; {HINT}",
-            p.display()
-        );
-        return p;
-    }
-    let mut candidates = Vec::new();
-    if let Some(root) = std::env::var_os("TANSU_ROOT").filter(|p| !p.is_empty()) {
-        candidates.push(PathBuf::from(root).join("bin/tansu"));
-    }
-    if let Some(home) = std::env::var_os("HOME").filter(|p| !p.is_empty()) {
-        candidates.push(PathBuf::from(home).join(".cache/actix-kafka/tansu/bin/tansu"));
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|dir| dir.join("tansu")));
-    }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("tansu binary not found; {HINT}"))
-}
-
-/// `RUST_LOG` for the brokers: `$TANSU_LOG` (default `warn`), always keeping Tansu's CRC
-/// mismatch errors (see [`TestBroker::crc_errors_logged`]).
-fn tansu_rust_log() -> String {
-    let base = std::env::var("TANSU_LOG")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "warn".into());
-    if base.contains("deflated") {
-        base
-    } else {
-        format!("{base},tansu_sans_io::record::deflated=error")
-    }
-}
-
-fn log_dir() -> PathBuf {
+pub(crate) fn log_dir() -> PathBuf {
     // Set by cargo for integration tests: <target>/tmp.
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let _ = std::fs::create_dir_all(&dir);
     dir
 }
 
-fn tail_of_file(path: &Path, max_bytes: u64) -> String {
+pub(crate) fn tail_of_file(path: &Path, max_bytes: u64) -> String {
     let Ok(mut f) = File::open(path) else {
         return String::new();
     };
@@ -251,368 +201,6 @@ pub fn wait_for_topic(
             "topic {topic} not ready on {bootstrap} after {timeout:?} (want {partitions:?} partitions): {last}"
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// TestBroker
-// ---------------------------------------------------------------------------------------------
-
-/// (name, partitions, configs) of a topic created through [`TestBroker::create_topic`].
-type TopicSpec = (String, i32, Vec<(String, String)>);
-
-/// A Tansu broker process on `127.0.0.1:port`, memory storage, one node (node id 111).
-///
-/// The process is killed (SIGKILL) on drop; a small watchdog shell process kills it as well if
-/// the test process dies without running destructors.
-///
-/// `start`, `create_topic`, `stop` and `restart` block the calling thread (up to ~30 s).
-pub struct TestBroker {
-    pub port: u16,
-    /// `127.0.0.1:port`, for `bootstrap.servers`.
-    pub bootstrap: String,
-    /// The broker's log file (appended to across restarts).
-    pub log_path: PathBuf,
-    bin: PathBuf,
-    child: Option<Child>,
-    watchdog: Option<Child>,
-    /// Topics created through [`TestBroker::create_topic`]: (name, partitions, configs).
-    topics: Mutex<Vec<TopicSpec>>,
-}
-
-impl TestBroker {
-    /// Starts a fresh broker on a free loopback port and waits until it answers Kafka metadata
-    /// requests. Panics (with the broker log) if it does not come up within 30 s.
-    pub fn start() -> TestBroker {
-        let bin = tansu_bin();
-        let mut last_err = String::new();
-        for _attempt in 0..5 {
-            let port = free_port();
-            let log_path = log_dir().join(format!(
-                "tansu-{port}-{}-{}.log",
-                std::process::id(),
-                next_id()
-            ));
-            let mut broker = TestBroker {
-                port,
-                bootstrap: format!("127.0.0.1:{port}"),
-                log_path,
-                bin: bin.clone(),
-                child: None,
-                watchdog: None,
-                topics: Mutex::new(Vec::new()),
-            };
-            match broker.launch() {
-                Ok(()) => return broker,
-                // Most likely the port got taken between picking and binding it: try another.
-                Err(e) => last_err = e,
-            }
-        }
-        panic!("could not start tansu: {last_err}");
-    }
-
-    /// `tcp://127.0.0.1:port`, as the tansu CLI wants it.
-    pub fn url(&self) -> String {
-        format!("tcp://127.0.0.1:{}", self.port)
-    }
-
-    /// Whether the broker process is alive.
-    pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-
-    /// Spawns tansu on `self.port` and waits until it answers. On failure the process is killed
-    /// and the error (with the log tail) returned.
-    fn launch(&mut self) -> Result<(), String> {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .map_err(|e| format!("open {}: {e}", self.log_path.display()))?;
-        let log_err = log.try_clone().map_err(|e| e.to_string())?;
-        let url = self.url();
-        let child = Command::new(&self.bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            // tansu loads a `.env` file from its working directory (and parents): stay away from
-            // the crate root.
-            .current_dir(log_dir())
-            .env("RUST_LOG", tansu_rust_log())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            // Own process group: a Ctrl-C in the terminal or a group kill aimed at the test
-            // process does not race with our own shutdown; the watchdog covers the rest.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", self.bin.display()))?;
-        let tansu_pid = child.id();
-        self.child = Some(child);
-        // Kills tansu when the test process goes away without dropping us (e.g. SIGKILL).
-        self.watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(
-                "while kill -0 \"$1\" 2>/dev/null && kill -0 \"$2\" 2>/dev/null; do sleep 1; done; \
-                 kill -9 \"$2\" 2>/dev/null; exit 0",
-            )
-            .arg("tansu-watchdog")
-            .arg(std::process::id().to_string())
-            .arg(tansu_pid.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(tansu_pid as i32)
-            .spawn()
-            .ok();
-
-        match self.wait_ready(BROKER_START_TIMEOUT) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.kill();
-                Err(format!(
-                    "{e}\n--- {} ---\n{}",
-                    self.log_path.display(),
-                    tail_of_file(&self.log_path, 4000)
-                ))
-            }
-        }
-    }
-
-    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        // 1. The port accepts TCP connections.
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                return Err(format!(
-                    "tansu on port {} exited during startup: {status}",
-                    self.port
-                ));
-            }
-            if port_accepts(self.port) {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "tansu did not listen on port {} within {timeout:?}",
-                    self.port
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // 2. It answers a Kafka metadata request that lists itself as a broker.
-        let client = admin_client(&self.bootstrap);
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match client.fetch_metadata(None, remaining.min(Duration::from_secs(5))) {
-                Ok(md) if !md.brokers().is_empty() => break,
-                Ok(_) => {}
-                Err(e) if Instant::now() > deadline => {
-                    return Err(format!(
-                        "tansu on port {} does not answer metadata: {e}",
-                        self.port
-                    ))
-                }
-                Err(_) => {}
-            }
-            if Instant::now() > deadline {
-                return Err(format!("tansu on port {} reports no brokers", self.port));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // 3. It is still our process answering (not something else that owns the port while our
-        //    tansu failed to bind it and is on its way out).
-        std::thread::sleep(Duration::from_millis(50));
-        match self.child.as_mut().map(|c| c.try_wait()) {
-            Some(Ok(None)) => Ok(()),
-            other => Err(format!(
-                "tansu on port {} is not running after startup: {other:?}",
-                self.port
-            )),
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id();
-            let _ = child.kill();
-            let _ = child.wait();
-            // Anything else left in the broker's process group (the watchdog, any helper).
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        if let Some(mut w) = self.watchdog.take() {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
-    }
-
-    /// Kills the broker (SIGKILL: open connections are reset, like a crash). Idempotent.
-    /// The port is not reused by other brokers of this process, so [`restart`](Self::restart)
-    /// can bring the broker back on the same address.
-    pub fn stop(&mut self) {
-        self.kill();
-    }
-
-    /// Stops the broker (if running) and starts a new one on the same port.
-    ///
-    /// Memory storage: **all records, topics and committed offsets are lost**. The topics created
-    /// through [`create_topic`](Self::create_topic) are created again (empty, offsets restart at
-    /// 0) so producers can continue; use [`restart_empty`](Self::restart_empty) to skip that.
-    pub fn restart(&mut self) {
-        self.restart_empty();
-        let topics = self.topics.lock().unwrap().clone();
-        for (name, partitions, configs) in topics {
-            let cfg: Vec<(&str, &str)> = configs
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            self.run_create_topic(&name, partitions, &cfg)
-                .unwrap_or_else(|e| panic!("{e}"));
-            wait_for_topic(&self.bootstrap, &name, Some(partitions), TOPIC_TIMEOUT);
-        }
-    }
-
-    /// Like [`restart`](Self::restart) but without re-creating any topic.
-    pub fn restart_empty(&mut self) {
-        self.kill();
-        let deadline = Instant::now() + BROKER_START_TIMEOUT;
-        loop {
-            match self.launch() {
-                Ok(()) => return,
-                Err(e) if Instant::now() > deadline => {
-                    panic!("could not restart tansu on port {}: {e}", self.port)
-                }
-                // E.g. the port is briefly not bindable yet.
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        }
-    }
-
-    fn run_create_topic(
-        &self,
-        name: &str,
-        partitions: i32,
-        configs: &[(&str, &str)],
-    ) -> Result<(), String> {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args([
-            "topic",
-            "create",
-            name,
-            "--broker",
-            &self.url(),
-            "--partitions",
-        ])
-        .arg(partitions.to_string())
-        .current_dir(log_dir())
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-        for (k, v) in configs {
-            cmd.arg("--config").arg(format!("{k}={v}"));
-        }
-        let out = cmd
-            .output()
-            .map_err(|e| format!("run tansu topic create: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "tansu topic create {name} --partitions {partitions} on {} failed ({}): {}{}",
-                self.bootstrap,
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    }
-
-    /// Creates `name` with `partitions` partitions (tansu CLI, CreateTopics) and waits until
-    /// librdkafka's metadata shows exactly that many partitions, each with a leader.
-    /// Panics if the topic already exists.
-    pub fn create_topic(&self, name: &str, partitions: i32) {
-        self.create_topic_with_config(name, partitions, &[]);
-    }
-
-    /// Like [`create_topic`](Self::create_topic) with topic configs, e.g.
-    /// `&[("max.message.bytes", "1048576")]` (tansu `--config k=v`).
-    pub fn create_topic_with_config(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
-        assert!(partitions > 0, "partitions must be > 0");
-        self.run_create_topic(name, partitions, configs)
-            .unwrap_or_else(|e| panic!("{e}"));
-        self.topics.lock().unwrap().push((
-            name.to_string(),
-            partitions,
-            configs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ));
-        wait_for_topic(&self.bootstrap, name, Some(partitions), TOPIC_TIMEOUT);
-    }
-
-    /// Lines of the broker log where Tansu reports a record batch whose CRC does not match
-    /// (`ERROR tansu_sans_io::record::deflated: crc=.. computed=..`). Tansu accepts and stores
-    /// such batches verbatim (Produce succeeds!), so check this after producing, in addition to
-    /// reading back with `check.crcs=true`.
-    pub fn crc_errors_logged(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.log_path)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("crc=") && l.contains("computed="))
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// Panics (showing the lines) if Tansu logged a CRC mismatch; see
-    /// [`crc_errors_logged`](Self::crc_errors_logged).
-    pub fn assert_no_crc_errors(&self) {
-        let lines = self.crc_errors_logged();
-        assert!(
-            lines.is_empty(),
-            "tansu on {} saw batches with a bad CRC:\n{}",
-            self.bootstrap,
-            lines.join("\n")
-        );
-    }
-
-    /// The last `max_bytes` of the broker log.
-    pub fn log_tail(&self, max_bytes: u64) -> String {
-        tail_of_file(&self.log_path, max_bytes)
-    }
-}
-
-impl Drop for TestBroker {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "[test broker {}] log: {}\n{}",
-                self.bootstrap,
-                self.log_path.display(),
-                self.log_tail(2000)
-            );
-        }
-        self.kill();
-        if !std::thread::panicking() && std::env::var_os("TANSU_KEEP_LOGS").is_none() {
-            let _ = std::fs::remove_file(&self.log_path);
-        }
     }
 }
 
@@ -831,21 +419,6 @@ pub fn read_all_blocking(bootstrap: &str, topic: &str, timeout: Duration) -> Vec
                 panic!("librdkafka rejected data in {topic} on {bootstrap} (check.crcs=true): {e}")
             }
             Some(Err(e)) => eprintln!("read_all({topic}): consumer error: {e}"),
-        }
-    }
-    // Tansu 0.6 reports a high watermark that can stop short of the last record of the log's
-    // last batch (it is written and fetchable): keep reading until nothing more comes.
-    let mut idle_since = Instant::now();
-    while idle_since.elapsed() < Duration::from_millis(700) && Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                out.push(to_record(&m));
-                idle_since = Instant::now();
-            }
-            Some(Err(e)) if is_corruption(&e) => {
-                panic!("librdkafka rejected data in {topic} on {bootstrap} (check.crcs=true): {e}")
-            }
-            _ => {}
         }
     }
     out.sort_by_key(|r| (r.partition, r.offset));
@@ -1277,3 +850,23 @@ pub fn produce_raw_batch(
     (p.error_code, p.base_offset)
 }
 pub mod proxy;
+mod kafka;
+#[allow(unused_imports)]
+pub use kafka::{create_topic, KafkaCluster, TestBroker};
+
+/// `(partition, leader, replicas, isr)` of every partition of `topic`, from librdkafka metadata.
+pub fn partition_layout(bootstrap: &str, topic: &str) -> Vec<(i32, i32, Vec<i32>, Vec<i32>)> {
+    let client = admin_client(bootstrap);
+    let md = client
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
+    let mut out: Vec<_> = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions())
+        .map(|p| (p.id(), p.leader(), p.replicas().to_vec(), p.isr().to_vec()))
+        .collect();
+    out.sort_by_key(|p| p.0);
+    out
+}
