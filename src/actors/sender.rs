@@ -70,14 +70,31 @@ struct PartitionQueue {
     queue: VecDeque<ProducerBatch>,
     in_flight: usize,
     next_sequence: i32,
+    /// The producer-id generation under which a batch of this partition was last acknowledged.
+    /// Until one is (a new producer id, or the partition's first batch), the broker has no
+    /// sequence state for us and accepts *any* first sequence (Kafka's `checkSequence`), so a
+    /// later batch could be written before an earlier one that failed: one batch in flight.
+    confirmed_generation: u64,
 }
 
 impl PartitionQueue {
     /// The head batch, if it may be sent now: not backing off, fewer than `max_in_flight`
     /// batches of the partition in flight, and a retried batch only once nothing of its
     /// partition is in flight (so retries keep the partition's order).
-    fn ready_head(&self, now: Instant, max_in_flight: usize) -> Option<&ProducerBatch> {
+    ///
+    /// With idempotence (`generation` is the current producer-id generation), a partition whose
+    /// sequence the broker has not confirmed under that generation gets one batch in flight.
+    fn ready_head(
+        &self,
+        now: Instant,
+        max_in_flight: usize,
+        generation: Option<u64>,
+    ) -> Option<&ProducerBatch> {
         let head = self.queue.front()?;
+        let max_in_flight = match generation {
+            Some(g) if self.confirmed_generation != g => 1,
+            _ => max_in_flight,
+        };
         let backing_off = head.retry_at.is_some_and(|at| at > now);
         let blocked = self.in_flight >= max_in_flight || (head.attempts > 0 && self.in_flight > 0);
         (!backing_off && !blocked).then_some(head)
@@ -298,11 +315,12 @@ impl Sender {
             }
         };
         let max_in_flight = self.config.max_in_flight_requests_per_connection.max(1);
+        let generation = producer.map(|_| self.pid_generation);
         // Eligible partitions grouped by leader.
         let mut by_broker: HashMap<i32, (Arc<str>, Vec<TopicPartition>)> = HashMap::new();
         let mut missing_leader = false;
         for (tp, q) in &self.partitions {
-            if q.ready_head(now, max_in_flight).is_none() {
+            if q.ready_head(now, max_in_flight, generation).is_none() {
                 // A backing-off head wakes the drain when its backoff ends.
                 if let Some(at) = q
                     .queue
@@ -352,12 +370,13 @@ impl Sender {
         max_in_flight: usize,
     ) -> Vec<ProducerBatch> {
         let now = Instant::now();
+        let generation = producer.map(|_| self.pid_generation);
         let limit = self.config.max_request_size;
         let mut size = 0usize;
         let mut out = Vec::new();
         for tp in tps {
             let q = self.partitions.get_mut(tp).expect("partition queue");
-            let Some(head) = q.ready_head(now, max_in_flight) else {
+            let Some(head) = q.ready_head(now, max_in_flight, generation) else {
                 continue;
             };
             if !out.is_empty() && size + head.size_in_bytes() > limit {
@@ -548,6 +567,15 @@ impl Sender {
                             self.retry_or_fail(b, err, true);
                         }
                         Some((code, base_offset, append_time, message)) => match code.0 {
+                            0 | 46 if b.base_sequence >= 0 && b.pid_generation == self.pid_generation => {
+                                if let Some(q) = self.partitions.get_mut(&b.tp) {
+                                    q.confirmed_generation = self.pid_generation;
+                                }
+                                if code.0 == 46 {
+                                    tracing::debug!(tp = %b.tp, seq = b.base_sequence, base_offset, "DUPLICATE_SEQUENCE_NUMBER: already written");
+                                }
+                                b.complete(base_offset, append_time)
+                            }
                             0 => b.complete(base_offset, append_time),
                             // DUPLICATE_SEQUENCE_NUMBER: already written (idempotence).
                             46 => {
@@ -581,6 +609,15 @@ impl Sender {
                                     // UNKNOWN_PRODUCER_ID, or a sequence gap nothing pending explains
                                     // (e.g. the broker lost its state): KIP-360 — get a new producer
                                     // id/epoch, restart sequences at 0, resend the batch.
+                                    if let Some(q) = self.partitions.get(&b.tp) {
+                                        tracing::warn!(
+                                            tp = %b.tp, %code, seq = b.base_sequence,
+                                            records = b.record_count(), number = b.number,
+                                            attempts = b.attempts, in_flight = q.in_flight,
+                                            queued = ?q.queue.iter().map(|o| (o.number, o.base_sequence, o.attempts)).collect::<Vec<_>>(),
+                                            "sequence error with nothing earlier pending"
+                                        );
+                                    }
                                     self.reset_producer_id(&b);
                                     retriable = true;
                                 }
