@@ -498,22 +498,31 @@ async fn cut_connections() {
         request_timeout: secs(30),
     };
     run_scenario(sc, true, |c, topic, proxies| {
-        let mut rng = fastrand::Rng::with_seed(8);
-        let started = Instant::now();
-        let mut moves = 0;
-        let mut cuts = 0;
-        std::thread::sleep(secs(3));
-        while moves < 3 || started.elapsed() < secs(25) {
-            if moves < 3 && started.elapsed() > secs(4 + 6 * moves) {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let cuts = std::thread::scope(|s| {
+            // Cuts: a random proxy's connections every 0.2-1.5 s, during the whole fault.
+            let cutter = s.spawn(|| {
+                let mut rng = fastrand::Rng::with_seed(8);
+                let mut cuts = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(rng.u64(200..1500)));
+                    proxies[rng.usize(..proxies.len())].kill_connections();
+                    cuts += 1;
+                }
+                cuts
+            });
+            let started = Instant::now();
+            for moves in 1..=3u64 {
+                let at = secs(2 + 6 * moves);
+                std::thread::sleep(at.saturating_sub(started.elapsed()));
                 let leaders = c.move_leaders(topic);
-                moves += 1;
                 println!("cut_connections: leaders moved ({moves}): {leaders:?}");
             }
-            std::thread::sleep(Duration::from_millis(rng.u64(200..1500)));
-            proxies[rng.usize(..proxies.len())].kill_connections();
-            cuts += 1;
-        }
-        println!("cut_connections: {cuts} cuts, {moves} leader moves");
+            std::thread::sleep(secs(25).saturating_sub(started.elapsed()));
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            cutter.join().expect("cutter thread")
+        });
+        println!("cut_connections: {cuts} connection cuts, 3 leader moves");
     })
     .await;
 }

@@ -536,8 +536,10 @@ async fn injected_retriable_errors() {
         "acknowledged offsets differ from where the records are"
     );
     assert_eq!(r.foreign, 0);
+    // Every error consumed failed one request, whose batches were retried. The errors pushed
+    // for the last chunk can outlive the stream when it needs fewer requests than that.
     assert!(
-        s.batches_retried >= injected,
+        s.batches_retried + round.len() as u64 >= injected && s.batches_retried > 0,
         "every failed request retried: {s:?}, injected {injected}"
     );
     assert_no_foreign_panics(NAME);
