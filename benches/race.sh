@@ -1,33 +1,51 @@
 #!/usr/bin/env bash
 # Side-by-side producer race: actix-kafka (examples/producer_perf.rs) against librdkafka
-# (examples/rdkafka_perf.rs, the rdkafka crate with bundled librdkafka), same workloads, same
-# broker, alternating A/B runs, medians in a table.
+# (examples/rdkafka_perf.rs, the rdkafka crate with bundled librdkafka) and the Java producer
+# (benches/java_perf.sh: Kafka's own ProducerPerformance, i.e. kafka-producer-perf-test), same
+# workloads, same broker, runs in rotating order, medians in a table.
 #
 # Usage: benches/race.sh [options]
 #
-#   --rounds N            A/B rounds per workload (default 3; odd rounds run ours first,
-#                         even rounds librdkafka first)
-#   --quick               1 round, fewer records, 2 s latency runs (a smoke run of ~2 minutes)
-#   --mock                after the Tansu pass, a second pass against librdkafka's mock cluster
-#                         (rdkafka_perf --mock-cluster, a separate process)
+# Passes (each a table of its own, in this order):
+#   kafka   (default) Apache Kafka via scripts/kafka.sh: one KRaft node (broker + controller), its
+#           state in OUT/kafka, topics race-p1 (1 partition) and race-p12 (12); restarted with
+#           empty storage before every workload (default; --broker-restart run: every run, which
+#           costs ~8 s per run). Needs Java 17+ and `bash scripts/kafka.sh install` (run-class and
+#           start install on first use).
+#   tansu   (--tansu) the Tansu broker (scripts/tansu.sh), in-memory storage, restarted before
+#           every run (default)
+#   mock    (--mock) librdkafka's mock cluster (rdkafka_perf --mock-cluster, a separate process);
+#           Java has no mock cluster and does not race in this pass
+#
+#   --rounds N            rounds per workload (default 3). Each round runs every client once; the
+#                         order rotates (ours, librdkafka, java / librdkafka, java, ours / java,
+#                         ours, librdkafka / ...), so each client goes first once in 3 rounds
+#                         (2 with two clients)
+#   --quick               1 round, fewer records, 2 s latency runs (a smoke run)
+#   --no-kafka            skip the Apache Kafka pass
+#   --tansu               add the Tansu pass (after the Kafka pass)
+#   --mock                add the mock-cluster pass (last)
 #   --mock-only           only the mock-cluster pass
 #   --mock-brokers N      brokers of the mock cluster (default 1)
+#   --no-java             leave the Java producer out (two clients, as in the mock pass)
 #   --only REGEX          run only the workloads whose name matches (bash regex)
 #   --list                list the workloads and exit
 #   --records-small N     records per run for 100 B workloads (default 2000000; quick 200000)
 #   --records-large N     records per run for 1 KiB workloads (default 500000; quick 50000)
 #   --lat-seconds S       length of a fixed-throughput latency run (default 5; quick 2)
 #   --lat-fraction F      latency runs pace at F x librdkafka's median max rps (default 0.5)
-#   --props "K=V ..."     extra producer properties for both clients
+#   --props "K=V ..."     extra producer properties for every client
 #   --ours-props "K=V .." extra properties for actix-kafka only (e.g. mailbox.capacity=4096)
 #   --ours-args "ARGS"    extra producer_perf arguments for actix-kafka (e.g. "--send-batch 512":
 #                         the send_all_with_callback API instead of one send per record)
 #   --rdkafka-props "..." extra properties for librdkafka only (e.g. queue.buffering.max.messages=...)
+#   --java-props "..."    extra properties for the Java producer only (e.g. buffer.memory=67108864)
 #   --broker-restart run|workload
-#                         restart the broker (same port, empty in-memory storage) before every
-#                         run (default) or only before every workload. Tansu's memory storage
-#                         keeps every record (~4 GB after 10 M records) and a filling broker
-#                         slows down, which would bias later runs.
+#                         restart the broker with empty storage before every run or only before
+#                         every workload; default: workload for Kafka (a fresh KRaft node takes
+#                         ~8 s), run for Tansu and the mock cluster. Tansu's memory storage keeps
+#                         every record (~4 GB after 10 M records) and a filling broker slows
+#                         down, which would bias later runs.
 #   --run-timeout S       hard limit of one run (default 300); a stall of 30 s without any
 #                         acknowledgement also ends a run (exit code 4)
 #   --wait-idle S         before each run, wait up to S seconds for other processes to use less
@@ -38,8 +56,10 @@
 # Every run's output is kept in OUT/logs/, every run's RESULT line in OUT/runs.tsv, the tables
 # in OUT/summary.md. The CPU other processes used during each run (machine minus broker minus
 # client, /proc/stat) is kept too; runs with more than 0.25 cores of such load (a shared
-# machine) are flagged in the table's note column. The script stops its own broker and mock cluster on exit (trap), whatever
-# the reason. Exit code: 0 when every run of both clients succeeded, 1 otherwise.
+# machine) are flagged in the table's note column. The Java client's CPU figure is its whole
+# JVM (start-up and JIT included, see benches/java_perf.sh), so its cpu_s/M is high for short
+# runs. The script stops its own brokers (Kafka, Tansu) and mock cluster on exit (trap), whatever
+# the reason. Exit code: 0 when every run of every client succeeded, 1 otherwise.
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -47,8 +67,10 @@ ROOT="$PWD"
 
 ROUNDS=3
 QUICK=0
-DO_TANSU=1
+DO_KAFKA=1
+DO_TANSU=0
 DO_MOCK=0
+DO_JAVA=1
 MOCK_BROKERS=1
 ONLY=""
 LIST=0
@@ -60,6 +82,8 @@ COMMON_PROPS=""
 OURS_PROPS=""
 OURS_ARGS=""
 RD_PROPS=""
+JAVA_PROPS=""
+RESTART_OPT="" # --broker-restart; empty: each pass's default (kafka: workload, others: run)
 RESTART=run
 RUN_TIMEOUT=300
 STALL_TIMEOUT=30
@@ -74,8 +98,11 @@ while (($#)); do
     case "$1" in
         --rounds) ROUNDS="${2:?}"; shift ;;
         --quick) QUICK=1 ;;
+        --no-kafka) DO_KAFKA=0 ;;
+        --tansu) DO_TANSU=1 ;;
         --mock) DO_MOCK=1 ;;
-        --mock-only) DO_MOCK=1; DO_TANSU=0 ;;
+        --mock-only) DO_MOCK=1; DO_TANSU=0; DO_KAFKA=0 ;;
+        --no-java) DO_JAVA=0 ;;
         --mock-brokers) MOCK_BROKERS="${2:?}"; shift ;;
         --only) ONLY="${2:?}"; shift ;;
         --list) LIST=1 ;;
@@ -87,7 +114,8 @@ while (($#)); do
         --ours-props) OURS_PROPS="${2?}"; shift ;;
         --ours-args) OURS_ARGS="${2?}"; shift ;;
         --rdkafka-props) RD_PROPS="${2?}"; shift ;;
-        --broker-restart) RESTART="${2:?}"; shift ;;
+        --java-props) JAVA_PROPS="${2?}"; shift ;;
+        --broker-restart) RESTART_OPT="${2:?}"; shift ;;
         --run-timeout) RUN_TIMEOUT="${2:?}"; shift ;;
         --out) OUT="${2:?}"; shift ;;
         --wait-idle) WAIT_IDLE="${2:?}"; shift ;;
@@ -98,7 +126,8 @@ while (($#)); do
     shift
 done
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
-[[ "$RESTART" == run || "$RESTART" == workload ]] || die "--broker-restart must be run or workload"
+[[ -z "$RESTART_OPT" || "$RESTART_OPT" == run || "$RESTART_OPT" == workload ]] || die "--broker-restart must be run or workload"
+((DO_KAFKA || DO_TANSU || DO_MOCK)) || die "no pass left to run (--no-kafka without --tansu or --mock)"
 if ((QUICK)); then
     ROUNDS=1
     : "${REC_SMALL:=200000}" "${REC_LARGE:=50000}" "${LAT_SECS:=2}"
@@ -152,6 +181,16 @@ say() { printf '%s\n' "$*" | tee -a "$SUMMARY"; }
 # --- cleanup: everything this script started, by pid or port --------------------------------
 TANSU_PORT=""
 MOCK_PID=""
+KAFKA_STATE="$OUT/kafka" # KAFKA_STATE_DIR of our private cluster (configs, logs, data, pids)
+KAFKA_STARTED=0
+kafka_sh() { KAFKA_STATE_DIR="$KAFKA_STATE" bash scripts/kafka.sh "$@"; }
+kafka_down() { # stop our cluster (by the pids in its state folder) and drop its data, keep its logs
+    ((KAFKA_STARTED)) || return 0
+    # SIGKILL: the data is thrown away anyway, and a controlled shutdown takes seconds.
+    kafka_sh stop --now >>"$OUT/broker.log" 2>&1
+    rm -rf "$KAFKA_STATE"/broker-*/data
+    KAFKA_STARTED=0
+}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -162,6 +201,7 @@ cleanup() {
     if [[ -n "$TANSU_PORT" ]]; then
         bash scripts/tansu.sh stop "$TANSU_PORT" >/dev/null 2>&1
     fi
+    kafka_down
     exit "$rc"
 }
 trap cleanup EXIT
@@ -180,6 +220,10 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 OURS_BIN="$TARGET_DIR/release/examples/producer_perf"
 RD_BIN="$TARGET_DIR/release/examples/rdkafka_perf"
 [[ -x "$OURS_BIN" && -x "$RD_BIN" ]] || die "missing $OURS_BIN or $RD_BIN (build them or drop --no-build)"
+JAVA_WRAPPER="$ROOT/benches/java_perf.sh"
+if ((DO_JAVA && (DO_KAFKA || DO_TANSU))); then
+    [[ -x /usr/bin/time ]] || die "the Java racer needs /usr/bin/time (apt-get install time), or pass --no-java"
+fi
 
 # --- brokers -------------------------------------------------------------------------------------
 TOPIC1=race-p1
@@ -201,6 +245,27 @@ tansu_up() {
     bash scripts/tansu.sh create-topic "$TOPIC1" 1 "$TANSU_PORT" >>"$OUT/broker.log" 2>&1 &&
         bash scripts/tansu.sh create-topic "$TOPIC12" 12 "$TANSU_PORT" >>"$OUT/broker.log" 2>&1 ||
         { tail -n 20 "$OUT/broker.log" >&2; die "could not create topics"; }
+}
+
+kafka_up() {
+    local out
+    kafka_down
+    KAFKA_STARTED=1 # before start: an interrupted start may have launched the broker already
+    out="$(kafka_sh start 2>>"$OUT/broker.log")"
+    BOOTSTRAP="$(sed -n 's/^KAFKA_BOOTSTRAP=//p' <<<"$out" | tail -n 1)"
+    [[ -n "$BOOTSTRAP" ]] || { tail -n 20 "$OUT/broker.log" >&2; die "could not start Apache Kafka (logs in $KAFKA_STATE)"; }
+    kafka_sh create-topic "$TOPIC1" 1 >>"$OUT/broker.log" 2>&1 &&
+        kafka_sh create-topic "$TOPIC12" 12 >>"$OUT/broker.log" 2>&1 ||
+        { tail -n 20 "$OUT/broker.log" >&2; die "could not create topics on Apache Kafka"; }
+}
+
+kafka_version() { # of the broker that ran: its log, else kafka.sh's default
+    local v
+    v="$(grep -h -m1 -o 'Kafka version: [^ ]*' "$KAFKA_STATE"/broker-1/server.log 2>/dev/null | head -n 1)"
+    v="${v#Kafka version: }"
+    [[ -n "$v" ]] || v="${KAFKA_VERSION:-}"
+    [[ -n "$v" ]] || v="$(sed -n 's/^KAFKA_VERSION="\${KAFKA_VERSION:-\([^}]*\)}"$/\1/p' scripts/kafka.sh)"
+    echo "${v:-?}"
 }
 
 mock_up() {
@@ -228,6 +293,7 @@ mock_up() {
 PASS=""
 fresh_broker() {
     case "$PASS" in
+        kafka) kafka_up ;;
         tansu) tansu_up ;;
         mock) mock_up ;;
     esac
@@ -257,6 +323,7 @@ children_ticks() { # user + sys of waited-for children of this shell
 }
 broker_pid() {
     case "$PASS" in
+        kafka) cat "$KAFKA_STATE/broker-1/kafka.pid" 2>/dev/null || echo 0 ;;
         tansu) cat "${TMPDIR:-/tmp}/actix-kafka-tansu/broker-${TANSU_PORT}.pid" 2>/dev/null || echo 0 ;;
         mock) echo "${MOCK_PID:-0}" ;;
         *) echo 0 ;;
@@ -285,12 +352,17 @@ wait_idle() {
 # run_one IMPL WORKLOAD ROUND TOPIC SIZE RECORDS THROUGHPUT PROPS
 run_one() {
     local impl=$1 wl=$2 round=$3 topic=$4 size=$5 records=$6 tput=$7 props=$8
-    local bin extra log rc line args=""
-    if [[ "$impl" == ours ]]; then bin=$OURS_BIN; extra=$OURS_PROPS; args=$OURS_ARGS; else bin=$RD_BIN; extra=$RD_PROPS; fi
+    local bin=() extra log rc line args=""
+    case "$impl" in
+        ours) bin=("$OURS_BIN"); extra=$OURS_PROPS; args=$OURS_ARGS ;;
+        rdkafka) bin=("$RD_BIN"); extra=$RD_PROPS ;;
+        java) bin=(bash "$JAVA_WRAPPER"); extra=$JAVA_PROPS ;;
+        *) die "unknown client: $impl" ;;
+    esac
     [[ "$RESTART" == run || -z "$BOOTSTRAP" ]] && fresh_broker
     log="$OUT/logs/$PASS.$wl.$impl.r$round.log"
     # shellcheck disable=SC2206
-    local cmd=("$bin" --topic "$topic" --num-records "$records" --record-size "$size"
+    local cmd=("${bin[@]}" --topic "$topic" --num-records "$records" --record-size "$size"
         --throughput "$tput" --bootstrap-server "$BOOTSTRAP" --stall-timeout-s "$STALL_TIMEOUT"
         --report-interval-ms 5000 $args --producer-props $props $COMMON_PROPS $extra)
     printf '$ %s\n' "${cmd[*]}" >"$log"
@@ -347,11 +419,25 @@ median_of() { # pass workload impl column → median of successful runs, "-" if 
         }' "$RUNS"
 }
 
+IMPL_NAME_ours=actix-kafka
+IMPL_NAME_rdkafka=librdkafka
+IMPL_NAME_java=Java
+impl_name() { local v="IMPL_NAME_$1"; echo "${!v}"; }
+
+pass_impls() { # the clients racing in pass $1
+    if [[ "$1" == mock ]] || ((!DO_JAVA)); then echo "ours rdkafka"; else echo "ours rdkafka java"; fi
+}
+
 run_pass() {
     PASS=$1
     BOOTSTRAP=""
-    local w n size parts props kind ref topic records tput r ours_dead rd_dead rate
-    log "=== pass: $PASS"
+    local w n size parts props kind ref topic records tput r rate impl i k
+    local -a impls order
+    local -A dead
+    read -r -a impls <<<"$(pass_impls "$PASS")"
+    RESTART="$RESTART_OPT"
+    [[ -n "$RESTART" ]] || { [[ "$PASS" == kafka ]] && RESTART=workload || RESTART=run; }
+    log "=== pass: $PASS (clients: ${impls[*]}; broker restarted before every $RESTART)"
     if [[ "$PASS" == mock ]]; then
         # Preflight: can our producer talk to the mock cluster at all? (A failure here is
         # reported once instead of failing every workload after max.block.ms.)
@@ -387,30 +473,30 @@ run_pass() {
         fi
         log "workload $n: size=$size partitions=$parts records=$records throughput=$tput props: $props"
         [[ "$RESTART" == workload ]] && fresh_broker
-        ours_dead=0
-        rd_dead=0
-        [[ -n "${SKIP_NOTE["$PASS|*"]:-}" ]] && ours_dead=1
+        dead=()
+        [[ -n "${SKIP_NOTE["$PASS|*"]:-}" ]] && dead[ours]=1
         for ((r = 1; r <= ROUNDS; r++)); do
-            local order=(ours rdkafka)
-            ((r % 2 == 0)) && order=(rdkafka ours)
+            # Rotate the order: round r starts with client (r - 1) mod N.
+            order=()
+            for ((i = 0; i < ${#impls[@]}; i++)); do
+                k=$(((r - 1 + i) % ${#impls[@]}))
+                order+=("${impls[k]}")
+            done
             for impl in "${order[@]}"; do
-                if [[ "$impl" == ours ]]; then
-                    ((ours_dead)) && continue
-                    run_one ours "$n" "$r" "$topic" "$size" "$records" "$tput" "$props"
-                    case $? in
-                        0) ;;
-                        3) ours_dead=1; SKIP_NOTE["$PASS|$n"]="actix-kafka rejects the config" ;;
-                        *) ours_dead=1; SKIP_NOTE["$PASS|$n"]="actix-kafka failed (see failures)"; ANY_FAIL=1 ;;
-                    esac
-                else
-                    ((rd_dead)) && continue
-                    run_one rdkafka "$n" "$r" "$topic" "$size" "$records" "$tput" "$props"
-                    case $? in
-                        0) ;;
-                        3) rd_dead=1; SKIP_NOTE["$PASS|$n"]+="${SKIP_NOTE["$PASS|$n"]:+; }librdkafka rejects the config" ;;
-                        *) rd_dead=1; SKIP_NOTE["$PASS|$n"]+="${SKIP_NOTE["$PASS|$n"]:+; }librdkafka failed"; ANY_FAIL=1 ;;
-                    esac
-                fi
+                ((${dead[$impl]:-0})) && continue
+                run_one "$impl" "$n" "$r" "$topic" "$size" "$records" "$tput" "$props"
+                case $? in
+                    0) ;;
+                    3)
+                        dead[$impl]=1
+                        SKIP_NOTE["$PASS|$n"]+="${SKIP_NOTE["$PASS|$n"]:+; }$(impl_name "$impl") rejects the config"
+                        ;;
+                    *)
+                        dead[$impl]=1
+                        SKIP_NOTE["$PASS|$n"]+="${SKIP_NOTE["$PASS|$n"]:+; }$(impl_name "$impl") failed (see failures)"
+                        ANY_FAIL=1
+                        ;;
+                esac
             done
         done
     done
@@ -421,22 +507,34 @@ fmt_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0
 fmt_int() { awk -v a="$1" 'BEGIN { if (a == "-") print "-"; else printf "%d", a + 0.5 }'; }
 
 print_table() {
-    local pass=$1 w n size parts props kind ref
-    local o_rps r_rps o_cpu r_cpu o_p99 r_p99 o_rss r_rss note
+    local pass=$1 w n size parts props kind ref java=0
+    local o_rps r_rps j_rps o_cpu r_cpu j_cpu o_p99 r_p99 j_p99 o_rss r_rss j_rss note
+    [[ "$(pass_impls "$pass")" == *java* ]] && java=1
     say ""
-    if [[ "$pass" == tansu ]]; then
-        local tv
-        tv="$("$(bash scripts/tansu.sh path 2>/dev/null)" --version 2>/dev/null | head -n 1)"
-        say "### Tansu broker (${tv:-tansu}, in-memory storage, restarted before every $RESTART) — medians of $ROUNDS round(s)"
-    else
-        say "### librdkafka mock cluster ($MOCK_BROKERS broker(s), separate process) — medians of $ROUNDS round(s)"
-    fi
+    case "$pass" in
+        kafka)
+            say "### Apache Kafka $(kafka_version) (KRaft, single node, restarted before every $RESTART) — medians of $ROUNDS round(s)"
+            ;;
+        tansu)
+            local tv
+            tv="$("$(bash scripts/tansu.sh path 2>/dev/null)" --version 2>/dev/null | head -n 1)"
+            say "### Tansu broker (${tv:-tansu}, in-memory storage, restarted before every $RESTART) — medians of $ROUNDS round(s)"
+            ;;
+        *)
+            say "### librdkafka mock cluster ($MOCK_BROKERS broker(s), separate process; no Java client) — medians of $ROUNDS round(s)"
+            ;;
+    esac
     say ""
     say "$(awk -F'\t' -v p="$pass" -v l="$OTHER_LOAD_LIMIT" '$1 == p { n++; s += $15; if ($15 > m) m = $15; if ($15 > l) c++ }
         END { if (n) printf "Other processes used %.2f cores on average during the %d runs (max %.2f; %d run(s) above %.2f).", s / n, n, m, c + 0, l }' "$RUNS")"
     say ""
-    say "| workload | ours rps | librdkafka rps | ratio | ours cpu_s/M | rdkafka cpu_s/M | cpu ratio | p99 ms ours/rdkafka | peak RSS MiB ours/rdkafka | note |"
-    say "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    if ((java)); then
+        say "| workload | ours rps | librdkafka rps | java rps | ratio ours/rdkafka | ratio ours/java | ours cpu_s/M | rdkafka cpu_s/M | java cpu_s/M | cpu ratio ours/rdkafka | p99 ms ours/rdkafka/java | peak RSS MiB ours/rdkafka/java | note |"
+        say "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    else
+        say "| workload | ours rps | librdkafka rps | ratio | ours cpu_s/M | rdkafka cpu_s/M | cpu ratio | p99 ms ours/rdkafka | peak RSS MiB ours/rdkafka | note |"
+        say "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    fi
     for w in "${WORKLOADS[@]}"; do
         IFS=';' read -r n size parts props kind ref <<<"$w"
         [[ -z "$ONLY" || "$n" =~ $ONLY ]] || continue
@@ -454,21 +552,38 @@ print_table() {
             '$1 == p && $2 == w && $15 > l { c++; if ($15 > m) m = $15 } END { if (c) printf "%d run(s) with other load (max %.2f cores)", c, m }' "$RUNS")"
         [[ -n "$busy_runs" ]] && note="${note:+$note; }$busy_runs"
         [[ -n "${SKIP_NOTE["$pass|$n|rate"]:-}" ]] && note="paced at ${SKIP_NOTE["$pass|$n|rate"]}${note:+; $note}"
-        say "| $n | $(fmt_int "$o_rps") | $(fmt_int "$r_rps") | $(fmt_ratio "$o_rps" "$r_rps") | $o_cpu | $r_cpu | $(fmt_ratio "$o_cpu" "$r_cpu") | $o_p99 / $r_p99 | $o_rss / $r_rss | $note |"
+        if ((java)); then
+            j_rps="$(median_of "$pass" "$n" java rps)"
+            j_cpu="$(median_of "$pass" "$n" java cpu_s_per_M)"
+            j_p99="$(median_of "$pass" "$n" java p99_ms)"
+            j_rss="$(median_of "$pass" "$n" java rss_peak_mb)"
+            say "| $n | $(fmt_int "$o_rps") | $(fmt_int "$r_rps") | $(fmt_int "$j_rps") | $(fmt_ratio "$o_rps" "$r_rps") | $(fmt_ratio "$o_rps" "$j_rps") | $o_cpu | $r_cpu | $j_cpu | $(fmt_ratio "$o_cpu" "$r_cpu") | $o_p99 / $r_p99 / $j_p99 | $o_rss / $r_rss / $j_rss | $note |"
+        else
+            say "| $n | $(fmt_int "$o_rps") | $(fmt_int "$r_rps") | $(fmt_ratio "$o_rps" "$r_rps") | $o_cpu | $r_cpu | $(fmt_ratio "$o_cpu" "$r_cpu") | $o_p99 / $r_p99 | $o_rss / $r_rss | $note |"
+        fi
     done
 }
 
 # --- main ------------------------------------------------------------------------------------------
 {
-    echo "# producer race: actix-kafka vs librdkafka"
+    if ((DO_JAVA && (DO_KAFKA || DO_TANSU))); then
+        echo "# producer race: actix-kafka vs librdkafka vs Java"
+    else
+        echo "# producer race: actix-kafka vs librdkafka"
+    fi
     echo ""
     echo "- $(date -u +%FT%TZ), $(nproc) cores, $(rustc --version 2>/dev/null), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?') + $(git status --porcelain -- src Cargo.toml 2>/dev/null | wc -l) uncommitted change(s) in src/ and Cargo.toml"
     echo "- records per run: $REC_SMALL (100 B), $REC_LARGE (1 KiB); rounds: $ROUNDS; latency runs: $LAT_SECS s at $LAT_FRACTION x librdkafka's median max rps"
-    echo "- unset properties keep each client's defaults (notably batch.size: actix-kafka 16384 like Java, librdkafka 1000000)"
-    echo "- extra props: both='${COMMON_PROPS}' ours='${OURS_PROPS}' librdkafka='${RD_PROPS}'; ours args='${OURS_ARGS}'"
-    echo "- ratio = ours/librdkafka rps (>1: ours faster); cpu ratio = ours/librdkafka CPU s per million records (<1: ours cheaper)"
+    echo "- unset properties keep each client's defaults (notably batch.size: actix-kafka 16384 like Java's default, librdkafka 1000000; linger.ms 5 in all three: Java's default since Kafka 4.0, KIP-1030)"
+    echo "- extra props: all='${COMMON_PROPS}' ours='${OURS_PROPS}' librdkafka='${RD_PROPS}' java='${JAVA_PROPS}'; ours args='${OURS_ARGS}'"
+    echo "- ratio = ours/librdkafka (or ours/java) rps (>1: ours faster); cpu ratio = ours/librdkafka CPU s per million records (<1: ours cheaper)"
+    if ((DO_JAVA && (DO_KAFKA || DO_TANSU))); then
+        echo "- java = Kafka's ProducerPerformance (kafka-producer-perf-test, benches/java_perf.sh, -Xmx256m); its CPU is the whole JVM's, start-up and JIT included (a few CPU seconds, a large share of short runs); its latencies are whole ms"
+    fi
 } | tee -a "$SUMMARY"
 
+((DO_KAFKA)) && run_pass kafka
+kafka_down
 ((DO_TANSU)) && run_pass tansu
 if [[ -n "$TANSU_PORT" ]]; then
     bash scripts/tansu.sh stop "$TANSU_PORT" >>"$OUT/broker.log" 2>&1

@@ -26,6 +26,40 @@ pub struct TopicInfo {
 }
 
 impl TopicInfo {
+    /// Builds a topic from the partitions of a Metadata response, given as
+    /// `(partition_index, leader_id, leader_epoch, error_code)`. The partition indexes must be
+    /// exactly `0..n` for the `n` partitions listed (any order, each once): the table is sized
+    /// from the response's real count, never from an index read off the wire, so a hostile
+    /// `partition_index` (e.g. 2147483647) cannot make us allocate or index out of bounds.
+    ///
+    /// # Errors
+    /// A description of the first index that is negative, too large or repeated.
+    pub(crate) fn from_metadata(
+        name: Arc<str>,
+        partitions: impl ExactSizeIterator<Item = (i32, i32, i32, i16)>,
+    ) -> Result<TopicInfo, String> {
+        let n = partitions.len();
+        let mut table: Vec<Option<PartitionInfo>> = vec![None; n];
+        for (index, leader, leader_epoch, error_code) in partitions {
+            let slot = usize::try_from(index)
+                .ok()
+                .and_then(|i| table.get_mut(i))
+                .ok_or_else(|| {
+                    format!("partition index {index} outside 0..{n} in metadata of `{name}`")
+                })?;
+            if slot.is_some() {
+                return Err(format!("partition {index} listed twice in metadata of `{name}`"));
+            }
+            *slot = Some(PartitionInfo {
+                leader: if error_code == 0 || leader >= 0 { leader } else { -1 },
+                leader_epoch,
+            });
+        }
+        // n slots, n distinct in-range indexes: every slot is filled.
+        let partitions = table.into_iter().flatten().collect();
+        Ok(TopicInfo { name, partitions })
+    }
+
     /// Number of partitions.
     pub fn partition_count(&self) -> i32 {
         self.partitions.len() as i32
@@ -67,5 +101,40 @@ impl Cluster {
     /// All known brokers.
     pub fn brokers(&self) -> Vec<BrokerInfo> {
         self.brokers.iter().map(|b| b.value().clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(parts: &[(i32, i32)]) -> Result<TopicInfo, String> {
+        TopicInfo::from_metadata(
+            "t".into(),
+            parts.iter().map(|&(i, leader)| (i, leader, 0, 0)).collect::<Vec<_>>().into_iter(),
+        )
+    }
+
+    #[test]
+    fn partitions_in_any_order() {
+        let t = topic(&[(2, 7), (0, 5), (1, 6)]).unwrap();
+        let leaders: Vec<i32> = t.partitions.iter().map(|p| p.leader).collect();
+        assert_eq!(leaders, vec![5, 6, 7]);
+    }
+
+    #[test]
+    fn hostile_partition_indexes_are_errors_not_allocations() {
+        assert!(topic(&[(i32::MAX, 1)]).unwrap_err().contains("outside 0..1"));
+        assert!(topic(&[(0, 1), (200_000_000, 1)]).is_err());
+        assert!(topic(&[(-1, 1)]).is_err());
+        assert!(topic(&[(0, 1), (0, 2)]).unwrap_err().contains("twice"));
+        // A gap: indexes 0 and 2 of two partitions.
+        assert!(topic(&[(0, 1), (2, 1)]).is_err());
+    }
+
+    #[test]
+    fn leaderless_partition() {
+        let t = TopicInfo::from_metadata("t".into(), vec![(0, -1, 3, 5)].into_iter()).unwrap();
+        assert_eq!(t.partitions[0].leader, -1);
     }
 }

@@ -9,8 +9,11 @@
 //! Java keys we do not implement yet are rejected with [`ConfigError::Unsupported`]
 //! rather than silently ignored, and any other key is a [`ConfigError::UnknownKey`].
 
+use crate::security::sasl::{parse_jaas, SaslMechanism};
+use crate::security::{OAuthTokenProvider, PemSource, SecurityConfig, SecurityProtocol};
+use secrecy::SecretString;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -238,6 +241,10 @@ pub struct ProducerConfig {
     /// batches per partition not yet acknowledged before the accumulator stops taking
     /// records. Count; default 5; at least 1.
     pub max_pending_batches_per_partition: usize,
+    /// `security.protocol`, `ssl.*`, `sasl.*`: TLS and SASL (see [`crate::security`]).
+    pub security: SecurityConfig,
+    /// The rustls client configuration built from `ssl.*` by `build()` (TLS protocols only).
+    pub(crate) tls_client_config: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Every supported key, its default (as a properties value) and its meaning.
@@ -267,7 +274,21 @@ static DOCUMENTED_KEYS: &[(&str, &str, &str)] = &[
     ("allow.auto.create.topics", "true", "Let the broker auto-create topics the producer requests metadata for (KIP-487)."),
     ("connections.max.idle.ms", "540000", "Milliseconds after which idle broker connections are closed."),
     ("socket.connection.setup.timeout.ms", "10000", "Milliseconds a TCP connect may take (KIP-601)."),
-    ("security.protocol", "PLAINTEXT", "Only PLAINTEXT is supported for now."),
+    ("security.protocol", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."),
+    ("ssl.truststore.type", "PEM", "Only PEM (JKS and PKCS12 are refused: convert them to PEM)."),
+    ("ssl.truststore.location", "", "PEM file of the CA certificates to trust; without it (and without ssl.truststore.certificates) the system's roots."),
+    ("ssl.truststore.certificates", "", "The CA certificates as inline PEM."),
+    ("ssl.keystore.type", "PEM", "Only PEM: the client key and certificate chain for mutual TLS."),
+    ("ssl.keystore.location", "", "PEM file holding the client's private key (PKCS#8) and certificate chain (mTLS)."),
+    ("ssl.keystore.certificate.chain", "", "The client certificate chain as inline PEM (with ssl.keystore.key)."),
+    ("ssl.keystore.key", "", "The client private key as inline PEM (unencrypted PKCS#8)."),
+    ("ssl.key.password", "", "Password of an encrypted private key: refused for now (decrypt the key with openssl)."),
+    ("ssl.endpoint.identification.algorithm", "https", "https: the broker certificate must name the host; empty: not checked (INSECURE)."),
+    ("ssl.enabled.protocols", "TLSv1.2,TLSv1.3", "TLS versions offered."),
+    ("sasl.mechanism", "GSSAPI", "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER; the Java default GSSAPI (Kerberos) is refused."),
+    ("sasl.jaas.config", "", "Java JAAS line: PlainLoginModule / ScramLoginModule required username=\"..\" password=\"..\"; or OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"..\";"),
+    ("sasl.username", "", "Convenience (librdkafka's name): the SASL user instead of sasl.jaas.config."),
+    ("sasl.password", "", "Convenience (librdkafka's name): the SASL password instead of sasl.jaas.config."),
     ("mailbox.capacity", "1024", "actix-kafka only: records a per-partition accumulator mailbox holds before send waits."),
     ("max.pending.batches.per.partition", "5", "actix-kafka only: closed, unacknowledged batches per partition before the accumulator stops taking records."),
 ];
@@ -360,6 +381,8 @@ impl ProducerConfig {
             socket_connection_setup_timeout: Duration::from_millis(10_000),
             mailbox_capacity: 1024,
             max_pending_batches_per_partition: 5,
+            security: SecurityConfig::defaults(),
+            tls_client_config: None,
         }
     }
 }
@@ -593,11 +616,56 @@ impl ProducerConfigBuilder {
         self
     }
 
+    /// `security.protocol` (default PLAINTEXT).
+    pub fn security_protocol(mut self, protocol: SecurityProtocol) -> Self {
+        self.config.security.protocol = protocol;
+        self
+    }
+
+    /// `ssl.truststore.location`: PEM file of the CA certificates to trust.
+    pub fn ssl_truststore_location(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.security.tls.truststore = Some(PemSource::File(path.into()));
+        self
+    }
+
+    /// `ssl.keystore.location`: PEM file with the client's private key and certificate chain.
+    pub fn ssl_keystore_location(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.security.tls.keystore = Some(PemSource::File(path.into()));
+        self
+    }
+
+    /// `ssl.endpoint.identification.algorithm`: `true` = `https` (default); `false` = empty,
+    /// which accepts a trusted certificate for any host name (**insecure**).
+    pub fn ssl_endpoint_identification(mut self, verify_hostname: bool) -> Self {
+        self.config.security.tls.verify_hostname = verify_hostname;
+        self
+    }
+
+    /// `sasl.mechanism`.
+    pub fn sasl_mechanism(mut self, mechanism: SaslMechanism) -> Self {
+        self.config.security.sasl.mechanism_name = mechanism.name().to_string();
+        self.config.security.sasl.mechanism = Some(mechanism);
+        self
+    }
+
+    /// SASL user and password (PLAIN, SCRAM), as `sasl.jaas.config` would set them.
+    pub fn sasl_credentials(mut self, username: impl Into<String>, password: SecretString) -> Self {
+        self.config.security.sasl.username = Some(username.into());
+        self.config.security.sasl.password = Some(password);
+        self
+    }
+
+    /// OAUTHBEARER tokens from the application (sets `sasl.mechanism=OAUTHBEARER`).
+    pub fn oauth_token_provider(mut self, provider: std::sync::Arc<dyn OAuthTokenProvider>) -> Self {
+        self.config.security.sasl.token_provider = Some(provider);
+        self.sasl_mechanism(SaslMechanism::OAuthBearer)
+    }
+
     /// Set one key from its string form (value trimmed). Unparsable or out-of-range
     /// values are [`ConfigError::InvalidValue`], Java keys we do not implement are
     /// [`ConfigError::Unsupported`], anything else is [`ConfigError::UnknownKey`].
     /// Cross-key rules are checked by [`build`](Self::build).
-    pub fn set(self, key: &str, value: &str) -> Result<Self, ConfigError> {
+    pub fn set(mut self, key: &str, value: &str) -> Result<Self, ConfigError> {
         let key = key.trim();
         let v = value.trim();
         Ok(match key {
@@ -654,23 +722,134 @@ impl ProducerConfigBuilder {
                 self.max_pending_batches_per_partition(parse_count(key, v, 1, JAVA_INT_MAX)?)
             }
             "security.protocol" => {
-                match v.to_ascii_uppercase().as_str() {
-                    "PLAINTEXT" => {}
-                    "SSL" | "SASL_PLAINTEXT" | "SASL_SSL" => {
-                        return Err(unsupported(
-                            key,
-                            v,
-                            "only PLAINTEXT is implemented; TLS and SASL are not supported yet",
-                        ))
-                    }
+                let protocol: SecurityProtocol = v.parse().map_err(|_| {
+                    invalid(key, v, "expected one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
+                })?;
+                self.security_protocol(protocol)
+            }
+            "ssl.truststore.type" | "ssl.keystore.type" => {
+                if !v.eq_ignore_ascii_case("PEM") {
+                    return Err(unsupported(
+                        key,
+                        v,
+                        "only PEM stores are read: convert JKS/PKCS12 to PEM (keytool -importkeystore \
+                         to PKCS12, then openssl pkcs12 -nodes)",
+                    ));
+                }
+                self
+            }
+            // Empty values unset the optional security keys (Java treats them as null).
+            "ssl.truststore.location"
+            | "ssl.truststore.certificates"
+            | "ssl.keystore.location"
+            | "ssl.keystore.certificate.chain"
+                if v.is_empty() =>
+            {
+                if key.starts_with("ssl.truststore") {
+                    self.config.security.tls.truststore = None;
+                } else {
+                    self.config.security.tls.keystore = None;
+                }
+                self
+            }
+            "ssl.keystore.key" | "ssl.key.password" | "sasl.jaas.config" | "sasl.username"
+            | "sasl.password"
+                if v.is_empty() =>
+            {
+                match key {
+                    "ssl.keystore.key" => self.config.security.tls.keystore_key = None,
+                    "ssl.key.password" => self.config.security.tls.key_password = None,
+                    "sasl.username" => self.config.security.sasl.username = None,
+                    "sasl.password" => self.config.security.sasl.password = None,
                     _ => {
-                        return Err(invalid(
-                            key,
-                            v,
-                            "expected one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
-                        ))
+                        let sasl = &mut self.config.security.sasl;
+                        sasl.jaas_family = None;
+                        sasl.unsecured_sub = None;
                     }
                 }
+                self
+            }
+            "ssl.truststore.location" => {
+                self.config.security.tls.truststore = Some(PemSource::File(PathBuf::from(v)));
+                self
+            }
+            "ssl.truststore.certificates" => {
+                self.config.security.tls.truststore = Some(PemSource::Inline(v.to_string()));
+                self
+            }
+            // PEM files carry no store password (Java ignores it for PEM too).
+            "ssl.truststore.password" | "ssl.keystore.password" => self,
+            "ssl.keystore.location" => {
+                self.config.security.tls.keystore = Some(PemSource::File(PathBuf::from(v)));
+                self
+            }
+            "ssl.keystore.certificate.chain" => {
+                self.config.security.tls.keystore = Some(PemSource::Inline(v.to_string()));
+                self
+            }
+            "ssl.keystore.key" => {
+                self.config.security.tls.keystore_key = Some(SecretString::from(v.to_string()));
+                self
+            }
+            "ssl.key.password" => {
+                self.config.security.tls.key_password = Some(SecretString::from(v.to_string()));
+                self
+            }
+            "ssl.endpoint.identification.algorithm" => match v.to_ascii_lowercase().as_str() {
+                "https" => self.ssl_endpoint_identification(true),
+                "" => self.ssl_endpoint_identification(false),
+                _ => return Err(invalid(key, v, "expected https or empty")),
+            },
+            "ssl.enabled.protocols" | "ssl.protocol" => {
+                let (mut tls12, mut tls13) = (false, false);
+                for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    match p {
+                        "TLSv1.2" => tls12 = true,
+                        "TLSv1.3" | "TLS" => tls13 = true,
+                        _ => return Err(invalid(key, v, "only TLSv1.2 and TLSv1.3 are offered")),
+                    }
+                }
+                if key == "ssl.protocol" {
+                    // Java's ssl.protocol names the newest version to use; allow both below it.
+                    tls12 = true;
+                }
+                self.config.security.tls.tls12 = tls12;
+                self.config.security.tls.tls13 = tls13;
+                self
+            }
+            "sasl.mechanism" => {
+                self.config.security.sasl.mechanism_name = v.to_ascii_uppercase();
+                self.config.security.sasl.mechanism = SaslMechanism::parse(v).ok();
+                self
+            }
+            "sasl.jaas.config" => {
+                let jaas = parse_jaas(v).map_err(|reason| invalid(key, "(hidden)", reason))?;
+                let sasl = &mut self.config.security.sasl;
+                sasl.jaas_family = jaas.family();
+                if sasl.jaas_family.is_none() {
+                    return Err(unsupported(
+                        key,
+                        &jaas.module,
+                        "login modules: PlainLoginModule, ScramLoginModule, OAuthBearerLoginModule",
+                    ));
+                }
+                if let Some(u) = jaas.get("username") {
+                    sasl.username = Some(u.to_string());
+                }
+                if let Some(p) = jaas.get("password") {
+                    sasl.password = Some(SecretString::from(p.to_string()));
+                }
+                if let Some(sub) = jaas.get("unsecuredLoginStringClaim_sub") {
+                    sasl.unsecured_sub = Some(sub.to_string());
+                }
+                self
+            }
+            "sasl.username" => {
+                self.config.security.sasl.username = Some(v.to_string());
+                self
+            }
+            "sasl.password" => {
+                self.config.security.sasl.password = Some(SecretString::from(v.to_string()));
                 self
             }
             _ => {
@@ -802,17 +981,82 @@ impl ProducerConfigBuilder {
             c.delivery_timeout = floor.min(Duration::from_millis(JAVA_INT_MAX));
         }
 
+        check_security(&mut c)?;
         Ok(c)
     }
 }
 
+/// `security.protocol` with its `ssl.*` / `sasl.*` keys: builds the TLS configuration (reading
+/// the PEM stores) and checks that SASL has a supported mechanism and its credentials.
+fn check_security(c: &mut ProducerConfig) -> Result<(), ConfigError> {
+    let protocol = c.security.protocol;
+    c.tls_client_config = None;
+    if protocol.uses_tls() {
+        let tls = crate::security::tls::client_config(&c.security.tls)
+            .map_err(|reason| invalid("ssl.*", protocol.name(), reason))?;
+        c.tls_client_config = Some(tls);
+    }
+    if !protocol.uses_sasl() {
+        return Ok(());
+    }
+    let sasl = &c.security.sasl;
+    let Some(mechanism) = sasl.mechanism else {
+        let name = sasl.mechanism_name.clone();
+        let reason = SaslMechanism::parse(&name)
+            .err()
+            .unwrap_or_else(|| "unsupported".into());
+        return Err(unsupported("sasl.mechanism", &name, reason));
+    };
+    let family = match mechanism {
+        SaslMechanism::Plain => "PLAIN",
+        SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => "SCRAM",
+        SaslMechanism::OAuthBearer => "OAUTHBEARER",
+    };
+    if let Some(j) = sasl.jaas_family {
+        if j != family {
+            return Err(ConfigError::Conflict {
+                reason: format!(
+                    "sasl.jaas.config uses the {j} login module but sasl.mechanism is {}",
+                    mechanism.name()
+                ),
+            });
+        }
+    }
+    match mechanism {
+        SaslMechanism::OAuthBearer => {
+            if sasl.token_provider.is_none() && sasl.unsecured_sub.is_none() {
+                return Err(ConfigError::Missing {
+                    key: "sasl.jaas.config (OAuthBearerLoginModule with \
+                          unsecuredLoginStringClaim_sub) or an OAuthTokenProvider"
+                        .into(),
+                });
+            }
+        }
+        _ => {
+            if sasl.username.as_deref().is_none_or(str::is_empty) || sasl.password.is_none() {
+                return Err(ConfigError::Missing {
+                    key: "sasl.jaas.config (username and password) or sasl.username + sasl.password"
+                        .into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Why a Java producer key (or key family) is not supported; `None` for unknown keys.
 fn unsupported_reason(key: &str) -> Option<&'static str> {
+    if key.starts_with("sasl.login.") || key.starts_with("sasl.oauthbearer.") {
+        return Some("OAUTHBEARER tokens come from an OAuthTokenProvider in code (or the unsecured JWS of sasl.jaas.config)");
+    }
+    if key.starts_with("sasl.kerberos.") {
+        return Some("GSSAPI (Kerberos) is not supported");
+    }
     if key.starts_with("sasl.") {
-        return Some("SASL authentication is not supported yet (only PLAINTEXT)");
+        return Some("this SASL setting is not supported; see the README's security section");
     }
     if key.starts_with("ssl.") {
-        return Some("TLS is not supported yet (only PLAINTEXT)");
+        return Some("this TLS setting is not supported (PEM stores, TLSv1.2/1.3, host name verification are)");
     }
     Some(match key {
         "buffer.memory" => {
@@ -825,7 +1069,7 @@ fn unsupported_reason(key: &str) -> Option<&'static str> {
         "key.serializer" | "value.serializer" => "pass serializers in code",
         "partitioner.class" => "pass a custom partitioner in code",
         "interceptor.classes" => "producer interceptors are not supported",
-        "security.providers" => "only PLAINTEXT is supported",
+        "security.providers" => "TLS uses rustls with its ring provider",
         "partitioner.adaptive.partitioning.enable" | "partitioner.availability.timeout.ms" => {
             "adaptive partitioning (KIP-794) is not implemented yet"
         }
@@ -1210,10 +1454,11 @@ mailbox.capacity=64
         for (key, value, hint) in [
             ("buffer.memory", "33554432", "mailbox.capacity"),
             ("transactional.id", "tx-1", "transactions"),
-            ("security.protocol", "SASL_SSL", "PLAINTEXT"),
-            ("security.protocol", "ssl", "PLAINTEXT"),
-            ("sasl.mechanism", "PLAIN", "SASL"),
-            ("ssl.truststore.location", "/x", "TLS"),
+            ("ssl.truststore.type", "JKS", "PEM"),
+            ("ssl.keystore.type", "PKCS12", "PEM"),
+            ("sasl.kerberos.service.name", "kafka", "GSSAPI"),
+            ("sasl.login.callback.handler.class", "a.B", "OAuthTokenProvider"),
+            ("ssl.engine.factory.class", "a.B", "TLS setting"),
             ("interceptor.classes", "a.B", "interceptors"),
             ("partitioner.class", "a.B", "in code"),
             ("key.serializer", "a.B", "pass serializers in code"),
@@ -1228,6 +1473,57 @@ mailbox.capacity=64
             }
         }
         assert!(base().set("security.protocol", "plaintext").is_ok());
+    }
+
+    #[test]
+    fn security_settings_are_validated_at_build() {
+        let sasl = |props: &[(&str, &str)]| {
+            let mut b = base().set("security.protocol", "SASL_PLAINTEXT").unwrap();
+            for (k, v) in props {
+                b = b.set(k, v).unwrap();
+            }
+            b.build()
+        };
+        // Java's default mechanism is GSSAPI: refused with a hint.
+        match sasl(&[("sasl.username", "u"), ("sasl.password", "p")]) {
+            Err(ConfigError::Unsupported { reason, .. }) => assert!(reason.contains("Kerberos")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            sasl(&[("sasl.mechanism", "SCRAM-SHA-256")]),
+            Err(ConfigError::Missing { .. })
+        ));
+        let jaas = r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" password="s3cr3t-pw";"#;
+        let c = sasl(&[("sasl.mechanism", "SCRAM-SHA-512"), ("sasl.jaas.config", jaas)]).unwrap();
+        assert_eq!(c.security.sasl.username.as_deref(), Some("alice"));
+        assert!(!format!("{c:?}").contains("s3cr3t-pw"), "password in Debug");
+        assert!(matches!(
+            sasl(&[("sasl.mechanism", "PLAIN"), ("sasl.jaas.config", jaas)]),
+            Err(ConfigError::Conflict { .. })
+        ));
+        let oauth = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"admin\";";
+        assert!(sasl(&[("sasl.mechanism", "OAUTHBEARER"), ("sasl.jaas.config", oauth)]).is_ok());
+        assert!(matches!(
+            sasl(&[("sasl.mechanism", "OAUTHBEARER")]),
+            Err(ConfigError::Missing { .. })
+        ));
+        // TLS: an unreadable truststore is an error naming the file at build time.
+        let e = base()
+            .set("security.protocol", "SSL")
+            .unwrap()
+            .set("ssl.truststore.location", "/nonexistent/ca.pem")
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+        let e = base()
+            .set("security.protocol", "SSL")
+            .unwrap()
+            .set("ssl.truststore.certificates", "not a pem")
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("PEM"), "{e}");
     }
 
     #[test]

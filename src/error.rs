@@ -97,12 +97,46 @@ pub enum ConnectionError {
         /// What was wrong.
         reason: Arc<str>,
     },
+    /// SASL authentication failed: wrong password, unknown user, a mechanism the broker does not
+    /// enable, a refused token (SaslHandshake / SaslAuthenticate, KIP-152). Not retried: the
+    /// records fail at once (Java's `SaslAuthenticationException`).
+    #[error("authentication with broker {broker} failed: {reason}")]
+    Authentication {
+        /// `host:port` of the broker.
+        broker: Arc<str>,
+        /// The broker's message or what our side found wrong (never a secret).
+        reason: Arc<str>,
+    },
+    /// TLS failed: untrusted or mismatched certificate, refused client certificate, or a TLS /
+    /// plaintext mismatch between `security.protocol` and the listener. Not retried (Java's
+    /// `SslAuthenticationException`).
+    #[error("TLS with broker {broker} failed: {reason}")]
+    Tls {
+        /// `host:port` of the broker.
+        broker: Arc<str>,
+        /// The cause (unknown issuer, host name mismatch, expired, protocol mismatch, ...).
+        reason: Arc<str>,
+    },
 }
 
 impl ConnectionError {
-    /// Every connection error is retriable: the request may be resent on a new connection.
+    /// Whether a request may be resent on a new connection: everything but an unusable API
+    /// version and failed authentication or TLS (retrying cannot fix those).
     pub fn is_retriable(&self) -> bool {
-        !matches!(self, ConnectionError::UnsupportedVersion { .. })
+        !matches!(
+            self,
+            ConnectionError::UnsupportedVersion { .. }
+                | ConnectionError::Authentication { .. }
+                | ConnectionError::Tls { .. }
+        )
+    }
+
+    /// Whether this is an authentication or TLS failure (fatal for `send` and deliveries).
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self,
+            ConnectionError::Authentication { .. } | ConnectionError::Tls { .. }
+        )
     }
 }
 

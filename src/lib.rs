@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod partitioner;
 pub mod protocol;
 pub mod record;
+pub mod security;
 pub mod serializer;
 mod slots;
 
@@ -39,3 +40,5 @@ pub use error::{ConnectionError, KafkaCode, ProduceError};
 pub use interceptor::ProducerInterceptor;
 pub use metrics::MetricsSnapshot;
 pub use record::{Header, ProducerRecord, RecordMetadata, TopicPartition};
+pub use security::{OAuthBearerToken, OAuthTokenProvider, SaslMechanism, SecurityProtocol};
+pub use secrecy::SecretString;

@@ -52,6 +52,10 @@ pub struct Metrics {
     pub(crate) outgoing_bytes: AtomicU64,
     pub(crate) throttle_time_ms: Stat,
     pub(crate) batches_split: AtomicU64,
+    pub(crate) connections_created: AtomicU64,
+    pub(crate) successful_authentications: AtomicU64,
+    pub(crate) successful_reauthentications: AtomicU64,
+    pub(crate) failed_authentications: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -70,6 +74,10 @@ impl Default for Metrics {
             outgoing_bytes: AtomicU64::new(0),
             throttle_time_ms: Stat::default(),
             batches_split: AtomicU64::new(0),
+            connections_created: AtomicU64::new(0),
+            successful_authentications: AtomicU64::new(0),
+            successful_reauthentications: AtomicU64::new(0),
+            failed_authentications: AtomicU64::new(0),
         }
     }
 }
@@ -126,6 +134,17 @@ impl Metrics {
         v.insert("outgoing-byte-rate", out / secs);
         v.insert("produce-throttle-time-avg", self.throttle_time_ms.avg());
         v.insert("produce-throttle-time-max", self.throttle_time_ms.max());
+        let count = |a: &AtomicU64| a.load(Relaxed) as f64;
+        v.insert("connection-creation-total", count(&self.connections_created));
+        v.insert(
+            "successful-authentication-total",
+            count(&self.successful_authentications),
+        );
+        v.insert(
+            "successful-reauthentication-total",
+            count(&self.successful_reauthentications),
+        );
+        v.insert("failed-authentication-total", count(&self.failed_authentications));
         MetricsSnapshot {
             values: v,
             mailbox_depth: Vec::new(),

@@ -51,8 +51,12 @@ pub fn to_positive(n: i32) -> i32 {
 }
 
 /// The partition of a keyed record under Java's default partitioning:
-/// `to_positive(murmur2(key)) % num_partitions`. `num_partitions` must be > 0.
+/// `to_positive(murmur2(key)) % num_partitions`; 0 when `num_partitions` is not positive
+/// (never panics; the caller checks the answer against the partition count).
 pub fn partition_for_key(key: &[u8], num_partitions: i32) -> i32 {
+    if num_partitions <= 0 {
+        return 0;
+    }
     to_positive(murmur2(key)) % num_partitions
 }
 

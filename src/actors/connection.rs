@@ -15,15 +15,19 @@ use crate::error::ConnectionError;
 use crate::protocol::frame::{
     decode_response, encode_request, peek_correlation_id, NegotiatedVersions, MAX_RESPONSE_SIZE,
 };
+use crate::security::sasl::{client_nonce, unsecured_token, Next, SaslClient};
+use crate::security::{SaslMechanism, SecurityConfig};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, ApiVersionsResponse, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
 use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
@@ -62,7 +66,7 @@ pub struct Reset {
 }
 
 /// Settings of a connection, from [`crate::config::ProducerConfig`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ConnectionSettings {
     /// `client.id`.
     pub client_id: Arc<str>,
@@ -74,6 +78,36 @@ pub struct ConnectionSettings {
     pub reconnect_backoff_max: Duration,
     /// `request.timeout.ms`: a request in flight longer than this resets the connection.
     pub request_timeout: Duration,
+    /// `security.protocol`, `ssl.*`, `sasl.*`.
+    pub security: Arc<SecurityConfig>,
+    /// The TLS client configuration (TLS protocols only).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Where connection and authentication counts go.
+    pub(crate) shared: Arc<crate::batch::Shared>,
+}
+
+impl std::fmt::Debug for ConnectionSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionSettings")
+            .field("client_id", &self.client_id)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("security", &self.security)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A byte stream to a broker: TCP, or TLS over TCP.
+pub(crate) trait KafkaStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> KafkaStream for T {}
+type BoxStream = Box<dyn KafkaStream>;
+
+/// What a successful connect yields.
+struct Session {
+    stream: BoxStream,
+    versions: NegotiatedVersions,
+    /// SASL `session_lifetime_ms` (KIP-368), when the broker limits the session.
+    lifetime: Option<Duration>,
 }
 
 type Completion = Box<dyn FnOnce(Result<Bytes, ConnectionError>) + Send>;
@@ -103,6 +137,14 @@ pub struct BrokerConnection {
     /// Why the last connect attempt failed; while set, calls fail fast with it instead of
     /// waiting for the reconnect backoff.
     last_error: Option<ConnectionError>,
+    /// Re-authentication (KIP-368) is due: new calls wait in `queued` until the requests in
+    /// flight are answered, then a fresh, re-authenticated session takes over.
+    draining: bool,
+    /// Responses read in the current session (a listener that closes before answering anything
+    /// hints at a security.protocol mismatch).
+    responses: u64,
+    /// Timers and the reader of the current session, cancelled when it is replaced in place.
+    session_handles: Vec<SpawnHandle>,
 }
 
 type QueuedCall = Box<dyn FnOnce(&mut BrokerConnection, &mut Context<BrokerConnection>) + Send>;
@@ -124,6 +166,9 @@ impl BrokerConnection {
             session: 0,
             queued: Vec::new(),
             last_error: None,
+            draining: false,
+            responses: 0,
+            session_handles: Vec::new(),
         }
     }
 
@@ -170,50 +215,235 @@ impl BrokerConnection {
         self.failures += 1;
         ctx.stop();
     }
+
+    /// Connects (after `delay`); on success installs the session and sends the queued calls.
+    /// Calls arriving meanwhile are queued (first attempt) or failed fast (while a broker stays
+    /// unreachable, so callers retry on their own backoff and deadlines).
+    fn begin_connect(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        let fut = connect(
+            self.broker.clone(),
+            self.client_id.clone(),
+            self.settings.clone(),
+            delay,
+        );
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok(session) => act.install(session, ctx),
+            Err(e) => {
+                if matches!(e, ConnectionError::Authentication { .. }) {
+                    act.settings
+                        .shared
+                        .metrics
+                        .failed_authentications
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                if e.is_auth() {
+                    tracing::warn!(broker = %act.broker, node = act.node_id, error = %e, "cannot connect");
+                } else {
+                    tracing::debug!(broker = %act.broker, error = %e, "connect failed");
+                }
+                act.failures += 1;
+                act.draining = false;
+                act.last_error = Some(e.clone());
+                for q in std::mem::take(&mut act.queued) {
+                    q(act, ctx); // fails fast now that last_error is set
+                }
+                ctx.stop();
+            }
+        }));
+    }
+
+    fn install(&mut self, session: Session, ctx: &mut Context<Self>) {
+        tracing::debug!(broker = %self.broker, node = self.node_id, "connected");
+        let m = &self.settings.shared.metrics;
+        m.connections_created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.settings.security.protocol.uses_sasl() {
+            let counter = if self.draining {
+                &m.successful_reauthentications
+            } else {
+                &m.successful_authentications
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.failures = 0;
+        self.last_error = None;
+        self.draining = false;
+        self.responses = 0;
+        self.session += 1;
+        let session_id = self.session;
+        self.versions = session.versions;
+        for h in self.session_handles.drain(..) {
+            ctx.cancel_future(h);
+        }
+        let (read, mut write) = tokio::io::split(session.stream);
+        let codec = LengthDelimitedCodec::builder()
+            .length_field_length(4)
+            .max_frame_length(MAX_RESPONSE_SIZE)
+            .new_codec();
+        let reader = ctx.add_stream(FramedRead::new(read, codec));
+        self.session_handles.push(reader);
+        // Requests are answered in order: if the oldest one waits longer than
+        // request.timeout.ms, the session is stuck; reset it (as the Java client does).
+        let timeout = self.settings.request_timeout;
+        let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let watchdog = ctx.run_interval(tick, move |act, ctx| {
+            if act
+                .in_flight
+                .front()
+                .is_some_and(|f| f.sent.elapsed() > timeout)
+            {
+                let err = ConnectionError::RequestTimeout {
+                    broker: act.broker.clone(),
+                    timeout_ms: timeout.as_millis() as u64,
+                };
+                act.shut(err, ctx);
+            }
+        });
+        self.session_handles.push(watchdog);
+        // KIP-368: re-authenticate before the broker's session lifetime runs out, at 85-95%
+        // of it (jittered so that connections do not all re-authenticate at once).
+        if let Some(lifetime) = session.lifetime {
+            let at = lifetime.mul_f64(0.85 + 0.10 * fastrand::f64());
+            let timer = ctx.run_later(at, move |act, ctx| {
+                if act.session == session_id {
+                    tracing::debug!(broker = %act.broker, "re-authenticating (KIP-368)");
+                    act.draining = true;
+                    act.maybe_reauthenticate(ctx);
+                }
+            });
+            self.session_handles.push(timer);
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        self.writer = Some(tx);
+        let addr = ctx.address();
+        actix::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                // Coalesce what is queued into one write.
+                let mut res = write.write_all(&first).await;
+                while res.is_ok() {
+                    match rx.try_recv() {
+                        Ok(more) => res = write.write_all(&more).await,
+                        Err(_) => break,
+                    }
+                }
+                if res.is_ok() {
+                    res = write.flush().await;
+                }
+                if let Err(e) = res {
+                    addr.do_send(Reset {
+                        reason: format!("write failed: {e}"),
+                        session: Some(session_id),
+                    });
+                    break;
+                }
+            }
+            let _ = write.shutdown().await;
+        });
+        for q in std::mem::take(&mut self.queued) {
+            q(self, ctx);
+        }
+    }
+
+    /// Once nothing is in flight, replaces the session by a fresh, re-authenticated one; the
+    /// calls that arrived meanwhile wait in `queued` and go out on the new session. Nothing in
+    /// flight is lost or sent twice.
+    fn maybe_reauthenticate(&mut self, ctx: &mut Context<Self>) {
+        if !self.draining || !self.in_flight.is_empty() || self.writer.is_none() {
+            return;
+        }
+        self.writer = None; // the writer task shuts the old stream down
+        for h in self.session_handles.drain(..) {
+            ctx.cancel_future(h);
+        }
+        self.begin_connect(Duration::ZERO, ctx);
+    }
 }
 
-/// Connects and exchanges ApiVersions (v3, falling back to v0 if the broker says
-/// UNSUPPORTED_VERSION).
+/// Writes one request frame and reads one response frame (size prefix removed), refusing
+/// lengths outside `4..=MAX_RESPONSE_SIZE` before allocating.
+async fn exchange(stream: &mut BoxStream, frame: &[u8]) -> io::Result<Bytes> {
+    stream.write_all(frame).await?;
+    stream.flush().await?;
+    let len = stream.read_u32().await?;
+    let size = len as usize;
+    if !(4..=MAX_RESPONSE_SIZE).contains(&size) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("response length {len:#010x} out of range"),
+        ));
+    }
+    let mut body = vec![0u8; size];
+    stream.read_exact(&mut body).await?;
+    Ok(Bytes::from(body))
+}
+
+/// A PLAINTEXT client reading a TLS listener's answer: the 4 "length" bytes are the start of a
+/// TLS record (alert 0x15 or handshake 0x16, version 0x03 0x0N).
+fn looks_like_tls(e: &io::Error) -> bool {
+    let msg = e.to_string();
+    ["0x1503", "0x1603"].iter().any(|p| msg.contains(p))
+}
+
+/// Connects (TCP, then TLS if configured), exchanges ApiVersions (v3, falling back to v0 if
+/// the broker says UNSUPPORTED_VERSION), then authenticates with SASL if configured.
 async fn connect(
     broker: Arc<str>,
     client_id: StrBytes,
-    timeout: Duration,
+    settings: ConnectionSettings,
     delay: Duration,
-) -> Result<(TcpStream, NegotiatedVersions), ConnectionError> {
+) -> Result<Session, ConnectionError> {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    let timeout = settings.connect_timeout;
     let err = |reason: String| ConnectionError::Connect {
         broker: broker.clone(),
         reason: reason.into(),
     };
-    let mut stream = tokio::time::timeout(timeout, TcpStream::connect(&*broker))
+    let tls_err = |reason: String| ConnectionError::Tls {
+        broker: broker.clone(),
+        reason: reason.into(),
+    };
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(&*broker))
         .await
         .map_err(|_| err(format!("timed out after {} ms", timeout.as_millis())))?
         .map_err(|e| err(e.to_string()))?;
-    stream.set_nodelay(true).map_err(|e| err(e.to_string()))?;
+    tcp.set_nodelay(true).map_err(|e| err(e.to_string()))?;
+    let mut stream: BoxStream = match &settings.tls {
+        None => Box::new(tcp),
+        Some(tls) => {
+            let host = broker.rsplit_once(':').map_or(&*broker, |(h, _)| h);
+            let name = crate::security::tls::server_name(host).map_err(tls_err)?;
+            let connector = tokio_rustls::TlsConnector::from(tls.clone());
+            let s = tokio::time::timeout(timeout, connector.connect(name, tcp))
+                .await
+                .map_err(|_| {
+                    tls_err(format!(
+                        "TLS handshake timed out after {} ms (is this a TLS listener?)",
+                        timeout.as_millis()
+                    ))
+                })?
+                .map_err(|e| tls_err(crate::security::tls::describe_handshake_error(&e)))?;
+            Box::new(s)
+        }
+    };
+    let mut versions = None;
     for version in [3i16, 0] {
         let req = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("actix-kafka"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         let frame = encode_request(&req, version, 0, &client_id).map_err(err)?;
-        let exchange = async {
-            stream.write_all(&frame).await?;
-            let len = stream.read_u32().await? as usize;
-            if !(4..=MAX_RESPONSE_SIZE).contains(&len) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("ApiVersions response length {len} out of range"),
-                ));
-            }
-            let mut body = vec![0u8; len];
-            stream.read_exact(&mut body).await?;
-            Ok(Bytes::from(body))
-        };
-        let body = tokio::time::timeout(timeout, exchange)
+        let body = tokio::time::timeout(timeout, exchange(&mut stream, &frame))
             .await
             .map_err(|_| err("ApiVersions timed out".into()))?
-            .map_err(|e| err(format!("ApiVersions: {e}")))?;
+            .map_err(|e| {
+                if settings.tls.is_none() && looks_like_tls(&e) {
+                    tls_err("the broker answered with TLS: this listener needs \
+                             security.protocol=SSL or SASL_SSL"
+                        .into())
+                } else {
+                    err(format!("ApiVersions: {e}"))
+                }
+            })?;
         // The ApiVersions response header is always v0 (correlation id only), so an
         // UNSUPPORTED_VERSION answer in v0 layout is readable whatever we asked.
         let mut b = body.slice(4..);
@@ -245,15 +475,144 @@ async fn connect(
                 response.error_code
             )));
         }
-        let versions = NegotiatedVersions::negotiate(
+        versions = Some(NegotiatedVersions::negotiate(
             response
                 .api_keys
                 .iter()
                 .map(|k| (k.api_key, k.min_version, k.max_version)),
-        );
-        return Ok((stream, versions));
+        ));
+        break;
     }
-    Err(err("ApiVersions not supported".into()))
+    let versions = versions.ok_or_else(|| err("ApiVersions not supported".into()))?;
+    let lifetime = if settings.security.protocol.uses_sasl() {
+        tokio::time::timeout(
+            timeout.max(settings.request_timeout),
+            authenticate(&mut stream, &broker, &client_id, &settings.security, &versions),
+        )
+        .await
+        .map_err(|_| ConnectionError::Authentication {
+            broker: broker.clone(),
+            reason: "SASL authentication timed out".into(),
+        })??
+    } else {
+        None
+    };
+    Ok(Session {
+        stream,
+        versions,
+        lifetime,
+    })
+}
+
+/// SaslHandshake v1 then SaslAuthenticate rounds (KIP-152) on a fresh connection. Returns the
+/// session lifetime the broker granted (KIP-368), if any.
+async fn authenticate(
+    stream: &mut BoxStream,
+    broker: &Arc<str>,
+    client_id: &StrBytes,
+    security: &SecurityConfig,
+    versions: &NegotiatedVersions,
+) -> Result<Option<Duration>, ConnectionError> {
+    let auth = |reason: String| ConnectionError::Authentication {
+        broker: broker.clone(),
+        reason: reason.into(),
+    };
+    let io_err = |what: &str, e: io::Error| ConnectionError::Disconnected {
+        broker: broker.clone(),
+        reason: format!("{what}: {e}").into(),
+    };
+    let sasl = &security.sasl;
+    let mechanism = sasl
+        .mechanism
+        .ok_or_else(|| auth("no supported sasl.mechanism configured".into()))?;
+    let (Some(hs_version), Some(auth_version)) = (
+        versions.get(SaslHandshakeRequest::KEY),
+        versions.get(SaslAuthenticateRequest::KEY),
+    ) else {
+        return Err(auth(
+            "the broker does not offer SaslHandshake v1 / SaslAuthenticate (Kafka 1.0+): \
+             is this a PLAINTEXT or SSL listener? (security.protocol mismatch)"
+                .into(),
+        ));
+    };
+    let mut client = match mechanism {
+        SaslMechanism::OAuthBearer => {
+            let token = match (&sasl.token_provider, &sasl.unsecured_sub) {
+                (Some(p), _) => p.token().map_err(|e| auth(format!("token provider: {e}")))?,
+                (None, Some(sub)) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    unsecured_token(sub, now)
+                }
+                (None, None) => return Err(auth("no OAUTHBEARER token source".into())),
+            };
+            SaslClient::with_token(token)
+        }
+        _ => SaslClient::with_password(
+            mechanism,
+            sasl.username.as_deref().unwrap_or(""),
+            sasl.password
+                .clone()
+                .unwrap_or_else(|| secrecy::SecretString::from(String::new())),
+            if matches!(mechanism, SaslMechanism::Plain) {
+                String::new()
+            } else {
+                client_nonce().map_err(auth)?
+            },
+        ),
+    };
+    let mut correlation_id = 1;
+    let req = SaslHandshakeRequest::default()
+        .with_mechanism(StrBytes::from_static_str(mechanism.name()));
+    let frame = encode_request(&req, hs_version, correlation_id, client_id)
+        .map_err(|e| auth(e.to_string()))?;
+    let body = exchange(stream, &frame)
+        .await
+        .map_err(|e| io_err("SaslHandshake", e))?;
+    let hs = decode_response::<SaslHandshakeRequest>(body, hs_version)
+        .map_err(|e| auth(format!("SaslHandshake: {e}")))?;
+    if hs.error_code != 0 {
+        let enabled: Vec<&str> = hs.mechanisms.iter().map(|m| m.as_str()).collect();
+        return Err(auth(format!(
+            "the broker refused mechanism {} ({}); it enables {enabled:?}",
+            mechanism.name(),
+            crate::error::KafkaCode(hs.error_code)
+        )));
+    }
+    let mut outgoing = client.start();
+    let mut lifetime = None;
+    // PLAIN and OAUTHBEARER take one round, SCRAM two; a broker that wants more is broken.
+    for _round in 0..4 {
+        correlation_id += 1;
+        let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(outgoing));
+        let frame = encode_request(&req, auth_version, correlation_id, client_id)
+            .map_err(|e| auth(e.to_string()))?;
+        let body = exchange(stream, &frame)
+            .await
+            .map_err(|e| io_err("SaslAuthenticate", e))?;
+        let resp = decode_response::<SaslAuthenticateRequest>(body, auth_version)
+            .map_err(|e| auth(format!("SaslAuthenticate: {e}")))?;
+        if resp.error_code != 0 {
+            let msg = resp
+                .error_message
+                .as_ref()
+                .map_or_else(String::new, |m| m.as_str().chars().take(300).collect());
+            return Err(auth(format!(
+                "{} ({}): {msg}",
+                mechanism.name(),
+                crate::error::KafkaCode(resp.error_code)
+            )));
+        }
+        if resp.session_lifetime_ms > 0 {
+            lifetime = Some(Duration::from_millis(resp.session_lifetime_ms as u64));
+        }
+        match client.step(&resp.auth_bytes).map_err(auth)? {
+            Next::Done => return Ok(lifetime),
+            Next::Send(next) => outgoing = next,
+        }
+    }
+    Err(auth("SASL exchange did not finish".into()))
 }
 
 impl Actor for BrokerConnection {
@@ -262,82 +621,7 @@ impl Actor for BrokerConnection {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(0);
         let delay = self.backoff();
-        let fut = connect(
-            self.broker.clone(),
-            self.client_id.clone(),
-            self.settings.connect_timeout,
-            delay,
-        );
-        // Calls arriving meanwhile are queued (first attempt) or failed fast (while a broker
-        // stays unreachable, so callers retry on their own backoff and deadlines).
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok((stream, versions)) => {
-                tracing::debug!(broker = %act.broker, node = act.node_id, "connected");
-                act.failures = 0;
-                act.last_error = None;
-                act.session += 1;
-                let session = act.session;
-                act.versions = versions;
-                let (read, mut write) = stream.into_split();
-                let codec = LengthDelimitedCodec::builder()
-                    .length_field_length(4)
-                    .max_frame_length(MAX_RESPONSE_SIZE)
-                    .new_codec();
-                ctx.add_stream(FramedRead::new(read, codec));
-                // Requests are answered in order: if the oldest one waits longer than
-                // request.timeout.ms, the session is stuck; reset it (as the Java client does).
-                let timeout = act.settings.request_timeout;
-                let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-                ctx.run_interval(tick, move |act, ctx| {
-                    if act
-                        .in_flight
-                        .front()
-                        .is_some_and(|f| f.sent.elapsed() > timeout)
-                    {
-                        let err = ConnectionError::RequestTimeout {
-                            broker: act.broker.clone(),
-                            timeout_ms: timeout.as_millis() as u64,
-                        };
-                        act.shut(err, ctx);
-                    }
-                });
-                let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
-                act.writer = Some(tx);
-                let addr = ctx.address();
-                actix::spawn(async move {
-                    while let Some(first) = rx.recv().await {
-                        // Coalesce what is queued into one write.
-                        let mut res = write.write_all(&first).await;
-                        while res.is_ok() {
-                            match rx.try_recv() {
-                                Ok(more) => res = write.write_all(&more).await,
-                                Err(_) => break,
-                            }
-                        }
-                        if let Err(e) = res {
-                            addr.do_send(Reset {
-                                reason: format!("write failed: {e}"),
-                                session: Some(session),
-                            });
-                            break;
-                        }
-                    }
-                    let _ = write.shutdown().await;
-                });
-                for q in std::mem::take(&mut act.queued) {
-                    q(act, ctx);
-                }
-            }
-            Err(e) => {
-                tracing::debug!(broker = %act.broker, error = %e, "connect failed");
-                act.failures += 1;
-                act.last_error = Some(e.clone());
-                for q in std::mem::take(&mut act.queued) {
-                    q(act, ctx); // fails fast now that last_error is set
-                }
-                ctx.stop();
-            }
-        }));
+        self.begin_connect(delay, ctx);
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
@@ -353,6 +637,8 @@ impl Actor for BrokerConnection {
 impl Supervised for BrokerConnection {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.writer = None;
+        self.draining = false;
+        self.session_handles.clear(); // the old context's timers and reader are gone
         let err = self.disconnected("connection restarting");
         self.fail_in_flight(err);
     }
@@ -368,6 +654,11 @@ where
     fn handle(&mut self, call: Call<R>, ctx: &mut Context<Self>) {
         if call.reply.is_closed() {
             return; // the caller gave up (timeout) while this waited in the mailbox
+        }
+        if self.draining {
+            self.queued
+                .push(Box::new(move |act, ctx| Handler::handle(act, call, ctx)));
+            return;
         }
         let Some(writer) = self.writer.clone() else {
             match &self.last_error {
@@ -460,8 +751,13 @@ impl StreamHandler<Result<BytesMut, io::Error>> for BrokerConnection {
         let cid = peek_correlation_id(&frame);
         match self.in_flight.front() {
             Some(front) if Some(front.correlation_id) == cid => {
-                let f = self.in_flight.pop_front().expect("front exists");
-                (f.complete)(Ok(frame));
+                self.responses += 1;
+                if let Some(f) = self.in_flight.pop_front() {
+                    (f.complete)(Ok(frame));
+                }
+                if self.draining {
+                    self.maybe_reauthenticate(ctx);
+                }
             }
             front => {
                 let reason = format!(
@@ -479,7 +775,22 @@ impl StreamHandler<Result<BytesMut, io::Error>> for BrokerConnection {
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
-        let err = self.disconnected("closed by the broker");
+        if self.draining && self.writer.is_none() {
+            return; // the old session of a re-authentication
+        }
+        let err = if self.responses == 0
+            && !self.in_flight.is_empty()
+            && !self.settings.security.protocol.uses_sasl()
+        {
+            // Kafka answers ApiVersions before authentication, then drops a client that skips
+            // the SaslHandshake it expects.
+            self.disconnected(
+                "closed by the broker before answering (a SASL listener does this to clients \
+                 that do not authenticate: check security.protocol)",
+            )
+        } else {
+            self.disconnected("closed by the broker")
+        };
         self.shut(err, ctx);
     }
 }

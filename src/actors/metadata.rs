@@ -8,7 +8,7 @@
 //! ([`MetadataUpdated`]) so that parked batches move to the new leaders.
 
 use crate::actors::connection::{call, ConnectionPool};
-use crate::cluster::{BrokerInfo, Cluster, PartitionInfo, TopicInfo};
+use crate::cluster::{BrokerInfo, Cluster, TopicInfo};
 use crate::config::ProducerConfig;
 use crate::error::{KafkaCode, ProduceError};
 use actix::prelude::*;
@@ -127,6 +127,16 @@ impl MetadataManager {
             match res {
                 Ok(Some(resp)) => act.apply(resp),
                 Ok(None) => {}
+                Err(e) if e.is_auth() => {
+                    // Wrong credentials or an untrusted certificate: retrying until
+                    // max.block.ms cannot help. Every waiting send fails now with the cause.
+                    act.last_error = Some(e.to_string().into());
+                    for (_, waiters) in act.waiters.drain() {
+                        for w in waiters {
+                            let _ = w.reply.send(Err(ProduceError::Connection(e.clone())));
+                        }
+                    }
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "metadata request failed");
                     act.last_error = Some(e.to_string().into());
@@ -181,37 +191,22 @@ impl MetadataManager {
                 .cloned()
                 .unwrap_or_else(|| name.into());
             let code = KafkaCode(t.error_code);
-            if t.error_code == 0 && !t.partitions.is_empty() {
-                let n = t
-                    .partitions
-                    .iter()
-                    .map(|p| p.partition_index)
-                    .max()
-                    .unwrap_or(-1)
-                    + 1;
-                let mut partitions = vec![
-                    PartitionInfo {
-                        leader: -1,
-                        leader_epoch: -1
-                    };
-                    n.max(0) as usize
-                ];
-                for p in &t.partitions {
-                    if p.partition_index >= 0 {
-                        partitions[p.partition_index as usize] = PartitionInfo {
-                            leader: if p.error_code == 0 || p.leader_id.0 >= 0 {
-                                p.leader_id.0
-                            } else {
-                                -1
-                            },
-                            leader_epoch: p.leader_epoch,
-                        };
-                    }
-                }
-                let info = Arc::new(TopicInfo {
-                    name: name.clone(),
-                    partitions,
-                });
+            let built = (t.error_code == 0 && !t.partitions.is_empty()).then(|| {
+                TopicInfo::from_metadata(
+                    name.clone(),
+                    t.partitions.iter().map(|p| {
+                        (p.partition_index, p.leader_id.0, p.leader_epoch, p.error_code)
+                    }),
+                )
+            });
+            if let Some(Err(reason)) = &built {
+                // A broker that answers this is broken or hostile: keep the last good view and
+                // keep waiting (send fails with MetadataTimeout by max.block.ms).
+                tracing::warn!(topic = %name, %reason, "invalid metadata ignored");
+                continue;
+            }
+            if let Some(Ok(info)) = built {
+                let info = Arc::new(info);
                 self.cluster.topics.insert(name.clone(), info.clone());
                 self.topic_errors.remove(&name);
                 for w in self.waiters.remove(&name).unwrap_or_default() {

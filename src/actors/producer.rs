@@ -165,6 +165,9 @@ impl Producer {
             reconnect_backoff: config.reconnect_backoff,
             reconnect_backoff_max: config.reconnect_backoff_max,
             request_timeout: config.request_timeout,
+            security: Arc::new(config.security.clone()),
+            tls: config.tls_client_config.clone(),
+            shared: shared.clone(),
         };
         let bootstrap = config
             .bootstrap_servers
@@ -291,9 +294,22 @@ impl Producer {
             }
             None => {
                 let value_len = record.value.as_ref().map_or(0, |v| v.len());
-                self.inner
-                    .partitioner
-                    .partition(&record.topic, record.key.as_deref(), value_len, n)
+                let p = self.inner.partitioner.partition(
+                    &record.topic,
+                    record.key.as_deref(),
+                    value_len,
+                    n,
+                );
+                // A (custom) partitioner's answer outside 0..n is the same typed error as an
+                // explicit partition out of range, never an index into the tables.
+                if p < 0 || p >= n {
+                    return Err(ProduceError::InvalidPartition {
+                        topic: record.topic.clone(),
+                        partition: p,
+                        partitions: n,
+                    });
+                }
+                p
             }
         };
         let size = record_size_upper_bound(

@@ -513,7 +513,10 @@ impl Sender {
                 // A request that never reached a socket cannot have been written.
                 let maybe_written = !matches!(
                     e,
-                    ConnectionError::Connect { .. } | ConnectionError::UnsupportedVersion { .. }
+                    ConnectionError::Connect { .. }
+                        | ConnectionError::UnsupportedVersion { .. }
+                        | ConnectionError::Authentication { .. }
+                        | ConnectionError::Tls { .. }
                 );
                 for mut b in batches {
                     b.maybe_written |= maybe_written;
@@ -559,10 +562,28 @@ impl Sender {
                     }
                     match outcome {
                         None => {
+                            // The response does not answer for this partition: a protocol
+                            // error of the broker. Retry (bounded by delivery.timeout.ms) after
+                            // a metadata refresh, as for a leader change.
+                            tracing::warn!(broker = node, tp = %b.tp, "Produce response without an answer for a partition sent");
                             b.maybe_written = true;
+                            refresh = true;
                             let err = ProduceError::Connection(ConnectionError::Malformed {
                                 broker: format!("node {node}").into(),
                                 reason: format!("no response for {}", b.tp).into(),
+                            });
+                            self.retry_or_fail(b, err, true);
+                        }
+                        // Success with an invalid offset: we cannot tell the user where the
+                        // records are. Retry like a malformed answer (idempotence turns the
+                        // resend into DUPLICATE_SEQUENCE_NUMBER with the real offset).
+                        Some((KafkaCode(0), base_offset, _, _)) if base_offset < 0 => {
+                            tracing::warn!(broker = node, tp = %b.tp, base_offset, "Produce response: error 0 with a negative base_offset");
+                            b.maybe_written = true;
+                            refresh = true;
+                            let err = ProduceError::Connection(ConnectionError::Malformed {
+                                broker: format!("node {node}").into(),
+                                reason: format!("base_offset {base_offset} with error 0 for {}", b.tp).into(),
                             });
                             self.retry_or_fail(b, err, true);
                         }

@@ -20,6 +20,9 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Metadata, 1, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::InitProducerId, 0, 4),
+    // v1: SASL tokens in SaslAuthenticate requests (KIP-152); v0's raw tokens are not spoken.
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// Versions negotiated with one broker: for each API the highest version both sides support.

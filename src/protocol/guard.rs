@@ -4,7 +4,8 @@
 //! (`Vec::with_capacity(n)`), so a few hostile bytes claiming 2^31 elements would ask for
 //! hundreds of GB and abort the process. This walker follows the schemas of the four responses
 //! this producer decodes (protocol guide, `ProduceResponse` v3-11, `MetadataResponse` v1-12,
-//! `ApiVersionsResponse` v0-3, `InitProducerIdResponse` v0-4) and checks that every array
+//! `ApiVersionsResponse` v0-3, `InitProducerIdResponse` v0-4, `SaslHandshakeResponse` v0-1,
+//! `SaslAuthenticateResponse` v0-2) and checks that every array
 //! element and every string actually fits in the bytes that are left. A frame that passes can
 //! only make the decoder allocate in proportion to its own size.
 
@@ -92,6 +93,18 @@ impl<'a> Walk<'a> {
         }
         Ok(())
     }
+    /// BYTES / COMPACT_BYTES (nullable or not): length prefix, then bytes that must be there.
+    fn bytes(&mut self) -> R {
+        let len: i64 = if self.flexible {
+            self.uvarint()? as i64 - 1
+        } else {
+            i64::from(self.i32()?)
+        };
+        if len < -1 {
+            return Err(format!("negative bytes length {len}"));
+        }
+        self.skip(len.max(0) as usize, "bytes")
+    }
     fn tagged(&mut self) -> R {
         if !self.flexible {
             return Ok(());
@@ -115,6 +128,7 @@ fn flexible(key: ApiKey, v: i16) -> bool {
         ApiKey::Metadata => v >= 9,
         ApiKey::ApiVersions => v >= 3,
         ApiKey::InitProducerId => v >= 2,
+        ApiKey::SaslAuthenticate => v >= 2,
         _ => false,
     }
 }
@@ -229,6 +243,19 @@ pub fn check_body(key: i16, version: i16, body: &[u8]) -> R {
             w.skip(4 + 2 + 8 + 2, "init_producer_id")?;
             w.tagged()
         }
+        ApiKey::SaslHandshake => {
+            w.skip(2, "error_code")?;
+            w.array(min_str, |w| w.string())
+        }
+        ApiKey::SaslAuthenticate => {
+            w.skip(2, "error_code")?;
+            w.string()?;
+            w.bytes()?;
+            if v >= 1 {
+                w.skip(8, "session_lifetime_ms")?;
+            }
+            w.tagged()
+        }
         _ => Ok(()),
     }
 }
@@ -281,5 +308,9 @@ mod tests {
         assert!(check_body(0, 9, &body).is_err());
         assert!(check_body(3, 12, &[0xff; 3]).is_err());
         assert!(check_body(18, 0, &[0, 0, 0x7f, 0xff, 0xff, 0xff]).is_err());
+        // SaslHandshake: 2^31-1 mechanisms; SaslAuthenticate: auth_bytes of 2^31-1.
+        assert!(check_body(17, 1, &[0, 0, 0x7f, 0xff, 0xff, 0xff]).is_err());
+        assert!(check_body(36, 1, &[0, 0, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff]).is_err());
+        assert!(check_body(36, 2, &[0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x07]).is_err());
     }
 }
