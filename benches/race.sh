@@ -181,7 +181,7 @@ say() { printf '%s\n' "$*" | tee -a "$SUMMARY"; }
 # --- cleanup: everything this script started, by pid or port --------------------------------
 TANSU_PORT=""
 MOCK_PID=""
-KAFKA_STATE="$OUT/kafka" # KAFKA_STATE_DIR of our private cluster (configs, logs, data, pids)
+KAFKA_STATE="$(cd "$OUT" && pwd)/kafka" # KAFKA_STATE_DIR of our cluster (configs, logs, data, pids)
 KAFKA_STARTED=0
 kafka_sh() { KAFKA_STATE_DIR="$KAFKA_STATE" bash scripts/kafka.sh "$@"; }
 kafka_down() { # stop our cluster (by the pids in its state folder) and drop its data, keep its logs
