@@ -3,15 +3,22 @@
 //!
 //! ```text
 //! cargo run --release --example console_producer -- --bootstrap 127.0.0.1:9092 --topic lines \
-//!     [--file README.md] [--key-separator '\t'] [--property linger.ms=5 ...] [--print-each]
+//!     [--file README.md] [--key-separator '\t'] [--property linger.ms=5 ...] [--print-each] \
+//!     [--producer.config client.properties] [--producer-property k=v ...]
 //! ```
+//!
+//! `--producer.config FILE` reads Java client properties (as `kafka-console-producer` does), e.g.
+//! the `KAFKA_CLIENT_CONFIG` that `scripts/kafka.sh start --security ...` prints: its
+//! `bootstrap.servers` is used unless `--bootstrap-server` is given; `--producer-property` /
+//! `--property` override single keys.
 use actix_kafka::{ProduceError, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 struct Args {
-    bootstrap: String,
+    bootstrap: Option<String>,
+    producer_config: Option<String>,
     topic: String,
     file: Option<String>,
     key_separator: Option<String>,
@@ -21,7 +28,8 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
-        bootstrap: std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "localhost:9092".into()),
+        bootstrap: None,
+        producer_config: None,
         topic: "lines".into(),
         file: None,
         key_separator: None,
@@ -32,11 +40,12 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
-            "--bootstrap" | "--bootstrap-server" => a.bootstrap = value()?,
+            "--bootstrap" | "--bootstrap-server" => a.bootstrap = Some(value()?),
+            "--producer.config" | "--command-config" => a.producer_config = Some(value()?),
             "--topic" => a.topic = value()?,
             "--file" => a.file = Some(value()?),
             "--key-separator" => a.key_separator = Some(value()?.replace("\\t", "\t")),
-            "--property" => {
+            "--property" | "--producer-property" => {
                 let kv = value()?;
                 let (k, v) = kv
                     .split_once('=')
@@ -53,7 +62,20 @@ fn parse_args() -> Result<Args, String> {
 #[actix::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
-    let mut props = vec![("bootstrap.servers".to_string(), args.bootstrap.clone())];
+    let mut props: Vec<(String, String)> = Vec::new();
+    if let Some(path) = &args.producer_config {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("--producer.config {path}: {e}"))?;
+        props.extend(parse_properties(&text));
+    }
+    let has_bootstrap = props.iter().any(|(k, _)| k == "bootstrap.servers");
+    match (&args.bootstrap, has_bootstrap) {
+        (Some(b), _) => props.push(("bootstrap.servers".to_string(), b.clone())),
+        (None, true) => {}
+        (None, false) => props.push((
+            "bootstrap.servers".to_string(),
+            std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "localhost:9092".into()),
+        )),
+    }
     props.extend(args.properties.iter().cloned());
     let config = ProducerConfig::from_map(props)?;
     let producer = Producer::start(config).await?;
@@ -118,4 +140,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         Err(format!("{} records failed", errors.len()).into())
     }
+}
+
+/// `key=value` lines of a Java properties file (comments and blank lines skipped).
+fn parse_properties(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        .filter_map(|l| l.split_once('=').or_else(|| l.split_once(':')))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
 }
