@@ -10,8 +10,9 @@
 #   kafka   (default) Apache Kafka via scripts/kafka.sh: one KRaft node (broker + controller), its
 #           state in OUT/kafka, topics race-p1 (1 partition) and race-p12 (12); restarted with
 #           empty storage before every workload (default; --broker-restart run: every run, which
-#           costs ~8 s per run). Needs Java 17+ and `bash scripts/kafka.sh install` (run-class and
-#           start install on first use).
+#           costs ~8 s per run). Its log data (up to ~5 GB per workload: 9 runs of 500000 x 1 KiB)
+#           is deleted at each restart and on exit. Needs Java 17+ and `bash scripts/kafka.sh
+#           install` (start and run-class install on first use).
 #   tansu   (--tansu) the Tansu broker (scripts/tansu.sh), in-memory storage, restarted before
 #           every run (default)
 #   mock    (--mock) librdkafka's mock cluster (rdkafka_perf --mock-cluster, a separate process);

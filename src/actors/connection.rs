@@ -823,10 +823,18 @@ where
             broker,
             reason: "connection actor gone".into(),
         }),
-        Err(_) => Err(ConnectionError::RequestTimeout {
-            broker,
-            timeout_ms: timeout.as_millis() as u64,
-        }),
+        Err(_) => {
+            // As Java's NetworkClient: a request timeout closes the connection first, so a
+            // retry can never travel beside the unanswered original on the same connection.
+            conn.do_send(Reset {
+                reason: format!("request timed out after {} ms", timeout.as_millis()),
+                session: None,
+            });
+            Err(ConnectionError::RequestTimeout {
+                broker,
+                timeout_ms: timeout.as_millis() as u64,
+            })
+        }
     }
 }
 
