@@ -29,6 +29,11 @@
 #   --mock-only           only the mock-cluster pass
 #   --mock-brokers N      brokers of the mock cluster (default 1)
 #   --no-java             leave the Java producer out (two clients, as in the mock pass)
+#   --security P          the Kafka pass races on a secured listener: ssl, sasl_plaintext or
+#                         sasl_ssl (scripts/kafka.sh start --security P). actix-kafka and Java read
+#                         the Java-named KAFKA_CLIENT_CONFIG (SASL: SCRAM-SHA-512 on sasl_ssl,
+#                         PLAIN on sasl_plaintext; SSL: with the client certificate), librdkafka
+#                         the same settings under its own names (ssl.ca.location, sasl.username..)
 #   --only REGEX          run only the workloads whose name matches (bash regex)
 #   --list                list the workloads and exit
 #   --records-small N     records per run for 100 B workloads (default 2000000; quick 200000)
@@ -84,6 +89,7 @@ OURS_PROPS=""
 OURS_ARGS=""
 RD_PROPS=""
 JAVA_PROPS=""
+SECURITY=plaintext
 RESTART_OPT="" # --broker-restart; empty: each pass's default (kafka: workload, others: run)
 RESTART=run
 RUN_TIMEOUT=300
@@ -116,6 +122,7 @@ while (($#)); do
         --ours-args) OURS_ARGS="${2?}"; shift ;;
         --rdkafka-props) RD_PROPS="${2?}"; shift ;;
         --java-props) JAVA_PROPS="${2?}"; shift ;;
+        --security) SECURITY="${2:?}"; shift ;;
         --broker-restart) RESTART_OPT="${2:?}"; shift ;;
         --run-timeout) RUN_TIMEOUT="${2:?}"; shift ;;
         --out) OUT="${2:?}"; shift ;;
@@ -248,16 +255,44 @@ tansu_up() {
         { tail -n 20 "$OUT/broker.log" >&2; die "could not create topics"; }
 }
 
+# Security settings per client for a secured Kafka pass: Java names for ours and Java (the
+# client.properties kafka.sh writes), librdkafka's names for librdkafka.
+SEC_JAVA_CONF=""
+SEC_RD_CONF=""
+write_security_configs() {
+    local cp="$KAFKA_STATE/client.properties" tls="$KAFKA_STATE/tls" mech
+    SEC_JAVA_CONF="$OUT/security-java.properties"
+    SEC_RD_CONF="$OUT/security-rdkafka.properties"
+    grep -v '^bootstrap.servers=' "$cp" >"$SEC_JAVA_CONF"
+    mech="$(sed -n 's/^sasl.mechanism=//p' "$cp")"
+    {
+        echo "security.protocol=${SECURITY^^}"
+        case "$SECURITY" in
+            ssl | sasl_ssl) echo "ssl.ca.location=$tls/ca.pem" ;;
+        esac
+        if [[ "$SECURITY" == ssl ]]; then
+            echo "ssl.certificate.location=$tls/client.pem"
+            echo "ssl.key.location=$tls/client.pk8"
+        fi
+        if [[ "$SECURITY" == sasl_* ]]; then
+            echo "sasl.mechanisms=$mech"
+            echo "sasl.username=alice"
+            echo "sasl.password=alice-secret"
+        fi
+    } >"$SEC_RD_CONF"
+}
+
 kafka_up() {
     local out
     kafka_down
     KAFKA_STARTED=1 # before start: an interrupted start may have launched the broker already
-    out="$(kafka_sh start 2>>"$OUT/broker.log")"
+    out="$(kafka_sh start --security "$SECURITY" 2>>"$OUT/broker.log")"
     BOOTSTRAP="$(sed -n 's/^KAFKA_BOOTSTRAP=//p' <<<"$out" | tail -n 1)"
     [[ -n "$BOOTSTRAP" ]] || { tail -n 20 "$OUT/broker.log" >&2; die "could not start Apache Kafka (logs in $KAFKA_STATE)"; }
     kafka_sh create-topic "$TOPIC1" 1 >>"$OUT/broker.log" 2>&1 &&
         kafka_sh create-topic "$TOPIC12" 12 >>"$OUT/broker.log" 2>&1 ||
         { tail -n 20 "$OUT/broker.log" >&2; die "could not create topics on Apache Kafka"; }
+    [[ "$SECURITY" == plaintext ]] || write_security_configs
 }
 
 kafka_version() { # of the broker that ran: its log, else kafka.sh's default
@@ -363,9 +398,16 @@ run_one() {
     [[ "$RESTART" == run || -z "$BOOTSTRAP" ]] && fresh_broker
     log="$OUT/logs/$PASS.$wl.$impl.r$round.log"
     # shellcheck disable=SC2206
+    local secconf=()
+    if [[ "$PASS" == kafka && "$SECURITY" != plaintext ]]; then
+        case "$impl" in
+            rdkafka) secconf=(--producer.config "$SEC_RD_CONF") ;;
+            *) secconf=(--producer.config "$SEC_JAVA_CONF") ;;
+        esac
+    fi
     local cmd=("${bin[@]}" --topic "$topic" --num-records "$records" --record-size "$size"
         --throughput "$tput" --bootstrap-server "$BOOTSTRAP" --stall-timeout-s "$STALL_TIMEOUT"
-        --report-interval-ms 5000 $args --producer-props $props $COMMON_PROPS $extra)
+        --report-interval-ms 5000 "${secconf[@]}" $args --producer-props $props $COMMON_PROPS $extra)
     printf '$ %s\n' "${cmd[*]}" >"$log"
     wait_idle
     # The machine may be shared: measure what else used the CPUs during the run.
@@ -514,7 +556,9 @@ print_table() {
     say ""
     case "$pass" in
         kafka)
-            say "### Apache Kafka $(kafka_version) (KRaft, single node, restarted before every $RESTART) — medians of $ROUNDS round(s)"
+            local listener="${SECURITY^^}"
+            [[ "$SECURITY" == sasl_* ]] && listener+="/$(sed -n 's/^sasl.mechanism=//p' "$KAFKA_STATE/client.properties" 2>/dev/null)"
+            say "### Apache Kafka $(kafka_version) (KRaft, single node, ${listener} listener, restarted before every $RESTART) — medians of $ROUNDS round(s)"
             ;;
         tansu)
             local tv
