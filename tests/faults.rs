@@ -1723,3 +1723,261 @@ async fn decoder_survives_mutated_frames() {
     );
     assert_no_foreign_panics(NAME);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 8. delivery.timeout.ms is a bound, also for batches in flight (Java's getExpiredInflightBatches)
+// ---------------------------------------------------------------------------------------------
+
+/// Every Produce response is held 30 s by the proxy (a broker that never answers in time);
+/// `request.timeout.ms` = `delivery.timeout.ms` = 4 s, one record every 250 ms for 3 s. A batch
+/// that waited behind the first one is sent only when that one's request times out, so without
+/// expiring in-flight batches its outcome came a whole request timeout after its deadline.
+/// Every record must fail with DeliveryTimeout (possibly_written when it was sent) no later than
+/// 4 s + one poll after its `send`.
+#[actix_rt::test]
+async fn delivery_timeout_bounds_in_flight_batches() {
+    const NAME: &str = "delivery_timeout_bounds_in_flight_batches";
+    let _serial = scenario_start();
+    let broker = TestBroker::start();
+    let topic = unique_topic("dtbound");
+    broker.create_topic(&topic, 1);
+    let proxy = Proxy::start(broker.bootstrap.parse().unwrap());
+    // Metadata first (answered at once), then hold every Produce response.
+    proxy.set_latency(PRODUCE, Duration::from_secs(30));
+    const TIMEOUT: Duration = Duration::from_secs(4);
+    let producer = Producer::start(
+        ProducerConfig::builder()
+            .bootstrap_servers([proxy.bootstrap()])
+            .linger(Duration::ZERO)
+            .request_timeout(TIMEOUT)
+            .delivery_timeout(TIMEOUT)
+            .max_block(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut pending = FuturesUnordered::new();
+    for i in 0..12u64 {
+        let sent = Instant::now();
+        let fut = producer
+            .send(numbered(&topic, i, ""))
+            .await
+            .expect("enqueue");
+        pending.push(async move { (i, sent, fut.await, Instant::now()) });
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut worst = Duration::ZERO;
+    let mut n = 0;
+    while let Some((i, sent, res, at)) = pending.next().await {
+        n += 1;
+        let late = at.duration_since(sent);
+        worst = worst.max(late);
+        match res {
+            Err(ProduceError::DeliveryTimeout { .. }) => {}
+            other => panic!("record {i}: expected DeliveryTimeout, got {other:?}"),
+        }
+        assert!(
+            late <= TIMEOUT + Duration::from_millis(600),
+            "record {i}: outcome {late:?} after send (delivery.timeout.ms {TIMEOUT:?})"
+        );
+    }
+    println!("SCENARIO {NAME} records={n} worst_send_to_outcome_ms={}", worst.as_millis());
+    producer.close(Duration::from_secs(2)).await;
+    assert_no_foreign_panics(NAME);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Hostile or confused brokers (review defects): metadata, produce answers, throttling, close
+// ---------------------------------------------------------------------------------------------
+
+/// Metadata whose partition index is 2147483647 or 200,000,000 (a broken or hostile broker):
+/// no panic, no allocation sized by it; `send` fails with a typed error within max.block.ms.
+#[actix_rt::test]
+async fn hostile_metadata_partition_index() {
+    const NAME: &str = "hostile_metadata_partition_index";
+    let _serial = scenario_start();
+    let broker = TestBroker::start();
+    for (i, edit) in [
+        (|m: &mut kafka_protocol::messages::MetadataResponse| {
+            for t in &mut m.topics {
+                for p in &mut t.partitions {
+                    p.partition_index = i32::MAX;
+                }
+            }
+        }) as fn(&mut kafka_protocol::messages::MetadataResponse),
+        |m| {
+            for t in &mut m.topics {
+                if let Some(p) = t.partitions.first_mut() {
+                    p.partition_index = 200_000_000;
+                }
+            }
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let topic = unique_topic("hostilemd");
+        broker.create_topic(&topic, 2);
+        let proxy = Proxy::start(broker.bootstrap.parse().unwrap());
+        for _ in 0..200 {
+            proxy.inject(METADATA, Fault::MetadataEdit(edit));
+        }
+        let rss_before = rss_kib();
+        let producer = Producer::start(
+            ProducerConfig::builder()
+                .bootstrap_servers([proxy.bootstrap()])
+                .max_block(Duration::from_secs(2))
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let started = Instant::now();
+        let Err(err) = producer.send(ProducerRecord::new(topic.as_str(), "x")).await else {
+            panic!("case {i}: invalid metadata must not route records");
+        };
+        assert!(
+            matches!(err, ProduceError::MetadataTimeout { .. } | ProduceError::UnknownTopic { .. }),
+            "case {i}: {err:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(4), "case {i}: {:?}", started.elapsed());
+        producer.close(Duration::from_secs(1)).await;
+        let grown = rss_kib().saturating_sub(rss_before);
+        assert!(grown < 200 * 1024, "case {i}: RSS grew {grown} KiB");
+        println!("SCENARIO {NAME} case {i}: {err}");
+    }
+    assert_no_foreign_panics(NAME);
+}
+
+/// Produce responses that do not answer what was asked: a partition missing, then a negative
+/// `base_offset` with error 0. The batch is retried after a metadata refresh (idempotence turns
+/// the resend into a duplicate with the real offset): every record acknowledged once, at the
+/// offset where it is; none reported at offset -1.
+#[actix_rt::test]
+async fn produce_answers_that_do_not_match() {
+    const NAME: &str = "produce_answers_that_do_not_match";
+    let _serial = scenario_start();
+    let broker = TestBroker::start();
+    let topic = unique_topic("mismatch");
+    broker.create_topic(&topic, 2);
+    let proxy = Proxy::start(broker.bootstrap.parse().unwrap());
+    let producer = Producer::start(mock_config(&proxy.bootstrap()).build().unwrap())
+        .await
+        .unwrap();
+    // Warm up (metadata, producer id) so the edits hit Produce responses with data.
+    let mut results = Results::default();
+    let mut pending = Vec::new();
+    send_numbered(&producer, &topic, 0..10, "", &mut pending, &mut results).await;
+    collect(std::mem::take(&mut pending), &mut results, Instant::now() + Duration::from_secs(30)).await;
+    proxy.inject(PRODUCE, Fault::ProduceEdit(|r| r.responses.clear()));
+    proxy.inject(
+        PRODUCE,
+        Fault::ProduceEdit(|r| {
+            for t in &mut r.responses {
+                for p in &mut t.partition_responses {
+                    p.base_offset = -5;
+                }
+            }
+        }),
+    );
+    send_numbered(&producer, &topic, 10..2000, "", &mut pending, &mut results).await;
+    collect(pending, &mut results, Instant::now() + Duration::from_secs(60)).await;
+    let stats = stats_and_close(&producer).await;
+    let read = read_all(&broker.bootstrap, &topic, Duration::from_secs(30)).await;
+    let r = analyze(NAME, &results, &read);
+    print_detail(NAME, &r, &stats, &results, "");
+    assert_eq!(proxy.faults_pending(), 0, "both edits applied");
+    assert_eq!(r.failed, 0, "{:?}", results.failure_kinds());
+    assert_eq!((r.lost, r.duplicated, r.reordered, r.misplaced), (0, 0, 0, 0));
+    assert_eq!(r.offset_unknown, 0, "no delivery reported at offset -1");
+    assert!(stats.expect("stats").batches_retried >= 2);
+    assert_no_foreign_panics(NAME);
+}
+
+/// KIP-219: a Produce response with `throttle_time_ms` = 1500 stops sending to that broker for
+/// that long: the next record's delivery takes at least that.
+#[actix_rt::test]
+async fn throttle_time_is_honoured() {
+    const NAME: &str = "throttle_time_is_honoured";
+    let _serial = scenario_start();
+    let broker = TestBroker::start();
+    let topic = unique_topic("throttle");
+    broker.create_topic(&topic, 1);
+    let proxy = Proxy::start(broker.bootstrap.parse().unwrap());
+    let producer = Producer::start(mock_config(&proxy.bootstrap()).build().unwrap())
+        .await
+        .unwrap();
+    producer.send(numbered(&topic, 0, "")).await.unwrap().await.unwrap();
+    proxy.inject(PRODUCE, Fault::ProduceEdit(|r| r.throttle_time_ms = 1500));
+    producer.send(numbered(&topic, 1, "")).await.unwrap().await.unwrap();
+    let started = Instant::now();
+    producer.send(numbered(&topic, 2, "")).await.unwrap().await.unwrap();
+    let waited = started.elapsed();
+    println!("SCENARIO {NAME} next delivery after {} ms", waited.as_millis());
+    assert!(waited >= Duration::from_millis(1300), "sent during the throttle: {waited:?}");
+    let m = producer.metrics();
+    assert!(m.get("produce-throttle-time-max").unwrap_or(0.0) >= 1500.0);
+    producer.close(Duration::from_secs(5)).await;
+    assert_no_foreign_panics(NAME);
+}
+
+/// A custom partitioner answering a partition that does not exist gets a typed error.
+#[actix_rt::test]
+async fn partitioner_out_of_range_is_a_typed_error() {
+    struct Bad;
+    impl actix_kafka::partitioner::Partitioner for Bad {
+        fn partition(&self, _: &str, _: Option<&[u8]>, _: usize, _: i32) -> i32 {
+            99
+        }
+    }
+    let broker = TestBroker::start();
+    let topic = unique_topic("badpart");
+    broker.create_topic(&topic, 2);
+    let producer = Producer::builder(mock_config(&broker.bootstrap).build().unwrap())
+        .partitioner(Arc::new(Bad))
+        .start()
+        .await
+        .unwrap();
+    let Err(err) = producer.send(ProducerRecord::new(topic.as_str(), "x")).await else {
+        panic!("partition 99 of 2 accepted");
+    };
+    assert!(
+        matches!(err, ProduceError::InvalidPartition { partition: 99, partitions: 2, .. }),
+        "{err:?}"
+    );
+    producer.close(Duration::from_secs(2)).await;
+}
+
+/// `close(timeout)` returns by its timeout even when the broker never answers, and every record
+/// still gets exactly one result (`Closed`) right after.
+#[actix_rt::test]
+async fn close_returns_by_its_timeout() {
+    const NAME: &str = "close_returns_by_its_timeout";
+    let _serial = scenario_start();
+    let broker = TestBroker::start();
+    let topic = unique_topic("closebound");
+    broker.create_topic(&topic, 1);
+    let proxy = Proxy::start(broker.bootstrap.parse().unwrap());
+    let producer = Producer::start(mock_config(&proxy.bootstrap()).build().unwrap())
+        .await
+        .unwrap();
+    producer.send(numbered(&topic, 0, "")).await.unwrap().await.unwrap();
+    proxy.set_latency(PRODUCE, Duration::from_secs(30));
+    let mut pending = Vec::new();
+    for i in 1..100 {
+        pending.push(producer.send(numbered(&topic, i, "")).await.unwrap());
+    }
+    let started = Instant::now();
+    producer.close(Duration::from_secs(1)).await;
+    let took = started.elapsed();
+    println!("SCENARIO {NAME} close(1 s) returned after {} ms", took.as_millis());
+    assert!(took < Duration::from_millis(1150), "close took {took:?}");
+    for (i, d) in pending.into_iter().enumerate() {
+        let res = tokio::time::timeout(Duration::from_secs(5), d)
+            .await
+            .unwrap_or_else(|_| panic!("record {i} has no result after close"));
+        assert!(matches!(res, Err(ProduceError::Closed(_))), "record {i}: {res:?}");
+    }
+    assert_no_foreign_panics(NAME);
+}

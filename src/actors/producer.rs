@@ -693,12 +693,16 @@ impl Producer {
         self.inner.shared.pending.wait_zero().await;
     }
 
-    /// Stops accepting records, delivers what it can within `timeout`, then fails what is left
-    /// with [`ProduceError::Closed`] and stops the producer's actors. Every accepted record has
-    /// its result when this returns.
+    /// Stops accepting records, delivers what it can, fails what is left with
+    /// [`ProduceError::Closed`] and stops the producer's actors, returning by `timeout` (Java's
+    /// `close(Duration)`): 80% of it for delivering, the rest for failing what is left. A record
+    /// still without a result when it returns gets `Closed` as its actor stops, moments later;
+    /// no record is left without a result.
     pub async fn close(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
         self.inner.closed.store(true, Ordering::Release);
-        if tokio::time::timeout(timeout, self.flush()).await.is_err() {
+        let deliver_until = tokio::time::Instant::now() + timeout.mul_f64(0.8);
+        if tokio::time::timeout_at(deliver_until, self.flush()).await.is_err() {
             let err = ProduceError::closed(format!(
                 "producer closed before delivery (close timeout {} ms)",
                 timeout.as_millis()
@@ -707,25 +711,17 @@ impl Producer {
                 slot.addr.do_send(AbortAccumulator(err.clone()));
             }
             self.inner.sender.do_send(AbortAll(err));
-            // Batches still in flight fail when their actors stop (a batch dropped unfinished
-            // completes its records with `Closed`); give the aborts a moment to run first.
-            let _ = tokio::time::timeout(
-                Duration::from_millis(200),
-                self.inner.shared.pending.wait_zero(),
-            )
-            .await;
+            // Queued batches fail at once; batches in flight fail when their actors stop.
+            let _ = tokio::time::timeout_at(deadline, self.inner.shared.pending.wait_zero()).await;
         }
         if let Ok(mut arbiters) = self.inner.arbiters.lock() {
             for a in arbiters.drain(..) {
                 a.stop();
             }
         }
-        // Stopping the arbiters drops every actor; wait for their records to be failed.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(5),
-            self.inner.shared.pending.wait_zero(),
-        )
-        .await;
+        // Stopping the arbiters drops every actor and fails their records; wait for that while
+        // the timeout lasts.
+        let _ = tokio::time::timeout_at(deadline, self.inner.shared.pending.wait_zero()).await;
     }
 
     /// The sender's counters (requests, retries, producer id).

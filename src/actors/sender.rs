@@ -127,6 +127,14 @@ pub struct Sender {
     /// re-sequenced.
     pid_generation: u64,
     shared: Arc<Shared>,
+    /// Batches of the Produce requests in flight, by request number. A batch whose
+    /// `delivery.timeout.ms` passes while its request is out is failed and its slot emptied
+    /// (Java's `getExpiredInflightBatches`); its answer, when it comes, only updates counters.
+    in_flight_requests: HashMap<u64, Vec<(TopicPartition, Option<ProducerBatch>)>>,
+    next_request: u64,
+    /// Brokers that asked us to back off (`throttle_time_ms`, KIP-219): nothing is sent to them
+    /// before this instant.
+    throttled_until: HashMap<i32, Instant>,
 }
 
 impl Sender {
@@ -158,6 +166,9 @@ impl Sender {
                 ..Default::default()
             },
             previous_pid: None,
+            in_flight_requests: HashMap::new(),
+            next_request: 0,
+            throttled_until: HashMap::new(),
             pid_generation: 0,
             shared,
         }
@@ -272,6 +283,25 @@ impl Sender {
             }
             q.queue = kept;
         }
+        for slots in self.in_flight_requests.values_mut() {
+            for (tp, slot) in slots.iter_mut() {
+                let Some(b) = slot else { continue };
+                let deadline = b.created + timeout;
+                if deadline <= now {
+                    if let Some(b) = slot.take() {
+                        tracing::debug!(%tp, "in-flight batch expired (delivery.timeout.ms)");
+                        b.fail(ProduceError::DeliveryTimeout {
+                            topic_partition: tp.clone(),
+                            timeout_ms: timeout.as_millis() as u64,
+                            // It was sent: the broker may have written it.
+                            possibly_written: true,
+                        });
+                    }
+                } else {
+                    earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
+                }
+            }
+        }
         earliest
     }
 
@@ -345,6 +375,13 @@ impl Sender {
             self.request_metadata();
         }
         for (node, (address, tps)) in by_broker {
+            if let Some(until) = self.throttled_until.get(&node).copied() {
+                if until > now {
+                    wake_at = Some(wake_at.map_or(until, |w| w.min(until)));
+                    continue;
+                }
+                self.throttled_until.remove(&node);
+            }
             loop {
                 let in_flight = self.broker_in_flight.get(&node).copied().unwrap_or(0);
                 if in_flight >= max_in_flight {
@@ -473,6 +510,12 @@ impl Sender {
             bytes
         );
         let sent = Instant::now();
+        let request_id = self.next_request;
+        self.next_request += 1;
+        self.in_flight_requests.insert(
+            request_id,
+            batches.into_iter().map(|b| (b.tp.clone(), Some(b))).collect(),
+        );
         let fut = tracing::Instrument::instrument(
             async move { call(&conn, address, request, acks != Acks::None, timeout).await },
             span,
@@ -486,6 +529,7 @@ impl Sender {
             if let Ok(Some(r)) = &res {
                 m.throttle_time_ms.record(r.throttle_time_ms.max(0) as u64);
             }
+            let batches = act.in_flight_requests.remove(&request_id).unwrap_or_default();
             act.on_response(node, batches, res, ctx)
         }));
     }
@@ -493,18 +537,20 @@ impl Sender {
     fn on_response(
         &mut self,
         node: i32,
-        batches: Vec<ProducerBatch>,
+        slots: Vec<(TopicPartition, Option<ProducerBatch>)>,
         res: Result<Option<ProduceResponse>, ConnectionError>,
         ctx: &mut Context<Self>,
     ) {
         if let Some(n) = self.broker_in_flight.get_mut(&node) {
             *n = n.saturating_sub(1);
         }
-        for b in &batches {
-            if let Some(q) = self.partitions.get_mut(&b.tp) {
+        for (tp, _) in &slots {
+            if let Some(q) = self.partitions.get_mut(tp) {
                 q.in_flight = q.in_flight.saturating_sub(1);
             }
         }
+        // Batches that expired while in flight already have their outcome.
+        let batches: Vec<ProducerBatch> = slots.into_iter().filter_map(|(_, b)| b).collect();
         match res {
             Err(e) => {
                 tracing::debug!(broker = node, error = %e, "produce request failed");
@@ -529,6 +575,14 @@ impl Sender {
                 }
             }
             Ok(Some(resp)) => {
+                if resp.throttle_time_ms > 0 {
+                    // KIP-219: the broker answered at once and asks us not to send to it for
+                    // this long (it would mute the connection otherwise). Capped at 5 minutes.
+                    let ms = (resp.throttle_time_ms as u64).min(300_000);
+                    tracing::debug!(broker = node, throttle_ms = ms, "throttled by the broker");
+                    self.throttled_until
+                        .insert(node, Instant::now() + Duration::from_millis(ms));
+                }
                 let mut by_tp = HashMap::new();
                 for t in &resp.responses {
                     for p in &t.partition_responses {
@@ -812,7 +866,9 @@ impl Actor for Sender {
         ));
         // Expiry of queued batches does not depend on other events.
         ctx.run_interval(Duration::from_millis(100), |act, ctx| {
-            if act.partitions.values().any(|q| !q.queue.is_empty()) {
+            if !act.in_flight_requests.is_empty()
+                || act.partitions.values().any(|q| !q.queue.is_empty())
+            {
                 act.drain(ctx);
             }
         });

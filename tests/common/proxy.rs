@@ -46,7 +46,7 @@ const MAX_FRAME: usize = 256 * 1024 * 1024;
 
 /// What to do with the next response of a given API (see [`Proxy::inject`]). Each fault is
 /// applied once, to the first matching response on any connection of that proxy.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Fault {
     /// The request was forwarded (the broker processed it); drop its response and close both
     /// sides of the connection.
@@ -70,6 +70,13 @@ pub enum Fault {
     /// Produce only: forward the response with every partition's error code set to this code
     /// (the broker wrote the data; the client is told it failed).
     ErrorAfterForward(i16),
+    /// Produce only: forward the broker's response edited by this function (a broker that
+    /// answers something else than what was asked: a missing partition, a negative offset, a
+    /// throttle time...).
+    ProduceEdit(fn(&mut ProduceResponse)),
+    /// Metadata only: forward the broker's response edited by this function (addresses are
+    /// still rewritten to the proxies afterwards).
+    MetadataEdit(fn(&mut MetadataResponse)),
 }
 
 /// Counters of one proxy.
@@ -456,7 +463,7 @@ async fn pump_responses(
         // a response a fault made up or mangled.
         let genuine = matches!(
             fault,
-            None | Some(Fault::Stall(_)) | Some(Fault::InjectBefore(_))
+            None | Some(Fault::Stall(_)) | Some(Fault::InjectBefore(_)) | Some(Fault::MetadataEdit(_))
         );
         let frame = match fault {
             None => frame,
@@ -502,6 +509,10 @@ async fn pump_responses(
             Some(Fault::ErrorAfterForward(code)) => {
                 produce_response_with_error(&frame, version, code).unwrap_or(frame)
             }
+            Some(Fault::ProduceEdit(edit)) => edit_response::<ProduceResponse>(&frame, version, edit)
+                .unwrap_or(frame),
+            Some(Fault::MetadataEdit(edit)) => edit_response::<MetadataResponse>(&frame, version, edit)
+                .unwrap_or(frame),
         };
         let frame = if api_key == METADATA && genuine {
             match rewrite_metadata(&frame, version, &shared.rewrite) {
@@ -613,6 +624,20 @@ fn produce_response_with_error(frame: &Bytes, version: i16, code: i16) -> Option
             p.error_code = code;
         }
     }
+    Some(encode_response(&resp, hv, version, header.correlation_id).slice(4..))
+}
+
+/// The broker's response (no size prefix) decoded, edited and encoded again.
+fn edit_response<M: Decodable + Encodable + HeaderVersion>(
+    frame: &Bytes,
+    version: i16,
+    edit: fn(&mut M),
+) -> Option<Bytes> {
+    let hv = M::header_version(version);
+    let mut b = frame.clone();
+    let header = ResponseHeader::decode(&mut b, hv).ok()?;
+    let mut resp = M::decode(&mut b, version).ok()?;
+    edit(&mut resp);
     Some(encode_response(&resp, hv, version, header.correlation_id).slice(4..))
 }
 
