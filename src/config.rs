@@ -282,7 +282,7 @@ static DOCUMENTED_KEYS: &[(&str, &str, &str)] = &[
     ("ssl.keystore.location", "", "PEM file holding the client's private key (PKCS#8) and certificate chain (mTLS)."),
     ("ssl.keystore.certificate.chain", "", "The client certificate chain as inline PEM (with ssl.keystore.key)."),
     ("ssl.keystore.key", "", "The client private key as inline PEM (unencrypted PKCS#8)."),
-    ("ssl.key.password", "", "Password of an encrypted private key: refused for now (decrypt the key with openssl)."),
+    ("ssl.key.password", "", "Password of an encrypted PKCS#8 private key (PBES2: PBKDF2 + AES-CBC, as openssl pkcs8 -topk8 -v2 aes-256-cbc writes)."),
     ("ssl.endpoint.identification.algorithm", "https", "https: the broker certificate must name the host; empty: not checked (INSECURE)."),
     ("ssl.enabled.protocols", "TLSv1.2,TLSv1.3", "TLS versions offered."),
     ("sasl.mechanism", "GSSAPI", "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER; the Java default GSSAPI (Kerberos) is refused."),

@@ -132,9 +132,36 @@ async fn ssl_server_auth_mtls_and_tls_errors() {
     // 2. With the client certificate (the listener verifies it against its CA).
     produce_and_verify(&cluster, config(client_props(&cluster, &[], &[])), "ssl-mtls").await;
 
+    let tls = cluster.state_dir.join("tls");
+    // 2b. The client key encrypted (PKCS#8 PBES2, AES-256-CBC), opened with ssl.key.password.
+    openssl(&tls, &["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", "client.key", "-out",
+                    "client-enc.pk8", "-passout", "pass:key-secret"]);
+    let mut ks = std::fs::read(tls.join("client-enc.pk8")).unwrap();
+    ks.extend(std::fs::read(tls.join("client.pem")).unwrap());
+    ks.extend(std::fs::read(tls.join("ca.pem")).unwrap());
+    std::fs::write(tls.join("client-enc-keystore.pem"), ks).unwrap();
+    let enc = tls.join("client-enc-keystore.pem").to_string_lossy().into_owned();
+    produce_and_verify(
+        &cluster,
+        config(client_props(
+            &cluster,
+            &[],
+            &[("ssl.keystore.location", &enc), ("ssl.key.password", "key-secret")],
+        )),
+        "ssl-mtls-encrypted-key",
+    )
+    .await;
+    let bad = ProducerConfig::from_map(client_props(
+        &cluster,
+        &[],
+        &[("ssl.keystore.location", &enc), ("ssl.key.password", "bad-key-pw-123")],
+    ))
+    .expect_err("wrong ssl.key.password");
+    assert!(bad.to_string().contains("ssl.key.password"), "{bad}");
+    assert!(!format!("{bad} {bad:?}").contains("bad-key-pw-123"), "password in the error: {bad}");
+
     let topic = unique_topic("ssl-neg");
     cluster.create_topic(&topic, 1);
-    let tls = cluster.state_dir.join("tls");
     // 3. A CA that did not sign the broker's certificate.
     let other = cluster.state_dir.join("other-ca");
     std::fs::create_dir_all(&other).unwrap();

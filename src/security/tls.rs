@@ -95,20 +95,47 @@ pub(crate) fn client_config(s: &TlsSettings) -> Result<Arc<ClientConfig>, String
                 Some(k) => k.expose_secret().as_bytes().to_vec(),
                 None => pem.clone(),
             };
-            if String::from_utf8_lossy(&key_pem).contains("ENCRYPTED PRIVATE KEY") {
-                return Err("ssl.keystore: the private key is encrypted; decrypting PKCS#8 keys \
-                            (ssl.key.password) is not supported yet: decrypt it with \
-                            `openssl pkcs8 -topk8 -nocrypt`"
-                    .into());
-            }
-            let key = PrivateKeyDer::from_pem_slice(&key_pem)
-                .map_err(|_| "ssl.keystore: no PEM private key found".to_string())?;
+            let key = if String::from_utf8_lossy(&key_pem).contains("ENCRYPTED PRIVATE KEY") {
+                let password = s.key_password.as_ref().ok_or(
+                    "ssl.keystore: the private key is encrypted and ssl.key.password is not set",
+                )?;
+                decrypt_pkcs8(&key_pem, password.expose_secret())?
+            } else {
+                PrivateKeyDer::from_pem_slice(&key_pem)
+                    .map_err(|_| "ssl.keystore: no PEM private key found".to_string())?
+            };
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| format!("ssl.keystore: {e}"))?
         }
     };
     Ok(Arc::new(config))
+}
+
+/// Decrypts an `ENCRYPTED PRIVATE KEY` PEM block (PKCS#8 PBES2, as `openssl pkcs8 -topk8 -v2
+/// aes-256-cbc` and Java's keytool write) with `ssl.key.password`.
+fn decrypt_pkcs8(pem: &[u8], password: &str) -> Result<PrivateKeyDer<'static>, String> {
+    use base64::Engine;
+    let text = String::from_utf8_lossy(pem);
+    const BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+    const END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+    let body = text
+        .split_once(BEGIN)
+        .and_then(|(_, rest)| rest.split_once(END))
+        .map(|(b, _)| b)
+        .ok_or("ssl.keystore: malformed ENCRYPTED PRIVATE KEY block")?;
+    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| "ssl.keystore: the encrypted key is not base64".to_string())?;
+    let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_slice())
+        .map_err(|e| format!("ssl.keystore: not an encrypted PKCS#8 key ({e})"))?;
+    let doc = info.decrypt(password.as_bytes()).map_err(|_| {
+        "ssl.keystore: cannot decrypt the private key (wrong ssl.key.password, or an \
+         unsupported cipher: PBES2 with PBKDF2 and AES-CBC are supported)"
+            .to_string()
+    })?;
+    Ok(PrivateKeyDer::Pkcs8(doc.as_bytes().to_vec().into()))
 }
 
 /// `ssl.endpoint.identification.algorithm=` (empty): the chain must still be valid and trusted,
