@@ -251,7 +251,12 @@ impl ProducerBatch {
     /// Writes producer id, epoch and base sequence into the batch header and recomputes the
     /// CRC-32C (KIP-98 fields; protocol guide "Record Batch").
     pub(crate) fn set_producer_state(&mut self, producer_id: i64, epoch: i16, base_sequence: i32) {
-        let mut buf = BytesMut::from(&self.records[..]);
+        // The batch's bytes are normally owned by it alone here (a request that carried them is
+        // gone): patch them in place instead of copying the batch.
+        let records = std::mem::take(&mut self.records);
+        let mut buf = records
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
         patch_producer_state(&mut buf, producer_id, epoch, base_sequence);
         self.records = buf.freeze();
         self.base_sequence = base_sequence;
