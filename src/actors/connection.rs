@@ -302,7 +302,11 @@ impl BrokerConnection {
         // KIP-368: re-authenticate before the broker's session lifetime runs out, at 85-95%
         // of it (jittered so that connections do not all re-authenticate at once).
         if let Some(lifetime) = session.lifetime {
-            let at = lifetime.mul_f64(0.85 + 0.10 * fastrand::f64());
+            // Never sooner than 100 ms: a broker granting less gets its sessions expired instead
+            // of a reconnect loop.
+            let at = lifetime
+                .mul_f64(0.85 + 0.10 * fastrand::f64())
+                .max(Duration::from_millis(100));
             let timer = ctx.run_later(at, move |act, ctx| {
                 if act.session == session_id {
                     tracing::debug!(broker = %act.broker, "re-authenticating (KIP-368)");
