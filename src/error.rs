@@ -263,3 +263,11 @@ mod tests {
         assert!(!KafkaCode(19).needs_metadata_refresh());
     }
 }
+
+impl From<actix::MailboxError> for ProduceError {
+    /// The producer actor could not take or answer a message (it stopped: the producer was
+    /// closed). Lets `addr.send(SendRecord(r)).await??.await?` use `?` throughout.
+    fn from(e: actix::MailboxError) -> Self {
+        ProduceError::closed(format!("producer actor unavailable: {e}"))
+    }
+}

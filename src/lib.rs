@@ -33,7 +33,23 @@ pub mod security;
 pub mod serializer;
 mod slots;
 
-pub use actors::producer::{KafkaProducer, Producer, ProducerBuilder};
+/// What most programs need: `use actix_kafka::prelude::*;`.
+pub mod prelude {
+    pub use crate::actors::producer::{
+        Close, Flush, GetHandle, GetMetrics, KafkaProducer, Producer, SendRecord,
+        SendRecordWithCallback,
+    };
+    pub use crate::batch::{DeliveryFuture, DeliveryResult};
+    pub use crate::config::{Acks, ProducerConfig};
+    pub use crate::error::{ConnectionError, ProduceError};
+    pub use crate::record::{ProducerRecord, RecordMetadata, TopicPartition};
+    pub use crate::security::{SaslMechanism, SecurityProtocol};
+}
+
+pub use actors::producer::{
+    Close, Flush, GetHandle, GetMetrics, KafkaProducer, Producer, ProducerBuilder, SendRecord,
+    SendRecordWithCallback,
+};
 pub use batch::{DeliveryFuture, DeliveryResult};
 pub use config::{Acks, ConfigError, ProducerConfig};
 pub use error::{ConnectionError, KafkaCode, ProduceError};

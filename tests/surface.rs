@@ -347,3 +347,33 @@ async fn log_append_time_topic_returns_broker_timestamp() {
         md.timestamp
     );
 }
+
+/// The actix path as the README writes it, from plain tokio (`#[tokio::test]`, no actix System):
+/// `KafkaProducer::start_producer` works, `addr.send(SendRecord(r)).await??.await?` compiles with
+/// `?` throughout (`From<MailboxError>`), and `send_and_wait` returns the `RecordMetadata`.
+#[tokio::test]
+async fn actix_path_and_send_and_wait_from_plain_tokio() -> Result<(), actix_kafka::ProduceError> {
+    use actix_kafka::prelude::*;
+    let broker = TestBroker::start();
+    let topic = unique_topic("actixpath");
+    broker.create_topic(&topic, 1);
+    let addr = KafkaProducer::start_producer(config(&broker.bootstrap).build()?).await?;
+    let md = addr
+        .send(SendRecord(ProducerRecord::new(topic.as_str(), "via-actor")))
+        .await??
+        .await?;
+    assert_eq!((md.partition, md.offset), (0, 0));
+    let producer = addr.send(GetHandle).await?;
+    let md = producer
+        .send_and_wait(ProducerRecord::new(topic.as_str(), "one-call").key("k"))
+        .await?;
+    assert_eq!(md.offset, 1);
+    addr.send(Close(Duration::from_secs(5))).await?;
+    // After close the actor is gone: a MailboxError turns into ProduceError::Closed.
+    let after = addr.send(Flush).await.map_err(ProduceError::from);
+    assert!(matches!(after, Err(ProduceError::Closed(_)) | Ok(())), "{after:?}");
+    let read = read_back(&broker.bootstrap, &topic, 2, Duration::from_secs(30)).await;
+    let values: Vec<String> = read.iter().map(|r| r.value_str().unwrap()).collect();
+    assert_eq!(values, vec!["via-actor".to_string(), "one-call".to_string()]);
+    Ok(())
+}

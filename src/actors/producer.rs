@@ -21,7 +21,7 @@ use crate::interceptor::{Interceptors, ProducerInterceptor};
 use crate::metrics::MetricsSnapshot;
 use crate::partitioner::{DefaultPartitioner, Partitioner};
 use crate::protocol::record_batch::{record_size_upper_bound, RECORD_BATCH_OVERHEAD};
-use crate::record::{ProducerRecord, TopicPartition};
+use crate::record::{ProducerRecord, RecordMetadata, TopicPartition};
 use crate::slots::{SlotGate, SlotPermit};
 use actix::prelude::*;
 use dashmap::DashMap;
@@ -216,12 +216,25 @@ impl Producer {
         &self.inner.config
     }
 
-    /// Starts a [`KafkaProducer`] actor on this handle, for code that prefers an `Addr`.
+    /// Starts a [`KafkaProducer`] actor on this handle, for code that prefers an `Addr`. It runs
+    /// on one of the producer's own arbiters, so this works from actix and from plain tokio
+    /// (`#[tokio::main]`) alike.
     pub fn actor(&self) -> Addr<KafkaProducer> {
-        KafkaProducer {
-            producer: self.clone(),
-        }
-        .start()
+        let producer = self.clone();
+        KafkaProducer::start_in_arbiter(&self.inner.accumulator_arbiters[0], move |_| {
+            KafkaProducer { producer }
+        })
+    }
+
+    /// Sends a record and waits for its delivery: Java's `send(record).get()`, rdkafka's
+    /// `FutureProducer::send`. Waits at most `max.block.ms` to enqueue, then at most
+    /// `delivery.timeout.ms` for the broker.
+    ///
+    /// # Errors
+    /// The errors of [`Producer::send`], then those of the delivery ([`ProduceError::DeliveryTimeout`],
+    /// [`ProduceError::Broker`], ...).
+    pub async fn send_and_wait(&self, record: ProducerRecord) -> Result<RecordMetadata, ProduceError> {
+        self.send(record).await?.await
     }
 
     fn accumulator(&self, tp: &TopicPartition) -> Arc<AccumulatorSlot> {
