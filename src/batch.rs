@@ -91,6 +91,7 @@ pub(crate) struct Shared {
     pub(crate) pending: PendingRecords,
     pub(crate) interceptors: crate::interceptor::Interceptors,
     pub(crate) metrics: crate::metrics::Metrics,
+    pub(crate) health: crate::health::HealthHub,
 }
 
 impl Shared {

@@ -24,6 +24,7 @@ pub mod batch;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod interceptor;
 pub mod metrics;
 pub mod partitioner;
@@ -42,6 +43,7 @@ pub mod prelude {
     pub use crate::batch::{DeliveryFuture, DeliveryResult};
     pub use crate::config::{Acks, ProducerConfig};
     pub use crate::error::{ConnectionError, ProduceError};
+    pub use crate::health::HealthEvent;
     pub use crate::record::{ProducerRecord, RecordMetadata, TopicPartition};
     pub use crate::security::{SaslMechanism, SecurityProtocol};
 }
@@ -53,6 +55,7 @@ pub use actors::producer::{
 pub use batch::{DeliveryFuture, DeliveryResult};
 pub use config::{Acks, ConfigError, ProducerConfig};
 pub use error::{ConnectionError, KafkaCode, ProduceError};
+pub use health::HealthEvent;
 pub use interceptor::ProducerInterceptor;
 pub use metrics::MetricsSnapshot;
 pub use record::{Header, ProducerRecord, RecordMetadata, TopicPartition};

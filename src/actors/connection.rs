@@ -145,6 +145,9 @@ pub struct BrokerConnection {
     responses: u64,
     /// Timers and the reader of the current session, cancelled when it is replaced in place.
     session_handles: Vec<SpawnHandle>,
+    /// When the current episode of trouble began (see [`crate::health`]), and its failed
+    /// attempts.
+    down_since: Option<(Instant, u32)>,
 }
 
 type QueuedCall = Box<dyn FnOnce(&mut BrokerConnection, &mut Context<BrokerConnection>) + Send>;
@@ -169,6 +172,7 @@ impl BrokerConnection {
             draining: false,
             responses: 0,
             session_handles: Vec::new(),
+            down_since: None,
         }
     }
 
@@ -208,8 +212,25 @@ impl BrokerConnection {
         }
     }
 
+    /// A failure: the first of an episode logs one WARN and sends `BrokerDown`.
+    fn trouble(&mut self, err: &ConnectionError) {
+        match &mut self.down_since {
+            Some((_, attempts)) => *attempts += 1,
+            None => {
+                tracing::warn!(broker = %self.broker, node = self.node_id, error = %err, "broker connection lost; reconnecting with backoff");
+                self.down_since = Some((Instant::now(), 1));
+                self.settings.shared.health.emit(crate::health::HealthEvent::BrokerDown {
+                    node_id: self.node_id,
+                    address: self.broker.clone(),
+                    cause: err.clone(),
+                });
+            }
+        }
+    }
+
     fn shut(&mut self, err: ConnectionError, ctx: &mut Context<Self>) {
         tracing::debug!(broker = %self.broker, node = self.node_id, error = %err, "connection reset");
+        self.trouble(&err);
         self.writer = None;
         self.fail_in_flight(err);
         self.failures += 1;
@@ -236,11 +257,8 @@ impl BrokerConnection {
                         .failed_authentications
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                if e.is_auth() {
-                    tracing::warn!(broker = %act.broker, node = act.node_id, error = %e, "cannot connect");
-                } else {
-                    tracing::debug!(broker = %act.broker, error = %e, "connect failed");
-                }
+                tracing::debug!(broker = %act.broker, error = %e, "connect failed");
+                act.trouble(&e);
                 act.failures += 1;
                 act.draining = false;
                 act.last_error = Some(e.clone());
@@ -254,6 +272,23 @@ impl BrokerConnection {
 
     fn install(&mut self, session: Session, ctx: &mut Context<Self>) {
         tracing::debug!(broker = %self.broker, node = self.node_id, "connected");
+        if !self.draining {
+            let health = &self.settings.shared.health;
+            if let Some((since, attempt)) = self.down_since.take() {
+                let down_for = since.elapsed();
+                tracing::warn!(broker = %self.broker, node = self.node_id, attempts = attempt, down_ms = down_for.as_millis() as u64, "broker connection back");
+                health.emit(crate::health::HealthEvent::BrokerRestarted {
+                    node_id: self.node_id,
+                    address: self.broker.clone(),
+                    attempt,
+                    down_for,
+                });
+            }
+            health.emit(crate::health::HealthEvent::BrokerUp {
+                node_id: self.node_id,
+                address: self.broker.clone(),
+            });
+        }
         let m = &self.settings.shared.metrics;
         m.connections_created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.settings.security.protocol.uses_sasl() {
@@ -866,6 +901,11 @@ impl ConnectionPool {
             bootstrap,
             rotation: Default::default(),
         }
+    }
+
+    /// Where health events go.
+    pub(crate) fn health(&self) -> &crate::health::HealthHub {
+        &self.settings.shared.health
     }
 
     /// The connection to broker `node_id` at `address`, started if needed (or replaced if the

@@ -167,6 +167,30 @@ impl MetadataManager {
     }
 
     fn apply(&mut self, resp: MetadataResponse) {
+        let mut changed = false;
+        if !resp.brokers.is_empty() {
+            let mut before: Vec<(i32, Arc<str>)> = self
+                .cluster
+                .brokers
+                .iter()
+                .map(|b| (b.node_id, b.address.clone()))
+                .collect();
+            let mut after: Vec<(i32, Arc<str>)> = resp
+                .brokers
+                .iter()
+                .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port).into()))
+                .collect();
+            before.sort();
+            after.sort();
+            changed |= before != after;
+        }
+        self.apply_inner(resp, &mut changed);
+        if changed {
+            self.pool.health().emit(crate::health::HealthEvent::MetadataChanged);
+        }
+    }
+
+    fn apply_inner(&mut self, resp: MetadataResponse, changed: &mut bool) {
         if !resp.brokers.is_empty() {
             let ids: HashSet<i32> = resp.brokers.iter().map(|b| b.node_id.0).collect();
             for b in &resp.brokers {
@@ -207,7 +231,11 @@ impl MetadataManager {
             }
             if let Some(Ok(info)) = built {
                 let info = Arc::new(info);
-                self.cluster.topics.insert(name.clone(), info.clone());
+                if let Some(prev) = self.cluster.topics.insert(name.clone(), info.clone()) {
+                    *changed |= *prev != *info;
+                } else {
+                    *changed = true;
+                }
                 self.topic_errors.remove(&name);
                 for w in self.waiters.remove(&name).unwrap_or_default() {
                     let _ = w.reply.send(Ok(info.clone()));

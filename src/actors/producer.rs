@@ -226,6 +226,13 @@ impl Producer {
         })
     }
 
+    /// Subscribes `recipient` to [`crate::HealthEvent`]s: brokers down (once per episode), back,
+    /// up, and metadata changes. Events are sent without waiting; a subscriber whose mailbox is
+    /// full misses them.
+    pub fn subscribe_health(&self, recipient: Recipient<crate::HealthEvent>) {
+        self.inner.shared.health.subscribe(recipient);
+    }
+
     /// Sends a record and waits for its delivery: Java's `send(record).get()`, rdkafka's
     /// `FutureProducer::send`. Waits at most `max.block.ms` to enqueue, then at most
     /// `delivery.timeout.ms` for the broker.
