@@ -27,10 +27,13 @@ pub mod error;
 pub mod health;
 pub mod interceptor;
 pub mod metrics;
+#[cfg(feature = "mock")]
+pub mod mock;
 pub mod partitioner;
 pub mod protocol;
 pub mod record;
 pub mod security;
+mod send;
 pub mod serializer;
 mod slots;
 
@@ -44,6 +47,7 @@ pub mod prelude {
     pub use crate::config::{Acks, ProducerConfig};
     pub use crate::error::{ConnectionError, ProduceError};
     pub use crate::health::HealthEvent;
+    pub use crate::send::RecordSender;
     pub use crate::record::{ProducerRecord, RecordMetadata, TopicPartition};
     pub use crate::security::{SaslMechanism, SecurityProtocol};
 }
@@ -56,6 +60,7 @@ pub use batch::{DeliveryFuture, DeliveryResult};
 pub use config::{Acks, ConfigError, ProducerConfig};
 pub use error::{ConnectionError, KafkaCode, ProduceError};
 pub use health::HealthEvent;
+pub use send::RecordSender;
 pub use interceptor::ProducerInterceptor;
 pub use metrics::MetricsSnapshot;
 pub use record::{Header, ProducerRecord, RecordMetadata, TopicPartition};
