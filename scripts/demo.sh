@@ -32,6 +32,6 @@ if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then
     KAFKA_STATE_DIR="$state_dir" bash scripts/kafka.sh create-topic "$topic" 3
 fi
 
-cargo build --release --example console_producer
-./target/release/examples/console_producer --bootstrap "$KAFKA_BOOTSTRAP" --topic "$topic" \
-    --file "$file" --print-each
+cargo build --release --features cli --bin actix-kafka
+./target/release/actix-kafka produce --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "$topic" \
+    --file "$file" --print-deliveries
