@@ -7,8 +7,8 @@
 # ~/.cache/actix-kafka), starts one single-node KRaft cluster for the run unless
 # KAFKA_TEST_BOOTSTRAP names one already, exports KAFKA_TEST_BOOTSTRAP, runs
 #
-#   cargo test --release --no-fail-fast --features mock,cli --lib --tests --examples [ARGS]
-#   cargo test --release --no-fail-fast --features mock,cli --doc [ARGS]
+#   cargo test --release --no-fail-fast --features mock,cli,serde_json,actix-web --lib --tests --examples [ARGS]
+#   cargo test --release --no-fail-fast --features mock,cli,serde_json,actix-web --doc [ARGS]
 #
 # and stops the cluster it started (by pid) at the end. Tests that kill, pause or restart
 # brokers start clusters of their own (tests/common/kafka.rs) and stop them when done. When ARGS select targets themselves
@@ -63,10 +63,10 @@ done
 
 # --no-fail-fast: run every test binary even when one fails (the exit code still says so).
 if ((selects_targets)); then
-    cargo test --release --no-fail-fast --features mock,cli "$@"
+    cargo test --release --no-fail-fast --features mock,cli,serde_json,actix-web "$@"
 else
     rc=0
-    cargo test --release --no-fail-fast --features mock,cli --lib --tests --examples "$@" || rc=$?
-    cargo test --release --no-fail-fast --features mock,cli --doc "$@" || rc=$?
+    cargo test --release --no-fail-fast --features mock,cli,serde_json,actix-web --lib --tests --examples "$@" || rc=$?
+    cargo test --release --no-fail-fast --features mock,cli,serde_json,actix-web --doc "$@" || rc=$?
     exit "$rc"
 fi

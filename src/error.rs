@@ -271,3 +271,49 @@ impl From<actix::MailboxError> for ProduceError {
         ProduceError::closed(format!("producer actor unavailable: {e}"))
     }
 }
+
+/// HTTP statuses for the errors, so an actix-web handler can return `Result<_, ProduceError>`
+/// (feature `actix-web`): back-pressure and timeouts are 503/504, bad input 400/413, a cluster
+/// that refuses us 502, a closed producer 503.
+#[cfg(feature = "actix-web")]
+impl actix_web::ResponseError for ProduceError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        use actix_web::http::StatusCode;
+        match self {
+            ProduceError::QueueFull { .. } | ProduceError::Closed(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProduceError::MetadataTimeout { .. } | ProduceError::DeliveryTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ProduceError::RecordTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProduceError::UnknownTopic { .. }
+            | ProduceError::InvalidPartition { .. }
+            | ProduceError::Serialization(_) => StatusCode::BAD_REQUEST,
+            ProduceError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+#[cfg(all(test, feature = "actix-web"))]
+mod http_tests {
+    use super::*;
+    use actix_web::ResponseError;
+
+    #[test]
+    fn statuses() {
+        let tp = TopicPartition::new("t", 0);
+        let queue = ProduceError::QueueFull { topic_partition: tp.clone(), waited_ms: 1 };
+        assert_eq!(queue.status_code().as_u16(), 503);
+        let large = ProduceError::RecordTooLarge { size: 2, limit: 1 };
+        assert_eq!(large.status_code().as_u16(), 413);
+        let timeout = ProduceError::DeliveryTimeout {
+            topic_partition: tp,
+            timeout_ms: 1,
+            possibly_written: false,
+        };
+        assert_eq!(timeout.status_code().as_u16(), 504);
+        assert_eq!(ProduceError::closed("x").status_code().as_u16(), 503);
+    }
+}

@@ -131,3 +131,93 @@ mod tests {
         assert_eq!(r.value.unwrap().as_ref(), b"v");
     }
 }
+
+/// JSON via `serde_json` (feature `serde_json`): any `T: Serialize`.
+#[cfg(feature = "serde_json")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JsonSerializer;
+
+#[cfg(feature = "serde_json")]
+impl<T: serde::Serialize + ?Sized> Serializer<T> for JsonSerializer {
+    fn serialize(&self, _topic: &str, data: &T) -> Result<Bytes, ProduceError> {
+        serde_json::to_vec(data)
+            .map(Bytes::from)
+            .map_err(|e| ProduceError::Serialization(e.to_string().into()))
+    }
+}
+
+/// A producer of typed records (Java's `KafkaProducer<K, V>`): the serializers are given once,
+/// and `send(topic, key, value)` takes typed keys and values.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), actix_kafka::ProduceError> {
+/// use actix_kafka::serializer::{IntegerSerializer, StringSerializer, TypedProducer};
+/// use actix_kafka::{Producer, ProducerConfig};
+/// let producer = Producer::start(ProducerConfig::builder().bootstrap_servers(["127.0.0.1:9092"]).build()?).await?;
+/// let typed: TypedProducer<i32, String> = TypedProducer::new(producer, IntegerSerializer, StringSerializer);
+/// let md = typed.send("numbers", Some(&7), &"seven".to_string()).await?.await?;
+/// # Ok(()) }
+/// ```
+pub struct TypedProducer<K: ?Sized, V: ?Sized> {
+    producer: crate::Producer,
+    key: Arc<dyn Serializer<K>>,
+    value: Arc<dyn Serializer<V>>,
+}
+
+impl<K: ?Sized, V: ?Sized> Clone for TypedProducer<K, V> {
+    fn clone(&self) -> Self {
+        TypedProducer {
+            producer: self.producer.clone(),
+            key: self.key.clone(),
+            value: self.value.clone(),
+        }
+    }
+}
+
+impl<K: ?Sized, V: ?Sized> TypedProducer<K, V> {
+    /// Wraps `producer` with a key and a value serializer.
+    pub fn new(
+        producer: crate::Producer,
+        key: impl Serializer<K> + 'static,
+        value: impl Serializer<V> + 'static,
+    ) -> Self {
+        TypedProducer {
+            producer,
+            key: Arc::new(key),
+            value: Arc::new(value),
+        }
+    }
+
+    /// The untyped producer underneath (flush, close, metrics, ...).
+    pub fn producer(&self) -> &crate::Producer {
+        &self.producer
+    }
+
+    /// Serializes and sends (see [`crate::Producer::send`]); `key` `None` is a null key.
+    ///
+    /// # Errors
+    /// [`ProduceError::Serialization`], then the errors of [`crate::Producer::send`].
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<&K>,
+        value: &V,
+    ) -> Result<crate::DeliveryFuture, ProduceError> {
+        let record =
+            ProducerRecord::serialized(topic, key, &*self.key, Some(value), &*self.value)?;
+        self.producer.send(record).await
+    }
+
+    /// Serializes, sends and waits for the delivery.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send), then the delivery's errors.
+    pub async fn send_and_wait(
+        &self,
+        topic: &str,
+        key: Option<&K>,
+        value: &V,
+    ) -> Result<crate::RecordMetadata, ProduceError> {
+        self.send(topic, key, value).await?.await
+    }
+}

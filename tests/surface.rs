@@ -377,3 +377,31 @@ async fn actix_path_and_send_and_wait_from_plain_tokio() -> Result<(), actix_kaf
     assert_eq!(values, vec!["via-actor".to_string(), "one-call".to_string()]);
     Ok(())
 }
+
+/// Typed keys and values (`TypedProducer<K, V>`, Java's `KafkaProducer<K, V>`) with the JSON
+/// serializer (feature `serde_json`); librdkafka reads back the exact bytes.
+#[cfg(feature = "serde_json")]
+#[actix_rt::test]
+async fn typed_producer_with_json_values() {
+    use actix_kafka::serializer::{JsonSerializer, StringSerializer, TypedProducer};
+    let broker = TestBroker::start();
+    let topic = unique_topic("typed");
+    broker.create_topic(&topic, 1);
+    let producer = Producer::start(config(&broker.bootstrap).build().unwrap())
+        .await
+        .unwrap();
+    let typed: TypedProducer<str, serde_json::Value> =
+        TypedProducer::new(producer.clone(), StringSerializer, JsonSerializer);
+    for i in 0..3 {
+        let v = serde_json::json!({ "order": i, "items": ["a", "b"] });
+        typed.send_and_wait(&topic, Some("customer-1"), &v).await.unwrap();
+    }
+    producer.close(Duration::from_secs(5)).await;
+    let read = read_back(&broker.bootstrap, &topic, 3, Duration::from_secs(30)).await;
+    assert_eq!(read.len(), 3);
+    for (i, r) in read.iter().enumerate() {
+        assert_eq!(r.key_str().as_deref(), Some("customer-1"));
+        let v: serde_json::Value = serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
+        assert_eq!(v["order"], i as i64);
+    }
+}
