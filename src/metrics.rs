@@ -53,6 +53,7 @@ pub struct Metrics {
     pub(crate) throttle_time_ms: Stat,
     pub(crate) batches_split: AtomicU64,
     pub(crate) connections_created: AtomicU64,
+    pub(crate) connections_open: AtomicI64,
     pub(crate) successful_authentications: AtomicU64,
     pub(crate) successful_reauthentications: AtomicU64,
     pub(crate) failed_authentications: AtomicU64,
@@ -75,6 +76,7 @@ impl Default for Metrics {
             throttle_time_ms: Stat::default(),
             batches_split: AtomicU64::new(0),
             connections_created: AtomicU64::new(0),
+            connections_open: AtomicI64::new(0),
             successful_authentications: AtomicU64::new(0),
             successful_reauthentications: AtomicU64::new(0),
             failed_authentications: AtomicU64::new(0),
@@ -136,6 +138,11 @@ impl Metrics {
         v.insert("produce-throttle-time-max", self.throttle_time_ms.max());
         let count = |a: &AtomicU64| a.load(Relaxed) as f64;
         v.insert("connection-creation-total", count(&self.connections_created));
+        v.insert("connection-creation-rate", count(&self.connections_created) / secs);
+        v.insert(
+            "connection-count",
+            self.connections_open.load(Relaxed).max(0) as f64,
+        );
         v.insert(
             "successful-authentication-total",
             count(&self.successful_authentications),

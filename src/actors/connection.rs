@@ -148,6 +148,8 @@ pub struct BrokerConnection {
     /// When the current episode of trouble began (see [`crate::health`]), and its failed
     /// attempts.
     down_since: Option<(Instant, u32)>,
+    /// Whether this connection is counted in `connection-count`.
+    counted: bool,
 }
 
 type QueuedCall = Box<dyn FnOnce(&mut BrokerConnection, &mut Context<BrokerConnection>) + Send>;
@@ -173,6 +175,7 @@ impl BrokerConnection {
             responses: 0,
             session_handles: Vec::new(),
             down_since: None,
+            counted: false,
         }
     }
 
@@ -228,7 +231,18 @@ impl BrokerConnection {
         }
     }
 
+    fn uncount(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.settings
+                .shared
+                .metrics
+                .connections_open
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     fn shut(&mut self, err: ConnectionError, ctx: &mut Context<Self>) {
+        self.uncount();
         tracing::debug!(broker = %self.broker, node = self.node_id, error = %err, "connection reset");
         self.trouble(&err);
         self.writer = None;
@@ -291,6 +305,9 @@ impl BrokerConnection {
         }
         let m = &self.settings.shared.metrics;
         m.connections_created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !std::mem::replace(&mut self.counted, true) {
+            m.connections_open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if self.settings.security.protocol.uses_sasl() {
             let counter = if self.draining {
                 &m.successful_reauthentications
@@ -664,6 +681,7 @@ impl Actor for BrokerConnection {
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
+        self.uncount();
         let err = self.disconnected("connection actor stopped");
         self.fail_in_flight(err.clone());
         self.last_error.get_or_insert(err);
@@ -675,6 +693,7 @@ impl Actor for BrokerConnection {
 
 impl Supervised for BrokerConnection {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.uncount();
         self.writer = None;
         self.draining = false;
         self.session_handles.clear(); // the old context's timers and reader are gone
