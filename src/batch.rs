@@ -270,7 +270,7 @@ impl Drop for ProducerBatch {
     fn drop(&mut self) {
         if !self.thunks.is_empty() {
             self.fail_in_place(ProduceError::closed(
-                "batch dropped before completion (producer shutting down)",
+                crate::actors::accumulator::DROPPED_UNDELIVERED,
             ));
         }
     }

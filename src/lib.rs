@@ -1,22 +1,41 @@
 //! # actix-kafka
 //!
 //! A Kafka producer built as a system of actix actors, speaking the Kafka wire protocol
-//! (Produce v3+, record batch magic v2) to real clusters.
+//! (Produce v3+, record batch magic v2, idempotence, TLS and SASL) to real clusters. Works from
+//! plain tokio (the `Producer` handle) and from actix (`Addr<KafkaProducer>`).
 //!
 //! ```no_run
 //! use actix_kafka::{Producer, ProducerConfig, ProducerRecord};
-//! # async fn run() -> Result<(), actix_kafka::ProduceError> {
-//! let config = ProducerConfig::builder().bootstrap_servers(["127.0.0.1:9092"]).build()?;
-//! let producer = Producer::start(config).await?;
-//! let delivery = producer.send(ProducerRecord::new("events", "hello").key("k1")).await?;
-//! let md = delivery.await?;
-//! println!("{}-{}@{}", md.topic, md.partition, md.offset);
-//! producer.close(std::time::Duration::from_secs(5)).await;
-//! # Ok(()) }
+//! use std::time::Duration;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let config = ProducerConfig::builder().bootstrap_servers(["127.0.0.1:9092"]).build()?;
+//!     let producer = Producer::start(config).await?;
+//!     // One call: enqueue and wait for the broker (Java's send(r).get()).
+//!     let md = producer.send_and_wait(ProducerRecord::new("events", "hello").key("k1")).await?;
+//!     println!("{}-{}@{}", md.topic, md.partition, md.offset);
+//!     // Or enqueue now, await the delivery later.
+//!     let delivery = producer.send(ProducerRecord::new("events", "again")).await?;
+//!     delivery.await?;
+//!     // Deliver or fail what is pending; dropping without close fails pending records.
+//!     producer.close(Duration::from_secs(5)).await;
+//!     Ok(())
+//! }
 //! ```
 //!
-//! See `ARCHITECTURE.md` for the actors, their messages and the path of one record.
+//! With actix (`use actix_kafka::prelude::*`): `KafkaProducer::start_producer(config).await?`
+//! gives an `Addr`; `addr.send(SendRecord(record)).await??.await?`.
+//!
+//! Features: `mock` ([`mock::MockProducer`], a test double), `cli` (the `actix-kafka` tool),
+//! `serde_json` (`serializer::JsonSerializer`), `actix-web` (`ResponseError` for
+//! [`ProduceError`]). Configuration keys are Java's ([`ProducerConfig`]); TLS and SASL are in
+//! [`security`]; broker health events in [`health`].
+//!
+//! See `ARCHITECTURE.md` in the repository for the actors, their messages and the path of one
+//! record.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod actors;
 mod backoff;

@@ -71,6 +71,11 @@ pub struct FlushBatch;
 #[rtype(result = "()")]
 pub struct AbortAccumulator(pub ProduceError);
 
+/// The `Closed` reason of records whose producer went away before delivering them.
+pub(crate) const DROPPED_UNDELIVERED: &str = "the producer stopped before this record was \
+     delivered: it was dropped without close(), or its actix System ended; call \
+     Producer::close(timeout) before dropping the last handle";
+
 struct OpenBatch {
     builder: RecordBatchBuilder,
     thunks: Vec<RecordThunk>,
@@ -250,7 +255,7 @@ impl Actor for PartitionAccumulator {
     fn stopped(&mut self, _: &mut Context<Self>) {
         if let Some(open) = self.open.take() {
             self.shared
-                .fail_thunks(open.thunks, &ProduceError::closed("accumulator stopped"));
+                .fail_thunks(open.thunks, &ProduceError::closed(DROPPED_UNDELIVERED));
         }
     }
 }
