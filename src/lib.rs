@@ -72,8 +72,8 @@ pub mod prelude {
 }
 
 pub use actors::producer::{
-    Close, Flush, GetHandle, GetMetrics, KafkaProducer, Producer, ProducerBuilder, SendRecord,
-    SendRecordWithCallback,
+    Close, Flush, GetHandle, GetMetrics, KafkaProducer, Producer, ProducerBuilder, SendError,
+    SendRecord, SendRecordWithCallback,
 };
 pub use batch::{DeliveryFuture, DeliveryResult};
 pub use config::{Acks, ConfigError, ProducerConfig};

@@ -405,3 +405,38 @@ async fn typed_producer_with_json_values() {
         assert_eq!(v["order"], i as i64);
     }
 }
+
+/// Errors before enqueueing give the record back (`send_returning`), so it can be retried
+/// without a clone: an explicit partition out of range, then a topic that does not exist.
+#[actix_rt::test]
+async fn send_returning_hands_the_record_back() {
+    let broker = TestBroker::start();
+    let topic = unique_topic("giveback");
+    broker.create_topic(&topic, 2);
+    let producer = Producer::start(
+        config(&broker.bootstrap)
+            .max_block(Duration::from_millis(1500))
+            .allow_auto_create_topics(false)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let record = ProducerRecord::new(topic.as_str(), "payload").key("k").partition(7);
+    let err = producer.send_returning(record.clone()).await.err().expect("partition 7 of 2");
+    assert!(matches!(err.error, ProduceError::InvalidPartition { partition: 7, .. }), "{err:?}");
+    assert_eq!(err.record, record, "the same record back");
+    // Retry it with a partition that exists: delivered.
+    let mut again = err.record;
+    again.partition = Some(1);
+    let md = producer.send_returning(again).await.unwrap().await.unwrap();
+    assert_eq!(md.partition, 1);
+    let missing = ProducerRecord::new("no-such-topic-xyz", "v");
+    let err = producer.send_returning(missing.clone()).await.err().expect("unknown topic");
+    assert!(
+        matches!(err.error, ProduceError::UnknownTopic { .. } | ProduceError::MetadataTimeout { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.record, missing);
+    producer.close(Duration::from_secs(5)).await;
+}

@@ -377,11 +377,11 @@ impl Producer {
             Ok(()) => Ok(()),
             // The slot gate is the bound; actix's own capacity (16 until the actor's `started`
             // lifts it) may still say full: enqueue anyway.
-            Err(SendError::Full(m)) => {
+            Err(actix::dev::SendError::Full(m)) => {
                 slot.addr.do_send(m);
                 Ok(())
             }
-            Err(SendError::Closed(m)) => {
+            Err(actix::dev::SendError::Closed(m)) => {
                 tracing::warn!(%tp, "accumulator stopped");
                 self.inner.shared.pending.done(n);
                 Err(m)
@@ -429,8 +429,18 @@ impl Producer {
         record: ProducerRecord,
         delivery: Delivery,
     ) -> Result<(), ProduceError> {
+        self.send_keeping(record, delivery).await.map_err(|e| e.error)
+    }
+
+    /// The send path; an error before the record is enqueued gives it back.
+    async fn send_keeping(
+        &self,
+        record: ProducerRecord,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        let back = |error: ProduceError, record: ProducerRecord| SendError { error, record };
         if self.inner.closed.load(Ordering::Acquire) {
-            return Err(ProduceError::closed("send after close"));
+            return Err(back(ProduceError::closed("send after close"), record));
         }
         // Fast path: metadata cached and a free mailbox slot; no clock read besides the
         // record's timestamp.
@@ -440,26 +450,72 @@ impl Producer {
             None => {
                 let now = Instant::now();
                 start = Some(now);
-                self.topic(&record.topic, now + self.inner.config.max_block)
-                    .await?
+                match self.topic(&record.topic, now + self.inner.config.max_block).await {
+                    Ok(t) => t,
+                    Err(e) => return Err(back(e, record)),
+                }
             }
         };
-        let tp = self.route(&record, &info)?;
+        let tp = match self.route(&record, &info) {
+            Ok(tp) => tp,
+            Err(e) => return Err(back(e, record)),
+        };
         let slot = self.accumulator(&tp);
         let permit = match slot.mailbox.try_acquire(1) {
             Some(p) => p,
             None => {
                 let start = start.unwrap_or_else(Instant::now);
-                Self::wait_slots(&slot, 1, &tp, start, start + self.inner.config.max_block).await?
+                match Self::wait_slots(&slot, 1, &tp, start, start + self.inner.config.max_block)
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(e) => return Err(back(e, record)),
+                }
             }
         };
         let msg = Append {
             record: Self::append_record(record, delivery, Instant::now(), now_ms),
             _slot: permit,
         };
-        // Not accepted: the message (and its delivery) is dropped unused, the error returned.
-        self.enqueue(&tp, &slot, msg, 1)
-            .map_err(|_| ProduceError::closed(format!("accumulator for {tp} stopped")))
+        // Not accepted (the producer is shutting down): the record comes back from the message.
+        self.enqueue(&tp, &slot, msg, 1).map_err(|msg| {
+            let r = msg.record;
+            let record = ProducerRecord {
+                topic: tp.topic.clone(),
+                partition: Some(tp.partition),
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+                timestamp: Some(r.timestamp),
+            };
+            back(ProduceError::closed(format!("accumulator for {tp} stopped")), record)
+        })
+    }
+
+    /// Like [`Producer::send`], but an error before the record was enqueued gives the record
+    /// back, so the caller can retry or park it without having cloned it (as rdkafka's
+    /// `FutureProducer::send` does).
+    ///
+    /// # Errors
+    /// [`SendError`]: the error of [`Producer::send`] and the record. With interceptors, the
+    /// record given back is the one their `on_send` returned.
+    pub async fn send_returning(&self, record: ProducerRecord) -> Result<DeliveryFuture, SendError> {
+        let (tx, rx) = oneshot::channel();
+        let shared = &self.inner.shared;
+        let record = if shared.interceptors.is_empty() {
+            record
+        } else {
+            shared.interceptors.on_send(record)
+        };
+        match self.send_keeping(record, Delivery::Future(tx)).await {
+            Ok(()) => Ok(DeliveryFuture::new(rx)),
+            Err(e) => {
+                if !shared.interceptors.is_empty() {
+                    shared.interceptors.on_acknowledgement(&Err(e.error.clone()));
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Sends many records with one accumulator message per partition (and chunk of at most
@@ -797,6 +853,22 @@ impl ProducerBuilder {
             Interceptors::new(self.interceptors),
         )
         .await
+    }
+}
+
+/// An error of [`Producer::send_returning`] before enqueueing, with the record it did not take.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{error}")]
+pub struct SendError {
+    /// Why the record was not enqueued.
+    pub error: ProduceError,
+    /// The record, to retry or park.
+    pub record: ProducerRecord,
+}
+
+impl From<SendError> for ProduceError {
+    fn from(e: SendError) -> Self {
+        e.error
     }
 }
 
