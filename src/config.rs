@@ -1201,6 +1201,24 @@ fn parse_compression(v: &str) -> Result<Compression, ConfigError> {
             ))
         }
     })
+    .and_then(|c| {
+        let compiled = match c {
+            Compression::None => true,
+            Compression::Gzip => cfg!(feature = "gzip"),
+            Compression::Snappy => cfg!(feature = "snappy"),
+            Compression::Lz4 => cfg!(feature = "lz4"),
+            Compression::Zstd => cfg!(feature = "zstd"),
+        };
+        if compiled {
+            Ok(c)
+        } else {
+            Err(unsupported(
+                "compression.type",
+                v,
+                format!("built without the `{}` cargo feature", c.name()),
+            ))
+        }
+    })
 }
 
 /// Split a comma-separated `bootstrap.servers` value, dropping empty entries.

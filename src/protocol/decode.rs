@@ -7,6 +7,7 @@
 use crate::protocol::record_batch::{Compression, RECORD_BATCH_OVERHEAD};
 use crate::record::Header;
 use bytes::Bytes;
+#[cfg(any(feature = "gzip", feature = "lz4"))]
 use std::io::Read;
 
 /// One record read back from a batch.
@@ -58,6 +59,7 @@ impl<'a> Cursor<'a> {
 fn decompress(compression: Compression, data: &[u8]) -> Option<Vec<u8>> {
     match compression {
         Compression::None => Some(data.to_vec()),
+        #[cfg(feature = "gzip")]
         Compression::Gzip => {
             let mut out = Vec::new();
             flate2::read::GzDecoder::new(data)
@@ -65,7 +67,9 @@ fn decompress(compression: Compression, data: &[u8]) -> Option<Vec<u8>> {
                 .ok()?;
             Some(out)
         }
+        #[cfg(feature = "snappy")]
         Compression::Snappy => snap::raw::Decoder::new().decompress_vec(data).ok(),
+        #[cfg(feature = "lz4")]
         Compression::Lz4 => {
             let mut out = Vec::new();
             lz4_flex::frame::FrameDecoder::new(data)
@@ -73,7 +77,10 @@ fn decompress(compression: Compression, data: &[u8]) -> Option<Vec<u8>> {
                 .ok()?;
             Some(out)
         }
+        #[cfg(feature = "zstd")]
         Compression::Zstd => zstd::stream::decode_all(data).ok(),
+        #[allow(unreachable_patterns)]
+        _ => None,
     }
 }
 
@@ -136,7 +143,7 @@ pub fn decode_batch(batch: &[u8]) -> Option<Vec<DecodedRecord>> {
     Some(out)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "gzip", feature = "snappy", feature = "lz4", feature = "zstd"))]
 mod tests {
     use super::*;
     use crate::protocol::record_batch::RecordBatchBuilder;

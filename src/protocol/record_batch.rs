@@ -46,7 +46,9 @@
 //! compressed batches close to `batch.size` (see its docs).
 
 use bytes::{BufMut, Bytes, BytesMut};
+#[cfg(feature = "zstd")]
 use std::cell::RefCell;
+#[cfg(any(feature = "gzip", feature = "lz4"))]
 use std::io::Write;
 use std::mem::MaybeUninit;
 use std::ops::RangeInclusive;
@@ -579,14 +581,26 @@ impl RecordBatchBuilder {
     ) -> Result<Bytes, BatchError> {
         let mut out = match self.compression {
             Compression::None => self.buf,
+            #[cfg(feature = "gzip")]
             Compression::Gzip => gzip_records(&self.buf, self.levels.gzip_level()?)?,
+            #[cfg(feature = "snappy")]
             Compression::Snappy => snappy_records(&self.buf)?,
+            #[cfg(feature = "lz4")]
             Compression::Lz4 => {
                 // Validated only: lz4_flex has a single compression level.
                 self.levels.lz4_level()?;
                 lz4_records(&self.buf)?
             }
+            #[cfg(feature = "zstd")]
             Compression::Zstd => zstd_records(&self.buf, self.levels.zstd_level()?)?,
+            #[allow(unreachable_patterns)]
+            other => {
+                return Err(BatchError::Compression(format!(
+                    "{} support is not compiled in (cargo feature `{}`)",
+                    other.name(),
+                    other.name()
+                )))
+            }
         };
         let batch_length =
             i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| BatchError::TooManyRecords)?;
@@ -612,6 +626,7 @@ impl RecordBatchBuilder {
     }
 }
 
+#[cfg(feature = "gzip")]
 /// Gzips `buf[61..]` into a new buffer that starts with 61 (unfilled) header bytes. `level` is
 /// in 0..=9.
 fn gzip_records(buf: &[u8], level: u32) -> Result<BytesMut, BatchError> {
@@ -626,6 +641,7 @@ fn gzip_records(buf: &[u8], level: u32) -> Result<BytesMut, BatchError> {
     }
 }
 
+#[cfg(feature = "snappy")]
 /// Compresses `buf[61..]` in raw snappy format (one snappy block stream: varint uncompressed
 /// length, then literals and copies; no xerial or framing-format header) into a new buffer that
 /// starts with 61 (unfilled) header bytes.
@@ -645,6 +661,7 @@ fn snappy_records(buf: &[u8]) -> Result<BytesMut, BatchError> {
     Ok(out)
 }
 
+#[cfg(feature = "lz4")]
 /// Compresses `buf[61..]` as one standard LZ4 frame (magic `04 22 4D 18`, frame format
 /// version 1, independent blocks of at most 64 KiB, no block or content checksum, no content
 /// size, correct header checksum) into a new buffer that starts with 61 (unfilled) header bytes.
@@ -672,6 +689,7 @@ fn lz4_records(buf: &[u8]) -> Result<BytesMut, BatchError> {
     }
 }
 
+#[cfg(feature = "zstd")]
 /// Compresses `buf[61..]` as one standard zstd frame (content size in the frame header, no
 /// checksum, no dictionary) at `level` into a new buffer that starts with 61 (unfilled) header
 /// bytes.
@@ -882,7 +900,7 @@ pub fn rewrite_producer_state(
     Some(out.freeze())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "gzip", feature = "snappy", feature = "lz4", feature = "zstd"))]
 mod tests {
     use super::*;
     use kafka_protocol::records::{
