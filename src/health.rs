@@ -47,6 +47,15 @@ pub enum HealthEvent {
     },
     /// Metadata changed: brokers, partition counts or leaders.
     MetadataChanged,
+    /// A broker refused our producer id/epoch as fenced (`PRODUCER_FENCED`,
+    /// `INVALID_PRODUCER_EPOCH`): another producer took it over, or the broker bumped it. The
+    /// records of that batch fail.
+    ProducerFenced {
+        /// The producer id that was refused.
+        producer_id: i64,
+        /// Its epoch.
+        epoch: i16,
+    },
 }
 
 /// The subscribers of one producer.

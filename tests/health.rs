@@ -106,3 +106,50 @@ async fn broker_down_then_up_events() {
     println!("HEALTH events: {seen:#?}\nrestart: {restarted:?}");
     drop(broker);
 }
+
+/// A Produce answer PRODUCER_FENCED (from the test proxy) fails that record with the broker's
+/// code and sends `ProducerFenced` with the producer id and epoch that were refused.
+#[actix_rt::test]
+async fn producer_fenced_event() {
+    let broker = TestBroker::start();
+    let topic = unique_topic("fenced");
+    broker.create_topic(&topic, 1);
+    let proxy = common::proxy::Proxy::start(broker.bootstrap.parse().unwrap());
+    let producer = Producer::start(
+        ProducerConfig::builder()
+            .bootstrap_servers([proxy.bootstrap()])
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    producer.subscribe_health(Collector(tx).start().recipient());
+    producer
+        .send_and_wait(ProducerRecord::new(topic.as_str(), "ok"))
+        .await
+        .unwrap();
+    proxy.fail_next_requests(common::proxy::PRODUCE, 90, 1); // PRODUCER_FENCED
+    let err = producer
+        .send_and_wait(ProducerRecord::new(topic.as_str(), "fenced"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, actix_kafka::ProduceError::Broker { code: actix_kafka::KafkaCode(90), .. }),
+        "{err:?}"
+    );
+    let mut seen = Vec::new();
+    let e = next_matching(&mut rx, &mut seen, "ProducerFenced", |e| {
+        matches!(e, HealthEvent::ProducerFenced { .. })
+    })
+    .await;
+    let stats = producer.sender_stats().await.unwrap();
+    assert_eq!(
+        e,
+        HealthEvent::ProducerFenced {
+            producer_id: stats.producer_id.0,
+            epoch: stats.producer_id.1
+        }
+    );
+    producer.close(Duration::from_secs(5)).await;
+}

@@ -669,6 +669,12 @@ impl Sender {
                                 }
                             }
                             _ => {
+                                if matches!(code.0, 47 | 90) {
+                                    self.shared.health.emit(crate::health::HealthEvent::ProducerFenced {
+                                        producer_id: b.producer_id,
+                                        epoch: b.producer_epoch,
+                                    });
+                                }
                                 refresh |= code.needs_metadata_refresh();
                                 let err = ProduceError::Broker {
                                     topic_partition: b.tp.clone(),
