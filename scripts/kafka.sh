@@ -583,6 +583,16 @@ signal_broker() { # $1 = signal, $2 = id
     local pid
     pid="$(running_pid "$2")" || die "broker $2 is not running"
     kill "-$1" "$pid"
+    if [[ "$1" == KILL ]]; then
+        # SIGKILL is delivered asynchronously: return once the process is really gone.
+        local t
+        for ((t = 0; t < 100; t++)); do
+            running_pid "$2" >/dev/null || break
+            sleep 0.05
+        done
+        running_pid "$2" >/dev/null && die "broker $2 (pid ${pid}) still runs 5 s after SIGKILL"
+        rm -f "$(pid_file "$2")"
+    fi
     log "sent SIG$1 to broker $2 (pid ${pid})"
 }
 
