@@ -24,7 +24,9 @@ async fn publish(
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bootstrap = std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let config = ProducerConfig::builder().bootstrap_servers([bootstrap]).build()?;
+    let config = ProducerConfig::builder()
+        .bootstrap_servers([bootstrap])
+        .build()?;
     let producer = Producer::start(config).await?;
     let data = web::Data::new(producer.clone());
     HttpServer::new(move || App::new().app_data(data.clone()).service(publish))

@@ -21,7 +21,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let md = producer
         .send_and_wait(ProducerRecord::new("greetings", "hello").key("user-1"))
         .await?;
-    println!("delivered to {}-{} at offset {}", md.topic, md.partition, md.offset);
+    println!(
+        "delivered to {}-{} at offset {}",
+        md.topic, md.partition, md.offset
+    );
     producer.close(Duration::from_secs(10)).await;
     Ok(())
 }

@@ -25,8 +25,15 @@ fn export(snapshot: &MetricsSnapshot) {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handle = PrometheusBuilder::new().install_recorder()?;
     let bootstrap = std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let topic = std::env::args().nth(1).unwrap_or_else(|| "metrics-demo".into());
-    let producer = Producer::start(ProducerConfig::builder().bootstrap_servers([bootstrap]).build()?).await?;
+    let topic = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "metrics-demo".into());
+    let producer = Producer::start(
+        ProducerConfig::builder()
+            .bootstrap_servers([bootstrap])
+            .build()?,
+    )
+    .await?;
     for round in 0..3 {
         for i in 0..1000 {
             producer

@@ -30,7 +30,9 @@ async fn main() {
         producer: mock.clone(),
     };
     let first = tokio::spawn({
-        let svc = OrderService { producer: mock.clone() };
+        let svc = OrderService {
+            producer: mock.clone(),
+        };
         async move { svc.place("alice", "order-1").await }
     });
     while mock.pending() < 1 {

@@ -48,10 +48,16 @@ impl TopicInfo {
                     format!("partition index {index} outside 0..{n} in metadata of `{name}`")
                 })?;
             if slot.is_some() {
-                return Err(format!("partition {index} listed twice in metadata of `{name}`"));
+                return Err(format!(
+                    "partition {index} listed twice in metadata of `{name}`"
+                ));
             }
             *slot = Some(PartitionInfo {
-                leader: if error_code == 0 || leader >= 0 { leader } else { -1 },
+                leader: if error_code == 0 || leader >= 0 {
+                    leader
+                } else {
+                    -1
+                },
                 leader_epoch,
             });
         }
@@ -111,7 +117,11 @@ mod tests {
     fn topic(parts: &[(i32, i32)]) -> Result<TopicInfo, String> {
         TopicInfo::from_metadata(
             "t".into(),
-            parts.iter().map(|&(i, leader)| (i, leader, 0, 0)).collect::<Vec<_>>().into_iter(),
+            parts
+                .iter()
+                .map(|&(i, leader)| (i, leader, 0, 0))
+                .collect::<Vec<_>>()
+                .into_iter(),
         )
     }
 
@@ -124,7 +134,9 @@ mod tests {
 
     #[test]
     fn hostile_partition_indexes_are_errors_not_allocations() {
-        assert!(topic(&[(i32::MAX, 1)]).unwrap_err().contains("outside 0..1"));
+        assert!(topic(&[(i32::MAX, 1)])
+            .unwrap_err()
+            .contains("outside 0..1"));
         assert!(topic(&[(0, 1), (200_000_000, 1)]).is_err());
         assert!(topic(&[(-1, 1)]).is_err());
         assert!(topic(&[(0, 1), (0, 2)]).unwrap_err().contains("twice"));

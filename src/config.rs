@@ -656,7 +656,10 @@ impl ProducerConfigBuilder {
     }
 
     /// OAUTHBEARER tokens from the application (sets `sasl.mechanism=OAUTHBEARER`).
-    pub fn oauth_token_provider(mut self, provider: std::sync::Arc<dyn OAuthTokenProvider>) -> Self {
+    pub fn oauth_token_provider(
+        mut self,
+        provider: std::sync::Arc<dyn OAuthTokenProvider>,
+    ) -> Self {
         self.config.security.sasl.token_provider = Some(provider);
         self.sasl_mechanism(SaslMechanism::OAuthBearer)
     }
@@ -723,7 +726,11 @@ impl ProducerConfigBuilder {
             }
             "security.protocol" => {
                 let protocol: SecurityProtocol = v.parse().map_err(|_| {
-                    invalid(key, v, "expected one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
+                    invalid(
+                        key,
+                        v,
+                        "expected one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
+                    )
                 })?;
                 self.security_protocol(protocol)
             }
@@ -1035,8 +1042,9 @@ fn check_security(c: &mut ProducerConfig) -> Result<(), ConfigError> {
         _ => {
             if sasl.username.as_deref().is_none_or(str::is_empty) || sasl.password.is_none() {
                 return Err(ConfigError::Missing {
-                    key: "sasl.jaas.config (username and password) or sasl.username + sasl.password"
-                        .into(),
+                    key:
+                        "sasl.jaas.config (username and password) or sasl.username + sasl.password"
+                            .into(),
                 });
             }
         }
@@ -1475,7 +1483,11 @@ mailbox.capacity=64
             ("ssl.truststore.type", "JKS", "PEM"),
             ("ssl.keystore.type", "PKCS12", "PEM"),
             ("sasl.kerberos.service.name", "kafka", "GSSAPI"),
-            ("sasl.login.callback.handler.class", "a.B", "OAuthTokenProvider"),
+            (
+                "sasl.login.callback.handler.class",
+                "a.B",
+                "OAuthTokenProvider",
+            ),
             ("ssl.engine.factory.class", "a.B", "TLS setting"),
             ("interceptor.classes", "a.B", "interceptors"),
             ("partitioner.class", "a.B", "in code"),
@@ -1512,7 +1524,11 @@ mailbox.capacity=64
             Err(ConfigError::Missing { .. })
         ));
         let jaas = r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" password="s3cr3t-pw";"#;
-        let c = sasl(&[("sasl.mechanism", "SCRAM-SHA-512"), ("sasl.jaas.config", jaas)]).unwrap();
+        let c = sasl(&[
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.jaas.config", jaas),
+        ])
+        .unwrap();
         assert_eq!(c.security.sasl.username.as_deref(), Some("alice"));
         assert!(!format!("{c:?}").contains("s3cr3t-pw"), "password in Debug");
         assert!(matches!(
@@ -1520,7 +1536,11 @@ mailbox.capacity=64
             Err(ConfigError::Conflict { .. })
         ));
         let oauth = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"admin\";";
-        assert!(sasl(&[("sasl.mechanism", "OAUTHBEARER"), ("sasl.jaas.config", oauth)]).is_ok());
+        assert!(sasl(&[
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.jaas.config", oauth)
+        ])
+        .is_ok());
         assert!(matches!(
             sasl(&[("sasl.mechanism", "OAUTHBEARER")]),
             Err(ConfigError::Missing { .. })

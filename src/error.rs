@@ -304,7 +304,10 @@ mod http_tests {
     #[test]
     fn statuses() {
         let tp = TopicPartition::new("t", 0);
-        let queue = ProduceError::QueueFull { topic_partition: tp.clone(), waited_ms: 1 };
+        let queue = ProduceError::QueueFull {
+            topic_partition: tp.clone(),
+            waited_ms: 1,
+        };
         assert_eq!(queue.status_code().as_u16(), 503);
         let large = ProduceError::RecordTooLarge { size: 2, limit: 1 };
         assert_eq!(large.status_code().as_u16(), 413);

@@ -66,9 +66,9 @@ pub mod prelude {
     pub use crate::config::{Acks, ProducerConfig};
     pub use crate::error::{ConnectionError, ProduceError};
     pub use crate::health::HealthEvent;
-    pub use crate::send::RecordSender;
     pub use crate::record::{ProducerRecord, RecordMetadata, TopicPartition};
     pub use crate::security::{SaslMechanism, SecurityProtocol};
+    pub use crate::send::RecordSender;
 }
 
 pub use actors::producer::{
@@ -79,9 +79,9 @@ pub use batch::{DeliveryFuture, DeliveryResult};
 pub use config::{Acks, ConfigError, ProducerConfig};
 pub use error::{ConnectionError, KafkaCode, ProduceError};
 pub use health::HealthEvent;
-pub use send::RecordSender;
 pub use interceptor::ProducerInterceptor;
 pub use metrics::MetricsSnapshot;
 pub use record::{Header, ProducerRecord, RecordMetadata, TopicPartition};
-pub use security::{OAuthBearerToken, OAuthTokenProvider, SaslMechanism, SecurityProtocol};
 pub use secrecy::SecretString;
+pub use security::{OAuthBearerToken, OAuthTokenProvider, SaslMechanism, SecurityProtocol};
+pub use send::RecordSender;

@@ -137,8 +137,14 @@ impl Metrics {
         v.insert("produce-throttle-time-avg", self.throttle_time_ms.avg());
         v.insert("produce-throttle-time-max", self.throttle_time_ms.max());
         let count = |a: &AtomicU64| a.load(Relaxed) as f64;
-        v.insert("connection-creation-total", count(&self.connections_created));
-        v.insert("connection-creation-rate", count(&self.connections_created) / secs);
+        v.insert(
+            "connection-creation-total",
+            count(&self.connections_created),
+        );
+        v.insert(
+            "connection-creation-rate",
+            count(&self.connections_created) / secs,
+        );
         v.insert(
             "connection-count",
             self.connections_open.load(Relaxed).max(0) as f64,
@@ -151,7 +157,10 @@ impl Metrics {
             "successful-reauthentication-total",
             count(&self.successful_reauthentications),
         );
-        v.insert("failed-authentication-total", count(&self.failed_authentications));
+        v.insert(
+            "failed-authentication-total",
+            count(&self.failed_authentications),
+        );
         MetricsSnapshot {
             values: v,
             mailbox_depth: Vec::new(),

@@ -98,10 +98,9 @@ impl MockProducer {
                     partitions: self.partitions,
                 })
             }
-            None => record
-                .key
-                .as_deref()
-                .map_or(0, |k| crate::partitioner::partition_for_key(k, self.partitions)),
+            None => record.key.as_deref().map_or(0, |k| {
+                crate::partitioner::partition_for_key(k, self.partitions)
+            }),
         };
         let timestamp = record.timestamp.unwrap_or_else(|| {
             std::time::SystemTime::now()
@@ -169,7 +168,10 @@ impl MockProducer {
     ///
     /// # Errors
     /// As [`send`](Self::send), then the delivery's error.
-    pub async fn send_and_wait(&self, record: ProducerRecord) -> Result<RecordMetadata, ProduceError> {
+    pub async fn send_and_wait(
+        &self,
+        record: ProducerRecord,
+    ) -> Result<RecordMetadata, ProduceError> {
         self.send(record).await?.await
     }
 
@@ -213,7 +215,8 @@ impl MockProducer {
             st.pending.drain(..).collect()
         };
         for p in pending {
-            p.delivery.complete(Err(ProduceError::closed("mock producer closed")));
+            p.delivery
+                .complete(Err(ProduceError::closed("mock producer closed")));
         }
     }
 
@@ -249,13 +252,22 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn auto_complete_partitions_and_offsets() {
         let m = MockProducer::with_partitions(true, 4);
-        let a = m.send_and_wait(ProducerRecord::new("t", "a").key("k1")).await.unwrap();
-        let b = m.send_and_wait(ProducerRecord::new("t", "b").key("k1")).await.unwrap();
+        let a = m
+            .send_and_wait(ProducerRecord::new("t", "a").key("k1"))
+            .await
+            .unwrap();
+        let b = m
+            .send_and_wait(ProducerRecord::new("t", "b").key("k1"))
+            .await
+            .unwrap();
         assert_eq!(a.partition, crate::partitioner::partition_for_key(b"k1", 4));
         assert_eq!((a.partition, a.offset, b.offset), (b.partition, 0, 1));
         assert_eq!(a.serialized_value_size, 1);
         let e = m.send(ProducerRecord::new("t", "x").partition(9)).await;
-        assert!(matches!(e, Err(ProduceError::InvalidPartition { partition: 9, .. })));
+        assert!(matches!(
+            e,
+            Err(ProduceError::InvalidPartition { partition: 9, .. })
+        ));
         assert_eq!(m.history().len(), 2);
     }
 
@@ -274,7 +286,13 @@ mod tests {
         assert!(m.complete_next());
         assert_eq!(rx.recv().unwrap(), Ok(0));
         assert!(m.error_next(KafkaCode(10)));
-        assert!(matches!(second.await, Err(ProduceError::Broker { code: KafkaCode(10), .. })));
+        assert!(matches!(
+            second.await,
+            Err(ProduceError::Broker {
+                code: KafkaCode(10),
+                ..
+            })
+        ));
         m.close(std::time::Duration::ZERO).await;
         assert!(matches!(third.await, Err(ProduceError::Closed(_))));
         assert!(m.send(ProducerRecord::new("t", "d")).await.is_err());

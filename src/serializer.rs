@@ -203,8 +203,7 @@ impl<K: ?Sized, V: ?Sized> TypedProducer<K, V> {
         key: Option<&K>,
         value: &V,
     ) -> Result<crate::DeliveryFuture, ProduceError> {
-        let record =
-            ProducerRecord::serialized(topic, key, &*self.key, Some(value), &*self.value)?;
+        let record = ProducerRecord::serialized(topic, key, &*self.key, Some(value), &*self.value)?;
         self.producer.send(record).await
     }
 

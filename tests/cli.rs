@@ -17,8 +17,19 @@ async fn produce_lines_with_keys_then_perf() {
     let topic = unique_topic("cli");
     broker.create_topic(&topic, 3);
     let mut child = cli()
-        .args(["produce", "--bootstrap-server", &broker.bootstrap, "--topic", &topic])
-        .args(["--property", "parse.key=true", "--property", "key.separator=:"])
+        .args([
+            "produce",
+            "--bootstrap-server",
+            &broker.bootstrap,
+            "--topic",
+            &topic,
+        ])
+        .args([
+            "--property",
+            "parse.key=true",
+            "--property",
+            "key.separator=:",
+        ])
         .args(["--producer-property", "linger.ms=1", "--print-deliveries"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -52,19 +63,37 @@ async fn produce_lines_with_keys_then_perf() {
     }
 
     let out = cli()
-        .args(["perf", "--topic", &topic, "--num-records", "20000", "--record-size", "100"])
+        .args([
+            "perf",
+            "--topic",
+            &topic,
+            "--num-records",
+            "20000",
+            "--record-size",
+            "100",
+        ])
         .args(["--throughput", "-1", "--producer-props"])
         .arg(format!("bootstrap.servers={}", broker.bootstrap))
         .arg("acks=1")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.starts_with("20000 records sent"), "{text}");
 
     // A bad property is a clear error and exit code 2.
     let out = cli()
-        .args(["produce", "--bootstrap-server", &broker.bootstrap, "--topic", &topic])
+        .args([
+            "produce",
+            "--bootstrap-server",
+            &broker.bootstrap,
+            "--topic",
+            &topic,
+        ])
         .args(["--producer-property", "acks=maybe"])
         .stdin(Stdio::null())
         .output()

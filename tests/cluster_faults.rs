@@ -233,7 +233,12 @@ async fn run_scenario(
     let stats = producer.sender_stats().await;
     producer.close(Duration::from_secs(10)).await;
 
-    let read = read_all(&cluster.plaintext_bootstrap, &topic, Duration::from_secs(120)).await;
+    let read = read_all(
+        &cluster.plaintext_bootstrap,
+        &topic,
+        Duration::from_secs(120),
+    )
+    .await;
     let o = shared.lock().unwrap();
     let mut row = Row {
         sent: sent_total - refused,
@@ -262,7 +267,9 @@ async fn run_scenario(
     }
     row.duplicated = places.values().filter(|p| p.len() > 1).count() as u64;
     for (seq, slot) in o.slots.iter().enumerate() {
-        let Some(sent_at) = slot.sent_at else { continue };
+        let Some(sent_at) = slot.sent_at else {
+            continue;
+        };
         row.extra_outcomes += slot.extra_outcomes as u64;
         let seq = seq as u64;
         match &slot.outcome {
@@ -306,7 +313,9 @@ async fn run_scenario(
     acks.sort();
     let mut prev = started;
     for a in acks.iter().filter(|a| **a >= started) {
-        row.recovery_ms = row.recovery_ms.max(a.duration_since(prev).as_millis() as u64);
+        row.recovery_ms = row
+            .recovery_ms
+            .max(a.duration_since(prev).as_millis() as u64);
         prev = *a;
     }
     drop(o);
@@ -338,11 +347,23 @@ async fn run_scenario(
     assert!(row.sent >= n, "{}: streamed {} < {n}", sc.name, row.sent);
     assert_eq!(row.refused, 0, "{}: send refused records", sc.name);
     assert_eq!(row.no_outcome, 0, "{}: records without an outcome", sc.name);
-    assert_eq!(row.extra_outcomes, 0, "{}: records with two outcomes", sc.name);
+    assert_eq!(
+        row.extra_outcomes, 0,
+        "{}: records with two outcomes",
+        sc.name
+    );
     assert_eq!(row.lost, 0, "{}: acknowledged records lost", sc.name);
     assert_eq!(row.duplicated, 0, "{}: records written twice", sc.name);
-    assert_eq!(row.reordered, 0, "{}: records reordered within a key", sc.name);
-    assert_eq!(row.misplaced, 0, "{}: acks naming the wrong offset", sc.name);
+    assert_eq!(
+        row.reordered, 0,
+        "{}: records reordered within a key",
+        sc.name
+    );
+    assert_eq!(
+        row.misplaced, 0,
+        "{}: acks naming the wrong offset",
+        sc.name
+    );
     assert_eq!(
         row.failed_but_written_unflagged, 0,
         "{}: failed records written without possibly_written",
@@ -355,8 +376,16 @@ async fn run_scenario(
         row.max_latency_ms,
         sc.delivery_timeout.as_millis()
     );
-    assert_eq!(row.failed, 0, "{}: records failed although delivery.timeout.ms covers the fault", sc.name);
-    assert_eq!(row.read_back, row.acked, "{}: read back exactly the acknowledged records", sc.name);
+    assert_eq!(
+        row.failed, 0,
+        "{}: records failed although delivery.timeout.ms covers the fault",
+        sc.name
+    );
+    assert_eq!(
+        row.read_back, row.acked,
+        "{}: read back exactly the acknowledged records",
+        sc.name
+    );
     row
 }
 
@@ -382,7 +411,10 @@ fn wait_full_isr(cluster: &KafkaCluster, topic: &str, timeout: Duration) {
         if layout.iter().all(|(_, l, _, isr)| *l > 0 && isr.len() == 3) {
             return;
         }
-        assert!(Instant::now() < deadline, "ISR not full after {timeout:?}: {layout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "ISR not full after {timeout:?}: {layout:?}"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
 }

@@ -1782,7 +1782,10 @@ async fn delivery_timeout_bounds_in_flight_batches() {
             "record {i}: outcome {late:?} after send (delivery.timeout.ms {TIMEOUT:?})"
         );
     }
-    println!("SCENARIO {NAME} records={n} worst_send_to_outcome_ms={}", worst.as_millis());
+    println!(
+        "SCENARIO {NAME} records={n} worst_send_to_outcome_ms={}",
+        worst.as_millis()
+    );
     producer.close(Duration::from_secs(2)).await;
     assert_no_foreign_panics(NAME);
 }
@@ -1834,14 +1837,24 @@ async fn hostile_metadata_partition_index() {
         .await
         .unwrap();
         let started = Instant::now();
-        let Err(err) = producer.send(ProducerRecord::new(topic.as_str(), "x")).await else {
+        let Err(err) = producer
+            .send(ProducerRecord::new(topic.as_str(), "x"))
+            .await
+        else {
             panic!("case {i}: invalid metadata must not route records");
         };
         assert!(
-            matches!(err, ProduceError::MetadataTimeout { .. } | ProduceError::UnknownTopic { .. }),
+            matches!(
+                err,
+                ProduceError::MetadataTimeout { .. } | ProduceError::UnknownTopic { .. }
+            ),
             "case {i}: {err:?}"
         );
-        assert!(started.elapsed() < Duration::from_secs(4), "case {i}: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "case {i}: {:?}",
+            started.elapsed()
+        );
         producer.close(Duration::from_secs(1)).await;
         let grown = rss_kib().saturating_sub(rss_before);
         assert!(grown < 200 * 1024, "case {i}: RSS grew {grown} KiB");
@@ -1869,7 +1882,12 @@ async fn produce_answers_that_do_not_match() {
     let mut results = Results::default();
     let mut pending = Vec::new();
     send_numbered(&producer, &topic, 0..10, "", &mut pending, &mut results).await;
-    collect(std::mem::take(&mut pending), &mut results, Instant::now() + Duration::from_secs(30)).await;
+    collect(
+        std::mem::take(&mut pending),
+        &mut results,
+        Instant::now() + Duration::from_secs(30),
+    )
+    .await;
     proxy.inject(PRODUCE, Fault::ProduceEdit(|r| r.responses.clear()));
     proxy.inject(
         PRODUCE,
@@ -1882,14 +1900,22 @@ async fn produce_answers_that_do_not_match() {
         }),
     );
     send_numbered(&producer, &topic, 10..2000, "", &mut pending, &mut results).await;
-    collect(pending, &mut results, Instant::now() + Duration::from_secs(60)).await;
+    collect(
+        pending,
+        &mut results,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await;
     let stats = stats_and_close(&producer).await;
     let read = read_all(&broker.bootstrap, &topic, Duration::from_secs(30)).await;
     let r = analyze(NAME, &results, &read);
     print_detail(NAME, &r, &stats, &results, "");
     assert_eq!(proxy.faults_pending(), 0, "both edits applied");
     assert_eq!(r.failed, 0, "{:?}", results.failure_kinds());
-    assert_eq!((r.lost, r.duplicated, r.reordered, r.misplaced), (0, 0, 0, 0));
+    assert_eq!(
+        (r.lost, r.duplicated, r.reordered, r.misplaced),
+        (0, 0, 0, 0)
+    );
     assert_eq!(r.offset_unknown, 0, "no delivery reported at offset -1");
     assert!(stats.expect("stats").batches_retried >= 2);
     assert_no_foreign_panics(NAME);
@@ -1908,14 +1934,35 @@ async fn throttle_time_is_honoured() {
     let producer = Producer::start(mock_config(&proxy.bootstrap()).build().unwrap())
         .await
         .unwrap();
-    producer.send(numbered(&topic, 0, "")).await.unwrap().await.unwrap();
+    producer
+        .send(numbered(&topic, 0, ""))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     proxy.inject(PRODUCE, Fault::ProduceEdit(|r| r.throttle_time_ms = 1500));
-    producer.send(numbered(&topic, 1, "")).await.unwrap().await.unwrap();
+    producer
+        .send(numbered(&topic, 1, ""))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let started = Instant::now();
-    producer.send(numbered(&topic, 2, "")).await.unwrap().await.unwrap();
+    producer
+        .send(numbered(&topic, 2, ""))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let waited = started.elapsed();
-    println!("SCENARIO {NAME} next delivery after {} ms", waited.as_millis());
-    assert!(waited >= Duration::from_millis(1300), "sent during the throttle: {waited:?}");
+    println!(
+        "SCENARIO {NAME} next delivery after {} ms",
+        waited.as_millis()
+    );
+    assert!(
+        waited >= Duration::from_millis(1300),
+        "sent during the throttle: {waited:?}"
+    );
     let m = producer.metrics();
     assert!(m.get("produce-throttle-time-max").unwrap_or(0.0) >= 1500.0);
     producer.close(Duration::from_secs(5)).await;
@@ -1939,11 +1986,21 @@ async fn partitioner_out_of_range_is_a_typed_error() {
         .start()
         .await
         .unwrap();
-    let Err(err) = producer.send(ProducerRecord::new(topic.as_str(), "x")).await else {
+    let Err(err) = producer
+        .send(ProducerRecord::new(topic.as_str(), "x"))
+        .await
+    else {
         panic!("partition 99 of 2 accepted");
     };
     assert!(
-        matches!(err, ProduceError::InvalidPartition { partition: 99, partitions: 2, .. }),
+        matches!(
+            err,
+            ProduceError::InvalidPartition {
+                partition: 99,
+                partitions: 2,
+                ..
+            }
+        ),
         "{err:?}"
     );
     producer.close(Duration::from_secs(2)).await;
@@ -1962,7 +2019,12 @@ async fn close_returns_by_its_timeout() {
     let producer = Producer::start(mock_config(&proxy.bootstrap()).build().unwrap())
         .await
         .unwrap();
-    producer.send(numbered(&topic, 0, "")).await.unwrap().await.unwrap();
+    producer
+        .send(numbered(&topic, 0, ""))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     proxy.set_latency(PRODUCE, Duration::from_secs(30));
     let mut pending = Vec::new();
     for i in 1..100 {
@@ -1971,13 +2033,19 @@ async fn close_returns_by_its_timeout() {
     let started = Instant::now();
     producer.close(Duration::from_secs(1)).await;
     let took = started.elapsed();
-    println!("SCENARIO {NAME} close(1 s) returned after {} ms", took.as_millis());
+    println!(
+        "SCENARIO {NAME} close(1 s) returned after {} ms",
+        took.as_millis()
+    );
     assert!(took < Duration::from_millis(1150), "close took {took:?}");
     for (i, d) in pending.into_iter().enumerate() {
         let res = tokio::time::timeout(Duration::from_secs(5), d)
             .await
             .unwrap_or_else(|_| panic!("record {i} has no result after close"));
-        assert!(matches!(res, Err(ProduceError::Closed(_))), "record {i}: {res:?}");
+        assert!(
+            matches!(res, Err(ProduceError::Closed(_))),
+            "record {i}: {res:?}"
+        );
     }
     assert_no_foreign_panics(NAME);
 }
@@ -2004,17 +2072,32 @@ async fn producer_id_reset_with_requests_in_flight_keeps_order() {
         if chunk > 0 {
             proxy.fail_next_requests(PRODUCE, 59, 1); // UNKNOWN_PRODUCER_ID
         }
-        send_numbered(&producer, &topic, chunk * 2000..(chunk + 1) * 2000, "", &mut pending, &mut results)
-            .await;
+        send_numbered(
+            &producer,
+            &topic,
+            chunk * 2000..(chunk + 1) * 2000,
+            "",
+            &mut pending,
+            &mut results,
+        )
+        .await;
     }
-    collect(pending, &mut results, Instant::now() + Duration::from_secs(60)).await;
+    collect(
+        pending,
+        &mut results,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await;
     let stats = stats_and_close(&producer).await;
     let read = read_all(&broker.bootstrap, &topic, Duration::from_secs(30)).await;
     let r = analyze(NAME, &results, &read);
     print_detail(NAME, &r, &stats, &results, "");
     assert_eq!(proxy.faults_pending(), 0);
     assert_eq!(r.failed, 0, "{:?}", results.failure_kinds());
-    assert_eq!((r.lost, r.duplicated, r.reordered, r.misplaced), (0, 0, 0, 0));
+    assert_eq!(
+        (r.lost, r.duplicated, r.reordered, r.misplaced),
+        (0, 0, 0, 0)
+    );
     assert!(stats.expect("stats").producer_id_resets >= 1);
     assert_no_foreign_panics(NAME);
 }

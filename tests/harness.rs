@@ -130,7 +130,13 @@ async fn kafka_topics_and_restart_keep_data() {
         3
     );
 
-    let port: u16 = broker.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
+    let port: u16 = broker
+        .bootstrap
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     broker.stop();
     assert!(!broker.is_running());
     assert!(
@@ -152,7 +158,10 @@ async fn kafka_topics_and_restart_keep_data() {
     assert_eq!(records.len(), 3 + 5);
     let values: Vec<String> = records.iter().map(|r| r.value_str().unwrap()).collect();
     let expected: Vec<String> = (0..3).chain(0..5).map(|i| format!("value-{i}")).collect();
-    assert_eq!(values, expected, "3 records before the kill, 5 after the restart");
+    assert_eq!(
+        values, expected,
+        "3 records before the kill, 5 after the restart"
+    );
     let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
     assert_eq!(offsets, (0..8).collect::<Vec<i64>>());
 }
@@ -170,7 +179,12 @@ fn three_broker_cluster_lifecycle() {
     cluster.create_topic(&topic, 3);
     let layout = partition_layout(&cluster.bootstrap, &topic);
     assert_eq!(layout.len(), 3);
-    assert!(layout.iter().all(|(_, leader, replicas, _)| *leader > 0 && replicas.len() == 3), "{layout:?}");
+    assert!(
+        layout
+            .iter()
+            .all(|(_, leader, replicas, _)| *leader > 0 && replicas.len() == 3),
+        "{layout:?}"
+    );
     cluster.kill_broker(2);
     assert_eq!(cluster.status()[1].1, None);
     cluster.start_broker(2);

@@ -135,7 +135,13 @@ async fn producer_fenced_event() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, actix_kafka::ProduceError::Broker { code: actix_kafka::KafkaCode(90), .. }),
+        matches!(
+            err,
+            actix_kafka::ProduceError::Broker {
+                code: actix_kafka::KafkaCode(90),
+                ..
+            }
+        ),
         "{err:?}"
     );
     let mut seen = Vec::new();

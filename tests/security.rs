@@ -30,7 +30,11 @@ const N: usize = 100_000;
 const MAX_BLOCK: Duration = Duration::from_secs(10);
 
 /// The client properties `kafka.sh` wrote, minus `drop` keys, plus `extra`.
-fn client_props(cluster: &KafkaCluster, drop: &[&str], extra: &[(&str, &str)]) -> Vec<(String, String)> {
+fn client_props(
+    cluster: &KafkaCluster,
+    drop: &[&str],
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
     let path = cluster.client_config.as_ref().expect("KAFKA_CLIENT_CONFIG");
     let text = std::fs::read_to_string(path).expect("read client.properties");
     let mut props: Vec<(String, String)> = text
@@ -62,24 +66,42 @@ async fn produce_and_verify(cluster: &KafkaCluster, cfg: ProducerConfig, name: &
     let producer = Producer::start(cfg).await.expect("start producer");
     let mut deliveries = Vec::with_capacity(N);
     for i in 0..N {
-        let record = ProducerRecord::new(topic.as_str(), format!("v{i}")).key(format!("k{}", i % 1000));
-        deliveries.push(producer.send(record).await.unwrap_or_else(|e| panic!("{name}: send {i}: {e}")));
+        let record =
+            ProducerRecord::new(topic.as_str(), format!("v{i}")).key(format!("k{}", i % 1000));
+        deliveries.push(
+            producer
+                .send(record)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: send {i}: {e}")),
+        );
     }
     let mut at: HashMap<String, (i32, i64)> = HashMap::with_capacity(N);
     for (i, d) in deliveries.into_iter().enumerate() {
-        let md = d.await.unwrap_or_else(|e| panic!("{name}: record {i}: {e}"));
+        let md = d
+            .await
+            .unwrap_or_else(|e| panic!("{name}: record {i}: {e}"));
         at.insert(format!("v{i}"), (md.partition, md.offset));
     }
     let metrics = producer.metrics();
     producer.close(Duration::from_secs(10)).await;
     let secs = started.elapsed().as_secs_f64();
-    let read = read_back(&cluster.plaintext_bootstrap, &topic, N, Duration::from_secs(60)).await;
+    let read = read_back(
+        &cluster.plaintext_bootstrap,
+        &topic,
+        N,
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(read.len(), N, "{name}: read back");
     for r in &read {
         let v = r.value_str().unwrap();
         let i: usize = v[1..].parse().unwrap();
         assert_eq!(r.key_str().unwrap(), format!("k{}", i % 1000));
-        assert_eq!(at.get(&v), Some(&(r.partition, r.offset)), "{name}: {v} where its ack said");
+        assert_eq!(
+            at.get(&v),
+            Some(&(r.partition, r.offset)),
+            "{name}: {v} where its ack said"
+        );
     }
     println!(
         "SECURITY {name}: {N} records acked and read back in {secs:.1} s; authentications {:?}",
@@ -119,7 +141,11 @@ fn openssl(dir: &Path, args: &[&str]) {
         .stdin(Stdio::null())
         .output()
         .expect("run openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[actix_rt::test]
@@ -128,25 +154,54 @@ async fn ssl_server_auth_mtls_and_tls_errors() {
     let cluster = KafkaCluster::start_with(1, "ssl", &[]);
     let mtls_keys = ["ssl.keystore.type", "ssl.keystore.location"];
     // 1. Server authentication only.
-    produce_and_verify(&cluster, config(client_props(&cluster, &mtls_keys, &[])), "ssl").await;
+    produce_and_verify(
+        &cluster,
+        config(client_props(&cluster, &mtls_keys, &[])),
+        "ssl",
+    )
+    .await;
     // 2. With the client certificate (the listener verifies it against its CA).
-    produce_and_verify(&cluster, config(client_props(&cluster, &[], &[])), "ssl-mtls").await;
+    produce_and_verify(
+        &cluster,
+        config(client_props(&cluster, &[], &[])),
+        "ssl-mtls",
+    )
+    .await;
 
     let tls = cluster.state_dir.join("tls");
     // 2b. The client key encrypted (PKCS#8 PBES2, AES-256-CBC), opened with ssl.key.password.
-    openssl(&tls, &["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", "client.key", "-out",
-                    "client-enc.pk8", "-passout", "pass:key-secret"]);
+    openssl(
+        &tls,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-in",
+            "client.key",
+            "-out",
+            "client-enc.pk8",
+            "-passout",
+            "pass:key-secret",
+        ],
+    );
     let mut ks = std::fs::read(tls.join("client-enc.pk8")).unwrap();
     ks.extend(std::fs::read(tls.join("client.pem")).unwrap());
     ks.extend(std::fs::read(tls.join("ca.pem")).unwrap());
     std::fs::write(tls.join("client-enc-keystore.pem"), ks).unwrap();
-    let enc = tls.join("client-enc-keystore.pem").to_string_lossy().into_owned();
+    let enc = tls
+        .join("client-enc-keystore.pem")
+        .to_string_lossy()
+        .into_owned();
     produce_and_verify(
         &cluster,
         config(client_props(
             &cluster,
             &[],
-            &[("ssl.keystore.location", &enc), ("ssl.key.password", "key-secret")],
+            &[
+                ("ssl.keystore.location", &enc),
+                ("ssl.key.password", "key-secret"),
+            ],
         )),
         "ssl-mtls-encrypted-key",
     )
@@ -154,11 +209,17 @@ async fn ssl_server_auth_mtls_and_tls_errors() {
     let bad = ProducerConfig::from_map(client_props(
         &cluster,
         &[],
-        &[("ssl.keystore.location", &enc), ("ssl.key.password", "bad-key-pw-123")],
+        &[
+            ("ssl.keystore.location", &enc),
+            ("ssl.key.password", "bad-key-pw-123"),
+        ],
     ))
     .expect_err("wrong ssl.key.password");
     assert!(bad.to_string().contains("ssl.key.password"), "{bad}");
-    assert!(!format!("{bad} {bad:?}").contains("bad-key-pw-123"), "password in the error: {bad}");
+    assert!(
+        !format!("{bad} {bad:?}").contains("bad-key-pw-123"),
+        "password in the error: {bad}"
+    );
 
     let topic = unique_topic("ssl-neg");
     cluster.create_topic(&topic, 1);
@@ -167,12 +228,29 @@ async fn ssl_server_auth_mtls_and_tls_errors() {
     std::fs::create_dir_all(&other).unwrap();
     openssl(
         &other,
-        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=other CA",
-          "-keyout", "ca.key", "-out", "ca.pem"],
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=other CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
     );
     let ca = other.join("ca.pem").to_string_lossy().into_owned();
     let err = expect_send_error(
-        config(client_props(&cluster, &mtls_keys, &[("ssl.truststore.location", &ca)])),
+        config(client_props(
+            &cluster,
+            &mtls_keys,
+            &[("ssl.truststore.location", &ca)],
+        )),
         &topic,
     )
     .await;
@@ -182,14 +260,54 @@ async fn ssl_server_auth_mtls_and_tls_errors() {
     );
     // 4. Host name mismatch: a real TLS server (openssl s_server) whose certificate, signed by the
     //    trusted CA, names another host.
-    openssl(&tls, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=wrong.example",
-                    "-keyout", "wrong.key", "-out", "wrong.csr"]);
+    openssl(
+        &tls,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=wrong.example",
+            "-keyout",
+            "wrong.key",
+            "-out",
+            "wrong.csr",
+        ],
+    );
     std::fs::write(tls.join("wrong.ext"), "subjectAltName=DNS:wrong.example\n").unwrap();
-    openssl(&tls, &["x509", "-req", "-in", "wrong.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                    "-CAcreateserial", "-days", "2", "-extfile", "wrong.ext", "-out", "wrong.pem"]);
+    openssl(
+        &tls,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "wrong.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "wrong.ext",
+            "-out",
+            "wrong.pem",
+        ],
+    );
     let port = common::free_port();
     let mut server = Command::new("openssl")
-        .args(["s_server", "-quiet", "-accept", &port.to_string(), "-cert", "wrong.pem", "-key", "wrong.key"])
+        .args([
+            "s_server",
+            "-quiet",
+            "-accept",
+            &port.to_string(),
+            "-cert",
+            "wrong.pem",
+            "-key",
+            "wrong.key",
+        ])
         .current_dir(&tls)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -203,7 +321,11 @@ async fn ssl_server_auth_mtls_and_tls_errors() {
     }
     let addr = format!("127.0.0.1:{port}");
     let err = expect_send_error(
-        config(client_props(&cluster, &mtls_keys, &[("bootstrap.servers", &addr)])),
+        config(client_props(
+            &cluster,
+            &mtls_keys,
+            &[("bootstrap.servers", &addr)],
+        )),
         &topic,
     )
     .await;
@@ -257,7 +379,10 @@ async fn sasl_plaintext_plain_scram_and_auth_errors() {
         config(client_props(
             &cluster,
             &[],
-            &[("sasl.mechanism", "SCRAM-SHA-256"), ("sasl.jaas.config", SCRAM_JAAS)],
+            &[
+                ("sasl.mechanism", "SCRAM-SHA-256"),
+                ("sasl.jaas.config", SCRAM_JAAS),
+            ],
         )),
         "scram256",
     )
@@ -266,9 +391,21 @@ async fn sasl_plaintext_plain_scram_and_auth_errors() {
     let topic = unique_topic("sasl-neg");
     cluster.create_topic(&topic, 1);
     for (what, mech, jaas) in [
-        ("wrong password (SCRAM)", "SCRAM-SHA-256", SCRAM_JAAS.replace("alice-secret", "wrong")),
-        ("unknown user (SCRAM)", "SCRAM-SHA-512", SCRAM_JAAS.replace("alice", "mallory")),
-        ("wrong password (PLAIN)", "PLAIN", PLAIN_JAAS.replace("alice-secret", "wrong")),
+        (
+            "wrong password (SCRAM)",
+            "SCRAM-SHA-256",
+            SCRAM_JAAS.replace("alice-secret", "wrong"),
+        ),
+        (
+            "unknown user (SCRAM)",
+            "SCRAM-SHA-512",
+            SCRAM_JAAS.replace("alice", "mallory"),
+        ),
+        (
+            "wrong password (PLAIN)",
+            "PLAIN",
+            PLAIN_JAAS.replace("alice-secret", "wrong"),
+        ),
     ] {
         let err = expect_send_error(
             config(client_props(
@@ -280,11 +417,17 @@ async fn sasl_plaintext_plain_scram_and_auth_errors() {
         )
         .await;
         assert!(
-            matches!(&err, ProduceError::Connection(ConnectionError::Authentication { .. })),
+            matches!(
+                &err,
+                ProduceError::Connection(ConnectionError::Authentication { .. })
+            ),
             "{what}: {err:?}"
         );
         let text = format!("{err} {err:?}");
-        assert!(!text.contains("alice-secret") && !text.contains("wrong\""), "{what}: secret in error");
+        assert!(
+            !text.contains("alice-secret") && !text.contains("wrong\""),
+            "{what}: secret in error"
+        );
     }
     // A SASL listener reached without SASL: the broker drops the connection after ApiVersions.
     let err = expect_send_error(
@@ -305,14 +448,22 @@ async fn sasl_plaintext_plain_scram_and_auth_errors() {
 async fn sasl_ssl_scram512_and_oauthbearer() {
     let _g = lock();
     let cluster = KafkaCluster::start_with(1, "sasl_ssl", &[]);
-    produce_and_verify(&cluster, config(client_props(&cluster, &[], &[])), "scram512").await;
+    produce_and_verify(
+        &cluster,
+        config(client_props(&cluster, &[], &[])),
+        "scram512",
+    )
+    .await;
     let oauth = r#"org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="alice";"#;
     produce_and_verify(
         &cluster,
         config(client_props(
             &cluster,
             &[],
-            &[("sasl.mechanism", "OAUTHBEARER"), ("sasl.jaas.config", oauth)],
+            &[
+                ("sasl.mechanism", "OAUTHBEARER"),
+                ("sasl.jaas.config", oauth),
+            ],
         )),
         "oauthbearer",
     )
@@ -322,14 +473,21 @@ async fn sasl_ssl_scram512_and_oauthbearer() {
 #[actix_rt::test]
 async fn reauthentication_keeps_producing() {
     let _g = lock();
-    let secs: u64 = std::env::var("REAUTH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
-    let cluster = KafkaCluster::start_with(1, "sasl_plaintext", &["connections.max.reauth.ms=10000"]);
+    let secs: u64 = std::env::var("REAUTH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let cluster =
+        KafkaCluster::start_with(1, "sasl_plaintext", &["connections.max.reauth.ms=10000"]);
     let topic = unique_topic("reauth");
     cluster.create_topic(&topic, 3);
     let cfg = config(client_props(
         &cluster,
         &[],
-        &[("sasl.mechanism", "SCRAM-SHA-256"), ("sasl.jaas.config", SCRAM_JAAS)],
+        &[
+            ("sasl.mechanism", "SCRAM-SHA-256"),
+            ("sasl.jaas.config", SCRAM_JAAS),
+        ],
     ));
     let producer = Producer::start(cfg).await.unwrap();
     let started = Instant::now();
@@ -338,7 +496,10 @@ async fn reauthentication_keeps_producing() {
     while started.elapsed() < Duration::from_secs(secs) {
         for _ in 0..200 {
             let d = producer
-                .send(ProducerRecord::new(topic.as_str(), format!("r{i}")).key(format!("k{}", i % 97)))
+                .send(
+                    ProducerRecord::new(topic.as_str(), format!("r{i}"))
+                        .key(format!("k{}", i % 97)),
+                )
                 .await
                 .expect("send");
             deliveries.push((i, d));
@@ -358,10 +519,19 @@ async fn reauthentication_keeps_producing() {
         "SECURITY reauth: {i} records over {secs} s, {reauths} re-authentications, {} authentications",
         m.get("successful-authentication-total").unwrap_or(0.0)
     );
-    let read = read_back(&cluster.plaintext_bootstrap, &topic, i as usize, Duration::from_secs(60)).await;
+    let read = read_back(
+        &cluster.plaintext_bootstrap,
+        &topic,
+        i as usize,
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(read.len() as u64, i, "every record once");
     for r in &read {
-        assert_eq!(at.get(&r.value_str().unwrap()), Some(&(r.partition, r.offset)));
+        assert_eq!(
+            at.get(&r.value_str().unwrap()),
+            Some(&(r.partition, r.offset))
+        );
     }
     assert!(
         reauths >= (secs / 10).saturating_sub(2) as f64 && reauths >= 1.0,

@@ -371,10 +371,16 @@ async fn actix_path_and_send_and_wait_from_plain_tokio() -> Result<(), actix_kaf
     addr.send(Close(Duration::from_secs(5))).await?;
     // After close the actor is gone: a MailboxError turns into ProduceError::Closed.
     let after = addr.send(Flush).await.map_err(ProduceError::from);
-    assert!(matches!(after, Err(ProduceError::Closed(_)) | Ok(())), "{after:?}");
+    assert!(
+        matches!(after, Err(ProduceError::Closed(_)) | Ok(())),
+        "{after:?}"
+    );
     let read = read_back(&broker.bootstrap, &topic, 2, Duration::from_secs(30)).await;
     let values: Vec<String> = read.iter().map(|r| r.value_str().unwrap()).collect();
-    assert_eq!(values, vec!["via-actor".to_string(), "one-call".to_string()]);
+    assert_eq!(
+        values,
+        vec!["via-actor".to_string(), "one-call".to_string()]
+    );
     Ok(())
 }
 
@@ -394,7 +400,10 @@ async fn typed_producer_with_json_values() {
         TypedProducer::new(producer.clone(), StringSerializer, JsonSerializer);
     for i in 0..3 {
         let v = serde_json::json!({ "order": i, "items": ["a", "b"] });
-        typed.send_and_wait(&topic, Some("customer-1"), &v).await.unwrap();
+        typed
+            .send_and_wait(&topic, Some("customer-1"), &v)
+            .await
+            .unwrap();
     }
     producer.close(Duration::from_secs(5)).await;
     let read = read_back(&broker.bootstrap, &topic, 3, Duration::from_secs(30)).await;
@@ -422,9 +431,21 @@ async fn send_returning_hands_the_record_back() {
     )
     .await
     .unwrap();
-    let record = ProducerRecord::new(topic.as_str(), "payload").key("k").partition(7);
-    let err = producer.send_returning(record.clone()).await.err().expect("partition 7 of 2");
-    assert!(matches!(err.error, ProduceError::InvalidPartition { partition: 7, .. }), "{err:?}");
+    let record = ProducerRecord::new(topic.as_str(), "payload")
+        .key("k")
+        .partition(7);
+    let err = producer
+        .send_returning(record.clone())
+        .await
+        .err()
+        .expect("partition 7 of 2");
+    assert!(
+        matches!(
+            err.error,
+            ProduceError::InvalidPartition { partition: 7, .. }
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.record, record, "the same record back");
     // Retry it with a partition that exists: delivered.
     let mut again = err.record;
@@ -432,9 +453,16 @@ async fn send_returning_hands_the_record_back() {
     let md = producer.send_returning(again).await.unwrap().await.unwrap();
     assert_eq!(md.partition, 1);
     let missing = ProducerRecord::new("no-such-topic-xyz", "v");
-    let err = producer.send_returning(missing.clone()).await.err().expect("unknown topic");
+    let err = producer
+        .send_returning(missing.clone())
+        .await
+        .err()
+        .expect("unknown topic");
     assert!(
-        matches!(err.error, ProduceError::UnknownTopic { .. } | ProduceError::MetadataTimeout { .. }),
+        matches!(
+            err.error,
+            ProduceError::UnknownTopic { .. } | ProduceError::MetadataTimeout { .. }
+        ),
         "{err:?}"
     );
     assert_eq!(err.record, missing);

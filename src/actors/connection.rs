@@ -222,11 +222,14 @@ impl BrokerConnection {
             None => {
                 tracing::warn!(broker = %self.broker, node = self.node_id, error = %err, "broker connection lost; reconnecting with backoff");
                 self.down_since = Some((Instant::now(), 1));
-                self.settings.shared.health.emit(crate::health::HealthEvent::BrokerDown {
-                    node_id: self.node_id,
-                    address: self.broker.clone(),
-                    cause: err.clone(),
-                });
+                self.settings
+                    .shared
+                    .health
+                    .emit(crate::health::HealthEvent::BrokerDown {
+                        node_id: self.node_id,
+                        address: self.broker.clone(),
+                        cause: err.clone(),
+                    });
             }
         }
     }
@@ -304,9 +307,11 @@ impl BrokerConnection {
             });
         }
         let m = &self.settings.shared.metrics;
-        m.connections_created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        m.connections_created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !std::mem::replace(&mut self.counted, true) {
-            m.connections_open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            m.connections_open
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if self.settings.security.protocol.uses_sasl() {
             let counter = if self.draining {
@@ -493,9 +498,11 @@ async fn connect(
             .map_err(|_| err("ApiVersions timed out".into()))?
             .map_err(|e| {
                 if settings.tls.is_none() && looks_like_tls(&e) {
-                    tls_err("the broker answered with TLS: this listener needs \
+                    tls_err(
+                        "the broker answered with TLS: this listener needs \
                              security.protocol=SSL or SASL_SSL"
-                        .into())
+                            .into(),
+                    )
                 } else {
                     err(format!("ApiVersions: {e}"))
                 }
@@ -543,7 +550,13 @@ async fn connect(
     let lifetime = if settings.security.protocol.uses_sasl() {
         tokio::time::timeout(
             timeout.max(settings.request_timeout),
-            authenticate(&mut stream, &broker, &client_id, &settings.security, &versions),
+            authenticate(
+                &mut stream,
+                &broker,
+                &client_id,
+                &settings.security,
+                &versions,
+            ),
         )
         .await
         .map_err(|_| ConnectionError::Authentication {
@@ -594,7 +607,9 @@ async fn authenticate(
     let mut client = match mechanism {
         SaslMechanism::OAuthBearer => {
             let token = match (&sasl.token_provider, &sasl.unsecured_sub) {
-                (Some(p), _) => p.token().map_err(|e| auth(format!("token provider: {e}")))?,
+                (Some(p), _) => p
+                    .token()
+                    .map_err(|e| auth(format!("token provider: {e}")))?,
                 (None, Some(sub)) => {
                     let now = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
@@ -619,8 +634,8 @@ async fn authenticate(
         ),
     };
     let mut correlation_id = 1;
-    let req = SaslHandshakeRequest::default()
-        .with_mechanism(StrBytes::from_static_str(mechanism.name()));
+    let req =
+        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism.name()));
     let frame = encode_request(&req, hs_version, correlation_id, client_id)
         .map_err(|e| auth(e.to_string()))?;
     let body = exchange(stream, &frame)

@@ -178,7 +178,12 @@ impl MetadataManager {
             let mut after: Vec<(i32, Arc<str>)> = resp
                 .brokers
                 .iter()
-                .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port).into()))
+                .map(|b| {
+                    (
+                        b.node_id.0,
+                        format!("{}:{}", b.host.as_str(), b.port).into(),
+                    )
+                })
                 .collect();
             before.sort();
             after.sort();
@@ -186,7 +191,9 @@ impl MetadataManager {
         }
         self.apply_inner(resp, &mut changed);
         if changed {
-            self.pool.health().emit(crate::health::HealthEvent::MetadataChanged);
+            self.pool
+                .health()
+                .emit(crate::health::HealthEvent::MetadataChanged);
         }
     }
 
@@ -219,7 +226,12 @@ impl MetadataManager {
                 TopicInfo::from_metadata(
                     name.clone(),
                     t.partitions.iter().map(|p| {
-                        (p.partition_index, p.leader_id.0, p.leader_epoch, p.error_code)
+                        (
+                            p.partition_index,
+                            p.leader_id.0,
+                            p.leader_epoch,
+                            p.error_code,
+                        )
                     }),
                 )
             });

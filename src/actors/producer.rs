@@ -240,7 +240,10 @@ impl Producer {
     /// # Errors
     /// The errors of [`Producer::send`], then those of the delivery ([`ProduceError::DeliveryTimeout`],
     /// [`ProduceError::Broker`], ...).
-    pub async fn send_and_wait(&self, record: ProducerRecord) -> Result<RecordMetadata, ProduceError> {
+    pub async fn send_and_wait(
+        &self,
+        record: ProducerRecord,
+    ) -> Result<RecordMetadata, ProduceError> {
         self.send(record).await?.await
     }
 
@@ -429,7 +432,9 @@ impl Producer {
         record: ProducerRecord,
         delivery: Delivery,
     ) -> Result<(), ProduceError> {
-        self.send_keeping(record, delivery).await.map_err(|e| e.error)
+        self.send_keeping(record, delivery)
+            .await
+            .map_err(|e| e.error)
     }
 
     /// The send path; an error before the record is enqueued gives it back.
@@ -450,7 +455,10 @@ impl Producer {
             None => {
                 let now = Instant::now();
                 start = Some(now);
-                match self.topic(&record.topic, now + self.inner.config.max_block).await {
+                match self
+                    .topic(&record.topic, now + self.inner.config.max_block)
+                    .await
+                {
                     Ok(t) => t,
                     Err(e) => return Err(back(e, record)),
                 }
@@ -488,7 +496,10 @@ impl Producer {
                 headers: r.headers,
                 timestamp: Some(r.timestamp),
             };
-            back(ProduceError::closed(format!("accumulator for {tp} stopped")), record)
+            back(
+                ProduceError::closed(format!("accumulator for {tp} stopped")),
+                record,
+            )
         })
     }
 
@@ -499,7 +510,10 @@ impl Producer {
     /// # Errors
     /// [`SendError`]: the error of [`Producer::send`] and the record. With interceptors, the
     /// record given back is the one their `on_send` returned.
-    pub async fn send_returning(&self, record: ProducerRecord) -> Result<DeliveryFuture, SendError> {
+    pub async fn send_returning(
+        &self,
+        record: ProducerRecord,
+    ) -> Result<DeliveryFuture, SendError> {
         let (tx, rx) = oneshot::channel();
         let shared = &self.inner.shared;
         let record = if shared.interceptors.is_empty() {
@@ -511,7 +525,9 @@ impl Producer {
             Ok(()) => Ok(DeliveryFuture::new(rx)),
             Err(e) => {
                 if !shared.interceptors.is_empty() {
-                    shared.interceptors.on_acknowledgement(&Err(e.error.clone()));
+                    shared
+                        .interceptors
+                        .on_acknowledgement(&Err(e.error.clone()));
                 }
                 Err(e)
             }
@@ -778,7 +794,10 @@ impl Producer {
         let deadline = tokio::time::Instant::now() + timeout;
         self.inner.closed.store(true, Ordering::Release);
         let deliver_until = tokio::time::Instant::now() + timeout.mul_f64(0.8);
-        if tokio::time::timeout_at(deliver_until, self.flush()).await.is_err() {
+        if tokio::time::timeout_at(deliver_until, self.flush())
+            .await
+            .is_err()
+        {
             let err = ProduceError::closed(format!(
                 "producer closed before delivery (close timeout {} ms)",
                 timeout.as_millis()

@@ -514,7 +514,10 @@ impl Sender {
         self.next_request += 1;
         self.in_flight_requests.insert(
             request_id,
-            batches.into_iter().map(|b| (b.tp.clone(), Some(b))).collect(),
+            batches
+                .into_iter()
+                .map(|b| (b.tp.clone(), Some(b)))
+                .collect(),
         );
         let fut = tracing::Instrument::instrument(
             async move { call(&conn, address, request, acks != Acks::None, timeout).await },
@@ -529,7 +532,10 @@ impl Sender {
             if let Ok(Some(r)) = &res {
                 m.throttle_time_ms.record(r.throttle_time_ms.max(0) as u64);
             }
-            let batches = act.in_flight_requests.remove(&request_id).unwrap_or_default();
+            let batches = act
+                .in_flight_requests
+                .remove(&request_id)
+                .unwrap_or_default();
             act.on_response(node, batches, res, ctx)
         }));
     }
@@ -637,12 +643,19 @@ impl Sender {
                             refresh = true;
                             let err = ProduceError::Connection(ConnectionError::Malformed {
                                 broker: format!("node {node}").into(),
-                                reason: format!("base_offset {base_offset} with error 0 for {}", b.tp).into(),
+                                reason: format!(
+                                    "base_offset {base_offset} with error 0 for {}",
+                                    b.tp
+                                )
+                                .into(),
                             });
                             self.retry_or_fail(b, err, true);
                         }
                         Some((code, base_offset, append_time, message)) => match code.0 {
-                            0 | 46 if b.base_sequence >= 0 && b.pid_generation == self.pid_generation => {
+                            0 | 46
+                                if b.base_sequence >= 0
+                                    && b.pid_generation == self.pid_generation =>
+                            {
                                 if let Some(q) = self.partitions.get_mut(&b.tp) {
                                     q.confirmed_generation = self.pid_generation;
                                 }
@@ -670,10 +683,12 @@ impl Sender {
                             }
                             _ => {
                                 if matches!(code.0, 47 | 90) {
-                                    self.shared.health.emit(crate::health::HealthEvent::ProducerFenced {
-                                        producer_id: b.producer_id,
-                                        epoch: b.producer_epoch,
-                                    });
+                                    self.shared.health.emit(
+                                        crate::health::HealthEvent::ProducerFenced {
+                                            producer_id: b.producer_id,
+                                            epoch: b.producer_epoch,
+                                        },
+                                    );
                                 }
                                 refresh |= code.needs_metadata_refresh();
                                 let err = ProduceError::Broker {

@@ -20,7 +20,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "actix-kafka", version, about = "Produce to Kafka with actix-kafka")]
+#[command(
+    name = "actix-kafka",
+    version,
+    about = "Produce to Kafka with actix-kafka"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -153,7 +157,10 @@ async fn produce(a: ProduceArgs) -> Result<bool, String> {
     let mut deliveries = Vec::new();
     for (n, line) in reader.lines().enumerate() {
         let line = line.map_err(|e| e.to_string())?;
-        let record = match parse_key.then(|| line.split_once(separator.as_str())).flatten() {
+        let record = match parse_key
+            .then(|| line.split_once(separator.as_str()))
+            .flatten()
+        {
             Some((k, v)) => ProducerRecord::new(a.topic.as_str(), v.to_string()).key(k.to_string()),
             None if parse_key && !ignore_error => {
                 return Err(format!("line {}: no key separator {separator:?}", n + 1))
@@ -173,7 +180,9 @@ async fn produce(a: ProduceArgs) -> Result<bool, String> {
     let mut errors: Vec<(usize, ProduceError)> = Vec::new();
     for (line, d) in deliveries {
         match d.await {
-            Ok(RecordMetadata { partition, offset, .. }) => {
+            Ok(RecordMetadata {
+                partition, offset, ..
+            }) => {
                 if a.print_deliveries {
                     println!("line {line} -> {}-{partition}@{offset}", a.topic);
                 }
@@ -226,7 +235,10 @@ async fn perf(a: PerfArgs) -> Result<bool, String> {
     let acked = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let report = {
-        let (acked, every) = (acked.clone(), Duration::from_millis(a.reporting_interval.max(100)));
+        let (acked, every) = (
+            acked.clone(),
+            Duration::from_millis(a.reporting_interval.max(100)),
+        );
         tokio::spawn(async move {
             let mut last = (Instant::now(), 0u64);
             loop {
@@ -254,20 +266,24 @@ async fn perf(a: PerfArgs) -> Result<bool, String> {
         let (stats, acked) = (stats.clone(), acked.clone());
         let size = payload.len() as u64;
         producer
-            .send_with_callback(ProducerRecord::new(a.topic.as_str(), payload.clone()), move |r| {
-                let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
-                match r {
-                    Ok(_) => {
-                        s.latencies.push(sent.elapsed().as_millis().min(u32::MAX as u128) as u32);
-                        s.bytes += size;
-                        acked.fetch_add(1, Ordering::Relaxed);
+            .send_with_callback(
+                ProducerRecord::new(a.topic.as_str(), payload.clone()),
+                move |r| {
+                    let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+                    match r {
+                        Ok(_) => {
+                            s.latencies
+                                .push(sent.elapsed().as_millis().min(u32::MAX as u128) as u32);
+                            s.bytes += size;
+                            acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            s.errors += 1;
+                            s.first_error.get_or_insert_with(|| e.to_string());
+                        }
                     }
-                    Err(e) => {
-                        s.errors += 1;
-                        s.first_error.get_or_insert_with(|| e.to_string());
-                    }
-                }
-            })
+                },
+            )
             .await
             .map_err(|e| format!("record {i}: {e}"))?;
     }

@@ -143,7 +143,13 @@ pub fn decode_batch(batch: &[u8]) -> Option<Vec<DecodedRecord>> {
     Some(out)
 }
 
-#[cfg(all(test, feature = "gzip", feature = "snappy", feature = "lz4", feature = "zstd"))]
+#[cfg(all(
+    test,
+    feature = "gzip",
+    feature = "snappy",
+    feature = "lz4",
+    feature = "zstd"
+))]
 mod tests {
     use super::*;
     use crate::protocol::record_batch::RecordBatchBuilder;

@@ -900,7 +900,13 @@ pub fn rewrite_producer_state(
     Some(out.freeze())
 }
 
-#[cfg(all(test, feature = "gzip", feature = "snappy", feature = "lz4", feature = "zstd"))]
+#[cfg(all(
+    test,
+    feature = "gzip",
+    feature = "snappy",
+    feature = "lz4",
+    feature = "zstd"
+))]
 mod tests {
     use super::*;
     use kafka_protocol::records::{

@@ -107,8 +107,14 @@ impl fmt::Debug for TlsSettings {
         f.debug_struct("TlsSettings")
             .field("truststore", &self.truststore)
             .field("keystore", &self.keystore.as_ref().map(|_| "[set]"))
-            .field("keystore_key", &self.keystore_key.as_ref().map(|_| "[REDACTED]"))
-            .field("key_password", &self.key_password.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "keystore_key",
+                &self.keystore_key.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field(
+                "key_password",
+                &self.key_password.as_ref().map(|_| "[REDACTED]"),
+            )
             .field("verify_hostname", &self.verify_hostname)
             .field("tls12", &self.tls12)
             .field("tls13", &self.tls13)
@@ -144,7 +150,10 @@ impl fmt::Debug for SaslSettings {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
             .field("unsecured_sub", &self.unsecured_sub)
-            .field("token_provider", &self.token_provider.as_ref().map(|_| "[set]"))
+            .field(
+                "token_provider",
+                &self.token_provider.as_ref().map(|_| "[set]"),
+            )
             .finish()
     }
 }

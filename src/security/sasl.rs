@@ -215,9 +215,13 @@ impl ScramHash {
 enum ScramState {
     Initial,
     /// client-first sent.
-    SentFirst { client_first_bare: String },
+    SentFirst {
+        client_first_bare: String,
+    },
     /// client-final sent; the server signature we expect.
-    SentFinal { server_signature: Vec<u8> },
+    SentFinal {
+        server_signature: Vec<u8>,
+    },
     Done,
 }
 
@@ -389,9 +393,11 @@ impl SaslClient {
                     .decode(scram_attr(text, 'v').ok_or("server-final without a signature")?)
                     .map_err(|_| "server signature is not base64")?;
                 if v != server_signature {
-                    return Err("the broker's SCRAM signature does not match (it does not know \
+                    return Err(
+                        "the broker's SCRAM signature does not match (it does not know \
                                 the password: a spoofed broker?)"
-                        .into());
+                            .into(),
+                    );
                 }
                 Ok(Next::Done)
             }
@@ -551,7 +557,8 @@ mod tests {
             "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
         );
         assert_eq!(
-            c.step(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=").unwrap(),
+            c.step(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+                .unwrap(),
             Next::Done
         );
     }
@@ -569,14 +576,26 @@ mod tests {
             c
         };
         let mut c = mk();
-        assert!(matches!(c.step(b"r=abcdef,s=c2FsdA==,i=4096"), Ok(Next::Send(_))));
+        assert!(matches!(
+            c.step(b"r=abcdef,s=c2FsdA==,i=4096"),
+            Ok(Next::Send(_))
+        ));
         assert!(c.step(b"v=AAAA").unwrap_err().contains("does not match"));
         let mut c = mk();
-        assert!(c.step(b"r=abcdef,s=c2FsdA==,i=2147483647").unwrap_err().contains("iteration"));
+        assert!(c
+            .step(b"r=abcdef,s=c2FsdA==,i=2147483647")
+            .unwrap_err()
+            .contains("iteration"));
         let mut c = mk();
-        assert!(c.step(b"r=zzz,s=c2FsdA==,i=4096").unwrap_err().contains("nonce"));
+        assert!(c
+            .step(b"r=zzz,s=c2FsdA==,i=4096")
+            .unwrap_err()
+            .contains("nonce"));
         let mut c = mk();
-        assert!(c.step(b"e=invalid-proof").unwrap_err().contains("invalid-proof"));
+        assert!(c
+            .step(b"e=invalid-proof")
+            .unwrap_err()
+            .contains("invalid-proof"));
     }
 
     #[test]
@@ -593,9 +612,18 @@ mod tests {
         let t = unsecured_token("admin", 1_700_000_000_000);
         let mut o = SaslClient::with_token(t.clone());
         let first = String::from_utf8(o.start()).unwrap();
-        assert!(first.starts_with("n,,\x01auth=Bearer eyJhbGciOiJub25lIn0."), "{first:?}");
+        assert!(
+            first.starts_with("n,,\x01auth=Bearer eyJhbGciOiJub25lIn0."),
+            "{first:?}"
+        );
         assert!(first.ends_with(".\x01\x01"));
-        let payload = t.value.expose_secret().split('.').nth(1).unwrap().to_string();
+        let payload = t
+            .value
+            .expose_secret()
+            .split('.')
+            .nth(1)
+            .unwrap()
+            .to_string();
         let claims = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
         assert!(claims.contains(r#""sub":"admin""#), "{claims}");
         assert!(o.step(br#"{"status":"invalid_token"}"#).is_err());
@@ -625,8 +653,13 @@ mod tests {
 
     #[test]
     fn mechanisms() {
-        assert_eq!(SaslMechanism::parse("scram-sha-512"), Ok(SaslMechanism::ScramSha512));
-        assert!(SaslMechanism::parse("GSSAPI").unwrap_err().contains("Kerberos"));
+        assert_eq!(
+            SaslMechanism::parse("scram-sha-512"),
+            Ok(SaslMechanism::ScramSha512)
+        );
+        assert!(SaslMechanism::parse("GSSAPI")
+            .unwrap_err()
+            .contains("Kerberos"));
         assert!(SaslMechanism::parse("AWS_MSK_IAM").is_err());
     }
 }

@@ -9,7 +9,9 @@ use super::{PemSource, TlsSettings};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 
@@ -56,7 +58,9 @@ pub(crate) fn client_config(s: &TlsSettings) -> Result<Arc<ClientConfig>, String
                 let _ = roots.add(c);
             }
             if roots.is_empty() {
-                return Err("no system root certificates found; set ssl.truststore.location".into());
+                return Err(
+                    "no system root certificates found; set ssl.truststore.location".into(),
+                );
             }
         }
     }
@@ -73,12 +77,10 @@ pub(crate) fn client_config(s: &TlsSettings) -> Result<Arc<ClientConfig>, String
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| format!("TLS protocol versions: {e}"))?;
-    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider,
-    )
-    .build()
-    .map_err(|e| format!("TLS verifier: {e}"))?;
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| format!("TLS verifier: {e}"))?;
     let builder = if s.verify_hostname {
         builder.with_webpki_verifier(verifier)
     } else {
@@ -190,7 +192,8 @@ impl ServerCertVerifier for NoHostnameVerifier {
 /// certificate's IP SANs and sent without SNI).
 pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(host.to_string()).map_err(|e| format!("invalid TLS server name {host}: {e}"))
+    ServerName::try_from(host.to_string())
+        .map_err(|e| format!("invalid TLS server name {host}: {e}"))
 }
 
 /// A readable cause for a failed TLS handshake (`io::Error` from tokio-rustls).

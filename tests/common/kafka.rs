@@ -97,8 +97,8 @@ impl KafkaCluster {
             }
             let bootstrap = line_value(&stdout, "KAFKA_BOOTSTRAP")
                 .unwrap_or_else(|| panic!("kafka.sh start printed no KAFKA_BOOTSTRAP: {stdout}"));
-            let plaintext_bootstrap =
-                line_value(&stdout, "KAFKA_PLAINTEXT_BOOTSTRAP").unwrap_or_else(|| bootstrap.clone());
+            let plaintext_bootstrap = line_value(&stdout, "KAFKA_PLAINTEXT_BOOTSTRAP")
+                .unwrap_or_else(|| bootstrap.clone());
             let client_config = line_value(&stdout, "KAFKA_CLIENT_CONFIG").map(PathBuf::from);
             let watchdog = spawn_watchdog(&state_dir);
             return KafkaCluster {
@@ -143,7 +143,12 @@ impl KafkaCluster {
     /// Runs a Kafka tool class (`scripts/kafka.sh run-class`) against the plaintext listener;
     /// panics with its output when it fails.
     pub fn run_tool(&self, class: &str, args: &[&str]) -> String {
-        let mut all = vec!["run-class", class, "--bootstrap-server", &self.plaintext_bootstrap];
+        let mut all = vec![
+            "run-class",
+            class,
+            "--bootstrap-server",
+            &self.plaintext_bootstrap,
+        ];
         all.extend_from_slice(args);
         self.run(&all)
     }
@@ -331,7 +336,9 @@ pub fn create_topic(
         bootstrap,
         name,
         Some(partitions),
-        deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5)),
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(5)),
     );
 }
 

@@ -849,8 +849,8 @@ pub fn produce_raw_batch(
     let p = &pr.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
-pub mod proxy;
 mod kafka;
+pub mod proxy;
 #[allow(unused_imports)]
 pub use kafka::{create_topic, KafkaCluster, TestBroker};
 

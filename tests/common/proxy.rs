@@ -463,7 +463,9 @@ async fn pump_responses(
         // a response a fault made up or mangled.
         let genuine = matches!(
             fault,
-            None | Some(Fault::Stall(_)) | Some(Fault::InjectBefore(_)) | Some(Fault::MetadataEdit(_))
+            None | Some(Fault::Stall(_))
+                | Some(Fault::InjectBefore(_))
+                | Some(Fault::MetadataEdit(_))
         );
         let frame = match fault {
             None => frame,
@@ -509,10 +511,12 @@ async fn pump_responses(
             Some(Fault::ErrorAfterForward(code)) => {
                 produce_response_with_error(&frame, version, code).unwrap_or(frame)
             }
-            Some(Fault::ProduceEdit(edit)) => edit_response::<ProduceResponse>(&frame, version, edit)
-                .unwrap_or(frame),
-            Some(Fault::MetadataEdit(edit)) => edit_response::<MetadataResponse>(&frame, version, edit)
-                .unwrap_or(frame),
+            Some(Fault::ProduceEdit(edit)) => {
+                edit_response::<ProduceResponse>(&frame, version, edit).unwrap_or(frame)
+            }
+            Some(Fault::MetadataEdit(edit)) => {
+                edit_response::<MetadataResponse>(&frame, version, edit).unwrap_or(frame)
+            }
         };
         let frame = if api_key == METADATA && genuine {
             match rewrite_metadata(&frame, version, &shared.rewrite) {
