@@ -652,21 +652,13 @@ impl Sender {
                             self.retry_or_fail(b, err, true);
                         }
                         Some((code, base_offset, append_time, message)) => match code.0 {
-                            0 | 46
-                                if b.base_sequence >= 0
-                                    && b.pid_generation == self.pid_generation =>
-                            {
-                                if let Some(q) = self.partitions.get_mut(&b.tp) {
-                                    q.confirmed_generation = self.pid_generation;
-                                }
-                                if code.0 == 46 {
-                                    tracing::debug!(tp = %b.tp, seq = b.base_sequence, base_offset, "DUPLICATE_SEQUENCE_NUMBER: already written");
-                                }
+                            0 => {
+                                self.confirm_sequence(&b);
                                 b.complete(base_offset, append_time)
                             }
-                            0 => b.complete(base_offset, append_time),
                             // DUPLICATE_SEQUENCE_NUMBER: already written (idempotence).
                             46 => {
+                                self.confirm_sequence(&b);
                                 tracing::debug!(tp = %b.tp, seq = b.base_sequence, base_offset, "DUPLICATE_SEQUENCE_NUMBER: already written");
                                 b.complete(base_offset, append_time)
                             }
@@ -728,6 +720,16 @@ impl Sender {
             }
         }
         self.drain(ctx);
+    }
+
+    /// The broker acknowledged `b`: if it carried a sequence of the current producer id, the
+    /// broker now has sequence state for its partition (see `confirmed_generation`).
+    fn confirm_sequence(&mut self, b: &ProducerBatch) {
+        if b.base_sequence >= 0 && b.pid_generation == self.pid_generation {
+            if let Some(q) = self.partitions.get_mut(&b.tp) {
+                q.confirmed_generation = self.pid_generation;
+            }
+        }
     }
 
     /// Forgets the producer id the batch was sent with (once per id/epoch): the next drain
