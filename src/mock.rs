@@ -102,11 +102,7 @@ impl MockProducer {
                 crate::partitioner::partition_for_key(k, self.partitions)
             }),
         };
-        let timestamp = record.timestamp.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64)
-        });
+        let timestamp = record.timestamp.unwrap_or_else(crate::record::now_ms);
         let pending = Pending {
             tp: TopicPartition::new(record.topic.clone(), partition),
             timestamp,

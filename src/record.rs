@@ -151,3 +151,12 @@ impl RecordMetadata {
         TopicPartition::new(self.topic.clone(), self.partition)
     }
 }
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it): CreateTime of records.
+#[inline]
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

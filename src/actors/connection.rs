@@ -610,12 +610,7 @@ async fn authenticate(
                 (Some(p), _) => p
                     .token()
                     .map_err(|e| auth(format!("token provider: {e}")))?,
-                (None, Some(sub)) => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as i64);
-                    unsecured_token(sub, now)
-                }
+                (None, Some(sub)) => unsecured_token(sub, crate::record::now_ms()),
                 (None, None) => return Err(auth("no OAUTHBEARER token source".into())),
             };
             SaslClient::with_token(token)

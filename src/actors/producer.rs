@@ -27,7 +27,7 @@ use actix::prelude::*;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Records of one `send_all` call for one partition: (partition, its accumulator,
@@ -77,12 +77,7 @@ pub struct Producer {
     inner: Arc<Inner>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::record::now_ms;
 
 impl Producer {
     /// Starts the producer's actors with the default partitioner.
