@@ -387,8 +387,10 @@ impl ProducerConfig {
     }
 }
 
-/// Split properties text into trimmed `(key, value)` pairs.
-fn parse_properties(text: &str) -> Vec<(String, String)> {
+/// Splits Java properties text into trimmed `(key, value)` pairs, in order (the parser behind
+/// [`ProducerConfig::from_properties_str`]; for tools that merge a file with overrides before
+/// [`ProducerConfig::from_map`]).
+pub fn parse_properties(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut lines = text.lines();
     while let Some(first) = lines.next() {

@@ -37,12 +37,8 @@ fn client_props(
 ) -> Vec<(String, String)> {
     let path = cluster.client_config.as_ref().expect("KAFKA_CLIENT_CONFIG");
     let text = std::fs::read_to_string(path).expect("read client.properties");
-    let mut props: Vec<(String, String)> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+    let mut props: Vec<(String, String)> = actix_kafka::config::parse_properties(&text)
+        .into_iter()
         .filter(|(k, _)| !drop.contains(&k.as_str()))
         .collect();
     for (k, v) in extra {

@@ -107,12 +107,7 @@ fn config(
     let mut all: Vec<(String, String)> = Vec::new();
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-        all.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
-                .filter_map(|l| kv(l).ok()),
-        );
+        all.extend(actix_kafka::config::parse_properties(&text));
     }
     for p in props {
         all.push(kv(p)?);
