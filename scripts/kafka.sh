@@ -453,12 +453,23 @@ for _ in range(tcount):
 PY
 }
 
+# True while process $1 exists and is not a zombie. (Right after launch its cmdline may still be
+# the forked shell's, before `exec java`: running_pid would not recognise it yet.)
+pid_alive() {
+    kill -0 "$1" 2>/dev/null || return 1
+    local st
+    st="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
+    st="${st##*) }"
+    [[ "${st:0:1}" != Z ]]
+}
+
 # Waits until node $1 answers Metadata listing $2 brokers (or any, when $2 is empty).
 wait_node_ready() {
     local id=$1 want=${2:-} deadline got pid
     deadline=$((SECONDS + START_TIMEOUT_SECS))
+    pid="$(cat "$(pid_file "$id")" 2>/dev/null || true)"
     while ((SECONDS < deadline)); do
-        if ! pid="$(running_pid "$id")"; then
+        if ! [[ "$pid" =~ ^[0-9]+$ ]] || ! pid_alive "$pid"; then
             return 2
         fi
         got="$(metadata_probe "$(var "PLAIN_PORT_${id}")" || true)"
