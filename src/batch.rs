@@ -92,6 +92,8 @@ pub(crate) struct Shared {
     pub(crate) interceptors: crate::interceptor::Interceptors,
     pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) health: crate::health::HealthHub,
+    /// The open transaction's state as `send` sees it (inactive unless `transactional.id`).
+    pub(crate) txn: crate::transaction::TxnShared,
 }
 
 impl Shared {
@@ -107,6 +109,9 @@ impl Shared {
     /// Fails records that never made it into a sent batch.
     pub(crate) fn fail_thunks(&self, thunks: Vec<RecordThunk>, err: &ProduceError) {
         let n = thunks.len() as u64;
+        if n > 0 && self.txn.enabled {
+            self.txn.record_failed(err);
+        }
         for t in thunks {
             self.deliver(t.delivery, Err(err.clone()));
         }
@@ -252,13 +257,14 @@ impl ProducerBatch {
     /// Writes producer id, epoch and base sequence into the batch header and recomputes the
     /// CRC-32C (KIP-98 fields; protocol guide "Record Batch").
     pub(crate) fn set_producer_state(&mut self, producer_id: i64, epoch: i16, base_sequence: i32) {
+        let transactional = self.shared.txn.enabled;
         // The batch's bytes are normally owned by it alone here (a request that carried them is
         // gone): patch them in place instead of copying the batch.
         let records = std::mem::take(&mut self.records);
         let mut buf = records
             .try_into_mut()
             .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-        patch_producer_state(&mut buf, producer_id, epoch, base_sequence);
+        patch_producer_state(&mut buf, producer_id, epoch, base_sequence, transactional);
         self.records = buf.freeze();
         self.base_sequence = base_sequence;
         self.producer_id = producer_id;
@@ -277,10 +283,21 @@ impl Drop for ProducerBatch {
 }
 
 /// Patches producer id/epoch/base sequence of an encoded v2 batch in place and fixes its CRC.
-/// Offsets: producerId @43, producerEpoch @51, baseSequence @53, CRC @17 over bytes 21.. .
-pub(crate) fn patch_producer_state(buf: &mut [u8], producer_id: i64, epoch: i16, seq: i32) {
+/// With `transactional`, also sets the `isTransactional` attribute bit (0x10, KIP-98).
+/// Offsets: attributes @21, producerId @43, producerEpoch @51, baseSequence @53, CRC @17 over
+/// bytes 21.. .
+pub(crate) fn patch_producer_state(
+    buf: &mut [u8],
+    producer_id: i64,
+    epoch: i16,
+    seq: i32,
+    transactional: bool,
+) {
     if buf.len() < 61 {
         return;
+    }
+    if transactional {
+        buf[22] |= 0x10;
     }
     buf[43..51].copy_from_slice(&producer_id.to_be_bytes());
     buf[51..53].copy_from_slice(&epoch.to_be_bytes());

@@ -241,6 +241,16 @@ pub struct ProducerConfig {
     /// batches per partition not yet acknowledged before the accumulator stops taking
     /// records. Count; default 5; at least 1.
     pub max_pending_batches_per_partition: usize,
+    /// `transactional.id`: makes the producer transactional (KIP-98): `init_transactions`
+    /// fences older producers with the same id, and records are sent inside transactions.
+    /// Implies `enable.idempotence` (an explicit `false`, or `acks`/`retries`/in-flight values
+    /// that conflict with it, are errors). Default none.
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: how long the transaction coordinator lets a transaction stay
+    /// open before aborting it (and fencing this producer's epoch). Milliseconds; default
+    /// 60000; at most the broker's `transaction.max.timeout.ms` (else `init_transactions`
+    /// fails with `INVALID_TRANSACTION_TIMEOUT`).
+    pub transaction_timeout: Duration,
     /// `security.protocol`, `ssl.*`, `sasl.*`: TLS and SASL (see [`crate::security`]).
     pub security: SecurityConfig,
     /// The rustls client configuration built from `ssl.*` by `build()` (TLS protocols only).
@@ -274,6 +284,8 @@ static DOCUMENTED_KEYS: &[(&str, &str, &str)] = &[
     ("allow.auto.create.topics", "true", "Let the broker auto-create topics the producer requests metadata for (KIP-487)."),
     ("connections.max.idle.ms", "540000", "Milliseconds after which idle broker connections are closed."),
     ("socket.connection.setup.timeout.ms", "10000", "Milliseconds a TCP connect may take (KIP-601)."),
+    ("transactional.id", "", "Makes the producer transactional (KIP-98); implies enable.idempotence. Use init_transactions, begin_transaction, commit_transaction / abort_transaction."),
+    ("transaction.timeout.ms", "60000", "Milliseconds the coordinator lets a transaction stay open before aborting it; <= the broker's transaction.max.timeout.ms."),
     ("security.protocol", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."),
     ("ssl.truststore.type", "PEM", "Only PEM (JKS and PKCS12 are refused: convert them to PEM)."),
     ("ssl.truststore.location", "", "PEM file of the CA certificates to trust; without it (and without ssl.truststore.certificates) the system's roots."),
@@ -381,6 +393,8 @@ impl ProducerConfig {
             socket_connection_setup_timeout: Duration::from_millis(10_000),
             mailbox_capacity: 1024,
             max_pending_batches_per_partition: 5,
+            transactional_id: None,
+            transaction_timeout: Duration::from_millis(60_000),
             security: SecurityConfig::defaults(),
             tls_client_config: None,
         }
@@ -582,6 +596,19 @@ impl ProducerConfigBuilder {
         self
     }
 
+    /// `transactional.id` (default none): makes the producer transactional; implies
+    /// idempotence. See [`crate::Producer::init_transactions`].
+    pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.config.transactional_id = Some(id.into());
+        self
+    }
+
+    /// `transaction.timeout.ms` (default 60 s).
+    pub fn transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.config.transaction_timeout = timeout;
+        self
+    }
+
     /// `partitioner.ignore.keys` (default false, KIP-794).
     pub fn partitioner_ignore_keys(mut self, ignore: bool) -> Self {
         self.config.partitioner_ignore_keys = ignore;
@@ -714,6 +741,11 @@ impl ProducerConfigBuilder {
                 self.compression_zstd_level(level)
             }
             "enable.idempotence" => self.enable_idempotence(parse_bool(key, v)?),
+            "transactional.id" => {
+                self.config.transactional_id = (!v.is_empty()).then(|| v.to_string());
+                self
+            }
+            "transaction.timeout.ms" => self.transaction_timeout(parse_ms(key, v, JAVA_INT_MAX)?),
             "partitioner.ignore.keys" => self.partitioner_ignore_keys(parse_bool(key, v)?),
             "allow.auto.create.topics" => self.allow_auto_create_topics(parse_bool(key, v)?),
             "connections.max.idle.ms" => {
@@ -946,6 +978,28 @@ impl ProducerConfigBuilder {
             JAVA_INT_MAX,
         )?;
 
+        if c.transactional_id.is_some() {
+            check_ms(
+                "transaction.timeout.ms",
+                c.transaction_timeout,
+                JAVA_INT_MAX,
+            )?;
+            if c.transaction_timeout.is_zero() {
+                return Err(invalid(
+                    "transaction.timeout.ms",
+                    "0",
+                    "must be at least 1 ms",
+                ));
+            }
+            if !c.enable_idempotence {
+                return Err(ConfigError::Conflict {
+                    reason: "transactional.id requires enable.idempotence=true (KIP-98)".into(),
+                });
+            }
+            // A transactional producer is idempotent: conflicts below are errors, never a
+            // silent downgrade.
+            c.enable_idempotence_explicit = true;
+        }
         if c.enable_idempotence {
             let mut conflicts = Vec::new();
             if c.acks != Acks::All {
@@ -1073,8 +1127,8 @@ fn unsupported_reason(key: &str) -> Option<&'static str> {
             "back-pressure is mailbox limits: use mailbox.capacity / \
              max.pending.batches.per.partition"
         }
-        "transactional.id" | "transaction.timeout.ms" | "transaction.two.phase.commit.enable" => {
-            "transactions are not supported yet"
+        "transaction.two.phase.commit.enable" => {
+            "two-phase commit with an external coordinator (KIP-939) is not supported"
         }
         "key.serializer" | "value.serializer" => "pass serializers in code",
         "partitioner.class" => "pass a custom partitioner in code",
@@ -1481,7 +1535,11 @@ mailbox.capacity=64
     fn unsupported_keys_and_values() {
         for (key, value, hint) in [
             ("buffer.memory", "33554432", "mailbox.capacity"),
-            ("transactional.id", "tx-1", "transactions"),
+            (
+                "transaction.two.phase.commit.enable",
+                "true",
+                "two-phase commit",
+            ),
             ("ssl.truststore.type", "JKS", "PEM"),
             ("ssl.keystore.type", "PKCS12", "PEM"),
             ("sasl.kerberos.service.name", "kafka", "GSSAPI"),

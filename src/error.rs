@@ -235,6 +235,10 @@ pub enum ProduceError {
     /// stops accepting records.
     #[error("fatal producer error: {0}")]
     Fatal(Arc<str>),
+    /// A transactional call failed, or the record's transaction did (see
+    /// [`crate::transaction::TransactionError`] for what to do next).
+    #[error(transparent)]
+    Transaction(#[from] crate::transaction::TransactionError),
 }
 
 impl ProduceError {

@@ -55,11 +55,13 @@ pub mod security;
 mod send;
 pub mod serializer;
 mod slots;
+pub mod transaction;
 
 /// What most programs need: `use actix_kafka::prelude::*;`.
 pub mod prelude {
     pub use crate::actors::producer::{
-        Close, Flush, GetHandle, GetMetrics, KafkaProducer, Producer, SendRecord,
+        AbortTransaction, BeginTransaction, Close, CommitTransaction, Flush, GetHandle, GetMetrics,
+        InitTransactions, KafkaProducer, Producer, SendOffsetsToTransaction, SendRecord,
         SendRecordWithCallback,
     };
     pub use crate::batch::{DeliveryFuture, DeliveryResult};
@@ -69,11 +71,13 @@ pub mod prelude {
     pub use crate::record::{ProducerRecord, RecordMetadata, TopicPartition};
     pub use crate::security::{SaslMechanism, SecurityProtocol};
     pub use crate::send::RecordSender;
+    pub use crate::transaction::{ConsumerGroupMetadata, TransactionError};
 }
 
 pub use actors::producer::{
-    Close, Flush, GetHandle, GetMetrics, KafkaProducer, Producer, ProducerBuilder, SendError,
-    SendRecord, SendRecordWithCallback,
+    AbortTransaction, BeginTransaction, Close, CommitTransaction, Flush, GetHandle, GetMetrics,
+    InitTransactions, KafkaProducer, Producer, ProducerBuilder, SendError,
+    SendOffsetsToTransaction, SendRecord, SendRecordWithCallback,
 };
 pub use batch::{DeliveryFuture, DeliveryResult};
 pub use config::{Acks, ConfigError, ProducerConfig};
@@ -85,3 +89,4 @@ pub use record::{Header, ProducerRecord, RecordMetadata, TopicPartition};
 pub use secrecy::SecretString;
 pub use security::{OAuthBearerToken, OAuthTokenProvider, SaslMechanism, SecurityProtocol};
 pub use send::RecordSender;
+pub use transaction::{ConsumerGroupMetadata, TransactionError};

@@ -79,7 +79,7 @@ async fn stream(
     let mut refused = 0u64;
     let mut seq = 0u64;
     while seq < min || !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        if seq % 256 == 0 {
+        if seq.is_multiple_of(256) {
             let due = started + Duration::from_secs_f64(seq as f64 / rate);
             let now = Instant::now();
             if due > now {

@@ -1240,7 +1240,7 @@ async fn fast_producer_bounded_memory() {
             None => status.push(3),
         }
         seq += 1;
-        if seq % 256 == 0 {
+        if seq.is_multiple_of(256) {
             reap(&mut in_flight, &mut status, &mut completed);
             if last_progress.elapsed() >= Duration::from_secs(2) {
                 last_progress = Instant::now();

@@ -12,7 +12,9 @@ use crate::actors::accumulator::{
 };
 use crate::actors::connection::{ConnectionPool, ConnectionSettings};
 use crate::actors::metadata::{MetadataManager, WaitForTopic};
-use crate::actors::sender::{AbortAll, GetSenderStats, Sender, SenderStats};
+use crate::actors::sender::{
+    AbortAll, GetSenderStats, Sender, SenderStats, Transactional, TxnRequest,
+};
 use crate::batch::{Callback, Delivery, DeliveryFuture, DeliveryResult, IndexedCallback, Shared};
 use crate::cluster::{Cluster, TopicInfo};
 use crate::config::ProducerConfig;
@@ -23,6 +25,7 @@ use crate::partitioner::{DefaultPartitioner, Partitioner};
 use crate::protocol::record_batch::{record_size_upper_bound, RECORD_BATCH_OVERHEAD};
 use crate::record::{ProducerRecord, RecordMetadata, TopicPartition};
 use crate::slots::{SlotGate, SlotPermit};
+use crate::transaction::{ConsumerGroupMetadata, TransactionError};
 use actix::prelude::*;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -149,6 +152,7 @@ impl Producer {
         let config = Arc::new(config);
         let shared = Arc::new(Shared {
             interceptors,
+            txn: crate::transaction::TxnShared::new(config.transactional_id.is_some()),
             ..Default::default()
         });
         let network = Arbiter::new();
@@ -442,6 +446,9 @@ impl Producer {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(back(ProduceError::closed("send after close"), record));
         }
+        if let Err(e) = self.inner.shared.txn.check_send() {
+            return Err(back(e, record));
+        }
         // Fast path: metadata cached and a free mailbox slot; no clock read besides the
         // record's timestamp.
         let mut start = None;
@@ -594,6 +601,10 @@ impl Producer {
                 results[i] = Err(ProduceError::closed("send after close"));
                 continue;
             }
+            if let Err(e) = self.inner.shared.txn.check_send() {
+                results[i] = Err(e);
+                continue;
+            }
             let info = match &last_topic {
                 Some(t) if *t.name == *record.topic => t.clone(),
                 _ => match self.topic(&record.topic, deadline).await {
@@ -722,6 +733,7 @@ impl Producer {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(ProduceError::closed("send after close"));
         }
+        self.inner.shared.txn.check_send()?;
         let Some(info) = self.inner.cluster.topic(&record.topic) else {
             // Start fetching so a later try_send can succeed.
             self.inner.metadata.do_send(WaitForTopic {
@@ -750,6 +762,133 @@ impl Producer {
         self.enqueue(&tp, &slot, msg, 1)
             .map_err(|_| ProduceError::closed(format!("accumulator for {tp} stopped")))?;
         Ok(DeliveryFuture::new(rx))
+    }
+
+    /// Transactions (KIP-98): registers the `transactional.id` with its transaction coordinator
+    /// and gets the producer id and epoch. Fences every older producer with the same id (their
+    /// next send or commit fails with [`TransactionError::Fenced`]) and completes or aborts the
+    /// transaction one of them left open. Call once, before the first transaction. Waits at
+    /// most `max.block.ms`.
+    ///
+    /// # Errors
+    /// [`TransactionError::NotTransactional`] without `transactional.id`;
+    /// [`TransactionError::Timeout`] after `max.block.ms` (the call goes on: call it again);
+    /// [`TransactionError::Fenced`] / [`TransactionError::Fatal`] (e.g.
+    /// `TRANSACTIONAL_ID_AUTHORIZATION_FAILED`, `INVALID_TRANSACTION_TIMEOUT`): close the producer.
+    pub async fn init_transactions(&self) -> Result<(), TransactionError> {
+        self.txn_call(TxnRequest::Init, "init_transactions", None)
+            .await
+    }
+
+    /// Starts a transaction: records sent until `commit_transaction` / `abort_transaction` are
+    /// part of it. Local: no broker call.
+    ///
+    /// # Errors
+    /// [`TransactionError::InvalidState`] unless `init_transactions` succeeded and no
+    /// transaction is open; the fatal error once the producer is fenced.
+    pub async fn begin_transaction(&self) -> Result<(), TransactionError> {
+        self.txn_call(TxnRequest::Begin, "begin_transaction", None)
+            .await
+    }
+
+    /// Adds consumer offsets to the open transaction (consume-transform-produce, KIP-98 and
+    /// KIP-447): `offsets` are the *next* offsets to read (last processed + 1) per partition of
+    /// the input topics; they are committed for `group` if and only if the transaction commits.
+    /// AddOffsetsToTxn to the transaction coordinator, then TxnOffsetCommit to the group
+    /// coordinator. Waits at most `max.block.ms`.
+    ///
+    /// # Errors
+    /// [`TransactionError::Abortable`] (group authorization, `UNKNOWN_MEMBER_ID`,
+    /// `ILLEGAL_GENERATION`, `FENCED_INSTANCE_ID`: a rebalance fenced this consumer), and the
+    /// errors of [`Producer::commit_transaction`].
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: impl IntoIterator<Item = (TopicPartition, i64)>,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<(), TransactionError> {
+        let req = TxnRequest::SendOffsets {
+            offsets: offsets.into_iter().collect(),
+            group: group.clone(),
+        };
+        self.txn_call(req, "send_offsets_to_transaction", None)
+            .await
+    }
+
+    /// Commits the open transaction: flushes (every record sent in it gets its result), then
+    /// EndTxn(commit). Waits at most `max.block.ms` in all.
+    ///
+    /// # Errors
+    /// [`TransactionError::Abortable`] if a record of the transaction failed (call
+    /// [`Producer::abort_transaction`]); [`TransactionError::Timeout`] (call it again: the
+    /// commit goes on and a second call waits for it or returns its result);
+    /// [`TransactionError::Fenced`] (another producer took the id over, or the coordinator
+    /// aborted the transaction after `transaction.timeout.ms`) and [`TransactionError::Fatal`]:
+    /// close the producer; [`TransactionError::InvalidState`] with no transaction open.
+    pub async fn commit_transaction(&self) -> Result<(), TransactionError> {
+        self.end_transaction(true).await
+    }
+
+    /// Aborts the open transaction: its records not sent yet fail with
+    /// [`TransactionError::Aborted`], those sent are completed, then EndTxn(abort) makes them
+    /// invisible to `read_committed` consumers. After an error of the transaction this is the
+    /// way back to a usable producer. Waits at most `max.block.ms`.
+    ///
+    /// # Errors
+    /// As [`Producer::commit_transaction`], except `Abortable`.
+    pub async fn abort_transaction(&self) -> Result<(), TransactionError> {
+        self.end_transaction(false).await
+    }
+
+    async fn end_transaction(&self, commit: bool) -> Result<(), TransactionError> {
+        let (operation, prepare, end) = if commit {
+            (
+                "commit_transaction",
+                TxnRequest::PrepareCommit,
+                TxnRequest::Commit,
+            )
+        } else {
+            (
+                "abort_transaction",
+                TxnRequest::PrepareAbort,
+                TxnRequest::Abort,
+            )
+        };
+        let start = Instant::now();
+        let deadline = start + self.inner.config.max_block;
+        self.txn_call(prepare, operation, Some(deadline)).await?;
+        if tokio::time::timeout_at(deadline.into(), self.flush())
+            .await
+            .is_err()
+        {
+            return Err(TransactionError::Timeout {
+                operation,
+                waited_ms: start.elapsed().as_millis() as u64,
+            });
+        }
+        self.txn_call(end, operation, Some(deadline)).await
+    }
+
+    /// One call to the sender's transaction, bounded by `deadline` (else `max.block.ms`).
+    async fn txn_call(
+        &self,
+        req: TxnRequest,
+        operation: &'static str,
+        deadline: Option<Instant>,
+    ) -> Result<(), TransactionError> {
+        let start = Instant::now();
+        let deadline = deadline.unwrap_or(start + self.inner.config.max_block);
+        match tokio::time::timeout_at(deadline.into(), self.inner.sender.send(Transactional(req)))
+            .await
+        {
+            Ok(Ok(res)) => res,
+            Ok(Err(_)) => Err(TransactionError::Fatal {
+                reason: "producer closed".into(),
+            }),
+            Err(_) => Err(TransactionError::Timeout {
+                operation,
+                waited_ms: start.elapsed().as_millis() as u64,
+            }),
+        }
     }
 
     /// Records accepted and not yet completed.
@@ -993,3 +1132,53 @@ impl Handler<GetHandle> for KafkaProducer {
         MessageResult(self.producer.clone())
     }
 }
+
+/// [`Producer::init_transactions`] as a message.
+#[derive(Message)]
+#[rtype(result = "Result<(), TransactionError>")]
+pub struct InitTransactions;
+
+/// [`Producer::begin_transaction`] as a message.
+#[derive(Message)]
+#[rtype(result = "Result<(), TransactionError>")]
+pub struct BeginTransaction;
+
+/// [`Producer::send_offsets_to_transaction`] as a message.
+#[derive(Message)]
+#[rtype(result = "Result<(), TransactionError>")]
+pub struct SendOffsetsToTransaction {
+    /// Next offset to read per input partition.
+    pub offsets: Vec<(TopicPartition, i64)>,
+    /// The consumer group the offsets are committed for.
+    pub group: ConsumerGroupMetadata,
+}
+
+/// [`Producer::commit_transaction`] as a message.
+#[derive(Message)]
+#[rtype(result = "Result<(), TransactionError>")]
+pub struct CommitTransaction;
+
+/// [`Producer::abort_transaction`] as a message.
+#[derive(Message)]
+#[rtype(result = "Result<(), TransactionError>")]
+pub struct AbortTransaction;
+
+macro_rules! txn_handler {
+    ($msg:ty, |$p:ident, $m:ident| $call:expr) => {
+        impl Handler<$msg> for KafkaProducer {
+            type Result = ResponseFuture<Result<(), TransactionError>>;
+            fn handle(&mut self, $m: $msg, _: &mut Context<Self>) -> Self::Result {
+                let $p = self.producer.clone();
+                Box::pin(async move { $call.await })
+            }
+        }
+    };
+}
+
+txn_handler!(InitTransactions, |p, _m| p.init_transactions());
+txn_handler!(BeginTransaction, |p, _m| p.begin_transaction());
+txn_handler!(SendOffsetsToTransaction, |p, m| async move {
+    p.send_offsets_to_transaction(m.offsets, &m.group).await
+});
+txn_handler!(CommitTransaction, |p, _m| p.commit_transaction());
+txn_handler!(AbortTransaction, |p, _m| p.abort_transaction());

@@ -30,6 +30,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod transactions;
+pub(crate) use transactions::{Transactional, TxnRequest};
+
 /// A closed batch, from a [`crate::actors::accumulator::PartitionAccumulator`].
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -135,6 +138,8 @@ pub struct Sender {
     /// Brokers that asked us to back off (`throttle_time_ms`, KIP-219): nothing is sent to them
     /// before this instant.
     throttled_until: HashMap<i32, Instant>,
+    /// The transaction (with `transactional.id`): state machine, partitions in it, calls.
+    txn: Option<transactions::TxnCore>,
 }
 
 impl Sender {
@@ -151,7 +156,11 @@ impl Sender {
         } else {
             ProducerIdState::Disabled
         };
+        let txn = config.transactional_id.as_deref().map(|id| {
+            transactions::TxnCore::new(id, pool.clone(), cluster.clone(), config.clone())
+        });
         Sender {
+            txn,
             config,
             cluster,
             pool,
@@ -220,17 +229,7 @@ impl Sender {
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             match res {
                 Ok(Some(resp)) if resp.error_code == 0 => {
-                    tracing::debug!(producer_id = resp.producer_id.0, epoch = resp.producer_epoch, "producer id");
-                    act.pid = ProducerIdState::Ready {
-                        id: resp.producer_id.0,
-                        epoch: resp.producer_epoch,
-                    };
-                    act.stats.producer_id = (resp.producer_id.0, resp.producer_epoch);
-                    act.previous_pid = None;
-                    act.pid_generation += 1;
-                    for q in act.partitions.values_mut() {
-                        q.next_sequence = 0;
-                    }
+                    act.set_producer_id(resp.producer_id.0, resp.producer_epoch);
                 }
                 Ok(Some(resp)) if act.previous_pid.is_some() && resp.error_code != 0 => {
                     // The broker does not know the old id (e.g. it lost its state): ask afresh.
@@ -306,6 +305,23 @@ impl Sender {
     }
 
     fn drain(&mut self, ctx: &mut Context<Self>) {
+        if let Some(t) = &self.txn {
+            let err = match t.sm.state() {
+                // Retried batches of an aborting transaction are not sent again.
+                crate::transaction::TxnState::Aborting => Some(ProduceError::Transaction(
+                    crate::transaction::TransactionError::Aborted,
+                )),
+                crate::transaction::TxnState::FatalError => {
+                    self.shared.txn.first_failure().or_else(|| {
+                        Some(ProduceError::Fatal("transactional producer failed".into()))
+                    })
+                }
+                _ => None,
+            };
+            if let Some(err) = err {
+                self.fail_queued(err);
+            }
+        }
         if let Some(err) = self.aborted.clone() {
             for q in self.partitions.values_mut() {
                 for b in q.queue.drain(..) {
@@ -320,7 +336,8 @@ impl Sender {
             ProducerIdState::Disabled => None,
             ProducerIdState::Ready { id, epoch } => Some((*id, *epoch)),
             ProducerIdState::Unknown => {
-                if self.partitions.values().any(|q| !q.queue.is_empty()) {
+                // A transactional producer gets its id from init_transactions only.
+                if self.txn.is_none() && self.partitions.values().any(|q| !q.queue.is_empty()) {
                     self.init_producer_id(ctx);
                 }
                 if let Some(at) = wake_at {
@@ -350,6 +367,11 @@ impl Sender {
         let mut by_broker: HashMap<i32, (Arc<str>, Vec<TopicPartition>)> = HashMap::new();
         let mut missing_leader = false;
         for (tp, q) in &self.partitions {
+            if q.ready_head(now, max_in_flight, generation).is_some()
+                && !Self::txn_partition_ready(&mut self.txn, tp)
+            {
+                continue;
+            }
             if q.ready_head(now, max_in_flight, generation).is_none() {
                 // A backing-off head wakes the drain when its backoff ends.
                 if let Some(at) = q
@@ -374,6 +396,7 @@ impl Sender {
         if missing_leader {
             self.request_metadata();
         }
+        self.txn_add_partitions(ctx);
         for (node, (address, tps)) in by_broker {
             if let Some(until) = self.throttled_until.get(&node).copied() {
                 if until > now {
@@ -478,8 +501,11 @@ impl Sender {
             }
         }
         let acks = self.config.acks;
+        let transactional_id = self.txn.as_ref().map(|t| {
+            kafka_protocol::messages::TransactionalId(StrBytes::from_string(t.id().to_string()))
+        });
         let request = ProduceRequest::default()
-            .with_transactional_id(None)
+            .with_transactional_id(transactional_id)
             .with_acks(acks.as_i16())
             .with_timeout_ms(
                 self.config
@@ -690,9 +716,12 @@ impl Sender {
                                 };
                                 let mut retriable =
                                     code.is_retriable() || (code.0 == 45 && self.has_earlier(&b));
+                                // (In a transaction these make it abortable instead; the abort
+                                // bumps the epoch.)
                                 if !retriable
                                     && matches!(code.0, 45 | 59)
                                     && self.config.retries > 0
+                                    && self.txn.is_none()
                                 {
                                     // UNKNOWN_PRODUCER_ID, or a sequence gap nothing pending explains
                                     // (e.g. the broker lost its state): KIP-360 — get a new producer
@@ -905,6 +934,22 @@ impl Handler<BatchReady> for Sender {
         if let Some(err) = &self.aborted {
             batch.fail(err.clone());
             return;
+        }
+        if let Some(t) = &self.txn {
+            use crate::transaction::{TransactionError, TxnState};
+            match t.sm.state() {
+                TxnState::InTransaction | TxnState::Committing => {}
+                TxnState::Aborting => {
+                    return batch.fail(ProduceError::Transaction(TransactionError::Aborted));
+                }
+                state => {
+                    // Sent outside a transaction (a send racing its commit or abort).
+                    return batch.fail(ProduceError::Transaction(TransactionError::InvalidState {
+                        operation: "send",
+                        state,
+                    }));
+                }
+            }
         }
         self.partitions
             .entry(batch.tp.clone())

@@ -7,6 +7,9 @@
 //!     --property parse.key=true --property key.separator=: --print-deliveries
 //! actix-kafka perf --topic t --num-records 1000000 --record-size 100 --throughput -1 \
 //!     --producer-props bootstrap.servers=127.0.0.1:9092 acks=1
+//! actix-kafka produce --topic t --property transactional.id=lines-1 --transaction-size 500 < f
+//! actix-kafka perf --topic t --num-records 1000000 --record-size 100 --throughput -1 \
+//!     --transactional-id perf-1 --transaction-duration-ms 100 --bootstrap-server HOST:9092
 //! ```
 //!
 //! `produce` takes `kafka-console-producer`'s flags (lines from stdin, or `--file`), `perf` those
@@ -53,9 +56,13 @@ struct ProduceArgs {
     /// Producer property k=v (repeatable), applied after --producer.config.
     #[arg(long = "producer-property")]
     producer_property: Vec<String>,
-    /// Reader property: parse.key=true, key.separator=SEP (default a tab), ignore.error=true.
+    /// Reader property: parse.key=true, key.separator=SEP (default a tab), ignore.error=true;
+    /// transactional.id=ID makes the input transactional (see --transaction-size).
     #[arg(long = "property")]
     property: Vec<String>,
+    /// With a transactional.id: commit a transaction every N lines, and at the end of input.
+    #[arg(long = "transaction-size", default_value_t = 1000)]
+    transaction_size: u64,
     /// Read lines from this file instead of stdin.
     #[arg(long)]
     file: Option<String>,
@@ -90,6 +97,12 @@ struct PerfArgs {
     /// Progress line interval in ms.
     #[arg(long = "reporting-interval", default_value_t = 5000)]
     reporting_interval: u64,
+    /// Transactional producer with this transactional.id (as kafka-producer-perf-test).
+    #[arg(long = "transactional-id")]
+    transactional_id: Option<String>,
+    /// With --transactional-id: commit a transaction every this many ms (default 3000).
+    #[arg(long = "transaction-duration-ms")]
+    transaction_duration_ms: Option<u64>,
 }
 
 fn kv(s: &str) -> Result<(String, String), String> {
@@ -128,8 +141,10 @@ async fn produce(a: ProduceArgs) -> Result<bool, String> {
     let mut parse_key = false;
     let mut separator = "\t".to_string();
     let mut ignore_error = false;
+    let mut producer_props = a.producer_property.clone();
     for p in &a.property {
         match kv(p)? {
+            (k, v) if k == "transactional.id" => producer_props.push(format!("{k}={v}")),
             (k, v) if k == "parse.key" => parse_key = v == "true",
             (k, v) if k == "key.separator" => separator = v.replace("\\t", "\t"),
             (k, v) if k == "ignore.error" => ignore_error = v == "true",
@@ -138,10 +153,12 @@ async fn produce(a: ProduceArgs) -> Result<bool, String> {
     }
     let cfg = config(
         a.producer_config.as_deref(),
-        &a.producer_property,
+        &producer_props,
         a.bootstrap_server.as_deref(),
     )?;
+    let transactional = cfg.transactional_id.is_some();
     let producer = Producer::start(cfg).await.map_err(|e| e.to_string())?;
+    let mut txn = Txn::start(&producer, transactional, a.transaction_size).await?;
     let reader: Box<dyn BufRead> = match &a.file {
         Some(p) => Box::new(std::io::BufReader::new(
             std::fs::File::open(p).map_err(|e| format!("{p}: {e}"))?,
@@ -165,11 +182,14 @@ async fn produce(a: ProduceArgs) -> Result<bool, String> {
         match producer.send(record).await {
             Ok(d) => deliveries.push((n + 1, d)),
             Err(e) => {
+                txn.abort(&producer).await;
                 producer.close(Duration::from_secs(5)).await;
                 return Err(format!("line {}: {e}", n + 1));
             }
         }
+        txn.record_sent(&producer).await?;
     }
+    txn.finish(&producer).await?;
     let total = deliveries.len();
     let mut per_partition: BTreeMap<i32, (u64, i64, i64)> = BTreeMap::new();
     let mut errors: Vec<(usize, ProduceError)> = Vec::new();
@@ -205,6 +225,84 @@ async fn produce(a: ProduceArgs) -> Result<bool, String> {
     Ok(errors.is_empty())
 }
 
+/// The transactions of `produce --property transactional.id=..` and `perf --transactional-id`:
+/// begin, commit every `size` records (or `duration`), commit at the end.
+struct Txn {
+    on: bool,
+    size: u64,
+    duration: Option<Duration>,
+    in_txn: u64,
+    opened: Instant,
+    pub committed: u64,
+}
+
+impl Txn {
+    async fn start(p: &Producer, on: bool, size: u64) -> Result<Txn, String> {
+        if on {
+            p.init_transactions()
+                .await
+                .map_err(|e| format!("init_transactions: {e}"))?;
+            p.begin_transaction()
+                .await
+                .map_err(|e| format!("begin_transaction: {e}"))?;
+        }
+        Ok(Txn {
+            on,
+            size: size.max(1),
+            duration: None,
+            in_txn: 0,
+            opened: Instant::now(),
+            committed: 0,
+        })
+    }
+
+    async fn record_sent(&mut self, p: &Producer) -> Result<(), String> {
+        if !self.on {
+            return Ok(());
+        }
+        self.in_txn += 1;
+        let due = match self.duration {
+            Some(d) => self.opened.elapsed() >= d,
+            None => self.in_txn >= self.size,
+        };
+        if due {
+            self.commit(p).await?;
+            p.begin_transaction()
+                .await
+                .map_err(|e| format!("begin_transaction: {e}"))?;
+            self.opened = Instant::now();
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, p: &Producer) -> Result<(), String> {
+        if let Err(e) = p.commit_transaction().await {
+            if e.is_abortable() {
+                self.abort(p).await;
+            }
+            return Err(format!("commit_transaction: {e}"));
+        }
+        self.committed += 1;
+        self.in_txn = 0;
+        Ok(())
+    }
+
+    async fn finish(&mut self, p: &Producer) -> Result<(), String> {
+        if self.on {
+            self.commit(p).await?;
+        }
+        Ok(())
+    }
+
+    async fn abort(&self, p: &Producer) {
+        if self.on {
+            if let Err(e) = p.abort_transaction().await {
+                eprintln!("abort_transaction: {e}");
+            }
+        }
+    }
+}
+
 /// Latencies in ms of acknowledged records, for the percentiles.
 #[derive(Default)]
 struct Stats {
@@ -215,12 +313,21 @@ struct Stats {
 }
 
 async fn perf(a: PerfArgs) -> Result<bool, String> {
+    let mut props = a.producer_props.clone();
+    if let Some(id) = &a.transactional_id {
+        props.push(format!("transactional.id={id}"));
+    }
     let cfg = config(
         a.producer_config.as_deref(),
-        &a.producer_props,
+        &props,
         a.bootstrap_server.as_deref(),
     )?;
+    let transactional = cfg.transactional_id.is_some();
     let producer = Producer::start(cfg).await.map_err(|e| e.to_string())?;
+    let mut txn = Txn::start(&producer, transactional, u64::MAX).await?;
+    txn.duration = Some(Duration::from_millis(
+        a.transaction_duration_ms.unwrap_or(3000).max(1),
+    ));
     let payload = bytes::Bytes::from(
         (0..a.record_size)
             .map(|i| b'a' + (i % 26) as u8)
@@ -281,7 +388,9 @@ async fn perf(a: PerfArgs) -> Result<bool, String> {
             )
             .await
             .map_err(|e| format!("record {i}: {e}"))?;
+        txn.record_sent(&producer).await?;
     }
+    txn.finish(&producer).await?;
     producer.flush().await;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     report.abort();
@@ -313,6 +422,9 @@ async fn perf(a: PerfArgs) -> Result<bool, String> {
     );
     if let Some(e) = &s.first_error {
         eprintln!("{} records failed; first error: {e}", s.errors);
+    }
+    if transactional {
+        println!("{} transactions committed", txn.committed);
     }
     Ok(s.errors == 0)
 }

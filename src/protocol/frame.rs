@@ -20,6 +20,15 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Metadata, 1, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::InitProducerId, 0, 4),
+    // Transactions (KIP-98, KIP-447), the classic protocol: explicit AddPartitionsToTxn (v4+ are
+    // broker-to-broker), EndTxn up to v4 (v5 is transaction protocol 2, KIP-890), TxnOffsetCommit
+    // v3+ carry the group generation and member (KIP-447). FindCoordinator up to v3 (v4 batches
+    // keys).
+    (ApiKey::FindCoordinator, 1, 3),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
     // v1: SASL tokens in SaslAuthenticate requests (KIP-152); v0's raw tokens are not spoken.
     (ApiKey::SaslHandshake, 1, 1),
     (ApiKey::SaslAuthenticate, 0, 2),

@@ -129,6 +129,11 @@ fn flexible(key: ApiKey, v: i16) -> bool {
         ApiKey::ApiVersions => v >= 3,
         ApiKey::InitProducerId => v >= 2,
         ApiKey::SaslAuthenticate => v >= 2,
+        ApiKey::FindCoordinator
+        | ApiKey::AddPartitionsToTxn
+        | ApiKey::AddOffsetsToTxn
+        | ApiKey::TxnOffsetCommit
+        | ApiKey::EndTxn => v >= 3,
         _ => false,
     }
 }
@@ -256,6 +261,49 @@ pub fn check_body(key: i16, version: i16, body: &[u8]) -> R {
             }
             w.tagged()
         }
+        ApiKey::FindCoordinator => {
+            if v >= 1 {
+                w.skip(4, "throttle_time")?;
+            }
+            if v >= 4 {
+                w.array(4 + 4 + 2 + 3 * min_str, |w| {
+                    w.string()?;
+                    w.skip(4, "node_id")?;
+                    w.string()?;
+                    w.skip(4 + 2, "port, error_code")?;
+                    w.string()?;
+                    w.tagged()
+                })?;
+            } else {
+                w.skip(2, "error_code")?;
+                if v >= 1 {
+                    w.string()?;
+                }
+                w.skip(4, "node_id")?;
+                w.string()?;
+                w.skip(4, "port")?;
+            }
+            w.tagged()
+        }
+        ApiKey::AddPartitionsToTxn | ApiKey::TxnOffsetCommit => {
+            w.skip(4, "throttle_time")?;
+            w.array(min_str + min_arr, |w| {
+                w.string()?;
+                w.array(6, |w| {
+                    w.skip(6, "partition result")?;
+                    w.tagged()
+                })?;
+                w.tagged()
+            })?;
+            w.tagged()
+        }
+        ApiKey::AddOffsetsToTxn | ApiKey::EndTxn => {
+            w.skip(4 + 2, "throttle_time, error_code")?;
+            if key == ApiKey::EndTxn && v >= 5 {
+                w.skip(8 + 2, "producer id, epoch")?;
+            }
+            w.tagged()
+        }
         _ => Ok(()),
     }
 }
@@ -312,5 +360,74 @@ mod tests {
         assert!(check_body(17, 1, &[0, 0, 0x7f, 0xff, 0xff, 0xff]).is_err());
         assert!(check_body(36, 1, &[0, 0, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff]).is_err());
         assert!(check_body(36, 2, &[0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x07]).is_err());
+        // AddPartitionsToTxn v1: 2^31-1 topics; TxnOffsetCommit v3: a topic claiming 2^27
+        // partitions; FindCoordinator v1: a host of 32767 bytes.
+        assert!(check_body(24, 1, &[0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff]).is_err());
+        assert!(check_body(28, 3, &[0, 0, 0, 0, 2, 2, b't', 0x80, 0x80, 0x80, 0x40]).is_err());
+        assert!(check_body(
+            10,
+            1,
+            &[0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 1, 0x7f, 0xff]
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn transactional_responses_pass() {
+        use kafka_protocol::messages::add_partitions_to_txn_response::{
+            AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+        };
+        use kafka_protocol::messages::txn_offset_commit_response::{
+            TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+        };
+        use kafka_protocol::messages::{
+            AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, EndTxnResponse,
+            FindCoordinatorResponse, TxnOffsetCommitResponse,
+        };
+        fn enc<T: Encodable>(m: &T, v: i16) -> Vec<u8> {
+            let mut buf = bytes::BytesMut::new();
+            m.encode(&mut buf, v).unwrap();
+            buf.to_vec()
+        }
+        for v in 1..=3 {
+            let r = FindCoordinatorResponse::default()
+                .with_host(StrBytes::from_static_str("broker-1"))
+                .with_port(9092);
+            assert_eq!(
+                check_body(10, v, &enc(&r, v)),
+                Ok(()),
+                "find coordinator v{v}"
+            );
+        }
+        for v in 0..=3 {
+            let r = AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(vec![
+                AddPartitionsToTxnTopicResult::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_results_by_partition(vec![
+                        AddPartitionsToTxnPartitionResult::default().with_partition_index(3)
+                    ]),
+            ]);
+            assert_eq!(
+                check_body(24, v, &enc(&r, v)),
+                Ok(()),
+                "add partitions v{v}"
+            );
+        }
+        for v in 0..=4 {
+            let r = TxnOffsetCommitResponse::default().with_topics(vec![
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![TxnOffsetCommitResponsePartition::default()]),
+            ]);
+            assert_eq!(
+                check_body(28, v, &enc(&r, v)),
+                Ok(()),
+                "txn offset commit v{v}"
+            );
+            let r = AddOffsetsToTxnResponse::default();
+            assert_eq!(check_body(25, v, &enc(&r, v)), Ok(()), "add offsets v{v}");
+            let r = EndTxnResponse::default();
+            assert_eq!(check_body(26, v, &enc(&r, v)), Ok(()), "end txn v{v}");
+        }
     }
 }

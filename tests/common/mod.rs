@@ -147,6 +147,9 @@ fn admin_client(bootstrap: &str) -> BaseConsumer {
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("actix-kafka-test-admin-{}", next_id()))
         .set("enable.auto.commit", "false")
+        // Watermarks are the log's end, not the last stable offset (librdkafka's default
+        // read_committed would stop at an open transaction).
+        .set("isolation.level", "read_uncommitted")
         .set("socket.timeout.ms", "10000")
         .set("reconnect.backoff.ms", "50")
         .set("reconnect.backoff.max.ms", "500")
@@ -367,9 +370,34 @@ pub async fn read_back(
 
 /// Blocking version of [`read_all`].
 pub fn read_all_blocking(bootstrap: &str, topic: &str, timeout: Duration) -> Vec<ConsumedRecord> {
+    read_all_isolated(bootstrap, topic, timeout, false)
+}
+
+/// Like [`read_all`] with `isolation.level=read_committed`: the records of committed
+/// transactions (and non-transactional ones) up to each partition's end. Every transaction of
+/// the topic must have ended (else the last stable offset stays behind and this times out).
+pub async fn read_all_committed(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Vec<ConsumedRecord> {
+    let (b, t) = (bootstrap.to_string(), topic.to_string());
+    match tokio::task::spawn_blocking(move || read_all_isolated(&b, &t, timeout, true)).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("read_all_committed task failed: {e}"),
+    }
+}
+
+fn read_all_isolated(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+    read_committed: bool,
+) -> Vec<ConsumedRecord> {
     let deadline = Instant::now() + timeout;
     let partitions = wait_for_topic(bootstrap, topic, None, timeout);
-    let consumer = reader(bootstrap, false);
+    let consumer = reader(bootstrap, read_committed);
     // Snapshot of the end of every partition.
     let mut high: BTreeMap<i32, i64> = BTreeMap::new();
     for &p in &partitions {
