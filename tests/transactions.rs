@@ -112,6 +112,16 @@ async fn commit_abort_and_a_hundred_mixed_transactions() {
             committed.push(vals);
         }
     }
+    // A second commit with no transaction open is a state error (Java's IllegalStateException).
+    assert!(matches!(
+        p.commit_transaction().await,
+        Err(TransactionError::InvalidState { .. })
+    ));
+    // close() aborts the open transaction (else the reader below would wait on it forever).
+    p.begin_transaction().await.unwrap();
+    let open: Vec<String> = (0..30).map(|i| format!("a-open-{i}")).collect();
+    send_all(&p, &topic, &open).await;
+    aborted += open.len();
     p.close(Duration::from_secs(5)).await;
 
     let read = read_all_committed(&broker.bootstrap, &topic, READ).await;

@@ -923,11 +923,27 @@ impl Producer {
     /// [`ProduceError::Closed`] and stops the producer's actors, returning by `timeout` (Java's
     /// `close(Duration)`): 80% of it for delivering, the rest for failing what is left. A record
     /// still without a result when it returns gets `Closed` as its actor stops, moments later;
-    /// no record is left without a result.
+    /// no record is left without a result. A transactional producer first aborts its open
+    /// transaction (as Java's).
     pub async fn close(&self, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
-        self.inner.closed.store(true, Ordering::Release);
         let deliver_until = tokio::time::Instant::now() + timeout.mul_f64(0.8);
+        let txn = &self.inner.shared.txn;
+        if txn.enabled
+            && matches!(
+                txn.state(),
+                crate::transaction::TxnState::InTransaction
+                    | crate::transaction::TxnState::AbortableError
+                    | crate::transaction::TxnState::Aborting
+            )
+        {
+            // As Java's close: an open transaction is aborted, not left to time out.
+            if let Ok(Err(e)) = tokio::time::timeout_at(deliver_until, self.abort_transaction()).await
+            {
+                tracing::warn!(error = %e, "abort of the open transaction at close failed");
+            }
+        }
+        self.inner.closed.store(true, Ordering::Release);
         if tokio::time::timeout_at(deliver_until, self.flush())
             .await
             .is_err()

@@ -375,16 +375,17 @@ impl Sender {
             }
         }
         let waiters = t.running.take().map(|(_, w)| w).unwrap_or_default();
+        // Kept for a repeated call only if no caller was still waiting (it timed out): as
+        // Java, a call repeated after it returned is judged by the state.
+        let mut delivered = false;
+        for w in waiters {
+            delivered |= w.send(res.clone()).is_ok();
+        }
+        t.last_done = (!delivered).then(|| (op, res.clone()));
         if let Err(e) = &res {
             if e.is_fatal() {
                 self.emit_fenced(e);
             }
-        }
-        for w in waiters {
-            let _ = w.send(res.clone());
-        }
-        if let Some(t) = self.txn.as_mut() {
-            t.last_done = Some((op, res));
         }
         self.txn_publish();
         self.txn_pump(ctx);
