@@ -12,6 +12,8 @@
 #                          ProducerPerformance's --producer-props together with
 #                          bootstrap.servers=HOST:PORT from --bootstrap-server
 #   --report-interval-ms   passed on as --reporting-interval (progress line period, default 5000)
+#   --transactional-id, --transaction-duration-ms
+#                          passed on (a transactional run, committing every that many ms)
 #   --stall-timeout-s      ProducerPerformance has no such option: this wrapper stops the tool
 #                          (exit 4) when it printed neither a progress line (one per interval
 #                          while records complete) nor an exception (a failed record) for
@@ -58,6 +60,8 @@ die_usage() {
 TOPIC="" NUM="" SIZE="" TPUT="" BOOTSTRAP="" REPORT_MS=5000 STALL_S=60 CONFIG_FILE=""
 PROPS=()
 IGNORED=()
+TXN_ID=""
+TXN_MS=""
 while (($#)); do
     arg=$1
     shift
@@ -70,7 +74,8 @@ while (($#)); do
     fi
     case "$arg" in
         --topic | --num-records | --record-size | --throughput | --bootstrap-server | --bootstrap-servers | \
-            --report-interval-ms | --stall-timeout-s | --producer.config | --producer-config)
+            --report-interval-ms | --stall-timeout-s | --producer.config | --producer-config | \
+            --transactional-id | --transaction-duration-ms)
             if ((!has_val)); then
                 (($#)) || die_usage "$arg needs a value"
                 val=$1
@@ -85,6 +90,8 @@ while (($#)); do
                 --report-interval-ms) REPORT_MS=$val ;;
                 --stall-timeout-s) STALL_S=$val ;;
                 --producer.config | --producer-config) CONFIG_FILE=$val ;;
+                --transactional-id) TXN_ID=$val ;;
+                --transaction-duration-ms) TXN_MS=$val ;;
             esac
             ;;
         --producer-props)
@@ -157,6 +164,8 @@ cmd=(bash "$ROOT/scripts/kafka.sh" run-class org.apache.kafka.tools.ProducerPerf
     --topic "$TOPIC" --num-records "$NUM" --record-size "$SIZE" --throughput "$TPUT"
     --reporting-interval "$REPORT_MS")
 [[ -n "$CONFIG_FILE" ]] && cmd+=(--producer.config "$CONFIG_FILE")
+[[ -n "$TXN_ID" ]] && cmd+=(--transactional-id "$TXN_ID")
+[[ -n "$TXN_MS" ]] && cmd+=(--transaction-duration-ms "$TXN_MS")
 ((${#ALL_PROPS[@]})) && cmd+=(--producer-props "${ALL_PROPS[@]}")
 echo "java_perf.sh: ${cmd[*]}"
 ((${#IGNORED[@]})) && echo "java_perf.sh: ignored (the Java tool has no such option): ${IGNORED[*]}"

@@ -5,6 +5,7 @@
 //!     --record-size 100 --throughput -1 --bootstrap-server 127.0.0.1:9092 \
 //!     [--producer-props acks=1 linger.ms=5 ...] [--producer.config FILE] \
 //!     [--delivery callback|future] [--send-batch N] [--report-interval-ms 5000] [--stall-timeout-s 60]
+//!     [--transactional-id ID [--transaction-duration-ms 3000]]
 //!
 //! `--send-batch N` (N > 1) hands records to `Producer::send_all_with_callback` N at a time
 //! (one accumulator message per partition per call) instead of one `send` per record.
@@ -64,10 +65,17 @@ async fn run() -> i32 {
     let args = args_or_exit(
         TOOL,
         IMPL,
-        &["--delivery", "--send-batch"],
+        &[
+            "--delivery",
+            "--send-batch",
+            "--transactional-id",
+            "--transaction-duration-ms",
+        ],
         &[],
         "\n         [--delivery callback|future]   how latency is collected (default callback)\
-         \n         [--send-batch N]               send N records per send_all_with_callback call",
+         \n         [--send-batch N]               send N records per send_all_with_callback call\
+         \n         [--transactional-id ID]        transactional producer (as kafka-producer-perf-test)\
+         \n         [--transaction-duration-ms MS] commit every MS ms (default 3000 with --transactional-id)",
     );
     let mode = match args.extra("delivery").unwrap_or("callback") {
         "callback" => Mode::Callback,
@@ -90,7 +98,18 @@ async fn run() -> i32 {
         return EXIT_USAGE;
     }
     let topic: Arc<str> = args.topic.clone().unwrap_or_default().into();
-    let props = args.merged_props();
+    let mut props = args.merged_props();
+    if let Some(id) = args.extra("transactional-id") {
+        props.push(("transactional.id".into(), id.into()));
+    }
+    let txn_duration = match args.extra("transaction-duration-ms").map(str::parse::<u64>) {
+        None => Duration::from_millis(3000),
+        Some(Ok(ms)) if ms > 0 => Duration::from_millis(ms),
+        _ => {
+            eprintln!("{TOOL}: --transaction-duration-ms must be a whole number > 0");
+            return EXIT_USAGE;
+        }
+    };
     let config = match ProducerConfig::from_map(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     {
         Ok(c) => c,
@@ -132,6 +151,21 @@ async fn run() -> i32 {
             return EXIT_FAILED;
         }
     }
+
+    let transactional = producer.config().transactional_id.is_some();
+    if transactional {
+        if let Err(e) = producer.init_transactions().await {
+            println!("ERROR: init_transactions: {e}");
+            producer.close(Duration::from_secs(1)).await;
+            return EXIT_FAILED;
+        }
+    }
+    let mut txn = Txn {
+        on: transactional,
+        duration: txn_duration,
+        open_since: None,
+        committed: 0,
+    };
 
     let payload = Payload::new(args.record_size);
     // One shared buffer; each record's value is a zero-copy slice of it (the idiomatic way to
@@ -178,6 +212,10 @@ async fn run() -> i32 {
                     ProducerRecord::new(topic.clone(), pool.slice(off..off + size))
                 })
                 .collect();
+            if let Err(e) = txn.before_send(&producer).await {
+                println!("ERROR: {e}");
+                break 'outer;
+            }
             let sent_ns = s.now_ns();
             let results = producer
                 .send_all_with_callback(records, move |_, r| {
@@ -197,6 +235,10 @@ async fn run() -> i32 {
             i += n;
             sent = i;
             s.sent.store(sent, std::sync::atomic::Ordering::Relaxed);
+            if let Err(e) = txn.after_send(&producer).await {
+                println!("ERROR: {e}");
+                break 'outer;
+            }
         }
     }
     for i in (if send_batch > 1 { args.num_records } else { 0 })..args.num_records {
@@ -204,6 +246,10 @@ async fn run() -> i32 {
             if let Some(d) = p.wait_before(i) {
                 tokio::time::sleep(d).await;
             }
+        }
+        if let Err(e) = txn.before_send(&producer).await {
+            println!("ERROR: {e}");
+            break;
         }
         let off = payload.offset(i);
         let record = ProducerRecord::new(topic.clone(), pool.slice(off..off + size));
@@ -228,6 +274,13 @@ async fn run() -> i32 {
         }
         sent = i + 1;
         s.sent.store(sent, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = txn.after_send(&producer).await {
+            println!("ERROR: {e}");
+            break;
+        }
+    }
+    if let Err(e) = txn.finish(&producer).await {
+        println!("ERROR: {e}");
     }
     producer.flush().await;
     drop(fut_tx);
@@ -238,6 +291,9 @@ async fn run() -> i32 {
     let cpu_s = process_cpu_seconds() - cpu0;
     stop_reporter(reporter);
 
+    if transactional {
+        println!("{TOOL}: {} transactions committed", txn.committed);
+    }
     let sender = producer.sender_stats().await;
     producer.close(Duration::from_secs(30)).await;
     let extra = match sender {
@@ -259,6 +315,50 @@ async fn run() -> i32 {
         None => String::new(),
     };
     print_summary(IMPL, &RunMeasure { elapsed, cpu_s }, &extra)
+}
+
+/// `--transactional-id`: a transaction is begun before the first record after a commit and
+/// committed once `--transaction-duration-ms` have passed (Java's ProducerPerformance).
+struct Txn {
+    on: bool,
+    duration: Duration,
+    open_since: Option<Instant>,
+    committed: u64,
+}
+
+impl Txn {
+    async fn before_send(&mut self, p: &Producer) -> Result<(), String> {
+        if self.on && self.open_since.is_none() {
+            p.begin_transaction()
+                .await
+                .map_err(|e| format!("begin_transaction: {e}"))?;
+            self.open_since = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    async fn after_send(&mut self, p: &Producer) -> Result<(), String> {
+        match self.open_since {
+            Some(t) if t.elapsed() >= self.duration => self.commit(p).await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn finish(&mut self, p: &Producer) -> Result<(), String> {
+        if self.open_since.is_some() {
+            self.commit(p).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, p: &Producer) -> Result<(), String> {
+        self.open_since = None;
+        p.commit_transaction()
+            .await
+            .map_err(|e| format!("commit_transaction: {e}"))?;
+        self.committed += 1;
+        Ok(())
+    }
 }
 
 fn collect_futures(mut rx: tokio::sync::mpsc::UnboundedReceiver<(u64, DeliveryFuture)>) {

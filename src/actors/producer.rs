@@ -938,7 +938,8 @@ impl Producer {
             )
         {
             // As Java's close: an open transaction is aborted, not left to time out.
-            if let Ok(Err(e)) = tokio::time::timeout_at(deliver_until, self.abort_transaction()).await
+            if let Ok(Err(e)) =
+                tokio::time::timeout_at(deliver_until, self.abort_transaction()).await
             {
                 tracing::warn!(error = %e, "abort of the open transaction at close failed");
             }
