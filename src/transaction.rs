@@ -2,7 +2,33 @@
 //! transactional API ([`crate::Producer::init_transactions`] and friends).
 //!
 //! The state machine is plain code (unit-tested here, no broker); the [`crate::actors::sender`]
-//! runs it and does the coordinator calls (`src/actors/transactions.rs`).
+//! runs it and does the coordinator calls (`src/actors/sender/transactions.rs`).
+//!
+//! ```no_run
+//! use actix_kafka::{ConsumerGroupMetadata, Producer, ProducerConfig, ProducerRecord, TopicPartition};
+//!
+//! async fn write_orders() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = ProducerConfig::from_map([
+//!     ("bootstrap.servers", "127.0.0.1:9092"),
+//!     ("transactional.id", "orders-writer-0"),   // stable per instance: fences its zombies
+//! ])?;
+//! let producer = Producer::start(config).await?;
+//! producer.init_transactions().await?;            // once: fences older instances, aborts their open txn
+//! producer.begin_transaction().await?;
+//! producer.send(ProducerRecord::new("orders", "o-1").key("c-7")).await?;
+//! producer.send(ProducerRecord::new("audit", "o-1 created")).await?;
+//! // Optional (consume-transform-produce): the input offsets commit with the output.
+//! producer
+//!     .send_offsets_to_transaction([(TopicPartition::new("input", 0), 42)], &ConsumerGroupMetadata::new("orders"))
+//!     .await?;
+//! match producer.commit_transaction().await {     // flushes, then commits
+//!     Ok(()) => {}
+//!     Err(e) if e.is_abortable() => producer.abort_transaction().await?, // a record failed: undo, retry the work
+//!     Err(e) => return Err(e.into()),             // fenced / fatal: close this producer
+//! }
+//! Ok(())
+//! }
+//! ```
 //!
 //! States and transitions follow Java's `TransactionManager`:
 //!
