@@ -165,7 +165,14 @@ impl PartitionAccumulator {
         }
         let Some(open) = self.open.take() else { return };
         let uncompressed = open.builder.size_in_bytes() as u64;
-        let records = match open.builder.build(-1, -1, -1) {
+        // With idempotence the sender writes producer id, epoch and sequence at drain time and
+        // computes the CRC then: once per batch, not twice.
+        let built = if self.config.enable_idempotence {
+            open.builder.build_unsealed()
+        } else {
+            open.builder.build(-1, -1, -1)
+        };
+        let records = match built {
             Ok(r) => r,
             Err(e) => {
                 self.shared

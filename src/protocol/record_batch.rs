@@ -579,6 +579,26 @@ impl RecordBatchBuilder {
         producer_epoch: i16,
         base_sequence: i32,
     ) -> Result<Bytes, BatchError> {
+        self.build_inner(producer_id, producer_epoch, base_sequence, true)
+    }
+
+    /// Like [`build`](Self::build) with the producer fields unset (-1) and **without** the
+    /// CRC-32C (left 0): for a batch whose producer id, epoch and sequence are written when it
+    /// is drained, which computes the CRC then, once (`crate::batch::patch_producer_state`).
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    pub fn build_unsealed(self) -> Result<Bytes, BatchError> {
+        self.build_inner(-1, -1, -1, false)
+    }
+
+    fn build_inner(
+        self,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        seal: bool,
+    ) -> Result<Bytes, BatchError> {
         let mut out = match self.compression {
             Compression::None => self.buf,
             #[cfg(feature = "gzip")]
@@ -620,8 +640,10 @@ impl RecordBatchBuilder {
         put_i64(h, MAX_TIMESTAMP_OFFSET, self.max_timestamp);
         put_producer_state(h, producer_id, producer_epoch, base_sequence);
         put_i32(h, RECORDS_COUNT_OFFSET, self.count);
-        let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
-        out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        if seal {
+            let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+            out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        }
         Ok(out.freeze())
     }
 }
@@ -1807,6 +1829,27 @@ mod tests {
         let mut bad = wire.to_vec();
         *bad.last_mut().unwrap() ^= 1;
         assert!(RecordBatchDecoder::decode(&mut Bytes::from(bad)).is_err());
+    }
+
+    #[test]
+    fn unsealed_then_patched_equals_built_with_producer_state() {
+        let mk = || {
+            let mut b = RecordBatchBuilder::new(1 << 20, Compression::None, None);
+            for i in 0..10i64 {
+                b.try_append(1_000 + i, Some(b"k"), Some(b"value"), &[], usize::MAX);
+            }
+            b
+        };
+        let sealed = mk().build(77, 3, 1_000).unwrap();
+        let unsealed = mk().build_unsealed().unwrap();
+        assert_eq!(
+            &unsealed[17..21],
+            &[0, 0, 0, 0],
+            "no CRC computed before the drain"
+        );
+        let mut patched = bytes::BytesMut::from(&unsealed[..]);
+        crate::batch::patch_producer_state(&mut patched, 77, 3, 1_000, false);
+        assert_eq!(&patched[..], &sealed[..]);
     }
 
     #[test]
