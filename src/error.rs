@@ -29,8 +29,10 @@ impl KafkaCode {
     /// (stale leader, unknown partition, fenced/unknown leader epoch, leader not available).
     pub fn needs_metadata_refresh(self) -> bool {
         // UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER,
-        // FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_ID, KAFKA_STORAGE_ERROR(56)
-        matches!(self.0, 3 | 5 | 6 | 56 | 74 | 75 | 100)
+        // REPLICA_NOT_AVAILABLE, KAFKA_STORAGE_ERROR, LISTENER_NOT_FOUND, FENCED_LEADER_EPOCH,
+        // UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_ID, INCONSISTENT_TOPIC_ID (Java's
+        // InvalidMetadataException family)
+        matches!(self.0, 3 | 5 | 6 | 9 | 56 | 72 | 74 | 75 | 100 | 103)
     }
     /// The protocol-guide name, e.g. `NOT_LEADER_OR_FOLLOWER`, or `UNKNOWN_CODE_n`.
     pub fn name(self) -> String {
@@ -265,6 +267,9 @@ mod tests {
         assert_eq!(KafkaCode::NONE.name(), "NONE");
         assert!(KafkaCode(19).is_retriable()); // NOT_ENOUGH_REPLICAS
         assert!(!KafkaCode(19).needs_metadata_refresh());
+        for code in [9, 72, 103] {
+            assert!(KafkaCode(code).needs_metadata_refresh(), "{code}");
+        }
     }
 }
 

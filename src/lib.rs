@@ -35,6 +35,11 @@
 //! See `ARCHITECTURE.md` in the repository for the actors, their messages and the path of one
 //! record.
 #![warn(missing_docs)]
+// No unwrap/expect/panic on any path network bytes can reach (tests may use them).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod actors;

@@ -261,6 +261,75 @@ async fn single_record_too_large_for_broker_fails_clearly() {
     producer.close(Duration::from_secs(5)).await;
 }
 
+/// RECORD_LIST_TOO_LARGE is not a reason to split (Java splits only on MESSAGE_TOO_LARGE): the
+/// batch fails with the broker's code and nothing is split.
+#[actix_rt::test]
+async fn record_list_too_large_is_not_split() {
+    let mk = MockKafka::new(1);
+    let topic = unique_topic("rltl");
+    mk.create_topic(&topic, 1);
+    let producer = Producer::start(
+        config(&mk.bootstrap())
+            .linger(Duration::from_millis(100))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    mk.push_request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE],
+    );
+    let mut ds = Vec::new();
+    for i in 0..10 {
+        ds.push(
+            producer
+                .send(ProducerRecord::new(topic.as_str(), format!("r{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    for d in ds {
+        let err = d.await.expect_err("refused");
+        assert!(
+            matches!(&err, ProduceError::Broker { code, .. } if code.0 == 18),
+            "{err:?}"
+        );
+    }
+    assert_eq!(producer.metrics().get("batch-split-total"), Some(0.0));
+    producer.close(Duration::from_secs(5)).await;
+}
+
+/// CLUSTER_AUTHORIZATION_FAILED on a produce request is fatal for an idempotent producer (as
+/// Java): the batch fails with it and later records fail with `Fatal` instead of being sent.
+#[actix_rt::test]
+async fn cluster_authorization_failure_is_fatal_for_idempotence() {
+    let mk = MockKafka::new(1);
+    let topic = unique_topic("clusterauth");
+    mk.create_topic(&topic, 1);
+    let producer = Producer::start(config(&mk.bootstrap()).build().unwrap())
+        .await
+        .unwrap();
+    mk.push_request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED],
+    );
+    let err = producer
+        .send_and_wait(ProducerRecord::new(topic.as_str(), "first"))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&err, ProduceError::Broker { code, .. } if code.0 == 31),
+        "{err:?}"
+    );
+    let later = producer
+        .send_and_wait(ProducerRecord::new(topic.as_str(), "second"))
+        .await
+        .expect_err("a fatal producer sends nothing more");
+    assert!(matches!(later, ProduceError::Fatal(_)), "{later:?}");
+    producer.close(Duration::from_secs(5)).await;
+}
+
 #[actix_rt::test]
 async fn metrics_match_a_known_workload() {
     let broker = TestBroker::start();

@@ -221,7 +221,9 @@ impl PartitionAccumulator {
         while !self.waiting.is_empty() {
             match self.batch_slots.clone().try_acquire_owned() {
                 Ok(slot) => {
-                    let mut batch = self.waiting.pop_front().expect("non-empty");
+                    let Some(mut batch) = self.waiting.pop_front() else {
+                        return;
+                    };
                     batch._slot = Some(slot);
                     self.sender.do_send(BatchReady(batch));
                 }
@@ -277,9 +279,10 @@ impl PartitionAccumulator {
         headers: &[Header],
     ) -> bool {
         let limit = self.limit;
-        let open = self.open.as_mut().expect("open batch");
-        open.builder
-            .try_append(timestamp, key, value, headers, limit)
+        self.open.as_mut().is_some_and(|open| {
+            open.builder
+                .try_append(timestamp, key, value, headers, limit)
+        })
     }
 
     fn append(&mut self, record: AppendRecord, ctx: &mut Context<Self>) {
@@ -306,7 +309,15 @@ impl PartitionAccumulator {
             let ok = self.try_append_open(timestamp, key_ref, value_ref, &headers);
             debug_assert!(ok, "an empty batch accepts any record");
         }
-        let open = self.open.as_mut().expect("open batch");
+        let Some(open) = self.open.as_mut() else {
+            // Unreachable: a batch was opened above. Never lose the record all the same.
+            self.shared.deliver(
+                delivery,
+                Err(ProduceError::closed("accumulator has no open batch")),
+            );
+            self.shared.finished(1, false);
+            return;
+        };
         open.thunks.push(RecordThunk {
             delivery,
             timestamp,

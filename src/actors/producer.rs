@@ -559,7 +559,13 @@ impl Producer {
         results
             .into_iter()
             .zip(futures)
-            .map(|(r, f)| r.map(|()| f.expect("an accepted record has a future")))
+            .map(|(r, f)| {
+                r.and_then(|()| {
+                    f.ok_or_else(|| {
+                        ProduceError::closed("accepted record without a delivery future")
+                    })
+                })
+            })
             .collect()
     }
 

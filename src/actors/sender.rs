@@ -435,14 +435,18 @@ impl Sender {
         let mut size = 0usize;
         let mut out = Vec::new();
         for tp in tps {
-            let q = self.partitions.get_mut(tp).expect("partition queue");
+            let Some(q) = self.partitions.get_mut(tp) else {
+                continue;
+            };
             let Some(head) = q.ready_head(now, max_in_flight, generation) else {
                 continue;
             };
             if !out.is_empty() && size + head.size_in_bytes() > limit {
                 continue;
             }
-            let mut batch = q.queue.pop_front().expect("head");
+            let Some(mut batch) = q.queue.pop_front() else {
+                continue;
+            };
             if let Some((id, epoch)) = producer {
                 if batch.base_sequence < 0 || batch.pid_generation != self.pid_generation {
                     let seq = q.next_sequence;
@@ -688,8 +692,9 @@ impl Sender {
                                 tracing::debug!(tp = %b.tp, seq = b.base_sequence, base_offset, "DUPLICATE_SEQUENCE_NUMBER: already written");
                                 b.complete(base_offset, append_time)
                             }
-                            // MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE: split and resend, as Java.
-                            10 | 18 if b.record_count() > 1 => {
+                            // MESSAGE_TOO_LARGE: split and resend, as Java (not
+                            // RECORD_LIST_TOO_LARGE: the request, not the batch, was too large).
+                            10 if b.record_count() > 1 => {
                                 if let Err(b) = self.split(b) {
                                     let err = ProduceError::Broker {
                                         topic_partition: b.tp.clone(),
@@ -709,6 +714,15 @@ impl Sender {
                                     );
                                 }
                                 refresh |= code.needs_metadata_refresh();
+                                if code.0 == 31 && self.config.enable_idempotence {
+                                    // CLUSTER_AUTHORIZATION_FAILED: fatal for an idempotent
+                                    // producer, as Java (its producer id is not authorized).
+                                    let fatal = ProduceError::Fatal(
+                                        format!("{code} on a produce request").into(),
+                                    );
+                                    tracing::error!(error = %fatal, "idempotent producer stops");
+                                    self.pid = ProducerIdState::Failed(fatal);
+                                }
                                 let err = ProduceError::Broker {
                                     topic_partition: b.tp.clone(),
                                     code,
@@ -846,6 +860,9 @@ impl Sender {
                 Err(_) => return Err(b),
             }
         }
+        let (Some(second_records), Some(first_records)) = (built.pop(), built.pop()) else {
+            return Err(b);
+        };
         let mut thunks = std::mem::take(&mut b.thunks);
         let second_thunks = thunks.split_off(mid);
         let slot = b._slot.take();
@@ -854,8 +871,6 @@ impl Sender {
             .metrics
             .batches_split
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let second_records = built.pop().expect("two halves");
-        let first_records = built.pop().expect("two halves");
         let mut halves = Vec::with_capacity(2);
         for (i, (records, thunks)) in [(first_records, thunks), (second_records, second_thunks)]
             .into_iter()
