@@ -59,6 +59,8 @@ struct Inner {
     arbiters: Mutex<Vec<Arbiter>>,
     shared: Arc<Shared>,
     closed: AtomicBool,
+    /// The actix system thread started for a producer created outside actix (plain tokio).
+    own_system: Mutex<Option<(System, std::thread::JoinHandle<()>)>>,
 }
 
 impl Drop for Inner {
@@ -66,6 +68,11 @@ impl Drop for Inner {
         if let Ok(arbiters) = self.arbiters.get_mut() {
             for a in arbiters.drain(..) {
                 a.stop();
+            }
+        }
+        if let Ok(own) = self.own_system.get_mut() {
+            if let Some((system, _thread)) = own.take() {
+                system.stop();
             }
         }
     }
@@ -127,21 +134,27 @@ impl Producer {
         if System::try_current().is_some() {
             return Ok(Self::start_in_system(config, partitioner, interceptors));
         }
-        // Plain tokio: run an actix system on a thread of its own.
+        // Plain tokio: run an actix system on a thread of its own (stopped and joined by
+        // `close`, stopped when the last handle is dropped).
         let (tx, rx) = oneshot::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("actix-kafka-system".into())
             .spawn(move || {
                 let sys = System::new();
                 let producer = sys.block_on(async move {
                     Self::start_in_system(config, partitioner, interceptors)
                 });
-                let _ = tx.send(producer);
+                let _ = tx.send((producer, System::current()));
                 sys.run().ok();
             })
             .map_err(|e| ProduceError::closed(format!("cannot start system thread: {e}")))?;
-        rx.await
-            .map_err(|_| ProduceError::closed("producer system thread failed to start"))
+        let (producer, system) = rx
+            .await
+            .map_err(|_| ProduceError::closed("producer system thread failed to start"))?;
+        if let Ok(mut own) = producer.inner.own_system.lock() {
+            *own = Some((system, thread));
+        }
+        Ok(producer)
     }
 
     fn start_in_system(
@@ -206,6 +219,7 @@ impl Producer {
                 arbiters: Mutex::new(vec![network, accumulator_arbiter]),
                 shared,
                 closed: AtomicBool::new(false),
+                own_system: Mutex::new(None),
             }),
         }
     }
@@ -974,6 +988,14 @@ impl Producer {
         // Stopping the arbiters drops every actor and fails their records; wait for that while
         // the timeout lasts.
         let _ = tokio::time::timeout_at(deadline, self.inner.shared.pending.wait_zero()).await;
+        // From plain tokio: stop the system thread started for us and join it (within the
+        // timeout), so no thread outlives `close`.
+        let own = self.inner.own_system.lock().ok().and_then(|mut o| o.take());
+        if let Some((system, thread)) = own {
+            system.stop();
+            let join = tokio::task::spawn_blocking(move || thread.join());
+            let _ = tokio::time::timeout_at(deadline, join).await;
+        }
     }
 
     /// The sender's counters (requests, retries, producer id).
