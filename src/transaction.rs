@@ -272,6 +272,17 @@ impl TxnStateMachine {
         Ok(next)
     }
 
+    /// The error for `op` when it is not allowed now, without changing the state.
+    pub(crate) fn refuse(&self, op: TxnOp) -> TransactionError {
+        match self.state {
+            TxnState::FatalError | TxnState::AbortableError => self.error_or_state(op),
+            state => TransactionError::InvalidState {
+                operation: op.name(),
+                state,
+            },
+        }
+    }
+
     fn error_or_state(&self, op: TxnOp) -> TransactionError {
         self.error
             .clone()
@@ -377,6 +388,8 @@ pub(crate) fn classify(api: TxnApi, code: i16) -> ErrorClass {
         // TOPIC_/GROUP_AUTHORIZATION_FAILED, UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION,
         // FENCED_INSTANCE_ID, TRANSACTION_ABORTABLE, OPERATION_NOT_ATTEMPTED, and every
         // failed record.
+        // (INVALID_PRODUCER_EPOCH above stays fatal on produce too, as this project's issue
+        // asks; Java since KIP-588 makes it abortable there and fatal on coordinator calls.)
         (TxnApi::Produce, _) => Abortable { bump_epoch: false },
         (_, 29 | 30 | 25 | 22 | 82 | 120 | 55) => Abortable { bump_epoch: false },
         (TxnApi::InitProducerId, _) if KafkaCode(code).is_retriable() => Retry {
@@ -402,7 +415,12 @@ impl TxnApi {
 /// `INVALID_PRODUCER_EPOCH`), fatal (authorization), else abortable.
 pub(crate) fn txn_error_of(err: &ProduceError) -> TransactionError {
     match err {
-        ProduceError::Transaction(e) => e.clone(),
+        ProduceError::Transaction(e) if e.is_fatal() || e.is_abortable() => e.clone(),
+        // A record that failed for a transactional reason that is neither (a timed-out
+        // AddPartitionsToTxn, a state error): the transaction cannot commit.
+        ProduceError::Transaction(e) => TransactionError::Abortable {
+            reason: format!("a record of the transaction failed: {e}").into(),
+        },
         ProduceError::Broker { code, .. } => match classify(TxnApi::Produce, code.0) {
             ErrorClass::Fenced => TransactionError::Fenced { code: *code },
             ErrorClass::Fatal => TransactionError::Fatal {
@@ -672,6 +690,27 @@ mod tests {
             Abortable { bump_epoch: false }
         );
         assert_eq!(classify(TxnApi::EndTxn, 48), Fatal);
+    }
+
+    #[test]
+    fn refuse_does_not_change_state_and_failures_are_abortable() {
+        let mut m = TxnStateMachine::new();
+        m.start(TxnOp::Init).unwrap();
+        m.complete();
+        m.start(TxnOp::Begin).unwrap();
+        assert!(matches!(
+            m.refuse(TxnOp::Commit),
+            TransactionError::InvalidState { .. }
+        ));
+        assert_eq!(m.state(), TxnState::InTransaction);
+        let timeout = ProduceError::Transaction(TransactionError::Timeout {
+            operation: "send",
+            waited_ms: 1,
+        });
+        assert!(txn_error_of(&timeout).is_abortable());
+        m.fail(txn_error_of(&timeout));
+        assert_eq!(m.state(), TxnState::AbortableError);
+        assert!(m.refuse(TxnOp::Commit).is_abortable());
     }
 
     #[test]

@@ -44,7 +44,10 @@ async fn close_from_plain_tokio_leaves_no_thread() {
         .await
         .unwrap();
         let md = producer
-            .send_and_wait(ProducerRecord::new(topic.as_str(), format!("round-{round}")))
+            .send_and_wait(ProducerRecord::new(
+                topic.as_str(),
+                format!("round-{round}"),
+            ))
             .await
             .unwrap();
         assert!(md.offset >= 0);

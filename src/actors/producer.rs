@@ -897,9 +897,12 @@ impl Producer {
     ) -> Result<(), TransactionError> {
         let start = Instant::now();
         let deadline = deadline.unwrap_or(start + self.inner.config.max_block);
-        match tokio::time::timeout_at(deadline.into(), self.inner.sender.send(Transactional(req)))
-            .await
-        {
+        let (reply, rx) = oneshot::channel();
+        self.inner.sender.do_send(Transactional {
+            request: req,
+            reply,
+        });
+        match tokio::time::timeout_at(deadline.into(), rx).await {
             Ok(Ok(res)) => res,
             Ok(Err(_)) => Err(TransactionError::Fatal {
                 reason: "producer closed".into(),

@@ -311,11 +311,12 @@ impl Sender {
                 crate::transaction::TxnState::Aborting => Some(ProduceError::Transaction(
                     crate::transaction::TransactionError::Aborted,
                 )),
-                crate::transaction::TxnState::FatalError => {
-                    self.shared.txn.first_failure().or_else(|| {
-                        Some(ProduceError::Fatal("transactional producer failed".into()))
-                    })
-                }
+                // Batches that wait can never be sent in this transaction: fail them now
+                // (Java's abortUndrainedBatches), with the transaction's error.
+                crate::transaction::TxnState::FatalError
+                | crate::transaction::TxnState::AbortableError => Some(ProduceError::Transaction(
+                    t.sm.refuse(crate::transaction::TxnOp::Commit),
+                )),
                 _ => None,
             };
             if let Some(err) = err {
@@ -361,6 +362,13 @@ impl Sender {
                 return;
             }
         };
+        if self.txn.as_ref().is_some_and(|t| t.ending()) {
+            // EndTxn is out: nothing more of this transaction may be sent.
+            if let Some(at) = wake_at {
+                self.schedule_wake(at, ctx);
+            }
+            return;
+        }
         let max_in_flight = self.config.max_in_flight_requests_per_connection.max(1);
         let generation = producer.map(|_| self.pid_generation);
         // Eligible partitions grouped by leader.
@@ -953,7 +961,7 @@ impl Handler<BatchReady> for Sender {
         if let Some(t) = &self.txn {
             use crate::transaction::{TransactionError, TxnState};
             match t.sm.state() {
-                TxnState::InTransaction | TxnState::Committing => {}
+                TxnState::InTransaction | TxnState::Committing if !t.ending() => {}
                 TxnState::Aborting => {
                     return batch.fail(ProduceError::Transaction(TransactionError::Aborted));
                 }

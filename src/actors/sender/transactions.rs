@@ -62,10 +62,15 @@ impl TxnRequest {
     }
 }
 
-/// A transactional call, answered when it is done.
+/// A transactional call, answered on `reply` when it is done. The caller awaits the reply under
+/// its `max.block.ms` and drops the receiver when it gives up, so the sender knows whether the
+/// result reached anyone (else it keeps it for the repeated call).
 #[derive(Message)]
-#[rtype(result = "Result<(), TransactionError>")]
-pub(crate) struct Transactional(pub(crate) TxnRequest);
+#[rtype(result = "()")]
+pub(crate) struct Transactional {
+    pub(crate) request: TxnRequest,
+    pub(crate) reply: oneshot::Sender<Result<(), TransactionError>>,
+}
 
 type Reply = oneshot::Sender<Result<(), TransactionError>>;
 
@@ -120,39 +125,34 @@ impl TxnCore {
     pub(super) fn id(&self) -> &Arc<str> {
         &self.io.id
     }
+
+    /// EndTxn (commit or abort) is out: nothing may be added to or sent in the transaction.
+    pub(super) fn ending(&self) -> bool {
+        matches!(&self.running, Some((TxnOp::Commit | TxnOp::Abort, _)))
+    }
 }
 
 impl Handler<Transactional> for Sender {
-    type Result = ResponseFuture<Result<(), TransactionError>>;
+    type Result = ();
 
-    fn handle(&mut self, msg: Transactional, ctx: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
-        match self.txn.as_mut() {
-            None => {
-                let _ = tx.send(Err(TransactionError::NotTransactional));
-            }
-            Some(t) => {
-                let op = msg.0.op();
-                let joins = matches!(
-                    msg.0,
-                    TxnRequest::Init | TxnRequest::Commit | TxnRequest::Abort
-                );
-                match &mut t.running {
-                    Some((running, waiters)) if joins && *running == op => waiters.push(tx),
-                    _ => {
-                        t.queue.push_back((msg.0, tx));
-                        self.txn_pump(ctx);
-                    }
-                }
+    fn handle(&mut self, msg: Transactional, ctx: &mut Context<Self>) {
+        let Transactional { request, reply } = msg;
+        let Some(t) = self.txn.as_mut() else {
+            let _ = reply.send(Err(TransactionError::NotTransactional));
+            return;
+        };
+        let op = request.op();
+        let joins = matches!(
+            request,
+            TxnRequest::Init | TxnRequest::Commit | TxnRequest::Abort
+        );
+        match &mut t.running {
+            Some((running, waiters)) if joins && *running == op => waiters.push(reply),
+            _ => {
+                t.queue.push_back((request, reply));
+                self.txn_pump(ctx);
             }
         }
-        Box::pin(async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(TransactionError::Fatal {
-                    reason: "producer closed".into(),
-                })
-            })
-        })
     }
 }
 
@@ -174,6 +174,8 @@ impl Sender {
         loop {
             let failure = self.txn_failure();
             let in_flight = !self.in_flight_requests.is_empty();
+            let busy = self.shared.pending.get() > 0
+                || self.partitions.values().any(|q| !q.queue.is_empty());
             let Some(t) = self.txn.as_mut() else { return };
             if t.running.is_some() {
                 return;
@@ -194,6 +196,7 @@ impl Sender {
             {
                 if let Some((done, res)) = &t.last_done {
                     if *done == op {
+                        self.shared.txn.set_state(t.sm.state());
                         let _ = reply.send(res.clone());
                         continue;
                     }
@@ -209,6 +212,7 @@ impl Sender {
                         t.partitions.clear();
                         self.shared.txn.clear_failure();
                     }
+                    self.shared.txn.set_state(t.sm.state());
                     let _ = reply.send(res);
                 }
                 TxnRequest::PrepareCommit => {
@@ -219,10 +223,12 @@ impl Sender {
                         }
                         _ => t.sm.start(TxnOp::Commit).map(|_| ()),
                     };
+                    self.shared.txn.set_state(t.sm.state());
                     let _ = reply.send(res);
                 }
                 TxnRequest::PrepareAbort => {
                     let res = t.sm.start(TxnOp::Abort).map(|_| ());
+                    self.shared.txn.set_state(t.sm.state());
                     let _ = reply.send(res);
                     if t.sm.state() == TxnState::Aborting {
                         // Batches not sent yet will not be: Java's abortUndrainedBatches.
@@ -238,26 +244,29 @@ impl Sender {
                         TxnState::Aborting
                     };
                     if t.sm.state() != expected {
-                        let state = t.sm.state();
-                        let _ = reply.send(Err(t.sm.start(op).err().unwrap_or(
-                            TransactionError::InvalidState {
-                                operation: op.name(),
-                                state,
-                            },
-                        )));
+                        self.shared.txn.set_state(t.sm.state());
+                        let _ = reply.send(Err(t.sm.refuse(op)));
                         continue;
                     }
                     if commit {
                         if let Some(e) = failure {
-                            t.sm.fail(e);
-                            let _ = reply.send(t.sm.start(TxnOp::Commit).map(|_| ()));
+                            t.sm.fail(e.clone());
+                            let err = match t.sm.state() {
+                                TxnState::Committing => e,
+                                _ => t.sm.refuse(op),
+                            };
+                            self.shared.txn.set_state(t.sm.state());
+                            let _ = reply.send(Err(err));
                             self.txn_publish();
                             continue;
                         }
                     }
-                    // Every record has its result once the handle's flush returned; an
-                    // AddPartitionsToTxn still out (or a late answer) is waited for.
-                    if t.partitions.adding || in_flight {
+                    // EndTxn only once every record of the transaction has its result: the
+                    // handle flushed, but a `send` that passed its state check before the
+                    // commit may still be enqueueing (Java's `hasIncomplete`), and an
+                    // AddPartitionsToTxn may still be out. Bounded: records fail by
+                    // delivery.timeout.ms at the latest (and then the commit fails).
+                    if t.partitions.adding || in_flight || busy {
                         t.queue.push_front((req, reply));
                         ctx.run_later(Duration::from_millis(10), |act, ctx| act.txn_pump(ctx));
                         return;
@@ -272,16 +281,25 @@ impl Sender {
                     let io = t.io.clone();
                     let fut = async move {
                         if started {
-                            io.end_txn(producer, commit).await?;
+                            if let Err(e) = io.end_txn(producer, commit).await {
+                                return (false, Err(e));
+                            }
                         }
                         if bump {
                             // The failed records may have left sequence gaps: a new epoch
-                            // restarts every partition's sequence (KIP-360).
-                            return io.init_producer_id(Some(producer)).await.map(Some);
+                            // restarts every partition's sequence (KIP-360; InitProducerId v3+,
+                            // brokers 2.5+).
+                            return (true, io.init_producer_id(Some(producer)).await.map(Some));
                         }
-                        Ok(None)
+                        (true, Ok(None))
                     };
-                    ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+                    ctx.spawn(fut.into_actor(self).map(move |(ended, res), act, ctx| {
+                        if ended {
+                            // The coordinator ended it: a retried call skips EndTxn.
+                            if let Some(t) = act.txn.as_mut() {
+                                t.partitions.clear();
+                            }
+                        }
                         let res = res.map(|new_pid| {
                             if let Some((id, epoch)) = new_pid {
                                 act.set_producer_id(id, epoch);
@@ -293,6 +311,7 @@ impl Sender {
                 }
                 TxnRequest::Init => {
                     if let Err(e) = t.sm.start(TxnOp::Init) {
+                        self.shared.txn.set_state(t.sm.state());
                         let _ = reply.send(Err(e));
                         continue;
                     }
@@ -315,6 +334,7 @@ impl Sender {
                 }
                 TxnRequest::SendOffsets { offsets, group } => {
                     if let Err(e) = t.sm.start(TxnOp::SendOffsets) {
+                        self.shared.txn.set_state(t.sm.state());
                         let _ = reply.send(Err(e));
                         continue;
                     }
@@ -378,6 +398,7 @@ impl Sender {
         // Kept for a repeated call only if no caller was still waiting (it timed out): as
         // Java, a call repeated after it returned is judged by the state.
         let mut delivered = false;
+        self.shared.txn.set_state(t.sm.state());
         for w in waiters {
             delivered |= w.send(res.clone()).is_ok();
         }
@@ -437,6 +458,7 @@ impl Sender {
         let Some(t) = self.txn.as_mut() else { return };
         if t.partitions.adding
             || t.partitions.pending.is_empty()
+            || t.ending()
             || !matches!(t.sm.state(), TxnState::InTransaction | TxnState::Committing)
         {
             return;
@@ -463,6 +485,7 @@ impl Sender {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "AddPartitionsToTxn failed");
+                    let e = crate::transaction::txn_error_of(&ProduceError::Transaction(e));
                     t.sm.fail(e.clone());
                     let err = ProduceError::Transaction(e.clone());
                     for tp in &tps {
