@@ -538,3 +538,59 @@ async fn injected_coordinator_errors_are_retried() {
     assert_eq!(count(Api::EndTxn), 8, "EndTxn requests");
     assert!(count(Api::FindCoordinator) >= 2);
 }
+
+/// A commit that outlasts `max.block.ms` returns `Timeout` and goes on; calling it again waits
+/// for the same EndTxn (one request, not two) and returns its result, as Java.
+#[actix_rt::test]
+async fn timed_out_commit_is_joined_by_the_next_call() {
+    use rdkafka::types::RDKafkaApiKey as Api;
+    common::init_tracing();
+    let mk = common::MockKafka::new(1);
+    let topic = "txn-slow";
+    mk.create_topic(topic, 1);
+    let cfg = ProducerConfig::builder()
+        .bootstrap_servers(mk.bootstrap().split(',').map(String::from))
+        .transactional_id("slow-1")
+        .max_block(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let p = Producer::start(cfg).await.unwrap();
+    p.init_transactions().await.unwrap();
+    p.begin_transaction().await.unwrap();
+    send_all(&p, topic, &["a".to_string(), "b".to_string()]).await;
+    mk.start_request_tracking();
+    // Every answer now takes 1.2 s: longer than max.block.ms.
+    mk.set_rtt(1, Duration::from_millis(1200));
+    let first = p.commit_transaction().await;
+    assert!(
+        matches!(first, Err(TransactionError::Timeout { .. })),
+        "{first:?}"
+    );
+    let mut calls = 1;
+    let result = loop {
+        calls += 1;
+        match p.commit_transaction().await {
+            Err(TransactionError::Timeout { .. }) if calls < 50 => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(
+        result,
+        Ok(()),
+        "the repeated commit returns the commit's result"
+    );
+    assert_eq!(
+        mk.requests_of(Api::EndTxn).len(),
+        1,
+        "one EndTxn for all the calls"
+    );
+    // The commit really ended: a new transaction can begin, a third commit is a state error.
+    assert!(matches!(
+        p.commit_transaction().await,
+        Err(TransactionError::InvalidState { .. })
+    ));
+    mk.set_rtt(1, Duration::ZERO);
+    p.begin_transaction().await.unwrap();
+    p.abort_transaction().await.unwrap();
+    p.close(Duration::from_secs(5)).await;
+}

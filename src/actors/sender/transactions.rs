@@ -196,8 +196,17 @@ impl Sender {
             {
                 if let Some((done, res)) = &t.last_done {
                     if *done == op {
+                        let res = res.clone();
+                        // Handed out once: the final step of the repeated call consumes it
+                        // (`Prepare*` only peeks), so a later call is judged by the state.
+                        if matches!(
+                            req,
+                            TxnRequest::Init | TxnRequest::Commit | TxnRequest::Abort
+                        ) {
+                            t.last_done = None;
+                        }
                         self.shared.txn.set_state(t.sm.state());
-                        let _ = reply.send(res.clone());
+                        let _ = reply.send(res);
                         continue;
                     }
                 }
