@@ -112,13 +112,22 @@ impl Shared {
         if n > 0 && self.txn.enabled {
             self.txn.record_failed(err);
         }
+        let mut done = DoneRuns::new(&self.pending);
         for t in thunks {
+            done.add(t.pending_slot);
             self.deliver(t.delivery, Err(err.clone()));
         }
-        self.finished(n, false);
+        done.finish();
+        self.count(n, false);
     }
 
-    pub(crate) fn finished(&self, n: u64, ok: bool) {
+    /// One record completed outside a batch (`pending_slot` from [`PendingRecords::add`]).
+    pub(crate) fn finished_one(&self, pending_slot: u8, ok: bool) {
+        self.pending.done(pending_slot, 1);
+        self.count(1, ok);
+    }
+
+    fn count(&self, n: u64, ok: bool) {
         if n == 0 {
             return;
         }
@@ -128,39 +137,132 @@ impl Shared {
             &self.metrics.records_errored
         };
         counter.fetch_add(n, Ordering::Relaxed);
-        self.pending.done(n);
     }
 }
 
-/// Count of records accepted but not yet completed; `flush` waits for it to reach zero.
-#[derive(Default, Debug)]
+/// Number of flush generations tracked at once (see [`PendingRecords`]).
+const PENDING_SLOTS: usize = 64;
+
+/// Records accepted and not yet completed, counted per *flush generation*: `flush` waits only
+/// for the records accepted before it was called (Java's semantics), so it returns even while
+/// other tasks keep sending. A record is counted in the slot of the generation current when it
+/// was accepted; `flush` starts a new generation and waits until every other slot is empty.
+/// `close` waits for all of them ([`PendingRecords::wait_zero`]).
 pub(crate) struct PendingRecords {
     count: AtomicU64,
+    generation: AtomicU64,
+    slots: [AtomicU64; PENDING_SLOTS],
     zero: Notify,
+    /// One flush switches generations at a time.
+    flush: tokio::sync::Mutex<()>,
+}
+
+impl Default for PendingRecords {
+    fn default() -> Self {
+        PendingRecords {
+            count: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+            zero: Notify::new(),
+            flush: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for PendingRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingRecords")
+            .field("count", &self.get())
+            .finish()
+    }
 }
 
 impl PendingRecords {
-    pub(crate) fn add(&self, n: u64) {
+    /// Counts `n` accepted records; returns their slot, to give back to [`done`](Self::done).
+    pub(crate) fn add(&self, n: u64) -> u8 {
+        let slot = (self.generation.load(Ordering::Acquire) % PENDING_SLOTS as u64) as usize;
+        if let Some(s) = self.slots.get(slot) {
+            s.fetch_add(n, Ordering::AcqRel);
+        }
         self.count.fetch_add(n, Ordering::AcqRel);
+        slot as u8
     }
-    pub(crate) fn done(&self, n: u64) {
-        if self.count.fetch_sub(n, Ordering::AcqRel) == n {
+
+    /// `n` records of `slot` completed.
+    pub(crate) fn done(&self, slot: u8, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let slot_empty = self
+            .slots
+            .get(slot as usize)
+            .is_some_and(|s| s.fetch_sub(n, Ordering::AcqRel) == n);
+        let all_done = self.count.fetch_sub(n, Ordering::AcqRel) == n;
+        if slot_empty || all_done {
             self.zero.notify_waiters();
         }
     }
+
     pub(crate) fn get(&self) -> u64 {
         self.count.load(Ordering::Acquire)
     }
+
     /// Waits until no record is pending.
     pub(crate) async fn wait_zero(&self) {
+        self.wait_until(|| self.get() == 0).await
+    }
+
+    /// Waits until every record accepted before the call has completed (records accepted
+    /// meanwhile belong to the next generation and are not waited for).
+    pub(crate) async fn wait_flushed(&self) {
+        let _one = self.flush.lock().await;
+        let previous = self.generation.fetch_add(1, Ordering::AcqRel);
+        let current = ((previous + 1) % PENDING_SLOTS as u64) as usize;
+        self.wait_until(|| {
+            self.slots
+                .iter()
+                .enumerate()
+                .all(|(i, s)| i == current || s.load(Ordering::Acquire) == 0)
+        })
+        .await
+    }
+
+    async fn wait_until(&self, done: impl Fn() -> bool) {
         loop {
             let notified = self.zero.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.get() == 0 {
+            if done() {
                 return;
             }
             notified.await;
+        }
+    }
+}
+
+/// Gives completed records back to their slots, one atomic per run of equal slots.
+struct DoneRuns<'a> {
+    pending: &'a PendingRecords,
+    run: Option<(u8, u64)>,
+}
+
+impl<'a> DoneRuns<'a> {
+    fn new(pending: &'a PendingRecords) -> Self {
+        DoneRuns { pending, run: None }
+    }
+    #[inline]
+    fn add(&mut self, slot: u8) {
+        match &mut self.run {
+            Some((s, n)) if *s == slot => *n += 1,
+            _ => {
+                self.finish();
+                self.run = Some((slot, 1));
+            }
+        }
+    }
+    fn finish(&mut self) {
+        if let Some((slot, n)) = self.run.take() {
+            self.pending.done(slot, n);
         }
     }
 }
@@ -171,6 +273,8 @@ pub(crate) struct RecordThunk {
     pub(crate) timestamp: i64,
     pub(crate) key_size: i32,
     pub(crate) value_size: i32,
+    /// The record's flush generation slot ([`PendingRecords::add`]).
+    pub(crate) pending_slot: u8,
 }
 
 /// A closed batch of one partition: encoded RecordBatch v2 bytes and their completions.
@@ -222,7 +326,10 @@ impl ProducerBatch {
     /// LogAppendTime when given (not `-1`), else the record's CreateTime.
     pub(crate) fn complete(mut self, base_offset: i64, log_append_time: i64) {
         let n = self.thunks.len() as u64;
+        let shared = self.shared.clone();
+        let mut done = DoneRuns::new(&shared.pending);
         for (i, t) in self.thunks.drain(..).enumerate() {
+            done.add(t.pending_slot);
             let md = RecordMetadata {
                 topic: self.tp.topic.clone(),
                 partition: self.tp.partition,
@@ -241,7 +348,8 @@ impl ProducerBatch {
             };
             self.shared.deliver(t.delivery, Ok(md));
         }
-        self.shared.finished(n, true);
+        done.finish();
+        self.shared.count(n, true);
     }
 
     /// Fails every record with `err`.

@@ -402,3 +402,61 @@ async fn broker_restart_mid_run_reconnects_and_continues() {
         );
     }
 }
+
+/// `flush` waits for the records sent before it was called, not for records other tasks keep
+/// sending meanwhile (Java's semantics): under a continuous stream of sends it still returns.
+#[actix_rt::test]
+async fn flush_returns_under_concurrent_sends() {
+    use futures::FutureExt;
+    let broker = TestBroker::start();
+    let topic = unique_topic("flush-stream");
+    broker.create_topic(&topic, 2);
+    let producer = Producer::start(config(&broker.bootstrap).build().unwrap())
+        .await
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let streamer = {
+        let (p, topic, stop) = (producer.clone(), topic.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = p
+                    .send(ProducerRecord::new(topic.as_str(), format!("stream-{n}")))
+                    .await;
+                n += 1;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mine: Vec<_> = {
+        let mut v = Vec::new();
+        for i in 0..100 {
+            v.push(
+                producer
+                    .send(ProducerRecord::new(topic.as_str(), format!("mine-{i}")))
+                    .await
+                    .unwrap(),
+            );
+        }
+        v
+    };
+    let started = Instant::now();
+    let flushed = tokio::time::timeout(Duration::from_secs(10), producer.flush()).await;
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let streamed = streamer.await.unwrap();
+    assert!(
+        flushed.is_ok(),
+        "flush did not return within 10 s while {streamed} records streamed"
+    );
+    // Every record sent before flush has its result when flush returns.
+    for (i, d) in mine.into_iter().enumerate() {
+        let r = d
+            .now_or_never()
+            .unwrap_or_else(|| panic!("record {i} not complete after flush"));
+        r.expect("delivered");
+    }
+    eprintln!("flush returned in {took:?} with {streamed} records streamed concurrently");
+    producer.close(Duration::from_secs(10)).await;
+}

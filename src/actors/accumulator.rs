@@ -36,6 +36,8 @@ pub struct AppendRecord {
     /// When `send` accepted it: `delivery.timeout.ms` counts from here (Java: "after send()
     /// returns").
     pub(crate) enqueued: Instant,
+    /// Its flush generation slot (`PendingRecords::add`).
+    pub(crate) pending_slot: u8,
 }
 
 /// Appends one record.
@@ -293,10 +295,11 @@ impl PartitionAccumulator {
             headers,
             delivery,
             enqueued,
+            pending_slot,
         } = record;
         if let Some(err) = &self.aborted {
             self.shared.deliver(delivery, Err(err.clone()));
-            self.shared.finished(1, false);
+            self.shared.finished_one(pending_slot, false);
             return;
         }
         if self.open.is_none() {
@@ -315,7 +318,7 @@ impl PartitionAccumulator {
                 delivery,
                 Err(ProduceError::closed("accumulator has no open batch")),
             );
-            self.shared.finished(1, false);
+            self.shared.finished_one(pending_slot, false);
             return;
         };
         open.thunks.push(RecordThunk {
@@ -323,6 +326,7 @@ impl PartitionAccumulator {
             timestamp,
             key_size: key.as_ref().map_or(-1, |k| k.len() as i32),
             value_size: value.as_ref().map_or(-1, |v| v.len() as i32),
+            pending_slot,
         });
         if open.builder.size_in_bytes() >= self.limit {
             self.close_batch(ctx);

@@ -365,8 +365,10 @@ impl Producer {
         delivery: Delivery,
         enqueued: Instant,
         now_ms: impl FnOnce() -> i64,
+        pending_slot: u8,
     ) -> AppendRecord {
         AppendRecord {
+            pending_slot,
             enqueued,
             timestamp: record.timestamp.unwrap_or_else(now_ms),
             key: record.key,
@@ -376,19 +378,20 @@ impl Producer {
         }
     }
 
-    /// Hands one message to an accumulator; the slots are already taken.
+    /// Hands one message of `n` records to an accumulator; the mailbox slots are taken and the
+    /// records counted as pending in `pending_slot` (given back if the message is refused).
     fn enqueue<M>(
         &self,
         tp: &TopicPartition,
         slot: &AccumulatorSlot,
         msg: M,
         n: u64,
+        pending_slot: u8,
     ) -> Result<(), M>
     where
         M: Message<Result = ()> + Send + 'static,
         PartitionAccumulator: Handler<M>,
     {
-        self.inner.shared.pending.add(n);
         match slot.addr.try_send(msg) {
             Ok(()) => Ok(()),
             // The slot gate is the bound; actix's own capacity (16 until the actor's `started`
@@ -399,7 +402,7 @@ impl Producer {
             }
             Err(actix::dev::SendError::Closed(m)) => {
                 tracing::warn!(%tp, "accumulator stopped");
-                self.inner.shared.pending.done(n);
+                self.inner.shared.pending.done(pending_slot, n);
                 Err(m)
             }
         }
@@ -497,26 +500,28 @@ impl Producer {
                 }
             }
         };
+        let pending_slot = self.inner.shared.pending.add(1);
         let msg = Append {
-            record: Self::append_record(record, delivery, Instant::now(), now_ms),
+            record: Self::append_record(record, delivery, Instant::now(), now_ms, pending_slot),
             _slot: permit,
         };
         // Not accepted (the producer is shutting down): the record comes back from the message.
-        self.enqueue(&tp, &slot, msg, 1).map_err(|msg| {
-            let r = msg.record;
-            let record = ProducerRecord {
-                topic: tp.topic.clone(),
-                partition: Some(tp.partition),
-                key: r.key,
-                value: r.value,
-                headers: r.headers,
-                timestamp: Some(r.timestamp),
-            };
-            back(
-                ProduceError::closed(format!("accumulator for {tp} stopped")),
-                record,
-            )
-        })
+        self.enqueue(&tp, &slot, msg, 1, pending_slot)
+            .map_err(|msg| {
+                let r = msg.record;
+                let record = ProducerRecord {
+                    topic: tp.topic.clone(),
+                    partition: Some(tp.partition),
+                    key: r.key,
+                    value: r.value,
+                    headers: r.headers,
+                    timestamp: Some(r.timestamp),
+                };
+                back(
+                    ProduceError::closed(format!("accumulator for {tp} stopped")),
+                    record,
+                )
+            })
     }
 
     /// Like [`Producer::send`], but an error before the record was enqueued gives the record
@@ -646,9 +651,13 @@ impl Producer {
                 }
             };
             // One CreateTime for the whole call: its records are sent at the same instant.
-            let rec = Self::append_record(record, delivery(i), start, || {
-                *call_ms.get_or_insert_with(now_ms)
-            });
+            let rec = Self::append_record(
+                record,
+                delivery(i),
+                start,
+                || *call_ms.get_or_insert_with(now_ms),
+                0,
+            );
             match groups.iter_mut().find(|g| g.0 == tp) {
                 Some(g) => g.2.push((i, rec)),
                 None => {
@@ -677,12 +686,17 @@ impl Producer {
                         continue;
                     }
                 };
-                let (indices, records): (Vec<usize>, Vec<AppendRecord>) = chunk.into_iter().unzip();
+                let (indices, mut records): (Vec<usize>, Vec<AppendRecord>) =
+                    chunk.into_iter().unzip();
+                let pending_slot = self.inner.shared.pending.add(n as u64);
+                for r in &mut records {
+                    r.pending_slot = pending_slot;
+                }
                 let msg = AppendMany {
                     records,
                     _slots: permit,
                 };
-                if let Err(m) = self.enqueue(&tp, &slot, msg, n as u64) {
+                if let Err(m) = self.enqueue(&tp, &slot, msg, n as u64, pending_slot) {
                     let err = ProduceError::closed(format!("accumulator for {tp} stopped"));
                     drop(m);
                     for i in indices {
@@ -775,11 +789,18 @@ impl Producer {
                 waited_ms: 0,
             })?;
         let (tx, rx) = oneshot::channel();
+        let pending_slot = self.inner.shared.pending.add(1);
         let msg = Append {
-            record: Self::append_record(record, Delivery::Future(tx), Instant::now(), now_ms),
+            record: Self::append_record(
+                record,
+                Delivery::Future(tx),
+                Instant::now(),
+                now_ms,
+                pending_slot,
+            ),
             _slot: permit,
         };
-        self.enqueue(&tp, &slot, msg, 1)
+        self.enqueue(&tp, &slot, msg, 1, pending_slot)
             .map_err(|_| ProduceError::closed(format!("accumulator for {tp} stopped")))?;
         Ok(DeliveryFuture::new(rx))
     }
@@ -933,13 +954,14 @@ impl Producer {
         s
     }
 
-    /// Closes every open batch now and waits until every record accepted so far has its result
-    /// (Java's `flush`).
+    /// Closes every open batch now and waits until every record accepted before the call has
+    /// its result (Java's `flush`). Records sent meanwhile by other tasks are not waited for, so
+    /// it returns under a continuous stream of sends.
     pub async fn flush(&self) {
         for slot in self.inner.accumulators.iter() {
             slot.addr.do_send(FlushBatch);
         }
-        self.inner.shared.pending.wait_zero().await;
+        self.inner.shared.pending.wait_flushed().await;
     }
 
     /// Stops accepting records, delivers what it can, fails what is left with
