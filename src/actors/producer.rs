@@ -1018,8 +1018,13 @@ impl Producer {
         let own = self.inner.own_system.lock().ok().and_then(|mut o| o.take());
         if let Some((system, thread)) = own {
             system.stop();
-            let join = tokio::task::spawn_blocking(move || thread.join());
-            let _ = tokio::time::timeout_at(deadline, join).await;
+            // Called on one of the producer's own threads (e.g. the `Close` message to its
+            // actor): the thread ends by itself once this returns; a thread cannot join itself.
+            let inside = System::try_current().is_some_and(|s| s.id() == system.id());
+            if !inside {
+                let join = tokio::task::spawn_blocking(move || thread.join());
+                let _ = tokio::time::timeout_at(deadline, join).await;
+            }
         }
     }
 
