@@ -2101,3 +2101,81 @@ async fn producer_id_reset_with_requests_in_flight_keeps_order() {
     assert!(stats.expect("stats").producer_id_resets >= 1);
     assert_no_foreign_panics(NAME);
 }
+
+/// Issue 9 defect 6: a batch that carried a sequence and expired in flight makes the producer
+/// bump its epoch at once (KIP-360 InitProducerId with the current id/epoch), rather than sending the partition's next batch
+/// with a sequence the broker may not expect and waiting for OUT_OF_ORDER_SEQUENCE_NUMBER.
+/// Later records are delivered, each once.
+#[actix_rt::test]
+async fn expired_sequenced_batch_bumps_the_epoch_at_once() {
+    const NAME: &str = "expired_sequenced_batch_bumps_the_epoch_at_once";
+    let _serial = scenario_start();
+    let broker = TestBroker::start();
+    let topic = unique_topic("bump");
+    broker.create_topic(&topic, 1);
+    let proxy = Proxy::start(broker.bootstrap.parse().unwrap());
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let producer = Producer::start(
+        ProducerConfig::builder()
+            .bootstrap_servers([proxy.bootstrap()])
+            .linger(Duration::ZERO)
+            .request_timeout(TIMEOUT)
+            .delivery_timeout(TIMEOUT)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    // A first record under the producer id, acknowledged.
+    producer
+        .send_and_wait(numbered(&topic, 0, ""))
+        .await
+        .expect("first record");
+    let before = stats_and_close_free(&producer).await;
+    // The next one's answer is held past delivery.timeout.ms: it expires in flight.
+    proxy.set_latency(PRODUCE, Duration::from_secs(5));
+    let err = producer
+        .send_and_wait(numbered(&topic, 1, ""))
+        .await
+        .expect_err("held past delivery.timeout.ms");
+    assert!(
+        matches!(err, ProduceError::DeliveryTimeout { .. }),
+        "{err:?}"
+    );
+    proxy.set_latency(PRODUCE, Duration::ZERO);
+    let after = stats_and_close_free(&producer).await;
+    assert_eq!(
+        after.producer_id_resets,
+        before.producer_id_resets + 1,
+        "the expiry of a sequenced batch bumps the epoch"
+    );
+    let mut ds = Vec::new();
+    for i in 2..22 {
+        ds.push(producer.send(numbered(&topic, i, "")).await.unwrap());
+    }
+    for d in ds {
+        d.await.expect("delivered under the new epoch");
+    }
+    let st = stats_and_close_free(&producer).await;
+    // Kafka answers an idempotent producer's KIP-360 InitProducerId with a new id or epoch.
+    assert_ne!(
+        st.producer_id, before.producer_id,
+        "a new producer id/epoch: {st:?}"
+    );
+    producer.close(Duration::from_secs(5)).await;
+    let read = read_all(&broker.bootstrap, &topic, Duration::from_secs(30)).await;
+    let mut seqs: Vec<u64> = read.iter().filter_map(seq_of).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), read.len(), "no record written twice");
+    assert!(
+        (2..22).all(|i| seqs.contains(&i)),
+        "records after the bump: {seqs:?}"
+    );
+    println!("SCENARIO {NAME} records_read={}", read.len());
+    assert_no_foreign_panics(NAME);
+}
+
+async fn stats_and_close_free(producer: &Producer) -> SenderStats {
+    producer.sender_stats().await.expect("sender stats")
+}

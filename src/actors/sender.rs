@@ -261,6 +261,7 @@ impl Sender {
     fn expire(&mut self, now: Instant) -> Option<Instant> {
         let timeout = self.config.delivery_timeout;
         let mut earliest: Option<Instant> = None;
+        let mut sequenced: Option<(u64, i32, TopicPartition)> = None;
         for (tp, q) in self.partitions.iter_mut() {
             let mut kept = VecDeque::with_capacity(q.queue.len());
             for b in q.queue.drain(..) {
@@ -273,6 +274,9 @@ impl Sender {
                     };
                     if let Some(last) = &b.last_error {
                         tracing::debug!(%tp, last_error = %last, "batch expired");
+                    }
+                    if b.base_sequence >= 0 {
+                        sequenced.get_or_insert((b.pid_generation, b.base_sequence, tp.clone()));
                     }
                     b.fail(err);
                 } else {
@@ -289,6 +293,13 @@ impl Sender {
                 if deadline <= now {
                     if let Some(b) = slot.take() {
                         tracing::debug!(%tp, "in-flight batch expired (delivery.timeout.ms)");
+                        if b.base_sequence >= 0 {
+                            sequenced.get_or_insert((
+                                b.pid_generation,
+                                b.base_sequence,
+                                tp.clone(),
+                            ));
+                        }
                         b.fail(ProduceError::DeliveryTimeout {
                             topic_partition: tp.clone(),
                             timeout_ms: timeout.as_millis() as u64,
@@ -300,6 +311,9 @@ impl Sender {
                     earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
                 }
             }
+        }
+        if let Some((generation, seq, tp)) = sequenced {
+            self.sequenced_batch_failed(generation, seq, &tp);
         }
         earliest
     }
@@ -704,6 +718,11 @@ impl Sender {
                             // RECORD_LIST_TOO_LARGE: the request, not the batch, was too large).
                             10 if b.record_count() > 1 => {
                                 if let Err(b) = self.split(b) {
+                                    self.sequenced_batch_failed(
+                                        b.pid_generation,
+                                        b.base_sequence,
+                                        &b.tp,
+                                    );
                                     let err = ProduceError::Broker {
                                         topic_partition: b.tp.clone(),
                                         code,
@@ -787,13 +806,36 @@ impl Sender {
     /// sends InitProducerId again (with the old id and epoch, so a KIP-360 broker bumps the
     /// epoch) and re-sequences every batch from 0.
     fn reset_producer_id(&mut self, b: &ProducerBatch) {
+        self.reset_generation(b.pid_generation, &b.tp);
+    }
+
+    fn reset_generation(&mut self, generation: u64, tp: &TopicPartition) {
         if let ProducerIdState::Ready { id, epoch } = self.pid {
-            if b.pid_generation == self.pid_generation {
-                tracing::warn!(producer_id = id, epoch, tp = %b.tp, "producer id reset (KIP-360)");
+            if generation != self.pid_generation {
+                return;
+            }
+            // InitProducerId with the current id and epoch (KIP-360): the drain pauses until the
+            // answer, so batches in flight under the old epoch come back first. (A local epoch
+            // bump, as Java's idempotent producer does, would skip the round trip but needs
+            // per-partition tracking of in-flight batches of the old epoch; the librdkafka mock
+            // scenario `sequence_errors_recover` reorders without it.)
+            {
+                tracing::warn!(producer_id = id, epoch, %tp, "producer id reset (KIP-360)");
                 self.previous_pid = Some((id, epoch));
                 self.pid = ProducerIdState::Unknown;
                 self.stats.producer_id_resets += 1;
             }
+        }
+    }
+
+    /// A batch that carried a sequence of the current producer id failed or expired: whether
+    /// the broker wrote it is unknown, so the partition's next sequence cannot be trusted. Bump
+    /// the epoch now (KIP-360, Java's `bumpIdempotentEpochAndResetIdIfNeeded`) instead of
+    /// waiting for an OUT_OF_ORDER_SEQUENCE_NUMBER on a later batch. Not in a transaction (its
+    /// abort bumps the epoch).
+    fn sequenced_batch_failed(&mut self, generation: u64, base_sequence: i32, tp: &TopicPartition) {
+        if base_sequence >= 0 && self.txn.is_none() {
+            self.reset_generation(generation, tp);
         }
     }
 
@@ -812,10 +854,12 @@ impl Sender {
         let now = Instant::now();
         let expired = now >= deadline;
         if !retriable || b.attempts > self.config.retries {
+            self.sequenced_batch_failed(b.pid_generation, b.base_sequence, &b.tp);
             b.fail(err);
             return;
         }
         if expired {
+            self.sequenced_batch_failed(b.pid_generation, b.base_sequence, &b.tp);
             let tp = b.tp.clone();
             tracing::debug!(%tp, last_error = %err, "batch expired while retrying");
             let possibly_written = b.maybe_written;
