@@ -2179,3 +2179,54 @@ async fn expired_sequenced_batch_bumps_the_epoch_at_once() {
 async fn stats_and_close_free(producer: &Producer) -> SenderStats {
     producer.sender_stats().await.expect("sender stats")
 }
+
+/// Issue 9 defect 6: on a broker whose InitProducerId is below v3 (Kafka before 2.5), the
+/// KIP-360 epoch bump (which needs the old id and epoch in the request) cannot be encoded: the
+/// producer falls back to a fresh producer id instead of retrying forever, and every record is
+/// delivered.
+#[actix_rt::test]
+async fn epoch_bump_falls_back_below_init_producer_id_v3() {
+    const NAME: &str = "epoch_bump_falls_back_below_init_producer_id_v3";
+    let _serial = scenario_start();
+    let mk = MockKafka::new(1);
+    let topic = unique_topic("oldpid");
+    mk.create_topic(&topic, 1);
+    mk.set_api_versions(RDKafkaApiKey::InitProducerId, None, Some(2));
+    let producer = Producer::start(mock_config(&mk.bootstrap()).build().unwrap())
+        .await
+        .unwrap();
+    producer
+        .send_and_wait(numbered(&topic, 0, ""))
+        .await
+        .expect("first record");
+    let before = producer.sender_stats().await.unwrap();
+    mk.push_request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID],
+    );
+    let started = Instant::now();
+    let mut ds = Vec::new();
+    for i in 1..50 {
+        ds.push(producer.send(numbered(&topic, i, "")).await.unwrap());
+    }
+    for d in ds {
+        d.await.expect("delivered under a fresh producer id");
+    }
+    let after = producer.sender_stats().await.unwrap();
+    assert_eq!(after.producer_id_resets, before.producer_id_resets + 1);
+    assert_ne!(
+        after.producer_id.0, before.producer_id.0,
+        "a fresh producer id"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "recovery took {:?}",
+        started.elapsed()
+    );
+    producer.close(Duration::from_secs(5)).await;
+    println!(
+        "SCENARIO {NAME} recovered_in_ms={}",
+        started.elapsed().as_millis()
+    );
+    assert_no_foreign_panics(NAME);
+}

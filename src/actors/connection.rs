@@ -751,9 +751,13 @@ where
         let frame = match encode_request(&call.request, version, correlation_id, &self.client_id) {
             Ok(f) => f,
             Err(e) => {
-                let _ = call.reply.send(Err(ConnectionError::Malformed {
+                // The request needs a field the negotiated version lacks (e.g. KIP-360's
+                // producer id in InitProducerId below v3): no version of this API we share with
+                // the broker can carry it, and retrying cannot change that.
+                tracing::debug!(broker = %self.broker, api_key = R::KEY, version, error = %e, "cannot encode request at the negotiated version");
+                let _ = call.reply.send(Err(ConnectionError::UnsupportedVersion {
                     broker: self.broker.clone(),
-                    reason: format!("cannot encode request: {e}").into(),
+                    api_key: R::KEY,
                 }));
                 return;
             }

@@ -237,6 +237,13 @@ impl Sender {
                     act.previous_pid = None;
                     act.pid = ProducerIdState::Unknown;
                 }
+                Err(ConnectionError::UnsupportedVersion { .. }) if act.previous_pid.is_some() => {
+                    // InitProducerId below v3 (brokers before 2.5) cannot carry the old id and
+                    // epoch (KIP-360): ask for a fresh producer id instead.
+                    tracing::debug!("InitProducerId cannot bump the epoch on this broker; new producer id");
+                    act.previous_pid = None;
+                    act.pid = ProducerIdState::Unknown;
+                }
                 Ok(Some(resp)) if !KafkaCode(resp.error_code).is_retriable() => {
                     let err = ProduceError::Fatal(
                         format!("InitProducerId failed: {}", KafkaCode(resp.error_code)).into(),
