@@ -140,6 +140,8 @@ pub struct BrokerConnection {
     /// Re-authentication (KIP-368) is due: new calls wait in `queued` until the requests in
     /// flight are answered, then a fresh, re-authenticated session takes over.
     draining: bool,
+    /// Replaced by the pool ([`Retire`]): never connects again.
+    retired: bool,
     /// Responses read in the current session (a listener that closes before answering anything
     /// hints at a security.protocol mismatch).
     responses: u64,
@@ -172,6 +174,7 @@ impl BrokerConnection {
             queued: Vec::new(),
             last_error: None,
             draining: false,
+            retired: false,
             responses: 0,
             session_handles: Vec::new(),
             down_since: None,
@@ -686,6 +689,9 @@ impl Actor for BrokerConnection {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(0);
+        if self.retired {
+            return;
+        }
         let delay = self.backoff();
         self.begin_connect(delay, ctx);
     }
@@ -789,6 +795,27 @@ where
                 let _ = reply.send(out);
             }),
         });
+    }
+}
+
+/// Retires a connection the pool replaced (its broker id now has another address): closes its
+/// socket (or connection attempt), fails what it holds, stops its timers and never reconnects;
+/// the actor ends once no address of it is left.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Retire;
+
+impl Handler<Retire> for BrokerConnection {
+    type Result = ();
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        tracing::debug!(broker = %self.broker, node = self.node_id, "connection retired (address changed)");
+        self.retired = true;
+        let err = self.disconnected("connection replaced: the broker's address changed");
+        self.last_error = Some(err.clone());
+        // Stopping drops the socket, the reader, the timers and a connect in progress; the
+        // supervisor restarts the actor only while addresses remain, and `started` then stays
+        // idle, failing calls fast with `last_error`.
+        self.shut(err, ctx);
     }
 }
 
@@ -954,6 +981,7 @@ impl ConnectionPool {
             (address.clone(), addr)
         });
         if entry.0 != *address {
+            entry.1.do_send(Retire);
             let addr = BrokerConnection::start_supervised(
                 node_id,
                 address.clone(),
@@ -984,5 +1012,56 @@ impl ConnectionPool {
         let i = n % self.bootstrap.len();
         let address = self.bootstrap[i].clone();
         Some((address.clone(), self.get(-(i as i32) - 1, &address)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// A connection whose broker moved to another address is retired by the pool: its socket
+    /// (here: a connection attempt waiting for the ApiVersions answer) is closed at once, and
+    /// it does not reconnect to the old address.
+    #[actix_rt::test]
+    async fn replaced_connection_is_closed() {
+        let old = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let new = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (old_addr, new_addr) = (old.local_addr().unwrap(), new.local_addr().unwrap());
+        let settings = ConnectionSettings {
+            client_id: "t".into(),
+            connect_timeout: Duration::from_secs(30),
+            reconnect_backoff: Duration::from_millis(10),
+            reconnect_backoff_max: Duration::from_millis(10),
+            request_timeout: Duration::from_secs(30),
+            security: Arc::new(crate::security::SecurityConfig::defaults()),
+            tls: None,
+            shared: Default::default(),
+        };
+        let pool = ConnectionPool::new(settings, actix::Arbiter::current(), Vec::new());
+        let first = pool.get(5, &Arc::from(old_addr.to_string()));
+        let (mut sock, _) = old.accept().await.unwrap();
+        // The broker's address changes in metadata: the pool replaces the connection.
+        let second = pool.get(5, &Arc::from(new_addr.to_string()));
+        drop(first);
+        let _ = new.accept().await.unwrap();
+        let mut buf = [0u8; 256];
+        let closed = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                match sock.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {} // the ApiVersions request
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "the replaced connection's socket is still open"
+        );
+        // And it does not come back to the old address.
+        let again = tokio::time::timeout(Duration::from_millis(500), old.accept()).await;
+        assert!(again.is_err(), "the retired connection reconnected");
+        drop(second);
     }
 }
