@@ -2230,3 +2230,49 @@ async fn epoch_bump_falls_back_below_init_producer_id_v3() {
     );
     assert_no_foreign_panics(NAME);
 }
+
+/// Issue 9 defect 10: `connections.max.idle.ms` closes a connection with nothing to do (the
+/// proxy sees the client hang up) and the next request reconnects and is delivered.
+#[actix_rt::test]
+async fn idle_connections_are_closed_and_reopened() {
+    const NAME: &str = "idle_connections_are_closed_and_reopened";
+    let _serial = scenario_start();
+    let broker = TestBroker::start();
+    let topic = unique_topic("idle");
+    broker.create_topic(&topic, 1);
+    let proxy = Proxy::start(broker.bootstrap.parse().unwrap());
+    let producer = Producer::start(
+        ProducerConfig::builder()
+            .bootstrap_servers([proxy.bootstrap()])
+            .connections_max_idle(Duration::from_millis(800))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    producer
+        .send_and_wait(numbered(&topic, 0, ""))
+        .await
+        .expect("first record");
+    let before = proxy.stats().connections;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        producer.metrics().get("connection-count"),
+        Some(0.0),
+        "idle connections closed"
+    );
+    producer
+        .send_and_wait(numbered(&topic, 1, ""))
+        .await
+        .expect("delivered on a new connection");
+    let after = proxy.stats().connections;
+    assert!(
+        after > before,
+        "reconnected: {before} -> {after} connections"
+    );
+    producer.close(Duration::from_secs(5)).await;
+    let read = read_all(&broker.bootstrap, &topic, Duration::from_secs(30)).await;
+    assert_eq!(read.len(), 2);
+    println!("SCENARIO {NAME} connections_before={before} after={after}");
+    assert_no_foreign_panics(NAME);
+}

@@ -78,6 +78,9 @@ pub struct ConnectionSettings {
     pub reconnect_backoff_max: Duration,
     /// `request.timeout.ms`: a request in flight longer than this resets the connection.
     pub request_timeout: Duration,
+    /// `connections.max.idle.ms`: a connection with nothing in flight or queued for this long
+    /// is closed; the next call reconnects.
+    pub max_idle: Duration,
     /// `security.protocol`, `ssl.*`, `sasl.*`.
     pub security: Arc<SecurityConfig>,
     /// The TLS client configuration (TLS protocols only).
@@ -142,6 +145,12 @@ pub struct BrokerConnection {
     draining: bool,
     /// Replaced by the pool ([`Retire`]): never connects again.
     retired: bool,
+    /// Closed for idleness (`connections.max.idle.ms`): the next call reconnects.
+    idle: bool,
+    /// A connect is in progress.
+    connecting: bool,
+    /// Last request or response (for `connections.max.idle.ms`).
+    last_used: Instant,
     /// Responses read in the current session (a listener that closes before answering anything
     /// hints at a security.protocol mismatch).
     responses: u64,
@@ -175,6 +184,9 @@ impl BrokerConnection {
             last_error: None,
             draining: false,
             retired: false,
+            idle: false,
+            connecting: false,
+            last_used: Instant::now(),
             responses: 0,
             session_handles: Vec::new(),
             down_since: None,
@@ -261,6 +273,7 @@ impl BrokerConnection {
     /// Calls arriving meanwhile are queued (first attempt) or failed fast (while a broker stays
     /// unreachable, so callers retry on their own backoff and deadlines).
     fn begin_connect(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        self.connecting = true;
         let fut = connect(
             self.broker.clone(),
             self.client_id.clone(),
@@ -268,7 +281,10 @@ impl BrokerConnection {
             delay,
         );
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok(session) => act.install(session, ctx),
+            Ok(session) => {
+                act.connecting = false;
+                act.install(session, ctx)
+            }
             Err(e) => {
                 if matches!(e, ConnectionError::Authentication { .. }) {
                     act.settings
@@ -278,6 +294,7 @@ impl BrokerConnection {
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 tracing::debug!(broker = %act.broker, error = %e, "connect failed");
+                act.connecting = false;
                 act.trouble(&e);
                 act.failures += 1;
                 act.draining = false;
@@ -327,6 +344,8 @@ impl BrokerConnection {
         self.failures = 0;
         self.last_error = None;
         self.draining = false;
+        self.idle = false;
+        self.last_used = Instant::now();
         self.responses = 0;
         self.session += 1;
         let session_id = self.session;
@@ -345,7 +364,16 @@ impl BrokerConnection {
         // request.timeout.ms, the session is stuck; reset it (as the Java client does).
         let timeout = self.settings.request_timeout;
         let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let max_idle = self.settings.max_idle;
         let watchdog = ctx.run_interval(tick, move |act, ctx| {
+            if act.in_flight.is_empty()
+                && act.queued.is_empty()
+                && !act.draining
+                && act.last_used.elapsed() >= max_idle
+            {
+                act.close_idle(ctx);
+                return;
+            }
             if act
                 .in_flight
                 .front()
@@ -405,6 +433,18 @@ impl BrokerConnection {
         for q in std::mem::take(&mut self.queued) {
             q(self, ctx);
         }
+    }
+
+    /// `connections.max.idle.ms` passed with nothing to do: closes the session quietly (not a
+    /// broker failure: no health event, no backoff); the next call reconnects.
+    fn close_idle(&mut self, ctx: &mut Context<Self>) {
+        tracing::debug!(broker = %self.broker, node = self.node_id, "closing idle connection (connections.max.idle.ms)");
+        self.uncount();
+        self.writer = None; // the writer task shuts the stream down
+        for h in self.session_handles.drain(..) {
+            ctx.cancel_future(h);
+        }
+        self.idle = true;
     }
 
     /// Once nothing is in flight, replaces the session by a fresh, re-authenticated one; the
@@ -729,9 +769,18 @@ where
         if call.reply.is_closed() {
             return; // the caller gave up (timeout) while this waited in the mailbox
         }
+        self.last_used = Instant::now();
         if self.draining {
             self.queued
                 .push(Box::new(move |act, ctx| Handler::handle(act, call, ctx)));
+            return;
+        }
+        if self.idle && self.writer.is_none() && !self.connecting {
+            // Closed for idleness: reconnect now, the call waits in `queued`.
+            self.idle = false;
+            self.queued
+                .push(Box::new(move |act, ctx| Handler::handle(act, call, ctx)));
+            self.begin_connect(Duration::ZERO, ctx);
             return;
         }
         let Some(writer) = self.writer.clone() else {
@@ -847,6 +896,7 @@ impl StreamHandler<Result<BytesMut, io::Error>> for BrokerConnection {
                 return;
             }
         };
+        self.last_used = Instant::now();
         let cid = peek_correlation_id(&frame);
         match self.in_flight.front() {
             Some(front) if Some(front.correlation_id) == cid => {
@@ -1034,6 +1084,7 @@ mod tests {
             reconnect_backoff: Duration::from_millis(10),
             reconnect_backoff_max: Duration::from_millis(10),
             request_timeout: Duration::from_secs(30),
+            max_idle: Duration::from_secs(540),
             security: Arc::new(crate::security::SecurityConfig::defaults()),
             tls: None,
             shared: Default::default(),

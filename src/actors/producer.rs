@@ -177,6 +177,7 @@ impl Producer {
             reconnect_backoff: config.reconnect_backoff,
             reconnect_backoff_max: config.reconnect_backoff_max,
             request_timeout: config.request_timeout,
+            max_idle: config.connections_max_idle,
             security: Arc::new(config.security.clone()),
             tls: config.tls_client_config.clone(),
             shared: shared.clone(),
