@@ -5,7 +5,8 @@
 #
 # Installs Apache Kafka if needed (scripts/kafka.sh install: Maven resolves it into
 # ~/.cache/actix-kafka), starts one single-node KRaft cluster for the run unless
-# KAFKA_TEST_BOOTSTRAP names one already, exports KAFKA_TEST_BOOTSTRAP, runs
+# KAFKA_TEST_BOOTSTRAP names one already, exports KAFKA_TEST_BOOTSTRAP, builds the programs the
+# tests start as processes (examples/eos_pipeline.rs, the `actix-kafka` CLI), runs
 #
 #   cargo test --release --no-fail-fast --features mock,cli,serde_json,actix-web --lib --tests --examples [ARGS]
 #   cargo test --release --no-fail-fast --features mock,cli,serde_json,actix-web --doc [ARGS]
@@ -60,6 +61,11 @@ for arg in "$@"; do
             selects_targets=1 ;;
     esac
 done
+
+# Programs the tests run as child processes (tests/transactions.rs kills them with SIGKILL):
+# the exactly-once example as a plain executable (`cargo test --examples` builds examples with
+# the test harness) and the CLI.
+cargo build --release --features mock,cli,serde_json,actix-web --example eos_pipeline --bin actix-kafka
 
 # --no-fail-fast: run every test binary even when one fails (the exit code still says so).
 if ((selects_targets)); then

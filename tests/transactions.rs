@@ -266,8 +266,9 @@ fn built(name: &str, example: bool) -> std::path::PathBuf {
     };
     assert!(
         path.exists(),
-        "{} is not built: run the tests with scripts/test.sh (it builds the examples and the \
-         `cli` binary), or `cargo build --release --features cli --examples` first",
+        "{} is not built: run the tests with scripts/test.sh (it builds it), or first `cargo \
+         build --release --features mock,cli,serde_json,actix-web --example eos_pipeline --bin \
+         actix-kafka`",
         path.display()
     );
     path
