@@ -23,6 +23,8 @@ pub struct TopicInfo {
     pub name: Arc<str>,
     /// Partitions, indexed by partition id.
     pub partitions: Vec<PartitionInfo>,
+    /// Topic id (Metadata v10+, KIP-516), all zero when the broker did not say.
+    pub topic_id: [u8; 16],
 }
 
 impl TopicInfo {
@@ -63,7 +65,31 @@ impl TopicInfo {
         }
         // n slots, n distinct in-range indexes: every slot is filled.
         let partitions = table.into_iter().flatten().collect();
-        Ok(TopicInfo { name, partitions })
+        Ok(TopicInfo {
+            name,
+            partitions,
+            topic_id: [0; 16],
+        })
+    }
+
+    /// This (newer) metadata merged with the cached `prev` by leader epoch (KIP-320): a
+    /// partition whose leader epoch is older than the cached one comes from a broker with stale
+    /// metadata, and the cached partition is kept (Java's `Metadata` does the same). A different
+    /// topic id (the topic was deleted and re-created, epochs restart) takes the new metadata
+    /// whole. Returns the merged topic and how many partitions were kept from `prev`.
+    pub(crate) fn merged_with(mut self, prev: &TopicInfo) -> (TopicInfo, usize) {
+        let unknown = [0u8; 16];
+        if self.topic_id != prev.topic_id && self.topic_id != unknown && prev.topic_id != unknown {
+            return (self, 0);
+        }
+        let mut kept = 0;
+        for (new, old) in self.partitions.iter_mut().zip(prev.partitions.iter()) {
+            if new.leader_epoch >= 0 && old.leader_epoch > new.leader_epoch {
+                *new = old.clone();
+                kept += 1;
+            }
+        }
+        (self, kept)
     }
 
     /// Number of partitions.
@@ -113,6 +139,39 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_leader_epochs_are_ignored_unless_the_topic_id_changed() {
+        let t = |parts: &[(i32, i32)], id: u8| {
+            let mut info = TopicInfo::from_metadata(
+                "t".into(),
+                parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (l, e))| (i as i32, *l, *e, 0))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            )
+            .unwrap();
+            info.topic_id = [id; 16];
+            info
+        };
+        let cached = t(&[(1, 5), (2, 7)], 9);
+        // Partition 0 from a lagging broker (epoch 4 < 5): kept; partition 1 newer: taken.
+        let (merged, kept) = t(&[(3, 4), (1, 8)], 9).merged_with(&cached);
+        assert_eq!(kept, 1);
+        assert_eq!(merged.partitions[0], cached.partitions[0]);
+        assert_eq!(merged.partitions[1].leader, 1);
+        // Unknown epochs (-1) are taken as they are.
+        let (merged, kept) = t(&[(3, -1), (1, 8)], 9).merged_with(&cached);
+        assert_eq!((kept, merged.partitions[0].leader), (0, 3));
+        // Re-created topic (another id): epochs restart, the new metadata wins.
+        let (merged, kept) = t(&[(3, 0), (1, 0)], 10).merged_with(&cached);
+        assert_eq!((kept, merged.partitions[0].leader), (0, 3));
+        // More partitions than cached: the new ones are taken.
+        let (merged, _) = t(&[(1, 5), (2, 7), (3, 0)], 9).merged_with(&cached);
+        assert_eq!(merged.partition_count(), 3);
+    }
 
     fn topic(parts: &[(i32, i32)]) -> Result<TopicInfo, String> {
         TopicInfo::from_metadata(

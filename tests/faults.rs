@@ -2276,3 +2276,74 @@ async fn idle_connections_are_closed_and_reopened() {
     println!("SCENARIO {NAME} connections_before={before} after={after}");
     assert_no_foreign_panics(NAME);
 }
+
+/// Issue 9 defect 8 (KIP-320): metadata from a broker that lags behind (an older leader epoch
+/// than the one cached) does not move a partition back to an old leader; the producer keeps
+/// delivering to the current one.
+#[actix_rt::test]
+async fn stale_leader_epoch_in_metadata_is_ignored() {
+    const NAME: &str = "stale_leader_epoch_in_metadata_is_ignored";
+    let _serial = scenario_start();
+    let broker = TestBroker::start();
+    let topic = unique_topic("epochs");
+    broker.create_topic(&topic, 2);
+    let proxy = Proxy::start(broker.bootstrap.parse().unwrap());
+    fn epoch_5(r: &mut kafka_protocol::messages::MetadataResponse) {
+        for t in &mut r.topics {
+            for p in &mut t.partitions {
+                p.leader_epoch = 5;
+            }
+        }
+    }
+    fn stale_epoch_3_elsewhere(r: &mut kafka_protocol::messages::MetadataResponse) {
+        for t in &mut r.topics {
+            for p in &mut t.partitions {
+                p.leader_epoch = 3;
+                p.leader_id = kafka_protocol::messages::BrokerId(999);
+            }
+        }
+    }
+    for _ in 0..3 {
+        proxy.inject(METADATA, Fault::MetadataEdit(epoch_5));
+    }
+    let producer = Producer::start(
+        ProducerConfig::builder()
+            .bootstrap_servers([proxy.bootstrap()])
+            .metadata_max_age(Duration::from_millis(300))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    producer
+        .send_and_wait(numbered(&topic, 0, ""))
+        .await
+        .expect("first record");
+    let leaders = |info: &actix_kafka::cluster::TopicInfo| {
+        info.partitions
+            .iter()
+            .map(|p| (p.leader, p.leader_epoch))
+            .collect::<Vec<_>>()
+    };
+    let before = leaders(&producer.partitions_for(&topic).await.unwrap());
+    assert!(before.iter().all(|(l, e)| *l >= 0 && *e == 5), "{before:?}");
+    for _ in 0..3 {
+        proxy.inject(METADATA, Fault::MetadataEdit(stale_epoch_3_elsewhere));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.faults_pending() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(proxy.faults_pending(), 0, "the stale metadata was served");
+    let after = leaders(&producer.partitions_for(&topic).await.unwrap());
+    assert_eq!(after, before, "a stale leader epoch moved a partition");
+    let started = Instant::now();
+    producer
+        .send_and_wait(numbered(&topic, 1, ""))
+        .await
+        .expect("delivered to the current leader");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    producer.close(Duration::from_secs(5)).await;
+    println!("SCENARIO {NAME} leaders={after:?}");
+    assert_no_foreign_panics(NAME);
+}

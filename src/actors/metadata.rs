@@ -241,7 +241,15 @@ impl MetadataManager {
                 tracing::warn!(topic = %name, %reason, "invalid metadata ignored");
                 continue;
             }
-            if let Some(Ok(info)) = built {
+            if let Some(Ok(mut info)) = built {
+                info.topic_id = *t.topic_id.as_bytes();
+                if let Some(prev) = self.cluster.topic(&name) {
+                    let (merged, kept) = info.merged_with(&prev);
+                    if kept > 0 {
+                        tracing::debug!(topic = %name, partitions = kept, "stale leader epochs in metadata ignored (KIP-320)");
+                    }
+                    info = merged;
+                }
                 let info = Arc::new(info);
                 if let Some(prev) = self.cluster.topics.insert(name.clone(), info.clone()) {
                     *changed |= *prev != *info;
