@@ -372,7 +372,13 @@ impl ProducerBatch {
         let mut buf = records
             .try_into_mut()
             .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-        patch_producer_state(&mut buf, producer_id, epoch, base_sequence, transactional);
+        crate::protocol::record_batch::patch_producer_state(
+            &mut buf,
+            producer_id,
+            epoch,
+            base_sequence,
+            transactional,
+        );
         self.records = buf.freeze();
         self.base_sequence = base_sequence;
         self.producer_id = producer_id;
@@ -388,28 +394,4 @@ impl Drop for ProducerBatch {
             ));
         }
     }
-}
-
-/// Patches producer id/epoch/base sequence of an encoded v2 batch in place and fixes its CRC.
-/// With `transactional`, also sets the `isTransactional` attribute bit (0x10, KIP-98).
-/// Offsets: attributes @21, producerId @43, producerEpoch @51, baseSequence @53, CRC @17 over
-/// bytes 21.. .
-pub(crate) fn patch_producer_state(
-    buf: &mut [u8],
-    producer_id: i64,
-    epoch: i16,
-    seq: i32,
-    transactional: bool,
-) {
-    if buf.len() < 61 {
-        return;
-    }
-    if transactional {
-        buf[22] |= 0x10;
-    }
-    buf[43..51].copy_from_slice(&producer_id.to_be_bytes());
-    buf[51..53].copy_from_slice(&epoch.to_be_bytes());
-    buf[53..57].copy_from_slice(&seq.to_be_bytes());
-    let crc = crc32c::crc32c(&buf[21..]);
-    buf[17..21].copy_from_slice(&crc.to_be_bytes());
 }

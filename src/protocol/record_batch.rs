@@ -584,7 +584,7 @@ impl RecordBatchBuilder {
 
     /// Like [`build`](Self::build) with the producer fields unset (-1) and **without** the
     /// CRC-32C (left 0): for a batch whose producer id, epoch and sequence are written when it
-    /// is drained, which computes the CRC then, once (`crate::batch::patch_producer_state`).
+    /// is drained, which computes the CRC then, once ([`patch_producer_state`]).
     ///
     /// # Errors
     /// As [`build`](Self::build).
@@ -641,8 +641,7 @@ impl RecordBatchBuilder {
         put_producer_state(h, producer_id, producer_epoch, base_sequence);
         put_i32(h, RECORDS_COUNT_OFFSET, self.count);
         if seal {
-            let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
-            out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+            write_crc(&mut out);
         }
         Ok(out.freeze())
     }
@@ -916,10 +915,36 @@ pub fn rewrite_producer_state(
         return None;
     }
     let mut out = BytesMut::from(batch);
-    put_producer_state(&mut out, producer_id, producer_epoch, base_sequence);
-    let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
-    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    patch_producer_state(&mut out, producer_id, producer_epoch, base_sequence, false);
     Some(out.freeze())
+}
+
+/// Writes `producerId`, `producerEpoch` and `baseSequence` into a built batch in place (and the
+/// `isTransactional` attribute bit if `transactional`), then its CRC-32C: the one place the
+/// sender writes producer state (KIP-98) at drain time. A buffer shorter than the 61-byte
+/// header is left alone.
+pub(crate) fn patch_producer_state(
+    buf: &mut [u8],
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    transactional: bool,
+) {
+    if buf.len() < RECORD_BATCH_OVERHEAD {
+        return;
+    }
+    if transactional {
+        let attributes = i16::from_be_bytes([buf[ATTRIBUTES_OFFSET], buf[ATTRIBUTES_OFFSET + 1]]);
+        put_i16(buf, ATTRIBUTES_OFFSET, attributes | TRANSACTIONAL_FLAG);
+    }
+    put_producer_state(buf, producer_id, producer_epoch, base_sequence);
+    write_crc(buf);
+}
+
+/// The CRC-32C of bytes 21.. (attributes to the end), written at offset 17.
+fn write_crc(buf: &mut [u8]) {
+    let crc = crc32c::crc32c(&buf[ATTRIBUTES_OFFSET..]);
+    buf[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 #[cfg(all(
@@ -1848,7 +1873,7 @@ mod tests {
             "no CRC computed before the drain"
         );
         let mut patched = bytes::BytesMut::from(&unsealed[..]);
-        crate::batch::patch_producer_state(&mut patched, 77, 3, 1_000, false);
+        patch_producer_state(&mut patched, 77, 3, 1_000, false);
         assert_eq!(&patched[..], &sealed[..]);
     }
 
