@@ -2131,7 +2131,7 @@ async fn expired_sequenced_batch_bumps_the_epoch_at_once() {
         .send_and_wait(numbered(&topic, 0, ""))
         .await
         .expect("first record");
-    let before = stats_and_close_free(&producer).await;
+    let before = sender_stats(&producer).await;
     // The next one's answer is held past delivery.timeout.ms: it expires in flight.
     proxy.set_latency(PRODUCE, Duration::from_secs(5));
     let err = producer
@@ -2143,7 +2143,7 @@ async fn expired_sequenced_batch_bumps_the_epoch_at_once() {
         "{err:?}"
     );
     proxy.set_latency(PRODUCE, Duration::ZERO);
-    let after = stats_and_close_free(&producer).await;
+    let after = sender_stats(&producer).await;
     assert_eq!(
         after.producer_id_resets,
         before.producer_id_resets + 1,
@@ -2156,7 +2156,7 @@ async fn expired_sequenced_batch_bumps_the_epoch_at_once() {
     for d in ds {
         d.await.expect("delivered under the new epoch");
     }
-    let st = stats_and_close_free(&producer).await;
+    let st = sender_stats(&producer).await;
     // Kafka answers an idempotent producer's KIP-360 InitProducerId with a new id or epoch.
     assert_ne!(
         st.producer_id, before.producer_id,
@@ -2176,7 +2176,7 @@ async fn expired_sequenced_batch_bumps_the_epoch_at_once() {
     assert_no_foreign_panics(NAME);
 }
 
-async fn stats_and_close_free(producer: &Producer) -> SenderStats {
+async fn sender_stats(producer: &Producer) -> SenderStats {
     producer.sender_stats().await.expect("sender stats")
 }
 

@@ -264,6 +264,15 @@ impl Sender {
         }));
     }
 
+    /// Fails every batch waiting in the sender (not those in flight) with `err`.
+    fn fail_queued(&mut self, err: ProduceError) {
+        for q in self.partitions.values_mut() {
+            for b in q.queue.drain(..) {
+                b.fail(err.clone());
+            }
+        }
+    }
+
     /// Fails queued batches older than `delivery.timeout.ms`; returns the earliest deadline left.
     fn expire(&mut self, now: Instant) -> Option<Instant> {
         let timeout = self.config.delivery_timeout;
@@ -345,11 +354,7 @@ impl Sender {
             }
         }
         if let Some(err) = self.aborted.clone() {
-            for q in self.partitions.values_mut() {
-                for b in q.queue.drain(..) {
-                    b.fail(err.clone());
-                }
-            }
+            self.fail_queued(err);
             return;
         }
         let now = Instant::now();
@@ -375,11 +380,7 @@ impl Sender {
             }
             ProducerIdState::Failed(err) => {
                 let err = err.clone();
-                for q in self.partitions.values_mut() {
-                    for b in q.queue.drain(..) {
-                        b.fail(err.clone());
-                    }
-                }
+                self.fail_queued(err);
                 return;
             }
         };
@@ -396,11 +397,6 @@ impl Sender {
         let mut by_broker: HashMap<i32, (Arc<str>, Vec<TopicPartition>)> = HashMap::new();
         let mut missing_leader = false;
         for (tp, q) in &self.partitions {
-            if q.ready_head(now, max_in_flight, generation).is_some()
-                && !Self::txn_partition_ready(&mut self.txn, tp)
-            {
-                continue;
-            }
             if q.ready_head(now, max_in_flight, generation).is_none() {
                 // A backing-off head wakes the drain when its backoff ends.
                 if let Some(at) = q
@@ -411,6 +407,11 @@ impl Sender {
                 {
                     wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
                 }
+                continue;
+            }
+            // In a transaction, only partitions the coordinator has added (others are queued
+            // for AddPartitionsToTxn).
+            if !Self::txn_partition_ready(&mut self.txn, tp) {
                 continue;
             }
             match self.cluster.leader(&tp.topic, tp.partition) {

@@ -435,15 +435,6 @@ impl Sender {
         }
     }
 
-    /// Fails every batch waiting in the sender (not those in flight) with `err`.
-    pub(super) fn fail_queued(&mut self, err: ProduceError) {
-        for q in self.partitions.values_mut() {
-            for b in q.queue.drain(..) {
-                b.fail(err.clone());
-            }
-        }
-    }
-
     /// Drain's part for transactions: a partition may be sent to only once the coordinator
     /// added it to the transaction. Returns whether `tp` may be sent now; queues it for
     /// AddPartitionsToTxn otherwise.
