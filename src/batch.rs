@@ -307,6 +307,11 @@ pub struct ProducerBatch {
     /// True once an attempt may have reached the broker's log (sent on a live connection and
     /// not refused): what `DeliveryTimeout::possibly_written` reports.
     pub(crate) maybe_written: bool,
+    /// The last attempt under the batch's sequence may have been written and no answer from
+    /// the partition's sequence check has settled it since (a lost answer, a timeout, a
+    /// disconnect, `REQUEST_TIMED_OUT`): only a resend with the same producer id, epoch and
+    /// sequence can tell (the broker answers it as a duplicate). A producer-id reset waits for it.
+    pub(crate) unresolved: bool,
     /// Last retriable error, reported if the batch expires.
     pub(crate) last_error: Option<ProduceError>,
 }

@@ -47,6 +47,7 @@ mod backoff;
 pub mod batch;
 pub mod cluster;
 pub mod config;
+mod core;
 pub mod error;
 pub mod health;
 pub mod interceptor;

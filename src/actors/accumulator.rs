@@ -203,6 +203,7 @@ impl PartitionAccumulator {
             _slot: None,
             shared: self.shared.clone(),
             maybe_written: false,
+            unresolved: false,
             last_error: None,
         };
         if self.waiting.is_empty() {

@@ -9,10 +9,11 @@
 //! it ended get its result. The rules of which call is allowed when are in
 //! [`crate::transaction::TxnStateMachine`].
 
-use super::{ProducerIdState, Sender};
+use super::Sender;
 use crate::actors::connection::{call, ConnectionPool};
 use crate::cluster::Cluster;
 use crate::config::ProducerConfig;
+use crate::core::sender::{DrainGate, ProducerIdState};
 use crate::error::{KafkaCode, ProduceError};
 use crate::record::TopicPartition;
 use crate::transaction::{
@@ -132,6 +133,43 @@ impl TxnCore {
     }
 }
 
+impl DrainGate for Option<TxnCore> {
+    fn transactional(&self) -> bool {
+        self.is_some()
+    }
+
+    fn refuse_queued(&self) -> Option<ProduceError> {
+        let t = self.as_ref()?;
+        match t.sm.state() {
+            // Retried batches of an aborting transaction are not sent again.
+            TxnState::Aborting => Some(ProduceError::Transaction(TransactionError::Aborted)),
+            // Batches that wait can never be sent in this transaction: fail them now (Java's
+            // abortUndrainedBatches), with the transaction's error.
+            TxnState::FatalError | TxnState::AbortableError => {
+                Some(ProduceError::Transaction(t.sm.refuse(TxnOp::Commit)))
+            }
+            _ => None,
+        }
+    }
+
+    fn ending(&self) -> bool {
+        self.as_ref().is_some_and(|t| t.ending())
+    }
+
+    /// A partition may be sent to only once the coordinator added it to the transaction;
+    /// queues it for AddPartitionsToTxn otherwise.
+    fn partition_ready(&mut self, tp: &TopicPartition) -> bool {
+        match self {
+            None => true,
+            Some(t) if t.partitions.added.contains(tp) => true,
+            Some(t) => {
+                t.partitions.pending.insert(tp.clone());
+                false
+            }
+        }
+    }
+}
+
 impl Handler<Transactional> for Sender {
     type Result = ();
 
@@ -173,9 +211,8 @@ impl Sender {
     pub(super) fn txn_pump(&mut self, ctx: &mut Context<Self>) {
         loop {
             let failure = self.txn_failure();
-            let in_flight = !self.in_flight_requests.is_empty();
-            let busy = self.shared.pending.get() > 0
-                || self.partitions.values().any(|q| !q.queue.is_empty());
+            let in_flight = self.core.has_in_flight();
+            let busy = self.shared.pending.get() > 0 || self.core.has_queued();
             let Some(t) = self.txn.as_mut() else { return };
             if t.running.is_some() {
                 return;
@@ -242,7 +279,8 @@ impl Sender {
                     if t.sm.state() == TxnState::Aborting {
                         // Batches not sent yet will not be: Java's abortUndrainedBatches.
                         self.shared.txn.set_state(TxnState::Aborting);
-                        self.fail_queued(ProduceError::Transaction(TransactionError::Aborted));
+                        self.core
+                            .fail_queued(ProduceError::Transaction(TransactionError::Aborted));
                     }
                 }
                 TxnRequest::Commit | TxnRequest::Abort => {
@@ -280,10 +318,7 @@ impl Sender {
                         ctx.run_later(Duration::from_millis(10), |act, ctx| act.txn_pump(ctx));
                         return;
                     }
-                    let producer = match self.pid {
-                        ProducerIdState::Ready { id, epoch } => (id, epoch),
-                        _ => (-1, -1),
-                    };
+                    let producer = self.core.producer().unwrap_or((-1, -1));
                     let started = t.partitions.started();
                     let bump = !commit && failure.is_some();
                     t.running = Some((op, vec![reply]));
@@ -311,7 +346,7 @@ impl Sender {
                         }
                         let res = res.map(|new_pid| {
                             if let Some((id, epoch)) = new_pid {
-                                act.set_producer_id(id, epoch);
+                                act.core.set_producer_id(id, epoch);
                             }
                         });
                         act.txn_finish(op, res, ctx);
@@ -327,14 +362,15 @@ impl Sender {
                     self.shared.txn.set_state(TxnState::Initializing);
                     t.running = Some((op, vec![reply]));
                     let io = t.io.clone();
-                    self.pid = ProducerIdState::Initializing;
+                    self.core.pid = ProducerIdState::Initializing;
                     ctx.spawn(
                         async move { io.init_producer_id(None).await }
                             .into_actor(self)
                             .map(move |res, act, ctx| {
-                                let res = res.map(|(id, epoch)| act.set_producer_id(id, epoch));
+                                let res =
+                                    res.map(|(id, epoch)| act.core.set_producer_id(id, epoch));
                                 if res.is_err() {
-                                    act.pid = ProducerIdState::Unknown;
+                                    act.core.pid = ProducerIdState::Unknown;
                                 }
                                 act.txn_finish(op, res, ctx);
                             }),
@@ -347,10 +383,7 @@ impl Sender {
                         let _ = reply.send(Err(e));
                         continue;
                     }
-                    let producer = match self.pid {
-                        ProducerIdState::Ready { id, epoch } => (id, epoch),
-                        _ => (-1, -1),
-                    };
+                    let producer = self.core.producer().unwrap_or((-1, -1));
                     t.running = Some((op, vec![reply]));
                     let io = t.io.clone();
                     let already = t.partitions.offsets_added;
@@ -423,37 +456,20 @@ impl Sender {
     }
 
     fn emit_fenced(&self, e: &TransactionError) {
-        if let (TransactionError::Fenced { .. }, ProducerIdState::Ready { id, epoch }) =
-            (e, &self.pid)
-        {
+        if let (TransactionError::Fenced { .. }, Some((id, epoch))) = (e, self.core.producer()) {
             self.shared
                 .health
                 .emit(crate::health::HealthEvent::ProducerFenced {
-                    producer_id: *id,
-                    epoch: *epoch,
+                    producer_id: id,
+                    epoch,
                 });
-        }
-    }
-
-    /// Drain's part for transactions: a partition may be sent to only once the coordinator
-    /// added it to the transaction. Returns whether `tp` may be sent now; queues it for
-    /// AddPartitionsToTxn otherwise.
-    pub(super) fn txn_partition_ready(txn: &mut Option<TxnCore>, tp: &TopicPartition) -> bool {
-        match txn {
-            None => true,
-            Some(t) if t.partitions.added.contains(tp) => true,
-            Some(t) => {
-                t.partitions.pending.insert(tp.clone());
-                false
-            }
         }
     }
 
     /// Sends AddPartitionsToTxn for the partitions waiting for it (one request at a time).
     pub(super) fn txn_add_partitions(&mut self, ctx: &mut Context<Self>) {
-        let producer = match self.pid {
-            ProducerIdState::Ready { id, epoch } => (id, epoch),
-            _ => return,
+        let Some(producer) = self.core.producer() else {
+            return;
         };
         let Some(t) = self.txn.as_mut() else { return };
         if t.partitions.adding
@@ -489,11 +505,7 @@ impl Sender {
                     t.sm.fail(e.clone());
                     let err = ProduceError::Transaction(e.clone());
                     for tp in &tps {
-                        if let Some(q) = act.partitions.get_mut(tp) {
-                            for b in q.queue.drain(..) {
-                                b.fail(err.clone());
-                            }
-                        }
+                        act.core.fail_partition(tp, &err);
                     }
                     if e.is_fatal() {
                         act.emit_fenced(&e);
@@ -503,18 +515,6 @@ impl Sender {
             }
             act.drain(ctx);
         }));
-    }
-
-    /// Takes a new producer id/epoch: sequences restart from 0 in a new generation.
-    pub(super) fn set_producer_id(&mut self, id: i64, epoch: i16) {
-        tracing::debug!(producer_id = id, epoch, "producer id");
-        self.pid = ProducerIdState::Ready { id, epoch };
-        self.stats.producer_id = (id, epoch);
-        self.previous_pid = None;
-        self.pid_generation += 1;
-        for q in self.partitions.values_mut() {
-            q.next_sequence = 0;
-        }
     }
 }
 

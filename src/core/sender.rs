@@ -1,0 +1,1155 @@
+//! The sender's decisions, without actix, sockets or a clock: [`SenderCore`].
+//!
+//! It owns every closed batch that is not in an accumulator: a queue per partition (ordered by
+//! batch number, i.e. by sequence), the batches of each Produce request in flight, the
+//! idempotent producer's id, epoch and next sequence per partition (KIP-98), the per-broker
+//! in-flight counts and throttle deadlines (KIP-219). Every entry point takes the time as an
+//! argument and pushes what must be done into a `Vec<Action>`: requests to send, a producer id
+//! to ask for, a metadata refresh, the next instant to be woken at. The
+//! [`crate::actors::sender::Sender`] actor carries the actions out; the simulation tests
+//! (`src/core/sim.rs`) carry them out against a model cluster with virtual time.
+//!
+//! Draining: the heads of the partition queues are grouped by leader broker and, per broker,
+//! packed into Produce requests of at most one batch per partition and `max.request.size`
+//! bytes while that broker has fewer than `max.in.flight.requests.per.connection` requests in
+//! flight. The scan starts one partition further on every drain, so no partition is always
+//! last in line for a full request (franz-go's rotating drain start).
+//!
+//! Ordering: a partition has at most `max.in.flight.requests.per.connection` batches in
+//! flight, and a batch being retried is resent only once nothing else of its partition is in
+//! flight, in batch order. With idempotence a partition whose sequence the broker has not
+//! confirmed under the current producer id gets one batch in flight, and nothing of a new
+//! producer id is sent to a partition while a batch of the old one is in flight there.
+
+use crate::batch::{ProducerBatch, Shared};
+use crate::cluster::Cluster;
+use crate::config::ProducerConfig;
+use crate::error::{ConnectionError, KafkaCode, ProduceError};
+use crate::record::TopicPartition;
+use bytes::Bytes;
+use kafka_protocol::messages::ProduceResponse;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the core asks its shell to do.
+#[derive(Debug)]
+pub(crate) enum Action {
+    /// Send one Produce request; answer with [`SenderCore::on_produce_response`].
+    Produce(ProduceCall),
+    /// Ask any broker for a producer id (with the previous id and epoch: a KIP-360 epoch
+    /// bump); answer with [`SenderCore::on_init_producer_id`].
+    InitProducerId {
+        /// The id and epoch to bump, if any.
+        previous: Option<(i64, i16)>,
+    },
+    /// Ask the metadata manager for a refresh (it paces them).
+    RefreshMetadata,
+    /// Drain again at this instant (a backoff, a throttle or a delivery deadline ends).
+    Wake(Instant),
+}
+
+/// One Produce request to send: its batches' encoded bytes (shared, not copied).
+#[derive(Debug)]
+pub(crate) struct ProduceCall {
+    pub(crate) request_id: u64,
+    pub(crate) node: i32,
+    pub(crate) address: Arc<str>,
+    pub(crate) batches: Vec<(TopicPartition, Bytes)>,
+}
+
+/// What the transaction (if any) allows the drain to do.
+pub(crate) trait DrainGate {
+    /// With `transactional.id`: the producer id comes from `init_transactions` only, and
+    /// sequence errors make the transaction abortable instead of bumping the epoch.
+    fn transactional(&self) -> bool;
+    /// An error for every queued batch (the transaction is aborting or failed), if any.
+    fn refuse_queued(&self) -> Option<ProduceError>;
+    /// EndTxn is out: nothing may be sent.
+    fn ending(&self) -> bool;
+    /// Whether `tp` may be sent to now (added to the transaction); queues it to be added if not.
+    fn partition_ready(&mut self, tp: &TopicPartition) -> bool;
+}
+
+/// No transaction: everything may be sent.
+#[cfg(test)]
+pub(crate) struct NoTransaction;
+
+#[cfg(test)]
+impl DrainGate for NoTransaction {
+    fn transactional(&self) -> bool {
+        false
+    }
+    fn refuse_queued(&self) -> Option<ProduceError> {
+        None
+    }
+    fn ending(&self) -> bool {
+        false
+    }
+    fn partition_ready(&mut self, _: &TopicPartition) -> bool {
+        true
+    }
+}
+
+/// Counters kept by the sender.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SenderStats {
+    /// Batches waiting in the sender (not in flight).
+    pub queued_batches: usize,
+    /// Produce requests in flight.
+    pub requests_in_flight: usize,
+    /// Produce requests sent so far.
+    pub requests_sent: u64,
+    /// Batches sent again after a retriable error.
+    pub batches_retried: u64,
+    /// Records sent again after a retriable error.
+    pub records_retried: u64,
+    /// Producer id and epoch (idempotence), `(-1, -1)` when none.
+    pub producer_id: (i64, i16),
+    /// Times the producer id was reset after `UNKNOWN_PRODUCER_ID` / an unexplained sequence gap.
+    pub producer_id_resets: u64,
+}
+
+struct PartitionQueue {
+    tp: TopicPartition,
+    queue: VecDeque<ProducerBatch>,
+    in_flight: usize,
+    /// Batches in flight that were unresolved when sent (see `ProducerBatch::unresolved`).
+    /// Nothing else of the partition goes out meanwhile: batches written behind it would push
+    /// it out of the broker's window of five batches per producer in which a resend is
+    /// recognised as a duplicate (it would be refused as OUT_OF_ORDER_SEQUENCE_NUMBER instead).
+    unresolved_in_flight: usize,
+    /// The broker the batches in flight went to. After a leader change nothing goes to the new
+    /// leader until they are answered: answers on one connection come in order, so no batch is
+    /// acknowledged ahead of an earlier one still unanswered (which could then fall out of the
+    /// broker's window of five recent batches and not be recognised as a duplicate on resend).
+    in_flight_node: i32,
+    /// The producer-id generation of the batches in flight (all of one generation: a batch of
+    /// a newer one waits until they are answered, so a retried old batch cannot land behind it).
+    in_flight_generation: u64,
+    next_sequence: i32,
+    /// The producer-id generation under which a batch of this partition was last acknowledged.
+    /// Until one is (a new producer id, or the partition's first batch), the broker has no
+    /// sequence state for us and accepts *any* first sequence (Kafka's `checkSequence`), so a
+    /// later batch could be written before an earlier one that failed: one batch in flight.
+    confirmed_generation: u64,
+}
+
+impl PartitionQueue {
+    fn new(tp: TopicPartition) -> Self {
+        PartitionQueue {
+            tp,
+            queue: VecDeque::new(),
+            in_flight: 0,
+            unresolved_in_flight: 0,
+            in_flight_node: -1,
+            in_flight_generation: 0,
+            next_sequence: 0,
+            confirmed_generation: 0,
+        }
+    }
+
+    /// The head batch, if it may be sent now: not backing off, fewer than `max_in_flight`
+    /// batches of the partition in flight, and a retried batch only once nothing of its
+    /// partition is in flight (so retries keep the partition's order).
+    ///
+    /// With idempotence (`generation` is the current producer-id generation), a partition whose
+    /// sequence the broker has not confirmed under that generation gets one batch in flight,
+    /// and none while batches of an older generation are in flight (Java's
+    /// `isNextSequence`/epoch check in `RecordAccumulator.drain`).
+    fn ready_head(
+        &self,
+        now: Instant,
+        max_in_flight: usize,
+        generation: Option<u64>,
+    ) -> Option<&ProducerBatch> {
+        let head = self.queue.front()?;
+        let max_in_flight = match generation {
+            Some(g) if self.in_flight > 0 && self.in_flight_generation != g => 0,
+            Some(g) if self.confirmed_generation != g => 1,
+            _ => max_in_flight,
+        };
+        let backing_off = head.retry_at.is_some_and(|at| at > now);
+        let blocked = self.in_flight >= max_in_flight
+            || (head.attempts > 0 && self.in_flight > 0)
+            || self.unresolved_in_flight > 0;
+        (!backing_off && !blocked).then_some(head)
+    }
+}
+
+/// State of the idempotent producer's id.
+#[derive(Clone, Debug)]
+pub(crate) enum ProducerIdState {
+    Disabled,
+    Unknown,
+    Initializing,
+    Ready { id: i64, epoch: i16 },
+    Failed(ProduceError),
+}
+
+/// See the module docs.
+pub(crate) struct SenderCore {
+    config: Arc<ProducerConfig>,
+    shared: Arc<Shared>,
+    queues: Vec<PartitionQueue>,
+    index: HashMap<TopicPartition, usize>,
+    /// Where the next drain starts scanning `queues`.
+    rotate: usize,
+    broker_in_flight: HashMap<i32, usize>,
+    pub(crate) pid: ProducerIdState,
+    /// No InitProducerId before this instant (backoff after a failed one).
+    init_after: Option<Instant>,
+    aborted: Option<ProduceError>,
+    stats: SenderStats,
+    previous_pid: Option<(i64, i16)>,
+    /// Incremented on every producer id obtained; batches sequenced in an older generation are
+    /// re-sequenced.
+    pid_generation: u64,
+    /// Batches of the Produce requests in flight, by request number, and when it was sent. A
+    /// batch whose `delivery.timeout.ms` passes while its request is out is failed and its slot
+    /// emptied (Java's `getExpiredInflightBatches`); its answer only updates counters.
+    in_flight_requests: BTreeMap<u64, InFlight>,
+    next_request: u64,
+    /// Brokers that asked us to back off (`throttle_time_ms`, KIP-219): nothing is sent to them
+    /// before this instant.
+    throttled_until: HashMap<i32, Instant>,
+    transactional: bool,
+    /// A producer-id reset is due but waits (librdkafka's drain before an epoch bump): until
+    /// nothing is in flight and no batch is unresolved under the current producer id, only
+    /// unresolved batches are sent (with their sequence, so a duplicate is recognised); new
+    /// batches wait. Re-sequencing a batch that may have been written would write it twice.
+    reset_pending: bool,
+}
+
+struct InFlight {
+    sent: Instant,
+    node: i32,
+    /// Per batch: its partition, whether it was unresolved when sent, the batch (taken out if
+    /// it expires in flight).
+    batches: Vec<(TopicPartition, bool, Option<ProducerBatch>)>,
+}
+
+impl SenderCore {
+    /// A core for `config` (idempotence and `transactional.id` read from it).
+    pub(crate) fn new(config: Arc<ProducerConfig>, shared: Arc<Shared>) -> Self {
+        let pid = if config.enable_idempotence {
+            ProducerIdState::Unknown
+        } else {
+            ProducerIdState::Disabled
+        };
+        SenderCore {
+            transactional: config.transactional_id.is_some(),
+            config,
+            shared,
+            queues: Vec::new(),
+            index: HashMap::new(),
+            rotate: 0,
+            broker_in_flight: HashMap::new(),
+            pid,
+            init_after: None,
+            aborted: None,
+            stats: SenderStats {
+                producer_id: (-1, -1),
+                ..Default::default()
+            },
+            previous_pid: None,
+            pid_generation: 0,
+            in_flight_requests: BTreeMap::new(),
+            next_request: 0,
+            throttled_until: HashMap::new(),
+            reset_pending: false,
+        }
+    }
+
+    /// The counters, with the queued and in-flight counts of now.
+    pub(crate) fn stats(&self) -> SenderStats {
+        let mut s = self.stats.clone();
+        s.queued_batches = self.queues.iter().map(|q| q.queue.len()).sum();
+        s.requests_in_flight = self.broker_in_flight.values().sum();
+        s
+    }
+
+    /// Batches waiting (not in flight).
+    pub(crate) fn has_queued(&self) -> bool {
+        self.queues.iter().any(|q| !q.queue.is_empty())
+    }
+
+    /// Produce requests out.
+    pub(crate) fn has_in_flight(&self) -> bool {
+        !self.in_flight_requests.is_empty()
+    }
+
+    /// The producer id and epoch, if one is ready.
+    pub(crate) fn producer(&self) -> Option<(i64, i16)> {
+        match self.pid {
+            ProducerIdState::Ready { id, epoch } => Some((id, epoch)),
+            _ => None,
+        }
+    }
+
+    fn queue_mut(&mut self, tp: &TopicPartition) -> &mut PartitionQueue {
+        let i = match self.index.get(tp) {
+            Some(i) => *i,
+            None => {
+                self.queues.push(PartitionQueue::new(tp.clone()));
+                let i = self.queues.len() - 1;
+                self.index.insert(tp.clone(), i);
+                i
+            }
+        };
+        &mut self.queues[i]
+    }
+
+    fn queue(&self, tp: &TopicPartition) -> Option<&PartitionQueue> {
+        self.index.get(tp).and_then(|i| self.queues.get(*i))
+    }
+
+    /// A closed batch arrives (after the shell's transaction checks).
+    pub(crate) fn enqueue(&mut self, batch: ProducerBatch) {
+        if let Some(err) = &self.aborted {
+            return batch.fail(err.clone());
+        }
+        self.queue_mut(&batch.tp).queue.push_back(batch);
+    }
+
+    /// Fails every batch held that is not in flight, and every later one, with `err`.
+    pub(crate) fn abort(&mut self, err: ProduceError) {
+        self.aborted = Some(err);
+    }
+
+    /// Fails every batch waiting (not those in flight) with `err`.
+    pub(crate) fn fail_queued(&mut self, err: ProduceError) {
+        for q in &mut self.queues {
+            for b in q.queue.drain(..) {
+                b.fail(err.clone());
+            }
+        }
+    }
+
+    /// Fails the batches waiting for `tp` with `err`.
+    pub(crate) fn fail_partition(&mut self, tp: &TopicPartition, err: &ProduceError) {
+        if let Some(i) = self.index.get(tp) {
+            if let Some(q) = self.queues.get_mut(*i) {
+                for b in q.queue.drain(..) {
+                    b.fail(err.clone());
+                }
+            }
+        }
+    }
+
+    /// Exponential backoff with +-20% jitter (KIP-580).
+    fn backoff(&self, attempts: u32) -> Duration {
+        crate::backoff::exponential(
+            self.config.retry_backoff,
+            self.config.retry_backoff_max,
+            attempts,
+        )
+    }
+
+    /// Takes a new producer id/epoch: sequences restart from 0 in a new generation.
+    pub(crate) fn set_producer_id(&mut self, id: i64, epoch: i16) {
+        tracing::debug!(producer_id = id, epoch, "producer id");
+        self.pid = ProducerIdState::Ready { id, epoch };
+        self.stats.producer_id = (id, epoch);
+        self.previous_pid = None;
+        self.init_after = None;
+        self.pid_generation += 1;
+        for q in &mut self.queues {
+            q.next_sequence = 0;
+        }
+    }
+
+    /// The shell could not send the InitProducerId asked for (no broker known yet): the next
+    /// drain asks again.
+    pub(crate) fn init_producer_id_not_sent(&mut self) {
+        if matches!(self.pid, ProducerIdState::Initializing) {
+            self.pid = ProducerIdState::Unknown;
+        }
+    }
+
+    /// The answer to [`Action::InitProducerId`]: `Ok((error_code, producer_id, epoch))`.
+    pub(crate) fn on_init_producer_id(
+        &mut self,
+        now: Instant,
+        res: Result<(i16, i64, i16), ConnectionError>,
+    ) {
+        match res {
+            Ok((0, id, epoch)) if id >= 0 && epoch >= 0 => self.set_producer_id(id, epoch),
+            Ok((code, _, _)) if self.previous_pid.is_some() && code != 0 => {
+                // The broker does not know the old id (e.g. it lost its state): ask afresh.
+                tracing::debug!(code = %KafkaCode(code), "epoch bump refused; new producer id");
+                self.previous_pid = None;
+                self.pid = ProducerIdState::Unknown;
+            }
+            Err(ConnectionError::UnsupportedVersion { .. }) if self.previous_pid.is_some() => {
+                // InitProducerId below v3 (brokers before 2.5) cannot carry the old id and
+                // epoch (KIP-360): ask for a fresh producer id instead.
+                tracing::debug!(
+                    "InitProducerId cannot bump the epoch on this broker; new producer id"
+                );
+                self.previous_pid = None;
+                self.pid = ProducerIdState::Unknown;
+            }
+            Ok((code, _, _)) if code != 0 && !KafkaCode(code).is_retriable() => {
+                let err = ProduceError::Fatal(
+                    format!("InitProducerId failed: {}", KafkaCode(code)).into(),
+                );
+                tracing::error!(error = %err, "idempotent producer cannot start");
+                self.pid = ProducerIdState::Failed(err);
+            }
+            other => {
+                match other {
+                    Err(e) => tracing::debug!(error = %e, "InitProducerId failed; retrying"),
+                    Ok((code, id, epoch)) => {
+                        tracing::debug!(code, id, epoch, "InitProducerId refused; retrying")
+                    }
+                }
+                self.pid = ProducerIdState::Unknown;
+                self.init_after = Some(now + self.backoff(1));
+            }
+        }
+    }
+
+    /// Fails batches (queued or in flight) whose `delivery.timeout.ms` has passed; returns the
+    /// earliest deadline left.
+    fn expire(&mut self, now: Instant) -> Option<Instant> {
+        let timeout = self.config.delivery_timeout;
+        let timeout_ms = timeout.as_millis() as u64;
+        let mut earliest: Option<Instant> = None;
+        let mut sequenced: Option<(u64, i32, TopicPartition)> = None;
+        for q in &mut self.queues {
+            // Batches are queued in the order they were closed in, and a batch's clock starts
+            // with its first record: the expired ones are (nearly always) at the front; check
+            // them all anyway, a retried split half may not be.
+            if !q.queue.iter().any(|b| b.created + timeout <= now) {
+                if let Some(d) = q.queue.iter().map(|b| b.created + timeout).min() {
+                    earliest = Some(earliest.map_or(d, |e| e.min(d)));
+                }
+                continue;
+            }
+            let mut kept = VecDeque::with_capacity(q.queue.len());
+            for b in q.queue.drain(..) {
+                let deadline = b.created + timeout;
+                if deadline <= now {
+                    if let Some(last) = &b.last_error {
+                        tracing::debug!(tp = %q.tp, last_error = %last, "batch expired");
+                    }
+                    if b.base_sequence >= 0 {
+                        sequenced.get_or_insert((b.pid_generation, b.base_sequence, q.tp.clone()));
+                    }
+                    let possibly_written = b.maybe_written;
+                    b.fail(ProduceError::DeliveryTimeout {
+                        topic_partition: q.tp.clone(),
+                        timeout_ms,
+                        possibly_written,
+                    });
+                } else {
+                    earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
+                    kept.push_back(b);
+                }
+            }
+            q.queue = kept;
+        }
+        for request in self.in_flight_requests.values_mut() {
+            for (tp, _, slot) in request.batches.iter_mut() {
+                let Some(b) = slot else { continue };
+                let deadline = b.created + timeout;
+                if deadline > now {
+                    earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
+                    continue;
+                }
+                if let Some(b) = slot.take() {
+                    tracing::debug!(%tp, "in-flight batch expired (delivery.timeout.ms)");
+                    if b.base_sequence >= 0 {
+                        sequenced.get_or_insert((b.pid_generation, b.base_sequence, tp.clone()));
+                    }
+                    b.fail(ProduceError::DeliveryTimeout {
+                        topic_partition: tp.clone(),
+                        timeout_ms,
+                        // It was sent: the broker may have written it.
+                        possibly_written: true,
+                    });
+                }
+            }
+        }
+        if let Some((generation, seq, tp)) = sequenced {
+            self.sequenced_batch_failed(generation, seq, &tp);
+        }
+        earliest
+    }
+
+    /// Sends what may be sent now: the core's main step, run on every event.
+    pub(crate) fn drain(
+        &mut self,
+        now: Instant,
+        cluster: &Cluster,
+        gate: &mut dyn DrainGate,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(err) = gate.refuse_queued() {
+            self.fail_queued(err);
+        }
+        if let Some(err) = self.aborted.clone() {
+            self.fail_queued(err);
+            return;
+        }
+        let mut wake_at = self.expire(now);
+        if self.reset_pending {
+            self.maybe_start_reset();
+        }
+        let producer = match &self.pid {
+            ProducerIdState::Disabled => None,
+            ProducerIdState::Ready { id, epoch } => Some((*id, *epoch)),
+            ProducerIdState::Unknown => {
+                // A transactional producer gets its id from init_transactions only.
+                if !gate.transactional() && self.has_queued() {
+                    match self.init_after.filter(|at| *at > now) {
+                        Some(at) => wake_at = Some(wake_at.map_or(at, |w| w.min(at))),
+                        None => {
+                            self.pid = ProducerIdState::Initializing;
+                            out.push(Action::InitProducerId {
+                                previous: self.previous_pid,
+                            });
+                        }
+                    }
+                }
+                out.extend(wake_at.map(Action::Wake));
+                return;
+            }
+            ProducerIdState::Initializing => {
+                out.extend(wake_at.map(Action::Wake));
+                return;
+            }
+            ProducerIdState::Failed(err) => {
+                let err = err.clone();
+                self.fail_queued(err);
+                return;
+            }
+        };
+        if gate.ending() {
+            // EndTxn is out: nothing more of this transaction may be sent.
+            out.extend(wake_at.map(Action::Wake));
+            return;
+        }
+        let max_in_flight = self.config.max_in_flight_requests_per_connection.max(1);
+        let generation = producer.map(|_| self.pid_generation);
+        // Eligible partitions grouped by leader, scanning from a rotating start.
+        let mut by_broker: Vec<(i32, Arc<str>, Vec<usize>)> = Vec::new();
+        let mut missing_leader = false;
+        let n = self.queues.len();
+        if n > 0 {
+            self.rotate = (self.rotate + 1) % n;
+        }
+        for k in 0..n {
+            let i = (self.rotate + k) % n;
+            let Some(q) = self.queues.get(i) else {
+                continue;
+            };
+            if q.ready_head(now, max_in_flight, generation).is_none() {
+                // A backing-off head wakes the drain when its backoff ends.
+                if let Some(at) = q
+                    .queue
+                    .front()
+                    .and_then(|h| h.retry_at)
+                    .filter(|at| *at > now)
+                {
+                    wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+                }
+                continue;
+            }
+            if self.reset_pending && q.queue.front().is_some_and(|b| !self.unresolved(b)) {
+                // A reset is due: only what must be settled under the current id goes out.
+                continue;
+            }
+            if !gate.partition_ready(&q.tp) {
+                continue;
+            }
+            match cluster.leader(&q.tp.topic, q.tp.partition) {
+                Some(b) if q.in_flight > 0 && q.in_flight_node != b.node_id => {
+                    // The leader moved: the old leader answers first.
+                }
+                Some(b) => match by_broker.iter_mut().find(|(id, _, _)| *id == b.node_id) {
+                    Some((_, _, list)) => list.push(i),
+                    None => by_broker.push((b.node_id, b.address.clone(), vec![i])),
+                },
+                None => missing_leader = true,
+            }
+        }
+        if missing_leader {
+            out.push(Action::RefreshMetadata);
+        }
+        for (node, address, queues) in by_broker {
+            if let Some(until) = self.throttled_until.get(&node).copied() {
+                if until > now {
+                    wake_at = Some(wake_at.map_or(until, |w| w.min(until)));
+                    continue;
+                }
+                self.throttled_until.remove(&node);
+            }
+            loop {
+                let in_flight = self.broker_in_flight.get(&node).copied().unwrap_or(0);
+                if in_flight >= max_in_flight {
+                    break;
+                }
+                let batches = self.take_request(now, node, &queues, producer, max_in_flight);
+                if batches.is_empty() {
+                    break;
+                }
+                out.push(Action::Produce(self.start_request(
+                    now,
+                    node,
+                    address.clone(),
+                    batches,
+                )));
+            }
+        }
+        out.extend(wake_at.map(Action::Wake));
+    }
+
+    /// Takes at most one batch per partition, within `max.request.size`.
+    fn take_request(
+        &mut self,
+        now: Instant,
+        node: i32,
+        queues: &[usize],
+        producer: Option<(i64, i16)>,
+        max_in_flight: usize,
+    ) -> Vec<ProducerBatch> {
+        let generation = producer.map(|_| self.pid_generation);
+        let pid_generation = self.pid_generation;
+        let limit = self.config.max_request_size;
+        let mut size = 0usize;
+        let mut out = Vec::new();
+        for i in queues {
+            let Some(q) = self.queues.get_mut(*i) else {
+                continue;
+            };
+            let Some(head) = q.ready_head(now, max_in_flight, generation) else {
+                continue;
+            };
+            if !out.is_empty() && size + head.size_in_bytes() > limit {
+                continue;
+            }
+            if self.reset_pending
+                && !(head.unresolved
+                    && head.base_sequence >= 0
+                    && head.pid_generation == pid_generation)
+            {
+                continue;
+            }
+            let Some(mut batch) = q.queue.pop_front() else {
+                continue;
+            };
+            if let Some((id, epoch)) = producer {
+                if batch.base_sequence < 0 || batch.pid_generation != pid_generation {
+                    let seq = q.next_sequence;
+                    let n = batch.record_count() as i32;
+                    // Sequences wrap to 0 after i32::MAX (KIP-98).
+                    q.next_sequence = if seq > i32::MAX - n {
+                        n - (i32::MAX - seq) - 1
+                    } else {
+                        seq + n
+                    };
+                    batch.set_producer_state(id, epoch, seq);
+                    batch.pid_generation = pid_generation;
+                }
+                q.in_flight_generation = pid_generation;
+            }
+            let metrics = &self.shared.metrics;
+            if batch.attempts > 0 {
+                self.stats.batches_retried += 1;
+                self.stats.records_retried += batch.record_count() as u64;
+                metrics
+                    .records_retried
+                    .fetch_add(batch.record_count() as u64, Relaxed);
+            } else {
+                metrics.batch_size.record(batch.size_in_bytes() as u64);
+                metrics
+                    .record_queue_time_ms
+                    .record(now.saturating_duration_since(batch.created).as_millis() as u64);
+            }
+            batch.attempts += 1;
+            q.in_flight += 1;
+            q.in_flight_node = node;
+            if batch.unresolved {
+                q.unresolved_in_flight += 1;
+            }
+            size += batch.size_in_bytes();
+            out.push(batch);
+        }
+        out
+    }
+
+    /// Records a request as in flight and describes it for the shell.
+    fn start_request(
+        &mut self,
+        now: Instant,
+        node: i32,
+        address: Arc<str>,
+        batches: Vec<ProducerBatch>,
+    ) -> ProduceCall {
+        *self.broker_in_flight.entry(node).or_insert(0) += 1;
+        self.stats.requests_sent += 1;
+        let bytes: usize = batches.iter().map(|b| b.size_in_bytes()).sum();
+        let records: usize = batches.iter().map(|b| b.record_count()).sum();
+        let metrics = &self.shared.metrics;
+        metrics.records_per_request.record(records as u64);
+        metrics.outgoing_bytes.fetch_add(bytes as u64, Relaxed);
+        metrics.requests_in_flight.fetch_add(1, Relaxed);
+        let request_id = self.next_request;
+        self.next_request += 1;
+        let call = ProduceCall {
+            request_id,
+            node,
+            address,
+            batches: batches
+                .iter()
+                .map(|b| (b.tp.clone(), b.records.clone()))
+                .collect(),
+        };
+        self.in_flight_requests.insert(
+            request_id,
+            InFlight {
+                sent: now,
+                node,
+                batches: batches
+                    .into_iter()
+                    .map(|b| (b.tp.clone(), b.unresolved, Some(b)))
+                    .collect(),
+            },
+        );
+        call
+    }
+
+    /// The answer to [`Action::Produce`]: `Ok(None)` for `acks=0`.
+    pub(crate) fn on_produce_response(
+        &mut self,
+        now: Instant,
+        request_id: u64,
+        res: Result<Option<ProduceResponse>, ConnectionError>,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(request) = self.in_flight_requests.remove(&request_id) else {
+            return;
+        };
+        let node = request.node;
+        let m = &self.shared.metrics;
+        m.request_latency_ms
+            .record(now.saturating_duration_since(request.sent).as_millis() as u64);
+        m.requests_in_flight.fetch_sub(1, Relaxed);
+        if let Ok(Some(r)) = &res {
+            m.throttle_time_ms.record(r.throttle_time_ms.max(0) as u64);
+        }
+        if let Some(n) = self.broker_in_flight.get_mut(&node) {
+            *n = n.saturating_sub(1);
+        }
+        for (tp, unresolved, _) in &request.batches {
+            if let Some(i) = self.index.get(tp) {
+                if let Some(q) = self.queues.get_mut(*i) {
+                    q.in_flight = q.in_flight.saturating_sub(1);
+                    if *unresolved {
+                        q.unresolved_in_flight = q.unresolved_in_flight.saturating_sub(1);
+                    }
+                }
+            }
+        }
+        // Batches that expired while in flight already have their outcome.
+        let batches: Vec<ProducerBatch> = request
+            .batches
+            .into_iter()
+            .filter_map(|(_, _, b)| b)
+            .collect();
+        match res {
+            Err(e) => {
+                tracing::debug!(broker = node, error = %e, "produce request failed");
+                out.push(Action::RefreshMetadata);
+                let retriable = e.is_retriable();
+                // A request that never reached a socket cannot have been written.
+                let maybe_written = !matches!(
+                    e,
+                    ConnectionError::Connect { .. }
+                        | ConnectionError::UnsupportedVersion { .. }
+                        | ConnectionError::Authentication { .. }
+                        | ConnectionError::Tls { .. }
+                );
+                for mut b in batches {
+                    b.maybe_written |= maybe_written;
+                    b.unresolved |= maybe_written;
+                    self.retry_or_fail(now, b, ProduceError::Connection(e.clone()), retriable);
+                }
+            }
+            Ok(None) => {
+                for b in batches {
+                    b.complete(-1, -1);
+                }
+            }
+            Ok(Some(resp)) => {
+                if self.on_partition_responses(now, node, batches, &resp) {
+                    out.push(Action::RefreshMetadata);
+                }
+            }
+        }
+    }
+
+    /// Per-partition answers of a Produce response; returns whether metadata must be refreshed.
+    fn on_partition_responses(
+        &mut self,
+        now: Instant,
+        node: i32,
+        batches: Vec<ProducerBatch>,
+        resp: &ProduceResponse,
+    ) -> bool {
+        if resp.throttle_time_ms > 0 {
+            // KIP-219: the broker answered at once and asks us not to send to it for this
+            // long (it would mute the connection otherwise). Capped at 5 minutes.
+            let ms = (resp.throttle_time_ms as u64).min(300_000);
+            tracing::debug!(broker = node, throttle_ms = ms, "throttled by the broker");
+            self.throttled_until
+                .insert(node, now + Duration::from_millis(ms));
+        }
+        let mut by_tp = HashMap::new();
+        for t in &resp.responses {
+            for p in &t.partition_responses {
+                by_tp.insert((t.name.0.as_str(), p.index), p);
+            }
+        }
+        let mut refresh = false;
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for b in batches {
+            let p = by_tp.get(&(&*b.tp.topic, b.tp.partition)).copied();
+            let outcome = p.map(|p| Answer {
+                code: KafkaCode(p.error_code),
+                base_offset: p.base_offset,
+                log_append_time: p.log_append_time_ms,
+                message: p
+                    .error_message
+                    .as_ref()
+                    .map(|m| Arc::<str>::from(m.as_str())),
+            });
+            outcomes.push((b, outcome));
+        }
+        drop(by_tp);
+        for (mut b, outcome) in outcomes {
+            let Some(a) = outcome else {
+                // The response does not answer for this partition: a protocol error of the
+                // broker. Retry (bounded by delivery.timeout.ms) after a metadata refresh, as
+                // for a leader change.
+                tracing::warn!(broker = node, tp = %b.tp, "Produce response without an answer for a partition sent");
+                b.maybe_written = true;
+                b.unresolved = true;
+                refresh = true;
+                let err = malformed(node, format!("no response for {}", b.tp));
+                self.retry_or_fail(now, b, err, true);
+                continue;
+            };
+            // REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS_AFTER_APPEND: appended, maybe.
+            let appended_maybe = matches!(a.code.0, 7 | 20);
+            b.maybe_written |= appended_maybe;
+            b.unresolved |= appended_maybe;
+            if matches!(a.code.0, 45 | 59) {
+                // The partition's sequence check refused it: not written under this sequence
+                // (a write of an earlier attempt would have been answered as a duplicate).
+                b.unresolved = false;
+                b.maybe_written &= a.code.0 == 59;
+            }
+            tracing::trace!(tp = %b.tp, seq = b.base_sequence, records = b.record_count(), code = a.code.0, a.base_offset, "partition response");
+            match a.code.0 {
+                // Success with an invalid offset: we cannot tell the user where the records
+                // are. Retry like a malformed answer (idempotence turns the resend into
+                // DUPLICATE_SEQUENCE_NUMBER with the real offset).
+                0 if a.base_offset < 0 => {
+                    tracing::warn!(broker = node, tp = %b.tp, a.base_offset, "Produce response: error 0 with a negative base_offset");
+                    b.maybe_written = true;
+                    b.unresolved = true;
+                    refresh = true;
+                    let err = malformed(
+                        node,
+                        format!("base_offset {} with error 0 for {}", a.base_offset, b.tp),
+                    );
+                    self.retry_or_fail(now, b, err, true);
+                }
+                // Written; DUPLICATE_SEQUENCE_NUMBER: written before (idempotence).
+                0 | 46 => {
+                    self.confirm_sequence(&b);
+                    if a.code.0 == 46 {
+                        tracing::debug!(tp = %b.tp, seq = b.base_sequence, a.base_offset, "DUPLICATE_SEQUENCE_NUMBER: already written");
+                    }
+                    b.complete(a.base_offset, a.log_append_time)
+                }
+                // MESSAGE_TOO_LARGE: split and resend, as Java (not RECORD_LIST_TOO_LARGE:
+                // the request, not the batch, was too large).
+                10 if b.record_count() > 1 => {
+                    if let Err(b) = self.split(b) {
+                        self.sequenced_batch_failed(b.pid_generation, b.base_sequence, &b.tp);
+                        let topic_partition = b.tp.clone();
+                        b.fail(ProduceError::Broker {
+                            topic_partition,
+                            code: a.code,
+                            message: a.message,
+                        });
+                    }
+                }
+                _ => {
+                    let code = a.code;
+                    if matches!(code.0, 47 | 90) {
+                        self.shared
+                            .health
+                            .emit(crate::health::HealthEvent::ProducerFenced {
+                                producer_id: b.producer_id,
+                                epoch: b.producer_epoch,
+                            });
+                    }
+                    refresh |= code.needs_metadata_refresh();
+                    if code.0 == 31 && self.config.enable_idempotence {
+                        // CLUSTER_AUTHORIZATION_FAILED: fatal for an idempotent producer, as
+                        // Java (its producer id is not authorized).
+                        let fatal =
+                            ProduceError::Fatal(format!("{code} on a produce request").into());
+                        tracing::error!(error = %fatal, "idempotent producer stops");
+                        self.pid = ProducerIdState::Failed(fatal);
+                    }
+                    let err = ProduceError::Broker {
+                        topic_partition: b.tp.clone(),
+                        code,
+                        message: a.message,
+                    };
+                    let mut retriable =
+                        code.is_retriable() || (code.0 == 45 && self.has_earlier(&b));
+                    // (In a transaction these make it abortable instead; the abort bumps the
+                    // epoch.)
+                    if !retriable
+                        && matches!(code.0, 45 | 59)
+                        && self.config.retries > 0
+                        && !self.transactional
+                    {
+                        // UNKNOWN_PRODUCER_ID, or a sequence gap nothing pending explains
+                        // (e.g. the broker lost its state): KIP-360 — get a new producer
+                        // id/epoch, restart sequences at 0, resend the batch.
+                        tracing::warn!(tp = %b.tp, %code, seq = b.base_sequence, records = b.record_count(), "sequence error with nothing earlier pending");
+                        self.reset_generation(b.pid_generation, &b.tp);
+                        retriable = true;
+                    }
+                    self.retry_or_fail(now, b, err, retriable);
+                }
+            }
+        }
+        refresh
+    }
+
+    /// The broker acknowledged `b`: if it carried a sequence of the current producer id, the
+    /// broker now has sequence state for its partition (see `confirmed_generation`).
+    fn confirm_sequence(&mut self, b: &ProducerBatch) {
+        if b.base_sequence >= 0 && b.pid_generation == self.pid_generation {
+            let generation = self.pid_generation;
+            if let Some(i) = self.index.get(&b.tp) {
+                if let Some(q) = self.queues.get_mut(*i) {
+                    q.confirmed_generation = generation;
+                }
+            }
+        }
+    }
+
+    /// Forgets the producer id of `generation` (once per id/epoch): the next drain sends
+    /// InitProducerId with the old id and epoch (so a KIP-360 broker bumps the epoch) and
+    /// re-sequences every batch from 0.
+    fn reset_generation(&mut self, generation: u64, tp: &TopicPartition) {
+        if let ProducerIdState::Ready { id, epoch } = self.pid {
+            if generation != self.pid_generation {
+                return;
+            }
+            // InitProducerId with the current id and epoch (KIP-360), once what may have been
+            // written under them is settled (`reset_pending`). (Java's idempotent producer
+            // bumps the epoch locally, skipping the round trip.)
+            if !self.reset_pending {
+                tracing::warn!(producer_id = id, epoch, %tp, "producer id reset (KIP-360)");
+                self.reset_pending = true;
+                self.stats.producer_id_resets += 1;
+            }
+        }
+    }
+
+    /// Whether `b` may have been written under the current producer id and sequence, with no
+    /// answer settling it yet.
+    fn unresolved(&self, b: &ProducerBatch) -> bool {
+        b.unresolved && b.base_sequence >= 0 && b.pid_generation == self.pid_generation
+    }
+
+    /// Starts the pending producer-id reset once nothing is in flight and nothing queued is
+    /// unresolved under the current producer id.
+    fn maybe_start_reset(&mut self) {
+        if !self.in_flight_requests.is_empty()
+            || self
+                .queues
+                .iter()
+                .any(|q| q.queue.iter().any(|b| self.unresolved(b)))
+        {
+            return;
+        }
+        self.reset_pending = false;
+        if let ProducerIdState::Ready { id, epoch } = self.pid {
+            self.previous_pid = Some((id, epoch));
+            self.pid = ProducerIdState::Unknown;
+        }
+    }
+
+    /// A batch that carried a sequence of the current producer id failed or expired: whether
+    /// the broker wrote it is unknown, so the partition's next sequence cannot be trusted. Bump
+    /// the epoch now (KIP-360, Java's `bumpIdempotentEpochAndResetIdIfNeeded`) instead of
+    /// waiting for an OUT_OF_ORDER_SEQUENCE_NUMBER on a later batch. Not in a transaction (its
+    /// abort bumps the epoch).
+    fn sequenced_batch_failed(&mut self, generation: u64, base_sequence: i32, tp: &TopicPartition) {
+        if base_sequence >= 0 && !self.transactional {
+            self.reset_generation(generation, tp);
+        }
+    }
+
+    /// True if a batch of the same partition with a lower number is still pending: an
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER` for `b` is then the echo of that batch's retry.
+    fn has_earlier(&self, b: &ProducerBatch) -> bool {
+        self.queue(&b.tp)
+            .is_some_and(|q| q.in_flight > 0 || q.queue.iter().any(|o| o.number < b.number))
+    }
+
+    fn retry_or_fail(
+        &mut self,
+        now: Instant,
+        mut b: ProducerBatch,
+        err: ProduceError,
+        retriable: bool,
+    ) {
+        let delivery_timeout = self.config.delivery_timeout;
+        let deadline = b.created + delivery_timeout;
+        if !retriable || b.attempts > self.config.retries {
+            self.sequenced_batch_failed(b.pid_generation, b.base_sequence, &b.tp);
+            return b.fail(err);
+        }
+        if now >= deadline {
+            self.sequenced_batch_failed(b.pid_generation, b.base_sequence, &b.tp);
+            tracing::debug!(tp = %b.tp, last_error = %err, "batch expired while retrying");
+            let possibly_written = b.maybe_written;
+            let topic_partition = b.tp.clone();
+            return b.fail(ProduceError::DeliveryTimeout {
+                topic_partition,
+                timeout_ms: delivery_timeout.as_millis() as u64,
+                possibly_written,
+            });
+        }
+        tracing::debug!(tp = %b.tp, attempt = b.attempts, error = %err, "retrying batch");
+        // A backoff reaching beyond the deadline ends there (the drain then expires the batch
+        // on time rather than a backoff early).
+        b.retry_at = Some((now + self.backoff(b.attempts)).min(deadline));
+        b.last_error = Some(err);
+        self.requeue(b);
+    }
+
+    /// Splits a batch the broker found too large into two halves (by record count) and queues
+    /// them in its place. With idempotence the halves take the original base sequence and
+    /// base + half, so the partition's sequence stays gap-free. `Err` gives the batch back when
+    /// it cannot be split (one record, or unreadable).
+    #[allow(clippy::result_large_err)] // the rare path; the batch is moved back, not copied
+    fn split(&mut self, mut b: ProducerBatch) -> Result<(), ProducerBatch> {
+        let Some(records) = crate::protocol::decode::decode_batch(&b.records) else {
+            return Err(b);
+        };
+        if records.len() != b.thunks.len() || records.len() < 2 {
+            return Err(b);
+        }
+        let mid = records.len() / 2;
+        let mut built = Vec::with_capacity(2);
+        for part in [&records[..mid], &records[mid..]] {
+            let mut builder = crate::protocol::record_batch::RecordBatchBuilder::with_levels(
+                self.config.batch_size,
+                self.config.compression,
+                self.config.compression_levels(),
+            );
+            for r in part {
+                builder.try_append(
+                    r.timestamp,
+                    r.key.as_deref(),
+                    r.value.as_deref(),
+                    &r.headers,
+                    usize::MAX,
+                );
+            }
+            match builder.build(-1, -1, -1) {
+                Ok(bytes) => built.push(bytes),
+                Err(_) => return Err(b),
+            }
+        }
+        let (Some(second_records), Some(first_records)) = (built.pop(), built.pop()) else {
+            return Err(b);
+        };
+        let mut thunks = std::mem::take(&mut b.thunks);
+        let second_thunks = thunks.split_off(mid);
+        let slot = b._slot.take();
+        tracing::info!(tp = %b.tp, records = mid * 2, "batch too large for the broker; split in two");
+        self.shared.metrics.batches_split.fetch_add(1, Relaxed);
+        let mut halves = Vec::with_capacity(2);
+        for (i, (records, thunks)) in [(first_records, thunks), (second_records, second_thunks)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut half = ProducerBatch {
+                tp: b.tp.clone(),
+                records,
+                thunks,
+                created: b.created,
+                attempts: b.attempts,
+                retry_at: None,
+                base_sequence: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                pid_generation: 0,
+                // Halves keep their place: number and number + 1/2 as a tie-break below.
+                number: b.number,
+                _slot: None,
+                shared: b.shared.clone(),
+                maybe_written: b.maybe_written,
+                unresolved: false,
+                last_error: b.last_error.clone(),
+            };
+            if b.base_sequence >= 0 {
+                let seq = b.base_sequence + if i == 0 { 0 } else { mid as i32 };
+                half.set_producer_state(b.producer_id, b.producer_epoch, seq);
+                half.pid_generation = b.pid_generation;
+            }
+            halves.push(half);
+        }
+        if let Some(first) = halves.first_mut() {
+            first._slot = slot;
+        }
+        for half in halves.into_iter().rev() {
+            self.requeue(half);
+        }
+        Ok(())
+    }
+
+    /// Puts a batch back in its partition queue, in the order the batches were closed in (Java's
+    /// `reenqueue` puts it at the front; older batches of the partition are never behind it).
+    fn requeue(&mut self, b: ProducerBatch) {
+        let q = self.queue_mut(&b.tp);
+        // Before any equal number: the halves of a split are queued second half first.
+        let pos = q
+            .queue
+            .iter()
+            .position(|o| o.number >= b.number)
+            .unwrap_or(q.queue.len());
+        q.queue.insert(pos, b);
+    }
+}
+
+/// One partition's answer in a Produce response.
+struct Answer {
+    code: KafkaCode,
+    base_offset: i64,
+    log_append_time: i64,
+    message: Option<Arc<str>>,
+}
+
+fn malformed(node: i32, reason: String) -> ProduceError {
+    ProduceError::Connection(ConnectionError::Malformed {
+        broker: format!("node {node}").into(),
+        reason: reason.into(),
+    })
+}
