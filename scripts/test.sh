@@ -8,6 +8,7 @@
 # KAFKA_TEST_BOOTSTRAP names one already, exports KAFKA_TEST_BOOTSTRAP, builds the programs the
 # tests start as processes (examples/eos_pipeline.rs, the `actix-kafka` CLI), runs
 #
+#   cargo test --release --features mock,cli,serde_json,actix-web --lib core::sim -- --nocapture
 #   cargo test --release --no-fail-fast --features mock,cli,serde_json,actix-web --lib --tests --examples [ARGS]
 #   cargo test --release --no-fail-fast --features mock,cli,serde_json,actix-web --doc [ARGS]
 #
@@ -72,7 +73,20 @@ if ((selects_targets)); then
     cargo test --release --no-fail-fast --features mock,cli,serde_json,actix-web "$@"
 else
     rc=0
-    cargo test --release --no-fail-fast --features mock,cli,serde_json,actix-web --lib --tests --examples "$@" || rc=$?
+    # The deterministic simulation of the sender core first, with its seed count and time shown
+    # (SIM_SEEDS=n for more seeds; a failing seed replays with SIM_SEED=s).
+    if sim_out="$(cargo test --release --features mock,cli,serde_json,actix-web --lib core::sim -- --nocapture 2>&1)"; then
+        grep -E '^simulation:' <<<"$sim_out"
+    else
+        rc=1
+        echo "$sim_out" | tail -n 60
+    fi
+    skip=(--skip core::sim::simulation)
+    if [[ " $* " == *" -- "* ]]; then
+        cargo test --release --no-fail-fast --features mock,cli,serde_json,actix-web --lib --tests --examples "$@" "${skip[@]}" || rc=$?
+    else
+        cargo test --release --no-fail-fast --features mock,cli,serde_json,actix-web --lib --tests --examples "$@" -- "${skip[@]}" || rc=$?
+    fi
     cargo test --release --no-fail-fast --features mock,cli,serde_json,actix-web --doc "$@" || rc=$?
     exit "$rc"
 fi

@@ -4,6 +4,7 @@
 //! because one broker answer fails every record of a batch. Kafka error codes are kept as
 //! [`KafkaCode`] with the name and retriable flag from the protocol guide's error table.
 
+use crate::codes::{ErrorClass, ErrorCode};
 use crate::config::ConfigError;
 use crate::record::TopicPartition;
 use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
@@ -21,18 +22,24 @@ impl KafkaCode {
     pub fn error(self) -> Option<ResponseError> {
         self.0.err()
     }
-    /// True for codes the protocol guide marks retriable (e.g. `NOT_LEADER_OR_FOLLOWER`).
-    pub fn is_retriable(self) -> bool {
-        self.error().is_some_and(|e| e.is_retriable())
+    /// The code by name ([`ErrorCode`]).
+    pub fn named(self) -> ErrorCode {
+        ErrorCode::from_code(self.0)
     }
-    /// Codes after which the client should refresh its metadata before retrying
-    /// (stale leader, unknown partition, fenced/unknown leader epoch, leader not available).
+    /// How a producer treats it (the table in [`crate::codes`]).
+    pub fn class(self) -> ErrorClass {
+        self.named().class()
+    }
+    /// True for codes that are retried (the protocol guide's retriable flag, e.g.
+    /// `NOT_LEADER_OR_FOLLOWER`).
+    pub fn is_retriable(self) -> bool {
+        self.named().is_retriable()
+    }
+    /// Codes after which the client refreshes its metadata before retrying (stale leader,
+    /// unknown partition, fenced/unknown leader epoch, leader not available, ...: Java's
+    /// `InvalidMetadataException` family).
     pub fn needs_metadata_refresh(self) -> bool {
-        // UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER,
-        // REPLICA_NOT_AVAILABLE, KAFKA_STORAGE_ERROR, LISTENER_NOT_FOUND, FENCED_LEADER_EPOCH,
-        // UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_ID, INCONSISTENT_TOPIC_ID (Java's
-        // InvalidMetadataException family)
-        matches!(self.0, 3 | 5 | 6 | 9 | 56 | 72 | 74 | 75 | 100 | 103)
+        self.class() == ErrorClass::RefreshMetadata
     }
     /// The protocol-guide name, e.g. `NOT_LEADER_OR_FOLLOWER`, or `UNKNOWN_CODE_n`.
     pub fn name(self) -> String {

@@ -46,6 +46,7 @@ pub mod actors;
 mod backoff;
 pub mod batch;
 pub mod cluster;
+pub mod codes;
 pub mod config;
 mod core;
 pub mod error;
@@ -86,6 +87,7 @@ pub use actors::producer::{
     SendOffsetsToTransaction, SendRecord, SendRecordWithCallback,
 };
 pub use batch::{DeliveryFuture, DeliveryResult};
+pub use codes::{ErrorClass, ErrorCode};
 pub use config::{Acks, ConfigError, ProducerConfig};
 pub use error::{ConnectionError, KafkaCode, ProduceError};
 pub use health::HealthEvent;

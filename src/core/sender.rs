@@ -23,6 +23,7 @@
 
 use crate::batch::{ProducerBatch, Shared};
 use crate::cluster::Cluster;
+use crate::codes::ErrorCode;
 use crate::config::ProducerConfig;
 use crate::error::{ConnectionError, KafkaCode, ProduceError};
 use crate::record::TopicPartition;
@@ -844,21 +845,28 @@ impl SenderCore {
                 continue;
             };
             // REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS_AFTER_APPEND: appended, maybe.
-            let appended_maybe = matches!(a.code.0, 7 | 20);
+            let named = a.code.named();
+            let appended_maybe = matches!(
+                named,
+                ErrorCode::RequestTimedOut | ErrorCode::NotEnoughReplicasAfterAppend
+            );
             b.maybe_written |= appended_maybe;
             b.unresolved |= appended_maybe;
-            if matches!(a.code.0, 45 | 59) {
+            if matches!(
+                named,
+                ErrorCode::OutOfOrderSequenceNumber | ErrorCode::UnknownProducerId
+            ) {
                 // The partition's sequence check refused it: not written under this sequence
                 // (a write of an earlier attempt would have been answered as a duplicate).
                 b.unresolved = false;
-                b.maybe_written &= a.code.0 == 59;
+                b.maybe_written &= named == ErrorCode::UnknownProducerId;
             }
             tracing::trace!(tp = %b.tp, seq = b.base_sequence, records = b.record_count(), code = a.code.0, a.base_offset, "partition response");
-            match a.code.0 {
+            match named {
                 // Success with an invalid offset: we cannot tell the user where the records
                 // are. Retry like a malformed answer (idempotence turns the resend into
                 // DUPLICATE_SEQUENCE_NUMBER with the real offset).
-                0 if a.base_offset < 0 => {
+                ErrorCode::None if a.base_offset < 0 => {
                     tracing::warn!(broker = node, tp = %b.tp, a.base_offset, "Produce response: error 0 with a negative base_offset");
                     b.maybe_written = true;
                     b.unresolved = true;
@@ -870,16 +878,16 @@ impl SenderCore {
                     self.retry_or_fail(now, b, err, true);
                 }
                 // Written; DUPLICATE_SEQUENCE_NUMBER: written before (idempotence).
-                0 | 46 => {
+                ErrorCode::None | ErrorCode::DuplicateSequenceNumber => {
                     self.confirm_sequence(&b);
-                    if a.code.0 == 46 {
+                    if named == ErrorCode::DuplicateSequenceNumber {
                         tracing::debug!(tp = %b.tp, seq = b.base_sequence, a.base_offset, "DUPLICATE_SEQUENCE_NUMBER: already written");
                     }
                     b.complete(a.base_offset, a.log_append_time)
                 }
                 // MESSAGE_TOO_LARGE: split and resend, as Java (not RECORD_LIST_TOO_LARGE:
                 // the request, not the batch, was too large).
-                10 if b.record_count() > 1 => {
+                ErrorCode::MessageTooLarge if b.record_count() > 1 => {
                     if let Err(b) = self.split(b) {
                         self.sequenced_batch_failed(b.pid_generation, b.base_sequence, &b.tp);
                         let topic_partition = b.tp.clone();
@@ -892,7 +900,10 @@ impl SenderCore {
                 }
                 _ => {
                     let code = a.code;
-                    if matches!(code.0, 47 | 90) {
+                    if matches!(
+                        named,
+                        ErrorCode::InvalidProducerEpoch | ErrorCode::ProducerFenced
+                    ) {
                         self.shared
                             .health
                             .emit(crate::health::HealthEvent::ProducerFenced {
@@ -901,7 +912,9 @@ impl SenderCore {
                             });
                     }
                     refresh |= code.needs_metadata_refresh();
-                    if code.0 == 31 && self.config.enable_idempotence {
+                    if named == ErrorCode::ClusterAuthorizationFailed
+                        && self.config.enable_idempotence
+                    {
                         // CLUSTER_AUTHORIZATION_FAILED: fatal for an idempotent producer, as
                         // Java (its producer id is not authorized).
                         let fatal =
@@ -914,12 +927,15 @@ impl SenderCore {
                         code,
                         message: a.message,
                     };
-                    let mut retriable =
-                        code.is_retriable() || (code.0 == 45 && self.has_earlier(&b));
+                    let mut retriable = code.is_retriable()
+                        || (named == ErrorCode::OutOfOrderSequenceNumber && self.has_earlier(&b));
                     // (In a transaction these make it abortable instead; the abort bumps the
                     // epoch.)
                     if !retriable
-                        && matches!(code.0, 45 | 59)
+                        && matches!(
+                            named,
+                            ErrorCode::OutOfOrderSequenceNumber | ErrorCode::UnknownProducerId
+                        )
                         && self.config.retries > 0
                         && !self.transactional
                     {

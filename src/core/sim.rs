@@ -1010,3 +1010,228 @@ fn simulation() {
         "failing seeds (replay one with SIM_SEED=<seed> cargo test --lib core::sim -- --nocapture):\n{failed:#?}"
     );
 }
+
+/// Seeds that failed before the fixes they led to (see the closing note of issue 9): a
+/// producer-id reset re-sequencing a batch whose answer was lost (7, 18, 33), a resend pushed
+/// out of the broker's five-batch window by batches sent behind it (274) or by a new leader
+/// acknowledging later batches first (2553, 17069, 19735), a lost answer mid-connection (60).
+#[test]
+fn regression_seeds() {
+    for seed in [7, 18, 33, 60, 274, 2553, 17069, 19735] {
+        let v = run_seed(seed, false);
+        assert!(v.is_empty(), "seed {seed}: {v:#?}");
+    }
+}
+
+#[cfg(test)]
+mod scenarios {
+    use super::*;
+    use kafka_protocol::messages::ProduceResponse;
+
+    fn core(idempotence: bool) -> (SenderCore, Arc<Shared>) {
+        let config = ProducerConfig::builder()
+            .bootstrap_servers(["b:9092"])
+            .set("enable.idempotence", &idempotence.to_string())
+            .and_then(|b| b.set("retry.backoff.ms", "100"))
+            .and_then(|b| b.set("retry.backoff.max.ms", "100"))
+            .and_then(|b| b.build())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let shared = Arc::new(Shared::default());
+        (SenderCore::new(Arc::new(config), shared.clone()), shared)
+    }
+
+    fn cluster(partitions: usize) -> Cluster {
+        let c = Cluster::default();
+        c.brokers.insert(
+            0,
+            BrokerInfo {
+                node_id: 0,
+                address: "b:9092".into(),
+            },
+        );
+        c.topics.insert(
+            TOPIC.into(),
+            Arc::new(TopicInfo {
+                name: TOPIC.into(),
+                partitions: vec![
+                    PartitionInfo {
+                        leader: 0,
+                        leader_epoch: 0
+                    };
+                    partitions
+                ],
+                topic_id: [1; 16],
+            }),
+        );
+        c
+    }
+
+    fn batch(shared: &Arc<Shared>, partition: i32, number: u64, now: Instant) -> ProducerBatch {
+        let mut builder = RecordBatchBuilder::new(1024, Compression::None, None);
+        builder.try_append(0, None, Some(&b"v"[..]), &[], usize::MAX);
+        let records = builder.build_unsealed().unwrap_or_else(|e| panic!("{e}"));
+        shared.pending.add(1);
+        ProducerBatch {
+            tp: TopicPartition::new(TOPIC, partition),
+            records,
+            thunks: vec![RecordThunk {
+                delivery: Delivery::Callback(Box::new(|_| {})),
+                timestamp: 0,
+                key_size: -1,
+                value_size: 1,
+                pending_slot: 0,
+            }],
+            created: now,
+            attempts: 0,
+            retry_at: None,
+            base_sequence: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            pid_generation: 0,
+            number,
+            _slot: None,
+            shared: shared.clone(),
+            maybe_written: false,
+            unresolved: false,
+            last_error: None,
+        }
+    }
+
+    fn drain(core: &mut SenderCore, c: &Cluster, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        core.drain(now, c, &mut NoTransaction, &mut out);
+        out
+    }
+
+    fn answer(partition: i32, code: i16, offset: i64) -> ProduceResponse {
+        ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partition_responses(vec![PartitionProduceResponse::default()
+                .with_index(partition)
+                .with_error_code(code)
+                .with_base_offset(offset)])])
+    }
+
+    fn produces(out: &[Action]) -> Vec<(u64, Vec<(i32, i32)>)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Produce(call) => {
+                    let mut batches: Vec<(i32, i32)> = call
+                        .batches
+                        .iter()
+                        .map(|(tp, b)| {
+                            let h = Header::read(b).unwrap_or_else(|| panic!("bad batch"));
+                            (tp.partition, h.base_sequence)
+                        })
+                        .collect();
+                    batches.sort();
+                    Some((call.request_id, batches))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_refused_init_producer_id_is_retried_after_its_backoff() {
+        let (mut core, shared) = core(true);
+        let c = cluster(1);
+        let t0 = Instant::now();
+        core.enqueue(batch(&shared, 0, 0, t0));
+        let out = drain(&mut core, &c, t0);
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::InitProducerId { .. })));
+        // COORDINATOR_LOAD_IN_PROGRESS: retriable.
+        core.on_init_producer_id(t0, Ok((14, -1, -1)));
+        let out = drain(&mut core, &c, t0);
+        assert!(
+            !out.iter()
+                .any(|a| matches!(a, Action::InitProducerId { .. })),
+            "asked again at once: {out:?}"
+        );
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::Wake(at) if *at > t0)));
+        let later = t0 + Duration::from_millis(200);
+        let out = drain(&mut core, &c, later);
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::InitProducerId { .. })));
+    }
+
+    #[test]
+    fn a_producer_id_reset_waits_until_unresolved_batches_are_settled() {
+        let (mut core, shared) = core(true);
+        let c = cluster(2);
+        let t0 = Instant::now();
+        core.set_producer_id(1000, 0);
+        core.enqueue(batch(&shared, 0, 0, t0));
+        core.enqueue(batch(&shared, 1, 0, t0));
+        let sent = produces(&drain(&mut core, &c, t0));
+        assert_eq!(sent.len(), 1, "one request with both partitions: {sent:?}");
+        let (request, _) = &sent[0];
+        // Acknowledge both so the broker has sequence state, then send one more each.
+        let mut resp = answer(0, 0, 0);
+        resp.responses[0]
+            .partition_responses
+            .push(PartitionProduceResponse::default().with_index(1));
+        let mut out = Vec::new();
+        core.on_produce_response(t0, *request, Ok(Some(resp)), &mut out);
+        core.enqueue(batch(&shared, 0, 1, t0));
+        core.enqueue(batch(&shared, 1, 1, t0));
+        let sent = produces(&drain(&mut core, &c, t0));
+        let (request, batches) = &sent[0];
+        assert_eq!(batches, &vec![(0, 1), (1, 1)]);
+        // The request times out: both batches may have been written.
+        core.on_produce_response(
+            t0,
+            *request,
+            Err(ConnectionError::RequestTimeout {
+                broker: "b:9092".into(),
+                timeout_ms: 30_000,
+            }),
+            &mut out,
+        );
+        // Resent with the same sequence (both unresolved), one request.
+        let t1 = t0 + Duration::from_millis(200);
+        let sent = produces(&drain(&mut core, &c, t1));
+        let (request, batches) = &sent[0];
+        assert_eq!(batches, &vec![(0, 1), (1, 1)]);
+        // Partition 1 now gets OUT_OF_ORDER_SEQUENCE_NUMBER with nothing earlier pending: a
+        // reset is due, but partition 0's batch is still unanswered.
+        let mut resp = answer(1, 45, -1);
+        resp.responses[0].partition_responses.push(
+            PartitionProduceResponse::default()
+                .with_index(0)
+                .with_error_code(7),
+        );
+        core.on_produce_response(t1, *request, Ok(Some(resp)), &mut out);
+        // Partition 0 got REQUEST_TIMED_OUT (appended, maybe): still unresolved. Only it goes
+        // out, with its old sequence; no InitProducerId yet.
+        let t2 = t1 + Duration::from_millis(200);
+        let out2 = drain(&mut core, &c, t2);
+        assert!(
+            !out2
+                .iter()
+                .any(|a| matches!(a, Action::InitProducerId { .. })),
+            "{out2:?}"
+        );
+        let sent = produces(&out2);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let (request, batches) = &sent[0];
+        assert_eq!(batches, &vec![(0, 1)]);
+        core.on_produce_response(t2, *request, Ok(Some(answer(0, 0, 1))), &mut out);
+        // Settled: now the reset goes ahead.
+        let out3 = drain(&mut core, &c, t2);
+        assert!(
+            out3.iter().any(|a| matches!(
+                a,
+                Action::InitProducerId {
+                    previous: Some((1000, 0))
+                }
+            )),
+            "{out3:?}"
+        );
+    }
+}
