@@ -112,9 +112,33 @@ pub struct BrokerInfo {
 pub struct Cluster {
     pub(crate) topics: DashMap<Arc<str>, Arc<TopicInfo>>,
     pub(crate) brokers: DashMap<i32, BrokerInfo>,
+    /// When a batch of each topic last reached the sender (or a `send` waited for it):
+    /// `metadata.max.idle.ms`.
+    pub(crate) used: DashMap<Arc<str>, std::time::Instant>,
 }
 
 impl Cluster {
+    /// Records that `topic` is in use at `now`.
+    pub(crate) fn touch(&self, topic: &str, now: std::time::Instant) {
+        match self.used.get_mut(topic) {
+            Some(mut at) => *at = (*at).max(now),
+            None => {
+                self.used.insert(topic.into(), now);
+            }
+        }
+    }
+
+    /// When `topic` was last in use.
+    pub(crate) fn last_used(&self, topic: &str) -> Option<std::time::Instant> {
+        self.used.get(topic).map(|at| *at)
+    }
+
+    /// Drops what is cached of `topic`.
+    pub(crate) fn forget(&self, topic: &str) {
+        self.topics.remove(topic);
+        self.used.remove(topic);
+    }
+
     /// Cached metadata of `topic`, if any.
     pub fn topic(&self, topic: &str) -> Option<Arc<TopicInfo>> {
         self.topics.get(topic).map(|t| t.value().clone())

@@ -228,6 +228,17 @@ pub struct ProducerConfig {
     /// `allow.auto.create.topics`: let the broker auto-create topics the producer asks
     /// metadata for (KIP-487, if the broker allows it too). Default `true`.
     pub allow_auto_create_topics: bool,
+    /// `metadata.max.idle.ms`: a topic nothing was sent to for this long (and for
+    /// `delivery.timeout.ms`, so none of its records can still be pending) is dropped from the
+    /// metadata the producer keeps and refreshes; the next `send` to it fetches it again.
+    /// Default 5 min, at least 5 s (Java's bounds).
+    pub metadata_max_idle: Duration,
+    /// `metadata.recovery.strategy` (KIP-899): `rebootstrap` (default, as Java 4.0) goes back to
+    /// `bootstrap.servers` for metadata when no known broker answers; `none` never does.
+    pub metadata_rebootstrap: bool,
+    /// `metadata.recovery.rebootstrap.trigger.ms` (KIP-1102): rebootstrap also when no metadata
+    /// answer came for this long. Default 5 min.
+    pub metadata_rebootstrap_trigger: Duration,
     /// `connections.max.idle.ms`: close broker connections idle this long.
     /// Milliseconds; default 540000 (9 min).
     pub connections_max_idle: Duration,
@@ -282,6 +293,9 @@ static DOCUMENTED_KEYS: &[(&str, &str, &str)] = &[
     ("enable.idempotence", "true", "Idempotent producer (no duplicates on retry); default true since Kafka 3.0 (KIP-679); silently disabled on conflicts unless set explicitly."),
     ("partitioner.ignore.keys", "false", "If true, keyed records are partitioned like unkeyed ones (KIP-794)."),
     ("allow.auto.create.topics", "true", "Let the broker auto-create topics the producer requests metadata for (KIP-487)."),
+    ("metadata.max.idle.ms", "300000", "Milliseconds after which a topic nothing is sent to is dropped from the metadata kept (at least 5000)."),
+    ("metadata.recovery.strategy", "rebootstrap", "rebootstrap: ask bootstrap.servers again when no known broker answers (KIP-899); none: never."),
+    ("metadata.recovery.rebootstrap.trigger.ms", "300000", "Milliseconds without a metadata answer after which the producer rebootstraps."),
     ("connections.max.idle.ms", "540000", "Milliseconds after which idle broker connections are closed."),
     ("socket.connection.setup.timeout.ms", "10000", "Milliseconds a TCP connect may take (KIP-601)."),
     ("transactional.id", "", "Makes the producer transactional (KIP-98); implies enable.idempotence. Use init_transactions, begin_transaction, commit_transaction / abort_transaction."),
@@ -389,6 +403,9 @@ impl ProducerConfig {
             enable_idempotence_explicit: false,
             partitioner_ignore_keys: false,
             allow_auto_create_topics: true,
+            metadata_max_idle: Duration::from_millis(300_000),
+            metadata_rebootstrap: true,
+            metadata_rebootstrap_trigger: Duration::from_millis(300_000),
             connections_max_idle: Duration::from_millis(540_000),
             socket_connection_setup_timeout: Duration::from_millis(10_000),
             mailbox_capacity: 1024,
@@ -621,6 +638,24 @@ impl ProducerConfigBuilder {
         self
     }
 
+    /// `metadata.max.idle.ms` (default 5 min, at least 5 s).
+    pub fn metadata_max_idle(mut self, idle: Duration) -> Self {
+        self.config.metadata_max_idle = idle;
+        self
+    }
+
+    /// `metadata.recovery.strategy`: `true` = `rebootstrap` (default), `false` = `none`.
+    pub fn metadata_rebootstrap(mut self, rebootstrap: bool) -> Self {
+        self.config.metadata_rebootstrap = rebootstrap;
+        self
+    }
+
+    /// `metadata.recovery.rebootstrap.trigger.ms` (default 5 min).
+    pub fn metadata_rebootstrap_trigger(mut self, trigger: Duration) -> Self {
+        self.config.metadata_rebootstrap_trigger = trigger;
+        self
+    }
+
     /// `connections.max.idle.ms` (default 9 min).
     pub fn connections_max_idle(mut self, idle: Duration) -> Self {
         self.config.connections_max_idle = idle;
@@ -748,6 +783,15 @@ impl ProducerConfigBuilder {
             "transaction.timeout.ms" => self.transaction_timeout(parse_ms(key, v, JAVA_INT_MAX)?),
             "partitioner.ignore.keys" => self.partitioner_ignore_keys(parse_bool(key, v)?),
             "allow.auto.create.topics" => self.allow_auto_create_topics(parse_bool(key, v)?),
+            "metadata.max.idle.ms" => self.metadata_max_idle(parse_ms(key, v, JAVA_LONG_MAX)?),
+            "metadata.recovery.strategy" => match v.to_ascii_lowercase().as_str() {
+                "rebootstrap" => self.metadata_rebootstrap(true),
+                "none" => self.metadata_rebootstrap(false),
+                _ => return Err(invalid(key, v, "expected rebootstrap or none")),
+            },
+            "metadata.recovery.rebootstrap.trigger.ms" => {
+                self.metadata_rebootstrap_trigger(parse_ms(key, v, JAVA_LONG_MAX)?)
+            }
             "connections.max.idle.ms" => {
                 self.connections_max_idle(parse_ms(key, v, JAVA_LONG_MAX)?)
             }
@@ -955,6 +999,13 @@ impl ProducerConfigBuilder {
         check_gzip_level(c.compression_gzip_level)?;
         check_lz4_level(c.compression_lz4_level)?;
         check_zstd_level(c.compression_zstd_level)?;
+        if c.metadata_max_idle < Duration::from_secs(5) {
+            return Err(invalid(
+                "metadata.max.idle.ms",
+                &c.metadata_max_idle.as_millis().to_string(),
+                "must be at least 5000",
+            ));
+        }
         check_ms(
             "connections.max.idle.ms",
             c.connections_max_idle,
@@ -1145,10 +1196,7 @@ fn unsupported_reason(key: &str) -> Option<&'static str> {
         | "enable.metrics.push" => "Java metrics reporting is not implemented",
         "send.buffer.bytes" | "receive.buffer.bytes" => "socket buffer sizes use OS defaults",
         "client.dns.lookup" => "bootstrap addresses are resolved with the system resolver",
-        "metadata.max.idle.ms"
-        | "metadata.recovery.strategy"
-        | "metadata.recovery.rebootstrap.trigger.ms"
-        | "socket.connection.setup.timeout.max.ms" => "not implemented yet",
+        "socket.connection.setup.timeout.max.ms" => "not implemented yet",
         _ => return None,
     })
 }

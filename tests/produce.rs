@@ -460,3 +460,85 @@ async fn flush_returns_under_concurrent_sends() {
     eprintln!("flush returned in {took:?} with {streamed} records streamed concurrently");
     producer.close(Duration::from_secs(10)).await;
 }
+
+/// An explicit partition at or above the cached partition count waits for metadata that has
+/// it (Java's `waitOnMetadata`), up to `max.block.ms`: partitions added meanwhile are used;
+/// a partition that never appears is `InvalidPartition` after `max.block.ms`, not at once.
+#[actix_rt::test]
+async fn explicit_partition_beyond_the_cached_count_waits_for_new_partitions() {
+    let broker = TestBroker::start();
+    let topic = unique_topic("grow");
+    broker.create_topic(&topic, 1);
+    let max_block = Duration::from_secs(15);
+    let producer = Producer::start(
+        config(&broker.bootstrap)
+            .max_block(max_block)
+            .retry_backoff(Duration::from_millis(100))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    // Cache the topic with its one partition.
+    producer
+        .send(ProducerRecord::new(topic.as_str(), "first"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let grow = {
+        let (bootstrap, topic) = (broker.bootstrap.clone(), topic.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            common::add_partitions(&bootstrap, &topic, 3);
+        })
+    };
+    let started = Instant::now();
+    let md = producer
+        .send(ProducerRecord::new(topic.as_str(), "to partition 2").partition(2))
+        .await
+        .expect("partition 2 once the topic has 3")
+        .await
+        .expect("delivered");
+    grow.join().unwrap();
+    assert_eq!(md.partition, 2);
+    assert!(started.elapsed() < max_block, "{:?}", started.elapsed());
+    let records = read_back(&broker.bootstrap, &topic, 2, Duration::from_secs(30)).await;
+    assert!(records
+        .iter()
+        .any(|r| r.partition == 2 && r.value.as_deref() == Some(&b"to partition 2"[..])));
+
+    // A partition that never appears: InvalidPartition, after max.block.ms.
+    let short = Producer::start(
+        config(&broker.bootstrap)
+            .max_block(Duration::from_millis(1500))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let err = short
+        .send(ProducerRecord::new(topic.as_str(), "x").partition(7))
+        .await
+        .err()
+        .expect("partition 7 of 3");
+    let waited = started.elapsed();
+    assert!(
+        matches!(
+            err,
+            ProduceError::InvalidPartition {
+                partition: 7,
+                partitions: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    short.close(Duration::from_secs(5)).await;
+    producer.close(Duration::from_secs(5)).await;
+}

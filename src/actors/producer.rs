@@ -297,8 +297,19 @@ impl Producer {
         if let Some(t) = self.inner.cluster.topic(topic) {
             return Ok(t);
         }
+        self.wait_topic(topic, 0, deadline).await
+    }
+
+    /// Asks the metadata manager for `topic` with at least `min_partitions` partitions.
+    async fn wait_topic(
+        &self,
+        topic: &Arc<str>,
+        min_partitions: i32,
+        deadline: Instant,
+    ) -> Result<Arc<TopicInfo>, ProduceError> {
         let wait = self.inner.metadata.send(WaitForTopic {
             topic: topic.clone(),
+            min_partitions,
         });
         // The manager answers by max.block.ms itself; the outer timeout is a safety net.
         let slack = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
@@ -310,6 +321,27 @@ impl Producer {
                 waited_ms: self.inner.config.max_block.as_millis() as u64,
                 reason: "metadata manager did not answer".into(),
             }),
+        }
+    }
+
+    /// [`Self::route`]; an explicit partition at or above the cached partition count first
+    /// waits (up to `max.block.ms` from `start`) for metadata that has it, as Java's
+    /// `waitOnMetadata` (partitions may just have been added).
+    async fn route_waiting(
+        &self,
+        record: &ProducerRecord,
+        info: Arc<TopicInfo>,
+        start: Instant,
+    ) -> Result<TopicPartition, ProduceError> {
+        match record.partition {
+            Some(p) if p >= info.partition_count() => {
+                let deadline = start + self.inner.config.max_block;
+                let info = self
+                    .wait_topic(&record.topic, p.saturating_add(1), deadline)
+                    .await?;
+                self.route(record, &info)
+            }
+            _ => self.route(record, &info),
         }
     }
 
@@ -486,6 +518,13 @@ impl Producer {
         };
         let tp = match self.route(&record, &info) {
             Ok(tp) => tp,
+            Err(ProduceError::InvalidPartition { .. }) if record.partition.is_some() => {
+                let start = start.unwrap_or_else(Instant::now);
+                match self.route_waiting(&record, info, start).await {
+                    Ok(tp) => tp,
+                    Err(e) => return Err(back(e, record)),
+                }
+            }
             Err(e) => return Err(back(e, record)),
         };
         let slot = self.accumulator(&tp);
@@ -644,7 +683,7 @@ impl Producer {
                     }
                 },
             };
-            let tp = match self.route(&record, &info) {
+            let tp = match self.route_waiting(&record, info, start).await {
                 Ok(tp) => tp,
                 Err(e) => {
                     results[i] = Err(e);
@@ -773,6 +812,7 @@ impl Producer {
             // Start fetching so a later try_send can succeed.
             self.inner.metadata.do_send(WaitForTopic {
                 topic: record.topic.clone(),
+                min_partitions: 0,
             });
             return Err(ProduceError::MetadataTimeout {
                 topic: record.topic.clone(),

@@ -237,6 +237,8 @@ impl Handler<BatchReady> for Sender {
                 }
             }
         }
+        // metadata.max.idle.ms counts from the last batch of the topic.
+        self.cluster.touch(&batch.tp.topic, Instant::now());
         self.core.enqueue(batch);
         self.drain(ctx);
     }

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 
@@ -340,6 +340,22 @@ pub fn create_topic(
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(5)),
     );
+}
+
+/// Grows `name` to `total` partitions (CreatePartitions through librdkafka's admin client).
+#[allow(dead_code)]
+pub fn add_partitions(bootstrap: &str, name: &str, total: usize) {
+    let admin = admin(bootstrap);
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = futures::executor::block_on(
+        admin.create_partitions([&NewPartitions::new(name, total)], &opts),
+    )
+    .unwrap_or_else(|e| panic!("CreatePartitions {name} on {bootstrap}: {e}"));
+    for r in results {
+        if let Err((t, code)) = r {
+            panic!("CreatePartitions {t} on {bootstrap}: {code:?}");
+        }
+    }
 }
 
 /// The broker (shared or dedicated) a test talks to.

@@ -880,7 +880,7 @@ pub fn produce_raw_batch(
 mod kafka;
 pub mod proxy;
 #[allow(unused_imports)]
-pub use kafka::{create_topic, KafkaCluster, TestBroker};
+pub use kafka::{add_partitions, create_topic, KafkaCluster, TestBroker};
 
 /// `(partition, leader, replicas, isr)` of every partition of `topic`, from librdkafka metadata.
 pub fn partition_layout(bootstrap: &str, topic: &str) -> Vec<(i32, i32, Vec<i32>, Vec<i32>)> {

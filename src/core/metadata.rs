@@ -1,0 +1,577 @@
+//! The metadata manager's decisions, without actix, sockets or a clock: [`MetadataCore`].
+//!
+//! It keeps the topics in use, the `send` calls waiting for a topic (or for a partition of it)
+//! with their `max.block.ms` deadlines, the last error per topic, and the pacing of Metadata
+//! requests: one at a time, on-demand refreshes at most one per `retry.backoff.ms` (deferred,
+//! never dropped), a periodic refresh every `metadata.max.age.ms`. It applies answers to the
+//! shared [`Cluster`] (partition indexes must be exactly `0..n`, stale leader epochs ignored,
+//! KIP-320), drops topics idle for `metadata.max.idle.ms`, and goes back to
+//! `bootstrap.servers` when no known broker answers (KIP-899). The
+//! [`crate::actors::metadata::MetadataManager`] actor carries out its [`MetadataAction`]s.
+
+use crate::cluster::{BrokerInfo, Cluster, TopicInfo};
+use crate::codes::ErrorCode;
+use crate::config::ProducerConfig;
+use crate::error::{ConnectionError, KafkaCode, ProduceError};
+use kafka_protocol::messages::MetadataResponse;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// The answer a waiting `send` gets.
+pub(crate) type TopicReply = oneshot::Sender<Result<Arc<TopicInfo>, ProduceError>>;
+
+/// What the core asks its shell to do.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum MetadataAction {
+    /// Send a Metadata request for these topics: to a known broker, or to a bootstrap server
+    /// when `bootstrap`. Answer with [`MetadataCore::on_response`].
+    Request {
+        topics: Vec<Arc<str>>,
+        bootstrap: bool,
+    },
+    /// Call [`MetadataCore::tick`] at this instant.
+    Wake(Instant),
+    /// A request ended: tell the subscribers (the sender drains again).
+    Updated,
+    /// Brokers or partitions changed (a health event).
+    Changed,
+}
+
+struct Waiter {
+    since: Instant,
+    /// The partition count the caller needs (an explicit partition beyond the cached count
+    /// waits for metadata that has it, as Java's `waitOnMetadata`); 0 for any.
+    min_partitions: i32,
+    reply: TopicReply,
+}
+
+/// See the module docs.
+pub(crate) struct MetadataCore {
+    config: Arc<ProducerConfig>,
+    topics: HashSet<Arc<str>>,
+    waiters: HashMap<Arc<str>, Vec<Waiter>>,
+    topic_errors: HashMap<Arc<str>, KafkaCode>,
+    last_error: Option<Arc<str>>,
+    in_progress: bool,
+    again: bool,
+    last_started: Option<Instant>,
+    /// An on-demand refresh deferred to this instant (pacing).
+    deferred: Option<Instant>,
+    /// A retry for waiting topics at this instant.
+    retry_at: Option<Instant>,
+    /// The periodic refresh (`metadata.max.age.ms`) is due at this instant.
+    next_periodic: Instant,
+    /// The last Metadata answer (or the start).
+    last_answer: Instant,
+    /// Metadata requests failed in a row.
+    failures: usize,
+}
+
+impl MetadataCore {
+    pub(crate) fn new(config: Arc<ProducerConfig>, now: Instant) -> Self {
+        MetadataCore {
+            next_periodic: now + config.metadata_max_age,
+            config,
+            topics: HashSet::new(),
+            waiters: HashMap::new(),
+            topic_errors: HashMap::new(),
+            last_error: None,
+            in_progress: false,
+            again: false,
+            last_started: None,
+            deferred: None,
+            retry_at: None,
+            last_answer: now,
+            failures: 0,
+        }
+    }
+
+    /// A `send` needs `topic` (with at least `min_partitions` partitions): answered from the
+    /// cache, or once metadata has it, or with an error by `max.block.ms`.
+    pub(crate) fn wait_for_topic(
+        &mut self,
+        now: Instant,
+        topic: Arc<str>,
+        min_partitions: i32,
+        reply: TopicReply,
+        cluster: &Cluster,
+        out: &mut Vec<MetadataAction>,
+    ) {
+        cluster.touch(&topic, now);
+        if let Some(info) = cluster.topic(&topic) {
+            if info.partition_count() >= min_partitions {
+                let _ = reply.send(Ok(info));
+                return;
+            }
+        }
+        self.topics.insert(topic.clone());
+        self.waiters.entry(topic).or_default().push(Waiter {
+            since: now,
+            min_partitions,
+            reply,
+        });
+        self.refresh(now, cluster, out);
+        self.wake(out);
+    }
+
+    /// A refresh asked for by the sender (stale leader, unknown leader, disconnect): paced to
+    /// one per `retry.backoff.ms`, deferred rather than dropped.
+    pub(crate) fn refresh_requested(
+        &mut self,
+        now: Instant,
+        cluster: &Cluster,
+        out: &mut Vec<MetadataAction>,
+    ) {
+        let backoff = self.config.retry_backoff;
+        match self.last_started {
+            Some(t) if now < t + backoff => {
+                self.deferred.get_or_insert(t + backoff);
+                self.wake(out);
+            }
+            _ => self.refresh(now, cluster, out),
+        }
+    }
+
+    fn refresh(&mut self, now: Instant, cluster: &Cluster, out: &mut Vec<MetadataAction>) {
+        if self.in_progress {
+            self.again = true;
+            return;
+        }
+        self.in_progress = true;
+        self.again = false;
+        self.deferred = None;
+        self.last_started = Some(now);
+        // KIP-899: when every known broker failed in turn (or nothing answered for the trigger
+        // time), go back to the bootstrap servers.
+        let known = cluster.brokers.len();
+        let bootstrap = self.config.metadata_rebootstrap
+            && known > 0
+            && (self.failures >= known
+                || now >= self.last_answer + self.config.metadata_rebootstrap_trigger);
+        if bootstrap {
+            tracing::info!(
+                failures = self.failures,
+                "no known broker answers; rebootstrapping (KIP-899)"
+            );
+        }
+        let mut topics: Vec<Arc<str>> = self.topics.iter().cloned().collect();
+        topics.sort();
+        out.push(MetadataAction::Request { topics, bootstrap });
+    }
+
+    /// The answer to [`MetadataAction::Request`] (`Ok(None)`: no answer).
+    pub(crate) fn on_response(
+        &mut self,
+        now: Instant,
+        res: Result<Option<MetadataResponse>, ConnectionError>,
+        cluster: &Cluster,
+        out: &mut Vec<MetadataAction>,
+    ) {
+        self.in_progress = false;
+        match res {
+            Ok(Some(resp)) => {
+                self.failures = 0;
+                self.last_answer = now;
+                self.next_periodic = now + self.config.metadata_max_age;
+                if self.apply(resp, cluster) {
+                    out.push(MetadataAction::Changed);
+                }
+            }
+            Ok(None) => self.failures += 1,
+            Err(e) if e.is_auth() => {
+                // Wrong credentials or an untrusted certificate: retrying until max.block.ms
+                // cannot help. Every waiting send fails now with the cause.
+                self.last_error = Some(e.to_string().into());
+                for (_, waiters) in self.waiters.drain() {
+                    for w in waiters {
+                        let _ = w.reply.send(Err(ProduceError::Connection(e.clone())));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "metadata request failed");
+                self.failures += 1;
+                self.last_error = Some(e.to_string().into());
+            }
+        }
+        out.push(MetadataAction::Updated);
+        if self.again {
+            self.refresh(now, cluster, out);
+        } else if !self.waiters.is_empty() && self.retry_at.is_none() {
+            self.retry_at = Some(now + self.config.retry_backoff);
+        }
+        self.wake(out);
+    }
+
+    /// Timers: waiters past `max.block.ms`, deferred and periodic refreshes, idle topics.
+    pub(crate) fn tick(&mut self, now: Instant, cluster: &Cluster, out: &mut Vec<MetadataAction>) {
+        self.expire_waiters(now, cluster);
+        self.evict_idle(now, cluster);
+        let mut due = false;
+        if self.deferred.is_some_and(|at| at <= now) {
+            self.deferred = None;
+            due = true;
+        }
+        if self.retry_at.is_some_and(|at| at <= now) {
+            self.retry_at = None;
+            due |= !self.waiters.is_empty();
+        }
+        if now >= self.next_periodic {
+            self.next_periodic = now + self.config.metadata_max_age;
+            due = true;
+        }
+        if due {
+            self.refresh(now, cluster, out);
+        }
+        self.wake(out);
+    }
+
+    /// The next instant `tick` has work.
+    fn wake(&self, out: &mut Vec<MetadataAction>) {
+        let mut at = self.next_periodic;
+        for t in [self.deferred, self.retry_at].into_iter().flatten() {
+            at = at.min(t);
+        }
+        for w in self.waiters.values().flatten() {
+            at = at.min(w.since + self.config.max_block);
+        }
+        out.push(MetadataAction::Wake(at));
+    }
+
+    /// Applies an answer to `cluster`; returns whether brokers or partitions changed.
+    fn apply(&mut self, resp: MetadataResponse, cluster: &Cluster) -> bool {
+        let mut changed = false;
+        if !resp.brokers.is_empty() {
+            let mut before: Vec<(i32, Arc<str>)> = cluster
+                .brokers
+                .iter()
+                .map(|b| (b.node_id, b.address.clone()))
+                .collect();
+            let mut after: Vec<(i32, Arc<str>)> = resp
+                .brokers
+                .iter()
+                .map(|b| {
+                    (
+                        b.node_id.0,
+                        format!("{}:{}", b.host.as_str(), b.port).into(),
+                    )
+                })
+                .collect();
+            before.sort();
+            after.sort();
+            changed |= before != after;
+            let ids: HashSet<i32> = after.iter().map(|(id, _)| *id).collect();
+            for (node_id, address) in after {
+                cluster
+                    .brokers
+                    .insert(node_id, BrokerInfo { node_id, address });
+            }
+            cluster.brokers.retain(|id, _| ids.contains(id));
+        }
+        for t in resp.topics {
+            let Some(name) = t.name.as_ref().map(|n| n.0.as_str().to_owned()) else {
+                continue;
+            };
+            let name: Arc<str> = self
+                .topics
+                .get(name.as_str())
+                .cloned()
+                .unwrap_or_else(|| name.into());
+            let code = KafkaCode(t.error_code);
+            let built = (t.error_code == 0 && !t.partitions.is_empty()).then(|| {
+                TopicInfo::from_metadata(
+                    name.clone(),
+                    t.partitions.iter().map(|p| {
+                        (
+                            p.partition_index,
+                            p.leader_id.0,
+                            p.leader_epoch,
+                            p.error_code,
+                        )
+                    }),
+                )
+            });
+            if let Some(Err(reason)) = &built {
+                // A broker that answers this is broken or hostile: keep the last good view and
+                // keep waiting (send fails with MetadataTimeout by max.block.ms).
+                tracing::warn!(topic = %name, %reason, "invalid metadata ignored");
+                continue;
+            }
+            if let Some(Ok(mut info)) = built {
+                info.topic_id = *t.topic_id.as_bytes();
+                if let Some(prev) = cluster.topic(&name) {
+                    let (merged, kept) = info.merged_with(&prev);
+                    if kept > 0 {
+                        tracing::debug!(topic = %name, partitions = kept, "stale leader epochs in metadata ignored (KIP-320)");
+                    }
+                    info = merged;
+                }
+                let info = Arc::new(info);
+                match cluster.topics.insert(name.clone(), info.clone()) {
+                    Some(prev) => changed |= *prev != *info,
+                    None => changed = true,
+                }
+                self.topic_errors.remove(&name);
+                let count = info.partition_count();
+                if let Some(waiters) = self.waiters.remove(&name) {
+                    let (ready, waiting): (Vec<Waiter>, Vec<Waiter>) =
+                        waiters.into_iter().partition(|w| count >= w.min_partitions);
+                    for w in ready {
+                        let _ = w.reply.send(Ok(info.clone()));
+                    }
+                    if !waiting.is_empty() {
+                        self.waiters.insert(name.clone(), waiting);
+                    }
+                }
+            } else if code.is_retriable() || t.error_code == 0 {
+                // UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE (being created): keep waiting.
+                self.topic_errors.insert(name, code);
+            } else {
+                // INVALID_TOPIC_EXCEPTION, TOPIC_AUTHORIZATION_FAILED, ...: final.
+                self.topic_errors.insert(name.clone(), code);
+                self.topics.remove(&name);
+                for w in self.waiters.remove(&name).unwrap_or_default() {
+                    let _ = w.reply.send(Err(ProduceError::TopicError {
+                        topic: name.clone(),
+                        code,
+                    }));
+                }
+            }
+        }
+        changed
+    }
+
+    fn expire_waiters(&mut self, now: Instant, cluster: &Cluster) {
+        let max_block = self.config.max_block;
+        for (topic, waiters) in self.waiters.iter_mut() {
+            let (expired, kept): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(waiters)
+                .into_iter()
+                .partition(|w| now >= w.since + max_block);
+            *waiters = kept;
+            for w in expired {
+                let waited_ms = now.saturating_duration_since(w.since).as_millis() as u64;
+                let known = cluster.topic(topic);
+                let err = match (known, self.topic_errors.get(topic)) {
+                    // The topic is known, the partition asked for is not.
+                    (Some(info), _) if w.min_partitions > info.partition_count() => {
+                        ProduceError::InvalidPartition {
+                            topic: topic.clone(),
+                            partition: w.min_partitions - 1,
+                            partitions: info.partition_count(),
+                        }
+                    }
+                    (_, Some(code)) if code.named() == ErrorCode::UnknownTopicOrPartition => {
+                        ProduceError::UnknownTopic {
+                            topic: topic.clone(),
+                            waited_ms,
+                        }
+                    }
+                    _ => ProduceError::MetadataTimeout {
+                        topic: topic.clone(),
+                        waited_ms,
+                        reason: self
+                            .last_error
+                            .clone()
+                            .unwrap_or_else(|| "no metadata response".into()),
+                    },
+                };
+                let _ = w.reply.send(Err(err));
+            }
+        }
+        self.waiters.retain(|_, w| !w.is_empty());
+    }
+
+    /// `metadata.max.idle.ms`: topics nothing was sent to for that long (and for
+    /// `delivery.timeout.ms`, so none of their records is pending) leave the refresh set and
+    /// the cache.
+    fn evict_idle(&mut self, now: Instant, cluster: &Cluster) {
+        let idle = self
+            .config
+            .metadata_max_idle
+            .max(self.config.delivery_timeout);
+        let stale: Vec<Arc<str>> = self
+            .topics
+            .iter()
+            .filter(|t| !self.waiters.contains_key(*t))
+            .filter(|t| cluster.last_used(t).is_some_and(|at| now >= at + idle))
+            .cloned()
+            .collect();
+        for t in stale {
+            tracing::debug!(topic = %t, "topic idle for metadata.max.idle.ms; metadata dropped");
+            self.topics.remove(&t);
+            self.topic_errors.remove(&t);
+            cluster.forget(&t);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::{BrokerId, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use std::time::Duration;
+
+    fn core(props: &[(&str, &str)]) -> (MetadataCore, Cluster, Instant) {
+        let mut b = ProducerConfig::builder().bootstrap_servers(["b:9092"]);
+        for (k, v) in props {
+            b = b.set(k, v).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let config = Arc::new(b.build().unwrap_or_else(|e| panic!("{e}")));
+        let now = Instant::now();
+        (MetadataCore::new(config, now), Cluster::default(), now)
+    }
+
+    fn answer(topic: &str, partitions: i32, brokers: &[i32]) -> MetadataResponse {
+        MetadataResponse::default()
+            .with_brokers(
+                brokers
+                    .iter()
+                    .map(|id| {
+                        MetadataResponseBroker::default()
+                            .with_node_id(BrokerId(*id))
+                            .with_host(StrBytes::from_string(format!("h{id}")))
+                            .with_port(9092)
+                    })
+                    .collect(),
+            )
+            .with_topics(vec![MetadataResponseTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_string(topic.into()))))
+                .with_partitions(
+                    (0..partitions)
+                        .map(|i| {
+                            MetadataResponsePartition::default()
+                                .with_partition_index(i)
+                                .with_leader_id(BrokerId(brokers.first().copied().unwrap_or(0)))
+                        })
+                        .collect(),
+                )])
+    }
+
+    fn requests(out: &[MetadataAction]) -> Vec<bool> {
+        out.iter()
+            .filter_map(|a| match a {
+                MetadataAction::Request { bootstrap, .. } => Some(*bootstrap),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_explicit_partition_beyond_the_cache_waits_for_metadata_that_has_it() {
+        let (mut m, cluster, t0) = core(&[("max.block.ms", "1000")]);
+        let mut out = Vec::new();
+        let (tx, mut rx) = oneshot::channel();
+        m.wait_for_topic(t0, "t".into(), 0, tx, &cluster, &mut out);
+        m.on_response(t0, Ok(Some(answer("t", 2, &[1]))), &cluster, &mut out);
+        assert_eq!(
+            rx.try_recv().map(|r| r.map(|i| i.partition_count())),
+            Ok(Ok(2))
+        );
+        // Partition 3 asked for: a refresh, no answer until metadata has 4 partitions.
+        let (tx, mut rx) = oneshot::channel();
+        out.clear();
+        m.wait_for_topic(t0, "t".into(), 4, tx, &cluster, &mut out);
+        assert_eq!(requests(&out), vec![false]);
+        m.on_response(t0, Ok(Some(answer("t", 2, &[1]))), &cluster, &mut out);
+        assert!(rx.try_recv().is_err(), "answered with too few partitions");
+        m.on_response(t0, Ok(Some(answer("t", 4, &[1]))), &cluster, &mut out);
+        assert_eq!(
+            rx.try_recv().map(|r| r.map(|i| i.partition_count())),
+            Ok(Ok(4))
+        );
+        // Never there: InvalidPartition by max.block.ms.
+        let (tx, mut rx) = oneshot::channel();
+        m.wait_for_topic(t0, "t".into(), 9, tx, &cluster, &mut out);
+        m.tick(t0 + Duration::from_millis(999), &cluster, &mut out);
+        assert!(rx.try_recv().is_err());
+        m.tick(t0 + Duration::from_millis(1000), &cluster, &mut out);
+        match rx.try_recv() {
+            Ok(Err(ProduceError::InvalidPartition {
+                partition: 8,
+                partitions: 4,
+                ..
+            })) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refreshes_are_paced_one_per_retry_backoff_and_deferred_not_dropped() {
+        let (mut m, cluster, t0) = core(&[("retry.backoff.ms", "100")]);
+        let mut out = Vec::new();
+        m.refresh_requested(t0, &cluster, &mut out);
+        m.on_response(t0, Ok(Some(answer("t", 1, &[1]))), &cluster, &mut out);
+        out.clear();
+        m.refresh_requested(t0 + Duration::from_millis(10), &cluster, &mut out);
+        assert!(requests(&out).is_empty());
+        m.tick(t0 + Duration::from_millis(99), &cluster, &mut out);
+        assert!(requests(&out).is_empty());
+        m.tick(t0 + Duration::from_millis(100), &cluster, &mut out);
+        assert_eq!(requests(&out), vec![false]);
+    }
+
+    #[test]
+    fn no_known_broker_answering_goes_back_to_the_bootstrap_servers() {
+        let (mut m, cluster, t0) = core(&[("retry.backoff.ms", "10")]);
+        let mut out = Vec::new();
+        m.refresh_requested(t0, &cluster, &mut out);
+        m.on_response(t0, Ok(Some(answer("t", 1, &[1, 2]))), &cluster, &mut out);
+        let err = || {
+            Err(ConnectionError::Connect {
+                broker: "h1:9092".into(),
+                reason: "refused".into(),
+            })
+        };
+        let mut t = t0;
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            t += Duration::from_millis(20);
+            out.clear();
+            m.refresh_requested(t, &cluster, &mut out);
+            seen.extend(requests(&out));
+            m.on_response(t, err(), &cluster, &mut out);
+        }
+        // Two known brokers tried, then the bootstrap servers.
+        assert_eq!(seen, vec![false, false, true]);
+        // With metadata.recovery.strategy=none: never.
+        let (mut m, cluster, t0) = core(&[("metadata.recovery.strategy", "none")]);
+        m.on_response(t0, Ok(Some(answer("t", 1, &[1]))), &cluster, &mut out);
+        for i in 0..3 {
+            out.clear();
+            let t = t0 + Duration::from_secs(i + 1);
+            m.refresh_requested(t, &cluster, &mut out);
+            assert_eq!(requests(&out), vec![false]);
+            m.on_response(t, err(), &cluster, &mut out);
+        }
+    }
+
+    #[test]
+    fn idle_topics_leave_the_cache() {
+        let (mut m, cluster, t0) = core(&[
+            ("metadata.max.idle.ms", "5000"),
+            ("delivery.timeout.ms", "6000"),
+            ("linger.ms", "0"),
+            ("request.timeout.ms", "5000"),
+        ]);
+        let mut out = Vec::new();
+        let (tx, _rx) = oneshot::channel();
+        m.wait_for_topic(t0, "t".into(), 0, tx, &cluster, &mut out);
+        m.on_response(t0, Ok(Some(answer("t", 1, &[1]))), &cluster, &mut out);
+        assert!(cluster.topic("t").is_some());
+        cluster.touch("t", t0 + Duration::from_secs(1));
+        // Idle for max(metadata.max.idle.ms, delivery.timeout.ms) = 6 s after the last use.
+        m.tick(t0 + Duration::from_millis(6999), &cluster, &mut out);
+        assert!(cluster.topic("t").is_some());
+        m.tick(t0 + Duration::from_secs(7), &cluster, &mut out);
+        assert!(cluster.topic("t").is_none());
+        out.clear();
+        m.refresh_requested(t0 + Duration::from_secs(8), &cluster, &mut out);
+        assert!(matches!(&out[0], MetadataAction::Request { topics, .. } if topics.is_empty()));
+    }
+}
