@@ -1002,7 +1002,7 @@ impl ProducerConfigBuilder {
         if c.metadata_max_idle < Duration::from_secs(5) {
             return Err(invalid(
                 "metadata.max.idle.ms",
-                &c.metadata_max_idle.as_millis().to_string(),
+                c.metadata_max_idle.as_millis().to_string(),
                 "must be at least 5000",
             ));
         }

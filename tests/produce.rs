@@ -542,3 +542,71 @@ async fn explicit_partition_beyond_the_cached_count_waits_for_new_partitions() {
     short.close(Duration::from_secs(5)).await;
     producer.close(Duration::from_secs(5)).await;
 }
+
+/// INVALID_RECORD with per-record errors (KIP-467): Kafka refuses a keyless record on a
+/// compacted topic and names it in `record_errors`. Only those records fail (with the broker's
+/// message); the others of the batch are sent again and delivered once each, in order, as an
+/// independent reader (librdkafka) sees. With idempotence (the default) and without.
+#[actix_rt::test]
+async fn invalid_records_fail_alone_and_the_rest_of_their_batch_is_delivered() {
+    let broker = TestBroker::start();
+    for idempotence in [true, false] {
+        let topic = unique_topic("compacted");
+        broker.create_topic_with_config(&topic, 1, &[("cleanup.policy", "compact")]);
+        common::init_tracing();
+        let producer = Producer::start(
+            config(&broker.bootstrap)
+                .enable_idempotence(idempotence)
+                .linger(Duration::from_millis(50))
+                .delivery_timeout(Duration::from_secs(15))
+                .request_timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let records: Vec<ProducerRecord> = (0..20)
+            .map(|i| {
+                let r = ProducerRecord::new(topic.as_str(), format!("v{i}")).partition(0);
+                if i % 5 == 3 {
+                    r // keyless: refused on a compacted topic
+                } else {
+                    r.key(format!("k{i}"))
+                }
+            })
+            .collect();
+        let futures = producer.send_all(records).await;
+        let mut delivered = Vec::new();
+        for (i, f) in futures.into_iter().enumerate() {
+            let res = f.expect("accepted").await;
+            if i % 5 == 3 {
+                match res {
+                    Err(ProduceError::Broker { code, message, .. }) => {
+                        assert_eq!(code.0, 87, "INVALID_RECORD for record {i}");
+                        println!("record {i}: {message:?}");
+                    }
+                    other => panic!("keyless record {i}: {other:?}"),
+                }
+            } else {
+                let md = res.unwrap_or_else(|e| panic!("record {i}: {e}"));
+                delivered.push((md.offset, format!("v{i}")));
+            }
+        }
+        assert_eq!(delivered.len(), 16);
+        let read = read_back(&broker.bootstrap, &topic, 16, Duration::from_secs(30)).await;
+        let got: Vec<(i64, String)> = read
+            .iter()
+            .map(|r| {
+                (
+                    r.offset,
+                    String::from_utf8_lossy(r.value.as_deref().unwrap_or(b"")).into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got, delivered,
+            "idempotence {idempotence}: read back = delivered, in order"
+        );
+        producer.close(Duration::from_secs(5)).await;
+    }
+}

@@ -47,6 +47,12 @@ pub struct RefreshMetadata;
 #[rtype(result = "()")]
 pub struct MetadataUpdated;
 
+/// A partition's current leader from a Produce answer (KIP-951): applied if its leader epoch
+/// is newer than the cached one, else a refresh is asked for.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ApplyLeaderHint(pub crate::core::sender::LeaderHint);
+
 /// Registers a subscriber for [`MetadataUpdated`].
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -201,6 +207,16 @@ impl Handler<RefreshMetadata> for MetadataManager {
         let mut out = Vec::new();
         self.core
             .refresh_requested(Instant::now(), &self.cluster, &mut out);
+        self.execute(out, ctx);
+    }
+}
+
+impl Handler<ApplyLeaderHint> for MetadataManager {
+    type Result = ();
+    fn handle(&mut self, msg: ApplyLeaderHint, ctx: &mut Context<Self>) {
+        let mut out = Vec::new();
+        self.core
+            .leader_hint(Instant::now(), &msg.0, &self.cluster, &mut out);
         self.execute(out, ctx);
     }
 }

@@ -114,6 +114,9 @@ impl Sender {
                 }
                 Action::RefreshMetadata => {}
                 Action::Wake(at) => self.schedule_wake(at, ctx),
+                Action::LeaderHint(hint) => self
+                    .metadata
+                    .do_send(crate::actors::metadata::ApplyLeaderHint(hint)),
             }
         }
     }

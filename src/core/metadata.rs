@@ -12,6 +12,7 @@
 use crate::cluster::{BrokerInfo, Cluster, TopicInfo};
 use crate::codes::ErrorCode;
 use crate::config::ProducerConfig;
+use crate::core::sender::LeaderHint;
 use crate::error::{ConnectionError, KafkaCode, ProduceError};
 use kafka_protocol::messages::MetadataResponse;
 use std::collections::{HashMap, HashSet};
@@ -203,6 +204,60 @@ impl MetadataCore {
             self.retry_at = Some(now + self.config.retry_backoff);
         }
         self.wake(out);
+    }
+
+    /// A partition's current leader from a Produce answer (KIP-951): written into `cluster` if
+    /// its leader epoch is newer than the cached one and the leader's address is known (or
+    /// given); otherwise a (paced) refresh.
+    pub(crate) fn leader_hint(
+        &mut self,
+        now: Instant,
+        hint: &LeaderHint,
+        cluster: &Cluster,
+        out: &mut Vec<MetadataAction>,
+    ) {
+        let tp = &hint.topic_partition;
+        let Some(info) = cluster.topic(&tp.topic) else {
+            return self.refresh_requested(now, cluster, out);
+        };
+        let Some(current) = usize::try_from(tp.partition)
+            .ok()
+            .and_then(|i| info.partitions.get(i))
+        else {
+            return self.refresh_requested(now, cluster, out);
+        };
+        if hint.leader_epoch <= current.leader_epoch {
+            // Not newer than what we have: the cache is at least as fresh.
+            if hint.leader != current.leader {
+                self.refresh_requested(now, cluster, out);
+            }
+            return;
+        }
+        let known = cluster.brokers.contains_key(&hint.leader);
+        match (&hint.address, known) {
+            (_, true) => {}
+            (Some(address), false) => {
+                cluster.brokers.insert(
+                    hint.leader,
+                    BrokerInfo {
+                        node_id: hint.leader,
+                        address: address.clone(),
+                    },
+                );
+            }
+            (None, false) => return self.refresh_requested(now, cluster, out),
+        }
+        let mut updated = (*info).clone();
+        if let Some(p) = usize::try_from(tp.partition)
+            .ok()
+            .and_then(|i| updated.partitions.get_mut(i))
+        {
+            p.leader = hint.leader;
+            p.leader_epoch = hint.leader_epoch;
+        }
+        tracing::debug!(%tp, leader = hint.leader, epoch = hint.leader_epoch, "new leader from a Produce answer (KIP-951)");
+        cluster.topics.insert(tp.topic.clone(), Arc::new(updated));
+        out.push(MetadataAction::Updated);
     }
 
     /// Timers: waiters past `max.block.ms`, deferred and periodic refreshes, idle topics.
@@ -549,6 +604,41 @@ mod tests {
             assert_eq!(requests(&out), vec![false]);
             m.on_response(t, err(), &cluster, &mut out);
         }
+    }
+
+    #[test]
+    fn a_newer_leader_from_a_produce_answer_is_applied_at_once() {
+        let (mut m, cluster, t0) = core(&[]);
+        let mut out = Vec::new();
+        m.on_response(t0, Ok(Some(answer("t", 2, &[1]))), &cluster, &mut out);
+        let hint = |leader, leader_epoch, address: Option<&str>| LeaderHint {
+            topic_partition: crate::record::TopicPartition::new("t", 1),
+            leader,
+            leader_epoch,
+            address: address.map(Arc::from),
+        };
+        // Epoch 5 > 0 with the new broker's address: applied, no Metadata request.
+        out.clear();
+        m.leader_hint(t0, &hint(7, 5, Some("h7:9092")), &cluster, &mut out);
+        assert!(requests(&out).is_empty(), "{out:?}");
+        assert!(out.contains(&MetadataAction::Updated));
+        let leader = cluster
+            .leader("t", 1)
+            .map(|b| (b.node_id, b.address.to_string()));
+        assert_eq!(leader, Some((7, "h7:9092".to_string())));
+        // An older epoch is ignored (KIP-320 order).
+        out.clear();
+        m.leader_hint(t0, &hint(1, 3, None), &cluster, &mut out);
+        assert_eq!(cluster.leader("t", 1).map(|b| b.node_id), Some(7));
+        // (It disagrees with the cache: a refresh is asked for; let it end unanswered.)
+        assert_eq!(requests(&out), vec![false]);
+        m.on_response(t0, Ok(None), &cluster, &mut out);
+        // A newer leader whose address nobody gave: a refresh instead.
+        out.clear();
+        let later = t0 + Duration::from_secs(1);
+        m.leader_hint(later, &hint(9, 6, None), &cluster, &mut out);
+        assert_eq!(requests(&out), vec![false]);
+        assert_eq!(cluster.leader("t", 1).map(|b| b.node_id), Some(7));
     }
 
     #[test]

@@ -49,6 +49,22 @@ pub(crate) enum Action {
     RefreshMetadata,
     /// Drain again at this instant (a backoff, a throttle or a delivery deadline ends).
     Wake(Instant),
+    /// A Produce answer named the partition's current leader (KIP-951, Produce v10+): tell
+    /// the metadata manager, which applies it if its leader epoch is newer than the cached one.
+    LeaderHint(LeaderHint),
+}
+
+/// The current leader of a partition as a Produce answer gave it (KIP-951).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderHint {
+    /// The partition.
+    pub topic_partition: TopicPartition,
+    /// Its leader's node id.
+    pub leader: i32,
+    /// Its leader epoch.
+    pub leader_epoch: i32,
+    /// The leader's address, when the answer listed it (`node_endpoints`).
+    pub address: Option<Arc<str>>,
 }
 
 /// One Produce request to send: its batches' encoded bytes (shared, not copied).
@@ -785,22 +801,19 @@ impl SenderCore {
                     b.complete(-1, -1);
                 }
             }
-            Ok(Some(resp)) => {
-                if self.on_partition_responses(now, node, batches, &resp) {
-                    out.push(Action::RefreshMetadata);
-                }
-            }
+            Ok(Some(resp)) => self.on_partition_responses(now, node, batches, &resp, out),
         }
     }
 
-    /// Per-partition answers of a Produce response; returns whether metadata must be refreshed.
+    /// Per-partition answers of a Produce response.
     fn on_partition_responses(
         &mut self,
         now: Instant,
         node: i32,
         batches: Vec<ProducerBatch>,
         resp: &ProduceResponse,
-    ) -> bool {
+        out: &mut Vec<Action>,
+    ) {
         if resp.throttle_time_ms > 0 {
             // KIP-219: the broker answered at once and asks us not to send to it for this
             // long (it would mute the connection otherwise). Capped at 5 minutes.
@@ -827,12 +840,34 @@ impl SenderCore {
                     .error_message
                     .as_ref()
                     .map(|m| Arc::<str>::from(m.as_str())),
+                record_errors: p
+                    .record_errors
+                    .iter()
+                    .map(|e| {
+                        (
+                            e.batch_index,
+                            e.batch_index_error_message
+                                .as_ref()
+                                .map(|m| Arc::<str>::from(m.as_str())),
+                        )
+                    })
+                    .collect(),
+                leader_hint: (p.current_leader.leader_id.0 >= 0).then(|| LeaderHint {
+                    topic_partition: b.tp.clone(),
+                    leader: p.current_leader.leader_id.0,
+                    leader_epoch: p.current_leader.leader_epoch,
+                    address: resp
+                        .node_endpoints
+                        .iter()
+                        .find(|n| n.node_id == p.current_leader.leader_id)
+                        .map(|n| format!("{}:{}", n.host.as_str(), n.port).into()),
+                }),
             });
             outcomes.push((b, outcome));
         }
         drop(by_tp);
         for (mut b, outcome) in outcomes {
-            let Some(a) = outcome else {
+            let Some(mut a) = outcome else {
                 // The response does not answer for this partition: a protocol error of the
                 // broker. Retry (bounded by delivery.timeout.ms) after a metadata refresh, as
                 // for a leader change.
@@ -911,7 +946,20 @@ impl SenderCore {
                                 epoch: b.producer_epoch,
                             });
                     }
-                    refresh |= code.needs_metadata_refresh();
+                    if code.needs_metadata_refresh() {
+                        // KIP-951: the answer may name the new leader; the metadata manager
+                        // applies it at once instead of a full refresh.
+                        match a.leader_hint.take() {
+                            Some(hint) => out.push(Action::LeaderHint(hint)),
+                            None => refresh = true,
+                        }
+                    }
+                    if named == ErrorCode::InvalidRecord && !a.record_errors.is_empty() {
+                        // Per-record errors (e.g. a keyless record on a compacted topic): only
+                        // those records fail; the others are sent again.
+                        self.fail_records(now, b, &a);
+                        continue;
+                    }
                     if named == ErrorCode::ClusterAuthorizationFailed
                         && self.config.enable_idempotence
                     {
@@ -950,7 +998,99 @@ impl SenderCore {
                 }
             }
         }
-        refresh
+        if refresh {
+            out.push(Action::RefreshMetadata);
+        }
+    }
+
+    /// INVALID_RECORD with `record_errors` (KIP-467): fails the records named, with their
+    /// messages, and queues the others again as a new batch in the same place. The broker
+    /// wrote none of the batch; with idempotence its sequence range is now a gap, so the
+    /// producer id is reset (every batch re-sequenced). If the batch cannot be read back, all
+    /// its records fail.
+    fn fail_records(&mut self, now: Instant, mut b: ProducerBatch, a: &Answer) {
+        let whole = |b: ProducerBatch| {
+            let topic_partition = b.tp.clone();
+            b.fail(ProduceError::Broker {
+                topic_partition,
+                code: a.code,
+                message: a.message.clone(),
+            })
+        };
+        self.sequenced_batch_failed(b.pid_generation, b.base_sequence, &b.tp);
+        let Some(records) = crate::protocol::decode::decode_batch(&b.records) else {
+            return whole(b);
+        };
+        if records.len() != b.thunks.len() {
+            return whole(b);
+        }
+        // Indexes off the wire: only those inside the batch count.
+        let mut bad: HashMap<usize, Option<Arc<str>>> = HashMap::new();
+        for (i, m) in &a.record_errors {
+            if let Ok(i) = usize::try_from(*i) {
+                if i < records.len() {
+                    bad.insert(i, m.clone().or_else(|| a.message.clone()));
+                }
+            }
+        }
+        if bad.is_empty() {
+            return whole(b);
+        }
+        let mut builder = crate::protocol::record_batch::RecordBatchBuilder::with_levels(
+            self.config.batch_size,
+            self.config.compression,
+            self.config.compression_levels(),
+        );
+        let thunks = std::mem::take(&mut b.thunks);
+        let mut kept = Vec::with_capacity(thunks.len());
+        for (i, (t, r)) in thunks.into_iter().zip(records.iter()).enumerate() {
+            match bad.remove(&i) {
+                Some(message) => {
+                    let err = ProduceError::Broker {
+                        topic_partition: b.tp.clone(),
+                        code: a.code,
+                        message,
+                    };
+                    self.shared.fail_thunks(vec![t], &err);
+                }
+                None => {
+                    builder.try_append(
+                        r.timestamp,
+                        r.key.as_deref(),
+                        r.value.as_deref(),
+                        &r.headers,
+                        usize::MAX,
+                    );
+                    kept.push(t);
+                }
+            }
+        }
+        if kept.is_empty() {
+            return;
+        }
+        let built = if self.config.enable_idempotence {
+            builder.build_unsealed()
+        } else {
+            builder.build(-1, -1, -1)
+        };
+        let records = match built {
+            Ok(r) => r,
+            Err(e) => {
+                b.thunks = kept;
+                tracing::warn!(tp = %b.tp, error = %e, "batch could not be rebuilt");
+                return whole(b);
+            }
+        };
+        tracing::info!(tp = %b.tp, failed = records.len() - kept.len(), resent = kept.len(), "INVALID_RECORD for some records; the others are sent again");
+        b.thunks = kept;
+        b.records = records;
+        b.base_sequence = -1;
+        b.producer_id = -1;
+        b.producer_epoch = -1;
+        b.pid_generation = 0;
+        b.unresolved = false;
+        b.retry_at = Some(now);
+        self.requeue(b);
     }
 
     /// The broker acknowledged `b`: if it carried a sequence of the current producer id, the
@@ -1161,6 +1301,10 @@ struct Answer {
     base_offset: i64,
     log_append_time: i64,
     message: Option<Arc<str>>,
+    /// `(batch_index, message)` of records refused one by one (KIP-467).
+    record_errors: Vec<(i32, Option<Arc<str>>)>,
+    /// The current leader (KIP-951), when the answer gives it.
+    leader_hint: Option<LeaderHint>,
 }
 
 fn malformed(node: i32, reason: String) -> ProduceError {

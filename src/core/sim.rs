@@ -75,6 +75,8 @@ struct Params {
     p_throttle: f64,
     leader_moves: usize,
     max_latency_ms: u64,
+    /// NOT_LEADER_OR_FOLLOWER answers name the new leader (KIP-951).
+    leader_hints: bool,
 }
 
 impl Params {
@@ -100,6 +102,7 @@ impl Params {
             p_throttle: f(rng, 0.05),
             leader_moves: if calm { 0 } else { rng.usize(0..=6) },
             max_latency_ms: rng.u64(1..=120),
+            leader_hints: rng.bool(),
         }
     }
 
@@ -545,6 +548,22 @@ impl Sim {
                     let ms = at.saturating_duration_since(self.base).as_millis() as u64;
                     self.at(ms.max(self.now_ms), Ev::Wake);
                 }
+                Action::LeaderHint(hint) => {
+                    // As the metadata manager: a newer leader epoch is applied at once.
+                    let tp = &hint.topic_partition;
+                    if let Some(info) = self.cluster.topic(&tp.topic) {
+                        let mut updated = (*info).clone();
+                        if let Some(p) = updated.partitions.get_mut(tp.partition as usize) {
+                            if hint.leader_epoch > p.leader_epoch {
+                                p.leader = hint.leader;
+                                p.leader_epoch = hint.leader_epoch;
+                                self.cluster
+                                    .topics
+                                    .insert(tp.topic.clone(), Arc::new(updated));
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -616,16 +635,22 @@ impl Sim {
             TopicProduceResponse::default().with_name(TopicName(StrBytes::from_static_str(TOPIC)));
         for (tp, bytes) in &batches {
             let (code, base_offset) = self.append(node, tp, bytes);
+            let mut answer = PartitionProduceResponse::default()
+                .with_index(tp.partition)
+                .with_error_code(code)
+                .with_base_offset(base_offset)
+                .with_log_append_time_ms(-1);
+            if code == 6 && self.p.leader_hints {
+                // KIP-951: the broker names the current leader.
+                if let Some(m) = self.model.get(tp.partition as usize) {
+                    answer.current_leader.leader_id = m.leader.into();
+                    answer.current_leader.leader_epoch = m.leader_epoch;
+                }
+            }
             if self.trace {
                 eprintln!("         #{id} {tp}: code {code} offset {base_offset}");
             }
-            topic.partition_responses.push(
-                PartitionProduceResponse::default()
-                    .with_index(tp.partition)
-                    .with_error_code(code)
-                    .with_base_offset(base_offset)
-                    .with_log_append_time_ms(-1),
-            );
+            topic.partition_responses.push(answer);
         }
         let throttle = if self.rng.f64() < self.p.p_throttle {
             self.rng.i32(1..=300)

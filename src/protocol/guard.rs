@@ -170,7 +170,8 @@ pub fn check_body(key: i16, version: i16, body: &[u8]) -> R {
                     if v >= 8 {
                         w.array(4 + min_str, |w| {
                             w.skip(4, "batch_index")?;
-                            w.string()
+                            w.string()?;
+                            w.tagged()
                         })?;
                         w.string()?;
                     }
@@ -317,12 +318,53 @@ mod tests {
     use kafka_protocol::messages::{MetadataResponse, ProduceResponse, TopicName};
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
+    /// A Produce answer with every field set that `v` has: record errors with messages
+    /// (v8+), a current leader and node endpoints (tagged, v10+).
     fn produce_response(v: i16) -> Vec<u8> {
-        let r = ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
-            .with_name(TopicName(StrBytes::from_static_str("t")))
-            .with_partition_responses(vec![PartitionProduceResponse::default()
-                .with_index(0)
-                .with_base_offset(42)])]);
+        use kafka_protocol::messages::produce_response::{
+            BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint,
+        };
+        let r = ProduceResponse::default()
+            .with_responses(vec![TopicProduceResponse::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_responses(vec![
+                    PartitionProduceResponse::default()
+                        .with_index(0)
+                        .with_error_code(87)
+                        .with_base_offset(42)
+                        .with_record_errors(if v >= 8 {
+                            vec![
+                                BatchIndexAndErrorMessage::default()
+                                    .with_batch_index(3)
+                                    .with_batch_index_error_message(Some(
+                                        StrBytes::from_static_str("no key"),
+                                    )),
+                                BatchIndexAndErrorMessage::default().with_batch_index(8),
+                            ]
+                        } else {
+                            Vec::new()
+                        })
+                        .with_error_message(
+                            (v >= 8).then(|| StrBytes::from_static_str("invalid record")),
+                        )
+                        .with_current_leader(if v >= 10 {
+                            LeaderIdAndEpoch::default()
+                                .with_leader_id(2.into())
+                                .with_leader_epoch(7)
+                        } else {
+                            LeaderIdAndEpoch::default()
+                        }),
+                    PartitionProduceResponse::default().with_index(1),
+                ])])
+            .with_node_endpoints(if v >= 10 {
+                vec![NodeEndpoint::default()
+                    .with_node_id(2.into())
+                    .with_host(StrBytes::from_static_str("h2"))
+                    .with_port(9092)
+                    .with_rack(Some(StrBytes::from_static_str("r1")))]
+            } else {
+                Vec::new()
+            });
         let mut buf = bytes::BytesMut::new();
         r.encode(&mut buf, v).unwrap();
         buf.to_vec()
