@@ -4,7 +4,7 @@
 //! ```text
 //! KAFKA_BOOTSTRAP=127.0.0.1:9092 cargo run --release --example metrics -- [TOPIC]
 //! ```
-use actix_kafka::actors::producer::{Close, Flush, GetMetrics, SendRecord};
+use actix_kafka::{Close, Flush, GetMetrics, SendRecord};
 use actix_kafka::{KafkaProducer, ProducerConfig, ProducerRecord};
 use std::time::Duration;
 

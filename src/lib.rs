@@ -42,9 +42,14 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Internal: the actors, batches, cluster cache and wire protocol. Public only so that benches
+// and tests reach what they measure; not part of the API (use the re-exports below).
+#[doc(hidden)]
 pub mod actors;
 mod backoff;
+#[doc(hidden)]
 pub mod batch;
+#[doc(hidden)]
 pub mod cluster;
 pub mod codes;
 pub mod config;
@@ -56,6 +61,7 @@ pub mod metrics;
 #[cfg(feature = "mock")]
 pub mod mock;
 pub mod partitioner;
+#[doc(hidden)]
 pub mod protocol;
 pub mod record;
 pub mod security;
@@ -86,13 +92,16 @@ pub use actors::producer::{
     InitTransactions, KafkaProducer, Producer, ProducerBuilder, SendError,
     SendOffsetsToTransaction, SendRecord, SendRecordWithCallback,
 };
-pub use batch::{DeliveryFuture, DeliveryResult};
+pub use actors::sender::SenderStats;
+pub use batch::{Callback, DeliveryFuture, DeliveryResult, IndexedCallback};
+pub use cluster::{BrokerInfo, PartitionInfo, TopicInfo};
 pub use codes::{ErrorClass, ErrorCode};
 pub use config::{Acks, ConfigError, ProducerConfig};
 pub use error::{ConnectionError, KafkaCode, ProduceError};
 pub use health::HealthEvent;
 pub use interceptor::ProducerInterceptor;
 pub use metrics::MetricsSnapshot;
+pub use protocol::record_batch::{Compression, CompressionLevels};
 pub use record::{Header, ProducerRecord, RecordMetadata, TopicPartition};
 pub use secrecy::SecretString;
 pub use security::{OAuthBearerToken, OAuthTokenProvider, SaslMechanism, SecurityProtocol};

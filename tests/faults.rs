@@ -42,7 +42,7 @@
 #![allow(clippy::await_holding_lock)]
 mod common;
 
-use actix_kafka::actors::sender::SenderStats;
+use actix_kafka::SenderStats;
 use actix_kafka::{
     DeliveryFuture, DeliveryResult, ProduceError, Producer, ProducerConfig, ProducerRecord,
 };
@@ -2319,7 +2319,7 @@ async fn stale_leader_epoch_in_metadata_is_ignored() {
         .send_and_wait(numbered(&topic, 0, ""))
         .await
         .expect("first record");
-    let leaders = |info: &actix_kafka::cluster::TopicInfo| {
+    let leaders = |info: &actix_kafka::TopicInfo| {
         info.partitions
             .iter()
             .map(|p| (p.leader, p.leader_epoch))

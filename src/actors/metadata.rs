@@ -1,6 +1,6 @@
 //! `MetadataManager`: the producer's view of the cluster.
 //!
-//! A thin shell around [`MetadataCore`] (`src/core/metadata.rs`), which decides what to ask
+//! A thin shell around `MetadataCore` (`src/core/metadata.rs`), which decides what to ask
 //! and when: it bootstraps from `bootstrap.servers`, sends Metadata requests for the topics in
 //! use, and writes brokers, partitions and leaders into the shared [`Cluster`]. It refreshes
 //! every `metadata.max.age.ms`, on demand ([`RefreshMetadata`], sent by the sender on

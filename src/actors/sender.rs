@@ -1,6 +1,6 @@
 //! `Sender`: the dispatcher between the partition accumulators and the broker connections.
 //!
-//! A thin shell around [`SenderCore`] (`src/core/sender.rs`), which decides everything: which
+//! A thin shell around `SenderCore` (`src/core/sender.rs`), which decides everything: which
 //! batches go to which broker in which request, retries, expiry, sequences and the producer
 //! id. The actor feeds it batches, responses, metadata changes and timer ticks with the time of
 //! now, and carries out the actions it returns: Produce and InitProducerId calls through the

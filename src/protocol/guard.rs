@@ -5,9 +5,12 @@
 //! hundreds of GB and abort the process. This walker follows the schemas of the four responses
 //! this producer decodes (protocol guide, `ProduceResponse` v3-11, `MetadataResponse` v1-12,
 //! `ApiVersionsResponse` v0-3, `InitProducerIdResponse` v0-4, `SaslHandshakeResponse` v0-1,
-//! `SaslAuthenticateResponse` v0-2) and checks that every array
-//! element and every string actually fits in the bytes that are left. A frame that passes can
-//! only make the decoder allocate in proportion to its own size.
+//! `SaslAuthenticateResponse` v0-2, `FindCoordinatorResponse` v1-6, `AddPartitionsToTxnResponse`
+//! v0-3, `AddOffsetsToTxnResponse`, `TxnOffsetCommitResponse` and `EndTxnResponse` v0-4) and
+//! checks that every array element and every string actually fits in the bytes that are left,
+//! including inside the tagged fields kafka-protocol decodes itself (Produce's `CurrentLeader`
+//! and `NodeEndpoints`, ApiVersions' features), which must fill their declared size exactly. A
+//! frame that passes can only make the decoder allocate in proportion to its own size.
 
 use kafka_protocol::messages::ApiKey;
 
@@ -37,6 +40,11 @@ impl<'a> Walk<'a> {
             self.pos += 1;
             v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
+                // kafka-protocol reads varints into 32 bits: a larger value would mean
+                // something else to it than to this walk.
+                if v > u64::from(u32::MAX) {
+                    return Err(format!("varint {v} above 32 bits"));
+                }
                 return Ok(v);
             }
         }
@@ -105,7 +113,14 @@ impl<'a> Walk<'a> {
         }
         self.skip(len.max(0) as usize, "bytes")
     }
+    /// A tagged-field section whose fields are all skipped as opaque bytes.
     fn tagged(&mut self) -> R {
+        self.tagged_with(|_, _| None)
+    }
+    /// A tagged-field section. `known(walk, tag)` walks the fields kafka-protocol decodes
+    /// itself (it ignores their declared size and sizes `Vec`s from counts inside them), inside
+    /// the field's declared size, which they must fill exactly; `None` skips a field.
+    fn tagged_with(&mut self, mut known: impl FnMut(&mut Self, u64) -> Option<R>) -> R {
         if !self.flexible {
             return Ok(());
         }
@@ -114,9 +129,31 @@ impl<'a> Walk<'a> {
             return Err(format!("{n} tagged fields cannot fit"));
         }
         for _ in 0..n {
-            self.uvarint()?;
+            let tag = self.uvarint()?;
             let size = self.uvarint()? as usize;
-            self.skip(size, "tagged field")?;
+            if size > self.left() {
+                return Err(format!(
+                    "tagged field {tag}: {size} bytes needed, {} left",
+                    self.left()
+                ));
+            }
+            let end = self.pos + size;
+            let full = self.buf;
+            self.buf = full.get(..end).ok_or("tagged field out of bounds")?;
+            let walked = known(self, tag);
+            self.buf = full;
+            match walked {
+                None => self.pos = end,
+                Some(r) => {
+                    r.map_err(|e| format!("tagged field {tag}: {e}"))?;
+                    if self.pos != end {
+                        return Err(format!(
+                            "tagged field {tag}: {} bytes left over",
+                            end - self.pos
+                        ));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -175,14 +212,31 @@ pub fn check_body(key: i16, version: i16, body: &[u8]) -> R {
                         })?;
                         w.string()?;
                     }
-                    w.tagged()
+                    // Tag 0 (v10+): CurrentLeader {leader_id, leader_epoch} (KIP-951).
+                    w.tagged_with(|w, tag| {
+                        (tag == 0 && v >= 10).then(|| {
+                            w.skip(4 + 4, "current_leader")?;
+                            w.tagged()
+                        })
+                    })
                 })?;
                 w.tagged()
             })?;
             if v >= 1 {
                 w.skip(4, "throttle_time")?;
             }
-            w.tagged()
+            // Tag 0 (v10+): NodeEndpoints [{node_id, host, port, rack}] (KIP-951).
+            w.tagged_with(|w, tag| {
+                (tag == 0 && v >= 10).then(|| {
+                    w.array(4 + 1 + 4 + 1, |w| {
+                        w.skip(4, "node_id")?;
+                        w.string()?;
+                        w.skip(4, "port")?;
+                        w.string()?;
+                        w.tagged()
+                    })
+                })
+            })
         }
         ApiKey::Metadata => {
             if v >= 3 {
@@ -243,7 +297,18 @@ pub fn check_body(key: i16, version: i16, body: &[u8]) -> R {
             if v >= 1 {
                 w.skip(4, "throttle_time")?;
             }
-            w.tagged()
+            // v3 tags: 0 SupportedFeatures and 2 FinalizedFeatures [{name, min, max}],
+            // 1 FinalizedFeaturesEpoch (int64), 3 ZkMigrationReady (bool).
+            w.tagged_with(|w, tag| match tag {
+                0 | 2 => Some(w.array(min_str + 4, |w| {
+                    w.string()?;
+                    w.skip(4, "feature versions")?;
+                    w.tagged()
+                })),
+                1 => Some(w.skip(8, "finalized_features_epoch")),
+                3 => Some(w.skip(1, "zk_migration_ready")),
+                _ => None,
+            })
         }
         ApiKey::InitProducerId => {
             w.skip(4 + 2 + 8 + 2, "init_producer_id")?;
@@ -381,6 +446,70 @@ mod tests {
             MetadataResponse::default().encode(&mut buf, v).unwrap();
             assert_eq!(check_body(3, v, &buf), Ok(()), "metadata v{v}");
         }
+    }
+
+    #[test]
+    fn tagged_fields_kafka_protocol_decodes_are_walked() {
+        use kafka_protocol::messages::api_versions_response::{
+            FinalizedFeatureKey, SupportedFeatureKey,
+        };
+        use kafka_protocol::messages::metadata_response::{
+            MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+        };
+        use kafka_protocol::messages::ApiVersionsResponse;
+        // ApiVersions v3 with every tagged field set passes.
+        let r = ApiVersionsResponse::default()
+            .with_supported_features(vec![SupportedFeatureKey::default()
+                .with_name(StrBytes::from_static_str("metadata.version"))
+                .with_min_version(1)
+                .with_max_version(20)])
+            .with_finalized_features_epoch(7)
+            .with_finalized_features(vec![FinalizedFeatureKey::default()
+                .with_name(StrBytes::from_static_str("metadata.version"))
+                .with_max_version_level(20)
+                .with_min_version_level(1)])
+            .with_zk_migration_ready(true);
+        let mut buf = bytes::BytesMut::new();
+        r.encode(&mut buf, 3).unwrap();
+        assert_eq!(check_body(18, 3, &buf), Ok(()));
+        // A populated Metadata answer passes every version.
+        for v in 1..=12 {
+            let r = MetadataResponse::default()
+                .with_brokers(vec![MetadataResponseBroker::default()
+                    .with_node_id(1.into())
+                    .with_host(StrBytes::from_static_str("h"))
+                    .with_port(9092)
+                    .with_rack(Some(StrBytes::from_static_str("r")))])
+                .with_cluster_id(Some(StrBytes::from_static_str("c")))
+                .with_topics(vec![MetadataResponseTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
+                    .with_partitions(vec![MetadataResponsePartition::default()
+                        .with_partition_index(0)
+                        .with_leader_id(1.into())
+                        .with_replica_nodes(vec![1.into(), 2.into()])
+                        .with_isr_nodes(vec![1.into()])
+                        .with_offline_replicas(vec![2.into()])])]);
+            let mut buf = bytes::BytesMut::new();
+            r.encode(&mut buf, v).unwrap();
+            assert_eq!(check_body(3, v, &buf), Ok(()), "metadata v{v}");
+        }
+        // Produce v10, no topics, throttle 0, then tag 0 (NodeEndpoints) claiming 2^31
+        // endpoints in 5 bytes: refused (the decoder would size a Vec from it).
+        let hostile = [
+            0x01, 0, 0, 0, 0, 0x01, 0x00, 0x05, 0xff, 0xff, 0xff, 0xff, 0x07,
+        ];
+        let err = check_body(0, 10, &hostile).unwrap_err();
+        assert!(err.contains("cannot fit"), "{err}");
+        // A known tag whose declared size is not what it holds: refused (the decoder would
+        // read on from another place than the walk).
+        let mut body = Vec::new();
+        body.extend([0x01, 0, 0, 0, 0]);
+        body.extend([0x01, 0x00, 0x03, 0x01, 0x00, 0x00]); // 0 endpoints + 2 stray bytes
+        let err = check_body(0, 10, &body).unwrap_err();
+        assert!(err.contains("left over"), "{err}");
+        // Unknown tags are skipped.
+        let body = [0x01, 0, 0, 0, 0, 0x01, 0x09, 0x02, 0xaa, 0xbb];
+        assert_eq!(check_body(0, 10, &body), Ok(()));
     }
 
     #[test]

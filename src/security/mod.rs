@@ -1,8 +1,8 @@
 //! Security settings: `security.protocol`, TLS (`ssl.*`) and SASL (`sasl.*`), with the Java
 //! client's key names and defaults.
 //!
-//! * [`tls`]: a `rustls` client configuration from PEM trust and key stores (KIP-651 layout).
-//! * [`sasl`]: the SASL mechanisms (PLAIN, SCRAM-SHA-256/512 per RFC 5802/7677, OAUTHBEARER per
+//! * `tls`: a `rustls` client configuration from PEM trust and key stores (KIP-651 layout).
+//! * `sasl`: the SASL mechanisms (PLAIN, SCRAM-SHA-256/512 per RFC 5802/7677, OAUTHBEARER per
 //!   RFC 7628 / KIP-255) as plain state machines, and `sasl.jaas.config` parsing.
 //!
 //! Secrets (passwords, keys, tokens) are [`secrecy::SecretString`]s: redacted in `Debug`,
