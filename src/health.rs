@@ -56,6 +56,15 @@ pub enum HealthEvent {
         /// Its epoch.
         epoch: i16,
     },
+    /// An actor's handler panicked (a bug): the panic was caught, the actor kept its state
+    /// (its batches, its waiters) and goes on. Records the panic interrupted fail with
+    /// [`crate::ProduceError::Closed`]; no record is lost silently.
+    InternalError {
+        /// The actor: `sender` or `metadata`.
+        actor: &'static str,
+        /// The panic message.
+        reason: std::sync::Arc<str>,
+    },
 }
 
 /// The subscribers of one producer.

@@ -44,7 +44,8 @@ mod common;
 
 use actix_kafka::SenderStats;
 use actix_kafka::{
-    DeliveryFuture, DeliveryResult, ProduceError, Producer, ProducerConfig, ProducerRecord,
+    DeliveryFuture, DeliveryResult, HealthEvent, ProduceError, Producer, ProducerConfig,
+    ProducerRecord,
 };
 use common::proxy::{Fault, Proxy, METADATA, PRODUCE};
 use common::{unique_topic, ConsumedRecord, MockKafka, TestBroker};
@@ -2345,5 +2346,59 @@ async fn stale_leader_epoch_in_metadata_is_ignored() {
     assert!(started.elapsed() < Duration::from_secs(2));
     producer.close(Duration::from_secs(5)).await;
     println!("SCENARIO {NAME} leaders={after:?}");
+    assert_no_foreign_panics(NAME);
+}
+
+/// Issue 9 defect 10: a panic in the sender (injected through a test hook) is caught; the actor
+/// keeps its batches and state, reports `HealthEvent::InternalError`, and every record sent
+/// before and after is delivered (librdkafka's mock cluster reads them back).
+#[actix_rt::test]
+async fn a_panic_in_the_sender_is_survived() {
+    const NAME: &str = "a_panic_in_the_sender_is_survived";
+    let _serial = scenario_start();
+    let mk = MockKafka::new(1);
+    let topic = unique_topic("panic");
+    mk.create_topic(&topic, 2);
+    let producer = Producer::start(mock_config(&mk.bootstrap()).build().unwrap())
+        .await
+        .unwrap();
+    struct Events(Arc<Mutex<Vec<HealthEvent>>>);
+    impl actix::Actor for Events {
+        type Context = actix::Context<Self>;
+    }
+    impl actix::Handler<HealthEvent> for Events {
+        type Result = ();
+        fn handle(&mut self, e: HealthEvent, _: &mut Self::Context) {
+            self.0.lock().unwrap().push(e);
+        }
+    }
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let addr = actix::Actor::start(Events(events.clone()));
+    producer.subscribe_health(addr.recipient());
+    let mut ds = Vec::new();
+    for i in 0..200 {
+        ds.push(producer.send(numbered(&topic, i, "")).await.unwrap());
+        if i == 100 {
+            producer.inject_sender_panic().await;
+        }
+    }
+    for (i, d) in ds.into_iter().enumerate() {
+        d.await.unwrap_or_else(|e| panic!("record {i}: {e}"));
+    }
+    let seen = events.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            HealthEvent::InternalError { actor: "sender", reason } if reason.contains("injected")
+        )),
+        "{seen:?}"
+    );
+    producer.close(Duration::from_secs(5)).await;
+    let panics = std::mem::take(&mut *FOREIGN_PANICS.lock().unwrap_or_else(|e| e.into_inner()));
+    assert!(
+        panics.iter().all(|p| p.contains("injected panic")),
+        "{panics:?}"
+    );
+    println!("SCENARIO {NAME} delivered=200");
     assert_no_foreign_panics(NAME);
 }

@@ -85,6 +85,13 @@ impl MetadataManager {
         }
     }
 
+    /// A core call, with a panic caught (see [`crate::actors::guarded`]).
+    fn guarded(&mut self, f: impl FnOnce(&mut MetadataCore, &Cluster)) {
+        let health = self.pool.health();
+        let (core, cluster) = (&mut self.core, &*self.cluster);
+        crate::actors::guarded("metadata", &health, || f(core, cluster));
+    }
+
     fn execute(&mut self, actions: Vec<MetadataAction>, ctx: &mut Context<Self>) {
         for action in actions {
             match action {
@@ -116,7 +123,7 @@ impl MetadataManager {
         let handle = ctx.run_later(delay, |act, ctx| {
             act.wake = None;
             let mut out = Vec::new();
-            act.core.tick(Instant::now(), &act.cluster, &mut out);
+            act.guarded(|core, cluster| core.tick(Instant::now(), cluster, &mut out));
             act.execute(out, ctx);
         });
         self.wake = Some((at, handle));
@@ -134,8 +141,9 @@ impl MetadataManager {
                 broker: "bootstrap.servers".into(),
                 reason: "no bootstrap servers".into(),
             };
-            self.core
-                .on_response(Instant::now(), Err(err), &self.cluster, &mut out);
+            self.guarded(|core, cluster| {
+                core.on_response(Instant::now(), Err(err), cluster, &mut out)
+            });
             return self.execute(out, ctx);
         };
         let topics: Vec<MetadataRequestTopic> = topics
@@ -152,8 +160,7 @@ impl MetadataManager {
         let fut = async move { call(&conn, broker, request, true, timeout).await };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             let mut out = Vec::new();
-            act.core
-                .on_response(Instant::now(), res, &act.cluster, &mut out);
+            act.guarded(|core, cluster| core.on_response(Instant::now(), res, cluster, &mut out));
             act.execute(out, ctx);
         }));
     }
@@ -165,14 +172,14 @@ impl Actor for MetadataManager {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(0);
         let mut out = Vec::new();
-        self.core.tick(Instant::now(), &self.cluster, &mut out);
+        self.guarded(|core, cluster| core.tick(Instant::now(), cluster, &mut out));
         self.execute(out, ctx);
         // A safety net besides the core's wake-ups: waiters fail close to max.block.ms.
         let tick = (self.config.max_block / 20)
             .clamp(Duration::from_millis(5), Duration::from_millis(250));
         ctx.run_interval(tick, |act, ctx| {
             let mut out = Vec::new();
-            act.core.tick(Instant::now(), &act.cluster, &mut out);
+            act.guarded(|core, cluster| core.tick(Instant::now(), cluster, &mut out));
             out.retain(|a| !matches!(a, MetadataAction::Wake(_)));
             act.execute(out, ctx);
         });
@@ -185,14 +192,16 @@ impl Handler<WaitForTopic> for MetadataManager {
     fn handle(&mut self, msg: WaitForTopic, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         let mut out = Vec::new();
-        self.core.wait_for_topic(
-            Instant::now(),
-            msg.topic,
-            msg.min_partitions,
-            tx,
-            &self.cluster,
-            &mut out,
-        );
+        self.guarded(|core, cluster| {
+            core.wait_for_topic(
+                Instant::now(),
+                msg.topic,
+                msg.min_partitions,
+                tx,
+                cluster,
+                &mut out,
+            )
+        });
         self.execute(out, ctx);
         Box::pin(async move {
             rx.await
@@ -205,8 +214,7 @@ impl Handler<RefreshMetadata> for MetadataManager {
     type Result = ();
     fn handle(&mut self, _: RefreshMetadata, ctx: &mut Context<Self>) {
         let mut out = Vec::new();
-        self.core
-            .refresh_requested(Instant::now(), &self.cluster, &mut out);
+        self.guarded(|core, cluster| core.refresh_requested(Instant::now(), cluster, &mut out));
         self.execute(out, ctx);
     }
 }
@@ -215,8 +223,7 @@ impl Handler<ApplyLeaderHint> for MetadataManager {
     type Result = ();
     fn handle(&mut self, msg: ApplyLeaderHint, ctx: &mut Context<Self>) {
         let mut out = Vec::new();
-        self.core
-            .leader_hint(Instant::now(), &msg.0, &self.cluster, &mut out);
+        self.guarded(|core, cluster| core.leader_hint(Instant::now(), &msg.0, cluster, &mut out));
         self.execute(out, ctx);
     }
 }

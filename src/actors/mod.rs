@@ -10,3 +10,27 @@ pub mod connection;
 pub mod metadata;
 pub mod producer;
 pub mod sender;
+
+/// Runs `f`, catching a panic. An actix actor whose handler panics is dropped with everything it
+/// holds; the sender and the metadata manager run their core calls through this instead: the
+/// panic is logged and reported ([`crate::HealthEvent::InternalError`]), the actor keeps its
+/// state and goes on. `None` if `f` panicked.
+pub(crate) fn guarded<T>(
+    actor: &'static str,
+    health: &crate::health::HealthHub,
+    f: impl FnOnce() -> T,
+) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => Some(v),
+        Err(payload) => {
+            let reason: std::sync::Arc<str> = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).into())
+                .or_else(|| payload.downcast_ref::<String>().map(|s| s.as_str().into()))
+                .unwrap_or_else(|| "panic".into());
+            tracing::error!(actor, %reason, "panic in an actor caught; it keeps its state and goes on");
+            health.emit(crate::HealthEvent::InternalError { actor, reason });
+            None
+        }
+    }
+}

@@ -1069,6 +1069,17 @@ impl Producer {
         }
     }
 
+    /// Test hook (feature `mock`): makes the sender actor panic once. Not API.
+    #[cfg(feature = "mock")]
+    #[doc(hidden)]
+    pub async fn inject_sender_panic(&self) {
+        let _ = self
+            .inner
+            .sender
+            .send(crate::actors::sender::InjectPanic)
+            .await;
+    }
+
     /// The sender's counters (requests, retries, producer id).
     pub async fn sender_stats(&self) -> Option<SenderStats> {
         self.inner.sender.send(GetSenderStats).await.ok()

@@ -8,6 +8,7 @@
 //! runs the transaction's coordinator calls (`sender/transactions.rs`).
 
 use crate::actors::connection::{call, ConnectionPool};
+use crate::actors::guarded;
 use crate::actors::metadata::{MetadataManager, MetadataUpdated, RefreshMetadata};
 use crate::batch::{ProducerBatch, Shared};
 use crate::cluster::Cluster;
@@ -35,6 +36,22 @@ pub struct BatchReady(pub ProducerBatch);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AbortAll(pub ProduceError);
+
+/// Test hook (feature `mock`): the sender's next drain panics. Not API.
+#[cfg(feature = "mock")]
+#[doc(hidden)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
+#[cfg(feature = "mock")]
+impl Handler<InjectPanic> for Sender {
+    type Result = ();
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
+        self.core.panic_next_drain = true;
+        self.drain(ctx);
+    }
+}
 
 /// Snapshot of the sender's state, for tests, metrics and `close`.
 #[derive(Message)]
@@ -96,8 +113,10 @@ impl Sender {
     /// Runs the core's drain and carries out what it asks for.
     fn drain(&mut self, ctx: &mut Context<Self>) {
         let mut out = Vec::new();
-        self.core
-            .drain(Instant::now(), &self.cluster, &mut self.txn, &mut out);
+        let (core, cluster, txn) = (&mut self.core, &self.cluster, &mut self.txn);
+        guarded("sender", &self.shared.health, || {
+            core.drain(Instant::now(), cluster, txn, &mut out)
+        });
         self.txn_add_partitions(ctx);
         self.execute(out, ctx);
     }
@@ -145,7 +164,10 @@ impl Sender {
                 }),
                 Err(e) => Err(e),
             };
-            act.core.on_init_producer_id(Instant::now(), res);
+            let core = &mut act.core;
+            guarded("sender", &act.shared.health, || {
+                core.on_init_producer_id(Instant::now(), res)
+            });
             act.drain(ctx);
         }));
     }
@@ -195,8 +217,10 @@ impl Sender {
         );
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             let mut out = Vec::new();
-            act.core
-                .on_produce_response(Instant::now(), request_id, res, &mut out);
+            let core = &mut act.core;
+            guarded("sender", &act.shared.health, || {
+                core.on_produce_response(Instant::now(), request_id, res, &mut out)
+            });
             act.execute(out, ctx);
             act.drain(ctx);
         }));
@@ -242,7 +266,8 @@ impl Handler<BatchReady> for Sender {
         }
         // metadata.max.idle.ms counts from the last batch of the topic.
         self.cluster.touch(&batch.tp.topic, Instant::now());
-        self.core.enqueue(batch);
+        let core = &mut self.core;
+        guarded("sender", &self.shared.health, || core.enqueue(batch));
         self.drain(ctx);
     }
 }

@@ -237,6 +237,9 @@ pub(crate) struct SenderCore {
     /// unresolved batches are sent (with their sequence, so a duplicate is recognised); new
     /// batches wait. Re-sequencing a batch that may have been written would write it twice.
     reset_pending: bool,
+    /// Test hook (feature `mock`): the next drain panics, to show the actor survives it.
+    #[cfg(feature = "mock")]
+    pub(crate) panic_next_drain: bool,
 }
 
 struct InFlight {
@@ -276,6 +279,8 @@ impl SenderCore {
             next_request: 0,
             throttled_until: HashMap::new(),
             reset_pending: false,
+            #[cfg(feature = "mock")]
+            panic_next_drain: false,
         }
     }
 
@@ -504,6 +509,13 @@ impl SenderCore {
         gate: &mut dyn DrainGate,
         out: &mut Vec<Action>,
     ) {
+        #[cfg(feature = "mock")]
+        if std::mem::take(&mut self.panic_next_drain) {
+            #[allow(clippy::panic)]
+            {
+                panic!("injected panic (test hook)");
+            }
+        }
         if let Some(err) = gate.refuse_queued() {
             self.fail_queued(err);
         }
