@@ -89,7 +89,7 @@ impl MetadataManager {
     fn guarded(&mut self, f: impl FnOnce(&mut MetadataCore, &Cluster)) {
         let health = self.pool.health();
         let (core, cluster) = (&mut self.core, &*self.cluster);
-        crate::actors::guarded("metadata", &health, || f(core, cluster));
+        crate::actors::guarded("metadata", health, || f(core, cluster));
     }
 
     fn execute(&mut self, actions: Vec<MetadataAction>, ctx: &mut Context<Self>) {
