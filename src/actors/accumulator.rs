@@ -1,10 +1,9 @@
-//! `PartitionAccumulator`: one actor per `TopicPartition`, created on first use. It owns the
-//! partition's open batch (a [`RecordBatchBuilder`]) and the records' completions.
-//!
-//! It appends each [`Append`] to the open batch and closes the batch when the next record
-//! would not fit in `batch.size` bytes, when `linger.ms` has passed since the batch's first
-//! record, or on [`FlushBatch`]. A closed batch is built (CRC-32C, compression) here, on the
-//! accumulator's arbiter, and handed to the [`Sender`] by move.
+//! `PartitionAccumulator`: one actor per `TopicPartition`, created on first use. A thin shell
+//! around `AccumulatorCore` (`src/core/accumulator.rs`), which owns the partition's open batch
+//! and the records' completions and decides when a batch closes (the next record would not fit
+//! in `batch.size` bytes, `linger.ms` passed since its first record, [`FlushBatch`]). The actor
+//! arms the linger timers, holds the batch slots, and hands closed batches (built here, on the
+//! accumulator's arbiter: compression, CRC-32C) to the [`Sender`] by move.
 //!
 //! Back-pressure: an accumulator has at most `max.pending.batches.per.partition` closed batches
 //! not yet completed. When it has that many, it stops reading its mailbox (`ctx.wait`) until one
@@ -13,10 +12,10 @@
 //! `mailbox.capacity` records + (`max.pending.batches.per.partition` + 1) × `batch.size` bytes.
 
 use crate::actors::sender::{BatchReady, Sender};
-use crate::batch::{Delivery, ProducerBatch, RecordThunk, Shared};
+use crate::batch::{Delivery, ProducerBatch, Shared};
 use crate::config::ProducerConfig;
+use crate::core::accumulator::AccumulatorCore;
 use crate::error::ProduceError;
-use crate::protocol::record_batch::{CompressionRatioEstimator, RecordBatchBuilder};
 use crate::record::{Header, TopicPartition};
 use crate::slots::SlotPermit;
 use actix::prelude::*;
@@ -78,29 +77,14 @@ pub(crate) const DROPPED_UNDELIVERED: &str = "the producer stopped before this r
      delivered: it was dropped without close(), or its actix System ended; call \
      Producer::close(timeout) before dropping the last handle";
 
-struct OpenBatch {
-    builder: RecordBatchBuilder,
-    thunks: Vec<RecordThunk>,
-    created: Instant,
-}
-
 /// See the module docs.
 pub struct PartitionAccumulator {
-    tp: TopicPartition,
     config: Arc<ProducerConfig>,
     sender: Addr<Sender>,
-    open: Option<OpenBatch>,
+    core: AccumulatorCore,
     linger: Option<SpawnHandle>,
     /// `max.pending.batches.per.partition` slots; a closed batch holds one until it completes.
     batch_slots: Arc<Semaphore>,
-    shared: Arc<Shared>,
-    aborted: Option<ProduceError>,
-    /// Compressed/uncompressed ratio seen so far: keeps compressed batches near `batch.size`.
-    ratio: CompressionRatioEstimator,
-    /// Uncompressed bytes a batch may hold (`batch.size` / estimated ratio).
-    limit: usize,
-    /// Number of the next closed batch.
-    next_number: u64,
     /// Closed batches waiting for a batch slot, oldest first.
     waiting: VecDeque<ProducerBatch>,
     /// A `ctx.wait` for a batch slot is pending.
@@ -115,97 +99,44 @@ impl PartitionAccumulator {
         shared: Arc<Shared>,
     ) -> Self {
         let slots = config.max_pending_batches_per_partition.max(1);
-        let ratio = CompressionRatioEstimator::new(config.compression);
-        let limit = config.batch_size;
         PartitionAccumulator {
-            tp,
+            core: AccumulatorCore::new(tp, config.clone(), shared),
             config,
             sender,
-            open: None,
             linger: None,
             batch_slots: Arc::new(Semaphore::new(slots)),
-            ratio,
-            limit,
-            next_number: 0,
             waiting: VecDeque::new(),
             slot_waiter: false,
-            shared,
-            aborted: None,
         }
     }
 
-    fn new_batch(&mut self, created: Instant, ctx: &mut Context<Self>) -> &mut OpenBatch {
-        let linger = self.config.linger;
-        // The open batch will be closed as number `next_number`. actix cancels timers lazily
-        // (a cancelled one can still fire in the same poll), so the timer only closes the batch
-        // it was set for.
-        let number = self.next_number;
-        self.linger = Some(ctx.run_later(linger, move |act, ctx| {
-            if act.next_number == number && act.open.is_some() {
-                act.linger = None;
-                act.close_batch(ctx);
+    /// Arms the linger timer of the batch that will close as `number`. actix cancels timers
+    /// lazily (a cancelled one can still fire in the same poll), so the timer only closes the
+    /// batch it was set for.
+    fn arm_linger(&mut self, number: u64, ctx: &mut Context<Self>) {
+        if let Some(h) = self.linger.take() {
+            ctx.cancel_future(h);
+        }
+        self.linger = Some(ctx.run_later(self.config.linger, move |act, ctx| {
+            act.linger = None;
+            if let Some(batch) = act.core.linger_expired(number) {
+                act.hand_over(batch, ctx);
             }
         }));
-        self.limit = self
-            .ratio
-            .uncompressed_limit(self.config.batch_size)
-            .min(self.config.max_request_size);
-        self.open.insert(OpenBatch {
-            builder: RecordBatchBuilder::with_levels(
-                self.limit,
-                self.config.compression,
-                self.config.compression_levels(),
-            ),
-            thunks: Vec::with_capacity(64),
-            created,
-        })
     }
 
+    /// Closes the open batch now (flush).
     fn close_batch(&mut self, ctx: &mut Context<Self>) {
         if let Some(h) = self.linger.take() {
             ctx.cancel_future(h);
         }
-        let Some(open) = self.open.take() else { return };
-        let uncompressed = open.builder.size_in_bytes() as u64;
-        // With idempotence the sender writes producer id, epoch and sequence at drain time and
-        // computes the CRC then: once per batch, not twice.
-        let built = if self.config.enable_idempotence {
-            open.builder.build_unsealed()
-        } else {
-            open.builder.build(-1, -1, -1)
-        };
-        let records = match built {
-            Ok(r) => r,
-            Err(e) => {
-                self.shared
-                    .fail_thunks(open.thunks, &ProduceError::Batch(e));
-                return;
-            }
-        };
-        if uncompressed > 0 {
-            self.ratio.observe(uncompressed as usize, records.len());
-            let ppm = records.len() as u64 * 1_000_000 / uncompressed;
-            self.shared.metrics.compression_ppm.record(ppm);
+        if let Some(batch) = self.core.close() {
+            self.hand_over(batch, ctx);
         }
-        self.next_number += 1;
-        let mut batch = ProducerBatch {
-            tp: self.tp.clone(),
-            records,
-            thunks: open.thunks,
-            created: open.created,
-            attempts: 0,
-            retry_at: None,
-            base_sequence: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            pid_generation: 0,
-            number: self.next_number - 1,
-            _slot: None,
-            shared: self.shared.clone(),
-            maybe_written: false,
-            unresolved: false,
-            last_error: None,
-        };
+    }
+
+    /// Hands a closed batch to the sender with a batch slot, or queues it behind the others.
+    fn hand_over(&mut self, mut batch: ProducerBatch, ctx: &mut Context<Self>) {
         if self.waiting.is_empty() {
             if let Ok(slot) = self.batch_slots.clone().try_acquire_owned() {
                 batch._slot = Some(slot);
@@ -253,6 +184,23 @@ impl PartitionAccumulator {
             }
         }
     }
+
+    fn append(&mut self, record: AppendRecord, ctx: &mut Context<Self>) {
+        let done = self.core.append(record);
+        let [first, second] = done.closed;
+        if let Some(batch) = first {
+            self.hand_over(batch, ctx);
+        }
+        if let Some(number) = done.opened {
+            self.arm_linger(number, ctx);
+        }
+        if let Some(batch) = second {
+            if let Some(h) = self.linger.take() {
+                ctx.cancel_future(h);
+            }
+            self.hand_over(batch, ctx);
+        }
+    }
 }
 
 impl Actor for PartitionAccumulator {
@@ -265,73 +213,7 @@ impl Actor for PartitionAccumulator {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        if let Some(open) = self.open.take() {
-            self.shared
-                .fail_thunks(open.thunks, &ProduceError::closed(DROPPED_UNDELIVERED));
-        }
-    }
-}
-
-impl PartitionAccumulator {
-    /// Appends to the open batch within the current limit; `false` if it would not fit.
-    fn try_append_open(
-        &mut self,
-        timestamp: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: &[Header],
-    ) -> bool {
-        let limit = self.limit;
-        self.open.as_mut().is_some_and(|open| {
-            open.builder
-                .try_append(timestamp, key, value, headers, limit)
-        })
-    }
-
-    fn append(&mut self, record: AppendRecord, ctx: &mut Context<Self>) {
-        let AppendRecord {
-            timestamp,
-            key,
-            value,
-            headers,
-            delivery,
-            enqueued,
-            pending_slot,
-        } = record;
-        if let Some(err) = &self.aborted {
-            self.shared.deliver(delivery, Err(err.clone()));
-            self.shared.finished_one(pending_slot, false);
-            return;
-        }
-        if self.open.is_none() {
-            self.new_batch(enqueued, ctx);
-        }
-        let (key_ref, value_ref) = (key.as_deref(), value.as_deref());
-        if !self.try_append_open(timestamp, key_ref, value_ref, &headers) {
-            self.close_batch(ctx);
-            self.new_batch(enqueued, ctx);
-            let ok = self.try_append_open(timestamp, key_ref, value_ref, &headers);
-            debug_assert!(ok, "an empty batch accepts any record");
-        }
-        let Some(open) = self.open.as_mut() else {
-            // Unreachable: a batch was opened above. Never lose the record all the same.
-            self.shared.deliver(
-                delivery,
-                Err(ProduceError::closed("accumulator has no open batch")),
-            );
-            self.shared.finished_one(pending_slot, false);
-            return;
-        };
-        open.thunks.push(RecordThunk {
-            delivery,
-            timestamp,
-            key_size: key.as_ref().map_or(-1, |k| k.len() as i32),
-            value_size: value.as_ref().map_or(-1, |v| v.len() as i32),
-            pending_slot,
-        });
-        if open.builder.size_in_bytes() >= self.limit {
-            self.close_batch(ctx);
-        }
+        self.core.stopped();
     }
 }
 
@@ -366,12 +248,9 @@ impl Handler<AbortAccumulator> for PartitionAccumulator {
         if let Some(h) = self.linger.take() {
             ctx.cancel_future(h);
         }
-        if let Some(open) = self.open.take() {
-            self.shared.fail_thunks(open.thunks, &msg.0);
-        }
         for batch in self.waiting.drain(..) {
             batch.fail(msg.0.clone());
         }
-        self.aborted = Some(msg.0);
+        self.core.abort(msg.0);
     }
 }

@@ -3,6 +3,7 @@
 //! carry out the actions they return; `sim` (tests only) drives them with virtual time against
 //! a model cluster.
 
+pub(crate) mod accumulator;
 pub(crate) mod metadata;
 pub(crate) mod sender;
 

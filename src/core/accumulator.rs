@@ -1,0 +1,276 @@
+//! One partition's open batch, without actix or a clock: [`AccumulatorCore`].
+//!
+//! It appends records to the open [`RecordBatchBuilder`] and closes the batch when the next
+//! record would not fit in `batch.size` (divided by the estimated compression ratio when
+//! compressing), when the batch fills, when its `linger.ms` timer fires, or on flush. Closing
+//! builds the batch (compression; the CRC-32C too unless idempotence writes it at drain time)
+//! and numbers it (its place in the partition). The
+//! [`crate::actors::accumulator::PartitionAccumulator`] actor arms the linger timers, holds the
+//! batch slots (back-pressure) and hands closed batches to the sender.
+
+use crate::actors::accumulator::{AppendRecord, DROPPED_UNDELIVERED};
+use crate::batch::{ProducerBatch, RecordThunk, Shared};
+use crate::config::ProducerConfig;
+use crate::error::ProduceError;
+use crate::protocol::record_batch::{CompressionRatioEstimator, RecordBatchBuilder};
+use crate::record::TopicPartition;
+use std::sync::Arc;
+use std::time::Instant;
+
+struct OpenBatch {
+    builder: RecordBatchBuilder,
+    thunks: Vec<RecordThunk>,
+    created: Instant,
+}
+
+/// What one append did.
+#[derive(Default)]
+pub(crate) struct Appended {
+    /// Batches it closed, oldest first: the open one the record did not fit in, then the one
+    /// it filled.
+    pub(crate) closed: [Option<ProducerBatch>; 2],
+    /// It opened a batch, which will close as this number: arm its `linger.ms` timer.
+    pub(crate) opened: Option<u64>,
+}
+
+/// See the module docs.
+pub(crate) struct AccumulatorCore {
+    tp: TopicPartition,
+    config: Arc<ProducerConfig>,
+    shared: Arc<Shared>,
+    open: Option<OpenBatch>,
+    aborted: Option<ProduceError>,
+    /// Compressed/uncompressed ratio seen so far: keeps compressed batches near `batch.size`.
+    ratio: CompressionRatioEstimator,
+    /// Uncompressed bytes the open batch may hold (`batch.size` / estimated ratio).
+    limit: usize,
+    /// Number of the next closed batch.
+    next_number: u64,
+}
+
+impl AccumulatorCore {
+    pub(crate) fn new(tp: TopicPartition, config: Arc<ProducerConfig>, shared: Arc<Shared>) -> Self {
+        AccumulatorCore {
+            ratio: CompressionRatioEstimator::new(config.compression),
+            limit: config.batch_size,
+            tp,
+            config,
+            shared,
+            open: None,
+            aborted: None,
+            next_number: 0,
+        }
+    }
+
+    fn new_batch(&mut self, created: Instant) -> u64 {
+        self.limit = self
+            .ratio
+            .uncompressed_limit(self.config.batch_size)
+            .min(self.config.max_request_size);
+        self.open = Some(OpenBatch {
+            builder: RecordBatchBuilder::with_levels(
+                self.limit,
+                self.config.compression,
+                self.config.compression_levels(),
+            ),
+            thunks: Vec::with_capacity(64),
+            created,
+        });
+        self.next_number
+    }
+
+    /// Appends to the open batch within the current limit; `false` if it would not fit.
+    fn try_append_open(&mut self, r: &AppendRecord) -> bool {
+        let limit = self.limit;
+        self.open.as_mut().is_some_and(|open| {
+            open.builder.try_append(
+                r.timestamp,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                &r.headers,
+                limit,
+            )
+        })
+    }
+
+    /// Appends one record (its `delivery.timeout.ms` clock is `record.enqueued`).
+    pub(crate) fn append(&mut self, record: AppendRecord) -> Appended {
+        let mut done = Appended::default();
+        if let Some(err) = &self.aborted {
+            self.shared.deliver(record.delivery, Err(err.clone()));
+            self.shared.finished_one(record.pending_slot, false);
+            return done;
+        }
+        if self.open.is_none() {
+            done.opened = Some(self.new_batch(record.enqueued));
+        }
+        if !self.try_append_open(&record) {
+            done.closed[0] = self.close();
+            done.opened = Some(self.new_batch(record.enqueued));
+            let ok = self.try_append_open(&record);
+            debug_assert!(ok, "an empty batch accepts any record");
+        }
+        let AppendRecord {
+            timestamp,
+            key,
+            value,
+            delivery,
+            pending_slot,
+            ..
+        } = record;
+        let Some(open) = self.open.as_mut() else {
+            // Unreachable: a batch was opened above. Never lose the record all the same.
+            self.shared.deliver(
+                delivery,
+                Err(ProduceError::closed("accumulator has no open batch")),
+            );
+            self.shared.finished_one(pending_slot, false);
+            return done;
+        };
+        open.thunks.push(RecordThunk {
+            delivery,
+            timestamp,
+            key_size: key.as_ref().map_or(-1, |k| k.len() as i32),
+            value_size: value.as_ref().map_or(-1, |v| v.len() as i32),
+            pending_slot,
+        });
+        if open.builder.size_in_bytes() >= self.limit {
+            done.closed[1] = self.close();
+        }
+        done
+    }
+
+    /// The linger timer of batch `number` fired: closes it if it is still the open one.
+    pub(crate) fn linger_expired(&mut self, number: u64) -> Option<ProducerBatch> {
+        (self.next_number == number && self.open.is_some())
+            .then(|| self.close())
+            .flatten()
+    }
+
+    /// Closes the open batch (flush, linger, full). A batch that cannot be built fails its
+    /// records (`ProduceError::Batch`).
+    pub(crate) fn close(&mut self) -> Option<ProducerBatch> {
+        let open = self.open.take()?;
+        let uncompressed = open.builder.size_in_bytes() as u64;
+        // With idempotence the sender writes producer id, epoch and sequence at drain time and
+        // computes the CRC then: once per batch, not twice.
+        let built = if self.config.enable_idempotence {
+            open.builder.build_unsealed()
+        } else {
+            open.builder.build(-1, -1, -1)
+        };
+        let records = match built {
+            Ok(r) => r,
+            Err(e) => {
+                self.shared
+                    .fail_thunks(open.thunks, &ProduceError::Batch(e));
+                return None;
+            }
+        };
+        if uncompressed > 0 {
+            self.ratio.observe(uncompressed as usize, records.len());
+            let ppm = records.len() as u64 * 1_000_000 / uncompressed;
+            self.shared.metrics.compression_ppm.record(ppm);
+        }
+        self.next_number += 1;
+        Some(ProducerBatch {
+            tp: self.tp.clone(),
+            records,
+            thunks: open.thunks,
+            created: open.created,
+            attempts: 0,
+            retry_at: None,
+            base_sequence: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            pid_generation: 0,
+            number: self.next_number - 1,
+            _slot: None,
+            shared: self.shared.clone(),
+            maybe_written: false,
+            unresolved: false,
+            last_error: None,
+        })
+    }
+
+    /// Fails the open batch and every later record with `err`.
+    pub(crate) fn abort(&mut self, err: ProduceError) {
+        if let Some(open) = self.open.take() {
+            self.shared.fail_thunks(open.thunks, &err);
+        }
+        self.aborted = Some(err);
+    }
+
+    /// The actor stops: the open batch's records fail (`Closed`), never silently.
+    pub(crate) fn stopped(&mut self) {
+        if let Some(open) = self.open.take() {
+            self.shared
+                .fail_thunks(open.thunks, &ProduceError::closed(DROPPED_UNDELIVERED));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Delivery;
+    use std::sync::Mutex;
+
+    fn core(props: &[(&str, &str)]) -> AccumulatorCore {
+        let mut b = ProducerConfig::builder().bootstrap_servers(["b:9092"]);
+        for (k, v) in props {
+            b = b.set(k, v).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let config = Arc::new(b.build().unwrap_or_else(|e| panic!("{e}")));
+        AccumulatorCore::new(
+            TopicPartition::new("t", 0),
+            config,
+            Arc::new(Shared::default()),
+        )
+    }
+
+    fn record(value: &[u8], log: &Arc<Mutex<Vec<String>>>) -> AppendRecord {
+        let log = log.clone();
+        AppendRecord {
+            timestamp: 1,
+            key: None,
+            value: Some(bytes::Bytes::copy_from_slice(value)),
+            headers: Vec::new(),
+            delivery: Delivery::Callback(Box::new(move |r| {
+                log.lock().unwrap().push(format!("{:?}", r.err()));
+            })),
+            enqueued: Instant::now(),
+            pending_slot: 0,
+        }
+    }
+
+    #[test]
+    fn batches_close_when_full_numbered_in_order_and_linger_closes_only_its_own_batch() {
+        let mut c = core(&[("batch.size", "200"), ("enable.idempotence", "false")]);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let first = c.append(record(&[1; 50], &log));
+        assert_eq!(first.opened, Some(0));
+        assert!(first.closed.iter().all(Option::is_none));
+        let mut closed = Vec::new();
+        for _ in 0..10 {
+            let a = c.append(record(&[2; 50], &log));
+            closed.extend(a.closed.into_iter().flatten());
+        }
+        assert!(!closed.is_empty());
+        let numbers: Vec<u64> = closed.iter().map(|b| b.number).collect();
+        assert_eq!(numbers, (0..numbers.len() as u64).collect::<Vec<_>>());
+        assert!(closed.iter().all(|b| b.size_in_bytes() <= 200 + 61));
+        // A stale linger timer (batch 0's) does not close the batch open now.
+        assert!(c.linger_expired(0).is_none());
+        let open = numbers.len() as u64;
+        let last = c.linger_expired(open);
+        assert!(last.is_some());
+        assert!(c.linger_expired(open).is_none(), "nothing open");
+        // Abort: later records fail at once.
+        c.append(record(&[3; 10], &log));
+        c.abort(ProduceError::closed("test"));
+        c.append(record(&[4; 10], &log));
+        assert_eq!(log.lock().unwrap().len(), 2);
+        drop((closed, last));
+    }
+}
