@@ -79,6 +79,21 @@ pub trait Partitioner: Send + Sync + 'static {
         value_len: usize,
         num_partitions: i32,
     ) -> i32;
+
+    /// As [`Partitioner::partition`], given the topic's metadata (`info.partitions`, with
+    /// each partition's leader, `-1` when it has none). The producer calls this one; by default
+    /// it calls [`Partitioner::partition`] with the partition count. The default partitioner
+    /// uses it to move keyless records only to partitions that have a leader (Java's
+    /// `availablePartitionsForTopic`).
+    fn partition_with_metadata(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value_len: usize,
+        info: &crate::cluster::TopicInfo,
+    ) -> i32 {
+        self.partition(topic, key, value_len, info.partition_count())
+    }
 }
 
 /// Kafka's default partitioning (Java 3.3+ built-in partitioner, KIP-794).
@@ -148,8 +163,45 @@ impl DefaultPartitioner {
         }
     }
 
-    /// Uniform sticky choice for a record of `bytes` bytes.
-    fn sticky_partition(&self, topic: &str, bytes: usize, n: i32) -> i32 {
+    /// Uniform sticky choice for a record of `bytes` bytes; with `info`, a new sticky partition
+    /// is one that has a leader (if any has).
+    fn sticky_partition(
+        &self,
+        topic: &str,
+        bytes: usize,
+        n: i32,
+        info: Option<&crate::cluster::TopicInfo>,
+    ) -> i32 {
+        let has_leader = |p: i32| {
+            info.is_none_or(|i| {
+                usize::try_from(p)
+                    .ok()
+                    .and_then(|p| i.partitions.get(p))
+                    .is_some_and(|p| p.leader >= 0)
+            })
+        };
+        let pick = |current: i32| -> i32 {
+            if info.is_none() {
+                return random_partition(n, current);
+            }
+            let available: Vec<i32> = (0..n).filter(|p| has_leader(*p)).collect();
+            let others: Vec<i32> = available
+                .iter()
+                .copied()
+                .filter(|p| *p != current)
+                .collect();
+            let from = if others.is_empty() {
+                &available
+            } else {
+                &others
+            };
+            if from.is_empty() {
+                return random_partition(n, current);
+            }
+            from.get(fastrand::usize(..from.len()))
+                .copied()
+                .unwrap_or(0)
+        };
         let bytes = bytes.clamp(1, u32::MAX as usize) as u32;
         let state = match self.sticky.get(topic) {
             Some(state) => state,
@@ -163,14 +215,15 @@ impl DefaultPartitioner {
         let mut current = state.load(Ordering::Acquire);
         loop {
             let (mut p, mut used) = unpack(current);
-            if !(0..n).contains(&p) {
-                // Partition count shrank (or state not yet initialised): pick a new one.
-                p = random_partition(n, p);
+            if !(0..n).contains(&p) || !has_leader(p) {
+                // Partition count shrank, the partition lost its leader, or the state is not
+                // initialised yet: pick a new one.
+                p = pick(p);
                 used = 0;
             }
             let used = used.saturating_add(bytes);
             let next = if used >= self.sticky_bytes {
-                pack(random_partition(n, p), 0)
+                pack(pick(p), 0)
             } else {
                 pack(p, used)
             };
@@ -196,7 +249,24 @@ impl Partitioner for DefaultPartitioner {
             Some(k) if !self.ignore_keys => partition_for_key(k, n),
             _ => {
                 let bytes = value_len.saturating_add(key.map_or(0, <[u8]>::len));
-                self.sticky_partition(topic, bytes, n)
+                self.sticky_partition(topic, bytes, n, None)
+            }
+        }
+    }
+
+    fn partition_with_metadata(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value_len: usize,
+        info: &crate::cluster::TopicInfo,
+    ) -> i32 {
+        let n = info.partition_count().max(1);
+        match key {
+            Some(k) if !self.ignore_keys => partition_for_key(k, n),
+            _ => {
+                let bytes = value_len.saturating_add(key.map_or(0, <[u8]>::len));
+                self.sticky_partition(topic, bytes, n, Some(info))
             }
         }
     }
@@ -379,6 +449,45 @@ mod tests {
             assert!((0..2).contains(&shrunk));
             assert_eq!(p.partition("t", None, 1, 2), shrunk);
         }
+    }
+
+    #[test]
+    fn keyless_records_move_only_to_partitions_with_a_leader() {
+        use crate::cluster::{PartitionInfo, TopicInfo};
+        let leaders = [1, -1, 2, -1, -1, 3];
+        let info = TopicInfo {
+            name: "t".into(),
+            partitions: leaders
+                .iter()
+                .map(|l| PartitionInfo {
+                    leader: *l,
+                    leader_epoch: 0,
+                })
+                .collect(),
+            topic_id: [0; 16],
+        };
+        let p = DefaultPartitioner::new(100, false);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..2000 {
+            seen.insert(p.partition_with_metadata("t", None, 60, &info));
+        }
+        assert_eq!(seen, [0, 2, 5].into_iter().collect());
+        // Keyed records still hash over all partitions (Java: the key decides).
+        let keyed = p.partition_with_metadata("t", Some(b"k"), 1, &info);
+        assert_eq!(keyed, partition_for_key(b"k", 6));
+        // No partition with a leader: any partition.
+        let none = TopicInfo {
+            partitions: vec![
+                PartitionInfo {
+                    leader: -1,
+                    leader_epoch: 0
+                };
+                3
+            ],
+            ..info
+        };
+        let q = p.partition_with_metadata("u", None, 60, &none);
+        assert!((0..3).contains(&q));
     }
 
     #[test]

@@ -363,11 +363,11 @@ impl Producer {
             }
             None => {
                 let value_len = record.value.as_ref().map_or(0, |v| v.len());
-                let p = self.inner.partitioner.partition(
+                let p = self.inner.partitioner.partition_with_metadata(
                     &record.topic,
                     record.key.as_deref(),
                     value_len,
-                    n,
+                    info,
                 );
                 // A (custom) partitioner's answer outside 0..n is the same typed error as an
                 // explicit partition out of range, never an index into the tables.

@@ -49,7 +49,11 @@ pub(crate) struct AccumulatorCore {
 }
 
 impl AccumulatorCore {
-    pub(crate) fn new(tp: TopicPartition, config: Arc<ProducerConfig>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        tp: TopicPartition,
+        config: Arc<ProducerConfig>,
+        shared: Arc<Shared>,
+    ) -> Self {
         AccumulatorCore {
             ratio: CompressionRatioEstimator::new(config.compression),
             limit: config.batch_size,
