@@ -26,6 +26,7 @@ use crate::cluster::Cluster;
 use crate::codes::ErrorCode;
 use crate::config::ProducerConfig;
 use crate::error::{ConnectionError, KafkaCode, ProduceError};
+use crate::protocol::decode::DecodedRecord;
 use crate::record::TopicPartition;
 use bytes::Bytes;
 use kafka_protocol::messages::ProduceResponse;
@@ -1048,13 +1049,10 @@ impl SenderCore {
         if bad.is_empty() {
             return whole(b);
         }
-        let mut builder = crate::protocol::record_batch::RecordBatchBuilder::with_levels(
-            self.config.batch_size,
-            self.config.compression,
-            self.config.compression_levels(),
-        );
+        let total = records.len();
         let thunks = std::mem::take(&mut b.thunks);
         let mut kept = Vec::with_capacity(thunks.len());
+        let mut kept_records = Vec::with_capacity(thunks.len());
         for (i, (t, r)) in thunks.into_iter().zip(records.iter()).enumerate() {
             match bad.remove(&i) {
                 Some(message) => {
@@ -1066,13 +1064,7 @@ impl SenderCore {
                     self.shared.fail_thunks(vec![t], &err);
                 }
                 None => {
-                    builder.try_append(
-                        r.timestamp,
-                        r.key.as_deref(),
-                        r.value.as_deref(),
-                        &r.headers,
-                        usize::MAX,
-                    );
+                    kept_records.push(r);
                     kept.push(t);
                 }
             }
@@ -1080,12 +1072,7 @@ impl SenderCore {
         if kept.is_empty() {
             return;
         }
-        let built = if self.config.enable_idempotence {
-            builder.build_unsealed()
-        } else {
-            builder.build(-1, -1, -1)
-        };
-        let records = match built {
+        let rebuilt = match self.rebuild(&kept_records) {
             Ok(r) => r,
             Err(e) => {
                 b.thunks = kept;
@@ -1093,9 +1080,9 @@ impl SenderCore {
                 return whole(b);
             }
         };
-        tracing::info!(tp = %b.tp, failed = records.len() - kept.len(), resent = kept.len(), "INVALID_RECORD for some records; the others are sent again");
+        tracing::info!(tp = %b.tp, failed = total - kept.len(), resent = kept.len(), "INVALID_RECORD for some records; the others are sent again");
         b.thunks = kept;
-        b.records = records;
+        b.records = rebuilt;
         b.base_sequence = -1;
         b.producer_id = -1;
         b.producer_epoch = -1;
@@ -1226,21 +1213,8 @@ impl SenderCore {
         let mid = records.len() / 2;
         let mut built = Vec::with_capacity(2);
         for part in [&records[..mid], &records[mid..]] {
-            let mut builder = crate::protocol::record_batch::RecordBatchBuilder::with_levels(
-                self.config.batch_size,
-                self.config.compression,
-                self.config.compression_levels(),
-            );
-            for r in part {
-                builder.try_append(
-                    r.timestamp,
-                    r.key.as_deref(),
-                    r.value.as_deref(),
-                    &r.headers,
-                    usize::MAX,
-                );
-            }
-            match builder.build(-1, -1, -1) {
+            let part: Vec<&DecodedRecord> = part.iter().collect();
+            match self.rebuild(&part) {
                 Ok(bytes) => built.push(bytes),
                 Err(_) => return Err(b),
             }
@@ -1291,6 +1265,29 @@ impl SenderCore {
             self.requeue(half);
         }
         Ok(())
+    }
+
+    /// Encodes `records` (read back from a batch) as a new batch, producer state unset (the
+    /// drain writes it when it sequences the batch).
+    fn rebuild(
+        &self,
+        records: &[&DecodedRecord],
+    ) -> Result<Bytes, crate::protocol::record_batch::BatchError> {
+        let mut builder = crate::protocol::record_batch::RecordBatchBuilder::with_levels(
+            self.config.batch_size,
+            self.config.compression,
+            self.config.compression_levels(),
+        );
+        for r in records {
+            builder.try_append(
+                r.timestamp,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                &r.headers,
+                usize::MAX,
+            );
+        }
+        builder.build(-1, -1, -1)
     }
 
     /// Puts a batch back in its partition queue, in the order the batches were closed in (Java's
