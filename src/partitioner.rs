@@ -215,11 +215,18 @@ impl DefaultPartitioner {
         let mut current = state.load(Ordering::Acquire);
         loop {
             let (mut p, mut used) = unpack(current);
-            if !(0..n).contains(&p) || !has_leader(p) {
-                // Partition count shrank, the partition lost its leader, or the state is not
-                // initialised yet: pick a new one.
+            if !(0..n).contains(&p) {
+                // Partition count shrank, or the state is not initialised yet: pick one.
                 p = pick(p);
                 used = 0;
+            } else if !has_leader(p) {
+                // The partition lost its leader: move, if some partition has one (else stay:
+                // stickiness is kept while nothing is available).
+                let q = pick(p);
+                if has_leader(q) {
+                    p = q;
+                    used = 0;
+                }
             }
             let used = used.saturating_add(bytes);
             let next = if used >= self.sticky_bytes {

@@ -64,10 +64,13 @@ pub(crate) struct MetadataCore {
     retry_at: Option<Instant>,
     /// The periodic refresh (`metadata.max.age.ms`) is due at this instant.
     next_periodic: Instant,
-    /// The last Metadata answer (or the start).
-    last_answer: Instant,
-    /// Metadata requests failed in a row.
+    /// Since when a refresh has been trying without an answer (KIP-1102's trigger counts from
+    /// here), `None` after an answer.
+    unanswered_since: Option<Instant>,
+    /// Metadata requests to known brokers failed in a row.
     failures: usize,
+    /// The request out goes to the bootstrap servers.
+    bootstrapping: bool,
 }
 
 impl MetadataCore {
@@ -84,8 +87,9 @@ impl MetadataCore {
             last_started: None,
             deferred: None,
             retry_at: None,
-            last_answer: now,
+            unanswered_since: None,
             failures: 0,
+            bootstrapping: false,
         }
     }
 
@@ -147,10 +151,11 @@ impl MetadataCore {
         // KIP-899: when every known broker failed in turn (or nothing answered for the trigger
         // time), go back to the bootstrap servers.
         let known = cluster.brokers.len();
+        let since = *self.unanswered_since.get_or_insert(now);
         let bootstrap = self.config.metadata_rebootstrap
             && known > 0
-            && (self.failures >= known
-                || now >= self.last_answer + self.config.metadata_rebootstrap_trigger);
+            && (self.failures >= known || now >= since + self.config.metadata_rebootstrap_trigger);
+        self.bootstrapping = bootstrap;
         if bootstrap {
             tracing::info!(
                 failures = self.failures,
@@ -174,13 +179,13 @@ impl MetadataCore {
         match res {
             Ok(Some(resp)) => {
                 self.failures = 0;
-                self.last_answer = now;
+                self.unanswered_since = None;
                 self.next_periodic = now + self.config.metadata_max_age;
                 if self.apply(resp, cluster) {
                     out.push(MetadataAction::Changed);
                 }
             }
-            Ok(None) => self.failures += 1,
+            Ok(None) => self.failed(),
             Err(e) if e.is_auth() => {
                 // Wrong credentials or an untrusted certificate: retrying until max.block.ms
                 // cannot help. Every waiting send fails now with the cause.
@@ -193,7 +198,7 @@ impl MetadataCore {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "metadata request failed");
-                self.failures += 1;
+                self.failed();
                 self.last_error = Some(e.to_string().into());
             }
         }
@@ -258,6 +263,17 @@ impl MetadataCore {
         tracing::debug!(%tp, leader = hint.leader, epoch = hint.leader_epoch, "new leader from a Produce answer (KIP-951)");
         cluster.topics.insert(tp.topic.clone(), Arc::new(updated));
         out.push(MetadataAction::Updated);
+        out.push(MetadataAction::Changed);
+    }
+
+    /// A request got no answer: count it against the known brokers; after a bootstrap round,
+    /// try the known brokers again (the bootstrap servers may be gone for good).
+    fn failed(&mut self) {
+        if self.bootstrapping {
+            self.failures = 0;
+        } else {
+            self.failures += 1;
+        }
     }
 
     /// Timers: waiters past `max.block.ms`, deferred and periodic refreshes, idle topics.
@@ -329,11 +345,11 @@ impl MetadataCore {
             let Some(name) = t.name.as_ref().map(|n| n.0.as_str().to_owned()) else {
                 continue;
             };
-            let name: Arc<str> = self
-                .topics
-                .get(name.as_str())
-                .cloned()
-                .unwrap_or_else(|| name.into());
+            // Only topics still in use (one dropped as idle while the request was out stays
+            // out of the cache: the next send asks for it again).
+            let Some(name) = self.topics.get(name.as_str()).cloned() else {
+                continue;
+            };
             let code = KafkaCode(t.error_code);
             let built = (t.error_code == 0 && !t.partitions.is_empty()).then(|| {
                 TopicInfo::from_metadata(
@@ -592,8 +608,19 @@ mod tests {
             seen.extend(requests(&out));
             m.on_response(t, err(), &cluster, &mut out);
         }
-        // Two known brokers tried, then the bootstrap servers.
+        // Two known brokers tried, then the bootstrap servers, then the known ones again.
         assert_eq!(seen, vec![false, false, true]);
+        t += Duration::from_millis(20);
+        out.clear();
+        m.refresh_requested(t, &cluster, &mut out);
+        assert_eq!(requests(&out), vec![false]);
+        m.on_response(t, Ok(Some(answer("t", 1, &[1, 2]))), &cluster, &mut out);
+        // A routine refresh long after the last answer goes to a known broker: the trigger
+        // counts from an unanswered attempt, not from the last answer (KIP-1102).
+        out.clear();
+        let later = t + Duration::from_secs(3600);
+        m.refresh_requested(later, &cluster, &mut out);
+        assert_eq!(requests(&out), vec![false]);
         // With metadata.recovery.strategy=none: never.
         let (mut m, cluster, t0) = core(&[("metadata.recovery.strategy", "none")]);
         m.on_response(t0, Ok(Some(answer("t", 1, &[1]))), &cluster, &mut out);
@@ -610,6 +637,8 @@ mod tests {
     fn a_newer_leader_from_a_produce_answer_is_applied_at_once() {
         let (mut m, cluster, t0) = core(&[]);
         let mut out = Vec::new();
+        let (tx, _rx) = oneshot::channel();
+        m.wait_for_topic(t0, "t".into(), 0, tx, &cluster, &mut out);
         m.on_response(t0, Ok(Some(answer("t", 2, &[1]))), &cluster, &mut out);
         let hint = |leader, leader_epoch, address: Option<&str>| LeaderHint {
             topic_partition: crate::record::TopicPartition::new("t", 1),
@@ -622,17 +651,19 @@ mod tests {
         m.leader_hint(t0, &hint(7, 5, Some("h7:9092")), &cluster, &mut out);
         assert!(requests(&out).is_empty(), "{out:?}");
         assert!(out.contains(&MetadataAction::Updated));
+        assert!(out.contains(&MetadataAction::Changed));
         let leader = cluster
             .leader("t", 1)
             .map(|b| (b.node_id, b.address.to_string()));
         assert_eq!(leader, Some((7, "h7:9092".to_string())));
         // An older epoch is ignored (KIP-320 order).
         out.clear();
-        m.leader_hint(t0, &hint(1, 3, None), &cluster, &mut out);
+        let t1 = t0 + Duration::from_millis(200);
+        m.leader_hint(t1, &hint(1, 3, None), &cluster, &mut out);
         assert_eq!(cluster.leader("t", 1).map(|b| b.node_id), Some(7));
         // (It disagrees with the cache: a refresh is asked for; let it end unanswered.)
         assert_eq!(requests(&out), vec![false]);
-        m.on_response(t0, Ok(None), &cluster, &mut out);
+        m.on_response(t1, Ok(None), &cluster, &mut out);
         // A newer leader whose address nobody gave: a refresh instead.
         out.clear();
         let later = t0 + Duration::from_secs(1);

@@ -238,6 +238,8 @@ pub(crate) struct SenderCore {
     /// unresolved batches are sent (with their sequence, so a duplicate is recognised); new
     /// batches wait. Re-sequencing a batch that may have been written would write it twice.
     reset_pending: bool,
+    /// Since when the pending reset has waited with nothing in flight.
+    reset_since: Option<Instant>,
     /// Test hook (feature `mock`): the next drain panics, to show the actor survives it.
     #[cfg(feature = "mock")]
     pub(crate) panic_next_drain: bool,
@@ -280,6 +282,7 @@ impl SenderCore {
             next_request: 0,
             throttled_until: HashMap::new(),
             reset_pending: false,
+            reset_since: None,
             #[cfg(feature = "mock")]
             panic_next_drain: false,
         }
@@ -440,7 +443,7 @@ impl SenderCore {
         let timeout = self.config.delivery_timeout;
         let timeout_ms = timeout.as_millis() as u64;
         let mut earliest: Option<Instant> = None;
-        let mut sequenced: Option<(u64, i32, TopicPartition)> = None;
+        let mut sequenced: Vec<(u64, i32, TopicPartition)> = Vec::new();
         for q in &mut self.queues {
             // Batches are queued in the order they were closed in, and a batch's clock starts
             // with its first record: the expired ones are (nearly always) at the front; check
@@ -459,7 +462,7 @@ impl SenderCore {
                         tracing::debug!(tp = %q.tp, last_error = %last, "batch expired");
                     }
                     if b.base_sequence >= 0 {
-                        sequenced.get_or_insert((b.pid_generation, b.base_sequence, q.tp.clone()));
+                        sequenced.push((b.pid_generation, b.base_sequence, q.tp.clone()));
                     }
                     let possibly_written = b.maybe_written;
                     b.fail(ProduceError::DeliveryTimeout {
@@ -485,7 +488,7 @@ impl SenderCore {
                 if let Some(b) = slot.take() {
                     tracing::debug!(%tp, "in-flight batch expired (delivery.timeout.ms)");
                     if b.base_sequence >= 0 {
-                        sequenced.get_or_insert((b.pid_generation, b.base_sequence, tp.clone()));
+                        sequenced.push((b.pid_generation, b.base_sequence, tp.clone()));
                     }
                     b.fail(ProduceError::DeliveryTimeout {
                         topic_partition: tp.clone(),
@@ -496,7 +499,7 @@ impl SenderCore {
                 }
             }
         }
-        if let Some((generation, seq, tp)) = sequenced {
+        for (generation, seq, tp) in sequenced {
             self.sequenced_batch_failed(generation, seq, &tp);
         }
         earliest
@@ -526,7 +529,7 @@ impl SenderCore {
         }
         let mut wake_at = self.expire(now);
         if self.reset_pending {
-            self.maybe_start_reset();
+            self.maybe_start_reset(now, cluster);
         }
         let producer = match &self.pid {
             ProducerIdState::Disabled => None,
@@ -588,7 +591,11 @@ impl SenderCore {
                 }
                 continue;
             }
-            if self.reset_pending && q.queue.front().is_some_and(|b| !self.unresolved(b)) {
+            if self.reset_pending
+                && q.queue
+                    .front()
+                    .is_none_or(|h| self.first_unsettled(q).is_none_or(|u| !std::ptr::eq(u, h)))
+            {
                 // A reset is due: only what must be settled under the current id goes out.
                 continue;
             }
@@ -666,6 +673,7 @@ impl SenderCore {
                     && head.base_sequence >= 0
                     && head.pid_generation == pid_generation)
             {
+                // A reset is due: only what must be settled under the current id goes out.
                 continue;
             }
             let Some(mut batch) = q.queue.pop_front() else {
@@ -1031,6 +1039,11 @@ impl SenderCore {
             })
         };
         self.sequenced_batch_failed(b.pid_generation, b.base_sequence, &b.tp);
+        if self.transactional || self.config.retries == 0 {
+            // No resend: in a transaction a new sequence after the gap would be refused, and
+            // `retries=0` means none (Java fails the whole batch either way).
+            return whole(b);
+        }
         let Some(records) = crate::protocol::decode::decode_batch(&b.records) else {
             return whole(b);
         };
@@ -1124,6 +1137,22 @@ impl SenderCore {
         }
     }
 
+    /// The first batch of `q` that holds a pending reset: unresolved under the current
+    /// producer id with no earlier batch of it known not written (see `maybe_start_reset`).
+    fn first_unsettled<'q>(&self, q: &'q PartitionQueue) -> Option<&'q ProducerBatch> {
+        for b in &q.queue {
+            if b.base_sequence < 0 || b.pid_generation != self.pid_generation {
+                continue;
+            }
+            if self.unresolved(b) {
+                return Some(b);
+            }
+            // Sent under this producer id and known not written: nothing after it was.
+            return None;
+        }
+        None
+    }
+
     /// Whether `b` may have been written under the current producer id and sequence, with no
     /// answer settling it yet.
     fn unresolved(&self, b: &ProducerBatch) -> bool {
@@ -1132,16 +1161,27 @@ impl SenderCore {
 
     /// Starts the pending producer-id reset once nothing is in flight and nothing queued is
     /// unresolved under the current producer id.
-    fn maybe_start_reset(&mut self) {
-        if !self.in_flight_requests.is_empty()
-            || self
-                .queues
-                .iter()
-                .any(|q| q.queue.iter().any(|b| self.unresolved(b)))
-        {
+    ///
+    /// A queued unresolved batch does not hold the reset when an earlier batch of its
+    /// partition under the same producer id is known not written (the broker accepts sequences
+    /// only contiguously, so nothing after it can have been written either), nor, once the
+    /// reset has waited `request.timeout.ms`, when its partition has no leader to resend it to
+    /// (it is then re-sequenced like the others, as librdkafka and Java do).
+    fn maybe_start_reset(&mut self, now: Instant, cluster: &Cluster) {
+        if !self.in_flight_requests.is_empty() {
+            return;
+        }
+        let since = *self.reset_since.get_or_insert(now);
+        let waited = now >= since + self.config.request_timeout;
+        let blocking = self.queues.iter().any(|q| {
+            self.first_unsettled(q)
+                .is_some_and(|_| !waited || cluster.leader(&q.tp.topic, q.tp.partition).is_some())
+        });
+        if blocking {
             return;
         }
         self.reset_pending = false;
+        self.reset_since = None;
         if let ProducerIdState::Ready { id, epoch } = self.pid {
             self.previous_pid = Some((id, epoch));
             self.pid = ProducerIdState::Unknown;

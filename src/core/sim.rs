@@ -1185,6 +1185,46 @@ mod scenarios {
             .any(|a| matches!(a, Action::InitProducerId { .. })));
     }
 
+    /// A batch known not written (UNKNOWN_PRODUCER_ID) ahead of one whose answer was lost:
+    /// the later one cannot have been written either (sequences are accepted contiguously),
+    /// so the reset goes ahead instead of waiting for both to expire.
+    #[test]
+    fn a_reset_is_not_held_by_a_batch_behind_one_known_not_written() {
+        let (mut core, shared) = core(true);
+        let c = cluster(1);
+        let t0 = Instant::now();
+        core.set_producer_id(1000, 0);
+        core.enqueue(batch(&shared, 0, 0, t0));
+        let sent = produces(&drain(&mut core, &c, t0));
+        let mut out = Vec::new();
+        core.on_produce_response(t0, sent[0].0, Ok(Some(answer(0, 0, 0))), &mut out);
+        core.enqueue(batch(&shared, 0, 1, t0));
+        core.enqueue(batch(&shared, 0, 2, t0));
+        let sent = produces(&drain(&mut core, &c, t0));
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        core.on_produce_response(t0, sent[0].0, Ok(Some(answer(0, 59, -1))), &mut out);
+        core.on_produce_response(
+            t0,
+            sent[1].0,
+            Err(ConnectionError::Disconnected {
+                broker: "b:9092".into(),
+                reason: "cut".into(),
+            }),
+            &mut out,
+        );
+        let t1 = t0 + Duration::from_millis(300);
+        let out = drain(&mut core, &c, t1);
+        assert!(
+            out.iter().any(|a| matches!(
+                a,
+                Action::InitProducerId {
+                    previous: Some((1000, 0))
+                }
+            )),
+            "{out:?}"
+        );
+    }
+
     #[test]
     fn a_producer_id_reset_waits_until_unresolved_batches_are_settled() {
         let (mut core, shared) = core(true);
