@@ -629,7 +629,7 @@ impl SenderCore {
                 if in_flight >= max_in_flight {
                     break;
                 }
-                let batches = self.take_request(now, node, &queues, producer, max_in_flight);
+                let batches = self.take_request(now, &queues, producer, max_in_flight);
                 if batches.is_empty() {
                     break;
                 }
@@ -648,7 +648,6 @@ impl SenderCore {
     fn take_request(
         &mut self,
         now: Instant,
-        node: i32,
         queues: &[usize],
         producer: Option<(i64, i16)>,
         max_in_flight: usize,
@@ -692,7 +691,6 @@ impl SenderCore {
                     batch.set_producer_state(id, epoch, seq);
                     batch.pid_generation = pid_generation;
                 }
-                q.in_flight_generation = pid_generation;
             }
             let metrics = &self.shared.metrics;
             if batch.attempts > 0 {
@@ -708,11 +706,6 @@ impl SenderCore {
                     .record(now.saturating_duration_since(batch.created).as_millis() as u64);
             }
             batch.attempts += 1;
-            q.in_flight += 1;
-            q.in_flight_node = node;
-            if batch.unresolved {
-                q.unresolved_in_flight += 1;
-            }
             size += batch.size_in_bytes();
             out.push(batch);
         }
@@ -735,6 +728,20 @@ impl SenderCore {
         metrics.records_per_request.record(records as u64);
         metrics.outgoing_bytes.fetch_add(bytes as u64, Relaxed);
         metrics.requests_in_flight.fetch_add(1, Relaxed);
+        // The partitions' in-flight state, counted where the request is registered (so the
+        // counts and the registered batches cannot drift apart).
+        for b in &batches {
+            if let Some(q) = self.index.get(&b.tp).and_then(|i| self.queues.get_mut(*i)) {
+                q.in_flight += 1;
+                q.in_flight_node = node;
+                if b.unresolved {
+                    q.unresolved_in_flight += 1;
+                }
+                if b.base_sequence >= 0 {
+                    q.in_flight_generation = b.pid_generation;
+                }
+            }
+        }
         let request_id = self.next_request;
         self.next_request += 1;
         let call = ProduceCall {
