@@ -47,12 +47,15 @@ fn records() -> u64 {
         .unwrap_or(300_000)
 }
 
+/// A record's outcome: when, and its (partition, offset) or error.
+type Outcome = (Instant, Result<(i32, i64), ProduceError>);
+
 /// What happened to one record.
 #[derive(Default)]
 struct Slot {
     sent_at: Option<Instant>,
     /// Outcome time and result (offset place or error).
-    outcome: Option<(Instant, Result<(i32, i64), ProduceError>)>,
+    outcome: Option<Outcome>,
     /// Outcomes beyond the first (must stay 0).
     extra_outcomes: u32,
 }
