@@ -317,6 +317,35 @@ pub struct ProducerBatch {
 }
 
 impl ProducerBatch {
+    /// A closed batch not sent yet: no attempt, no producer state, no batch slot.
+    pub(crate) fn new(
+        tp: TopicPartition,
+        records: Bytes,
+        thunks: Vec<RecordThunk>,
+        created: Instant,
+        number: u64,
+        shared: Arc<Shared>,
+    ) -> Self {
+        ProducerBatch {
+            tp,
+            records,
+            thunks,
+            created,
+            attempts: 0,
+            retry_at: None,
+            base_sequence: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            pid_generation: 0,
+            number,
+            _slot: None,
+            shared,
+            maybe_written: false,
+            unresolved: false,
+            last_error: None,
+        }
+    }
+
     /// Number of records.
     pub fn record_count(&self) -> usize {
         self.thunks.len()

@@ -163,6 +163,25 @@ impl DefaultPartitioner {
         }
     }
 
+    /// Keyed: murmur2 over all `n` partitions; keyless (or `ignore_keys`): uniform sticky.
+    fn choose(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value_len: usize,
+        n: i32,
+        info: Option<&crate::cluster::TopicInfo>,
+    ) -> i32 {
+        let n = n.max(1);
+        match key {
+            Some(k) if !self.ignore_keys => partition_for_key(k, n),
+            _ => {
+                let bytes = value_len.saturating_add(key.map_or(0, <[u8]>::len));
+                self.sticky_partition(topic, bytes, n, info)
+            }
+        }
+    }
+
     /// Uniform sticky choice for a record of `bytes` bytes; with `info`, a new sticky partition
     /// is one that has a leader (if any has).
     fn sticky_partition(
@@ -251,14 +270,7 @@ impl Partitioner for DefaultPartitioner {
         num_partitions: i32,
     ) -> i32 {
         debug_assert!(num_partitions > 0, "num_partitions must be > 0");
-        let n = num_partitions.max(1);
-        match key {
-            Some(k) if !self.ignore_keys => partition_for_key(k, n),
-            _ => {
-                let bytes = value_len.saturating_add(key.map_or(0, <[u8]>::len));
-                self.sticky_partition(topic, bytes, n, None)
-            }
-        }
+        self.choose(topic, key, value_len, num_partitions, None)
     }
 
     fn partition_with_metadata(
@@ -268,14 +280,7 @@ impl Partitioner for DefaultPartitioner {
         value_len: usize,
         info: &crate::cluster::TopicInfo,
     ) -> i32 {
-        let n = info.partition_count().max(1);
-        match key {
-            Some(k) if !self.ignore_keys => partition_for_key(k, n),
-            _ => {
-                let bytes = value_len.saturating_add(key.map_or(0, <[u8]>::len));
-                self.sticky_partition(topic, bytes, n, Some(info))
-            }
-        }
+        self.choose(topic, key, value_len, info.partition_count(), Some(info))
     }
 }
 

@@ -9,6 +9,7 @@
 //! tells its subscribers ([`MetadataUpdated`]) so that parked batches move to the new leaders.
 
 use crate::actors::connection::{call, ConnectionPool};
+use crate::actors::WakeTimer;
 use crate::cluster::{Cluster, TopicInfo};
 use crate::config::ProducerConfig;
 use crate::core::metadata::{MetadataAction, MetadataCore};
@@ -65,7 +66,7 @@ pub struct MetadataManager {
     config: Arc<ProducerConfig>,
     core: MetadataCore,
     subscribers: Vec<Recipient<MetadataUpdated>>,
-    wake: Option<(Instant, SpawnHandle)>,
+    wake: WakeTimer,
 }
 
 impl MetadataManager {
@@ -81,7 +82,7 @@ impl MetadataManager {
             cluster,
             pool,
             subscribers: Vec::new(),
-            wake: None,
+            wake: WakeTimer::default(),
         }
     }
 
@@ -113,20 +114,17 @@ impl MetadataManager {
     }
 
     fn schedule_wake(&mut self, at: Instant, ctx: &mut Context<Self>) {
-        if let Some((when, handle)) = self.wake {
-            if when <= at {
-                return;
-            }
-            ctx.cancel_future(handle);
-        }
-        let delay = at.saturating_duration_since(Instant::now());
-        let handle = ctx.run_later(delay, |act, ctx| {
-            act.wake = None;
-            let mut out = Vec::new();
-            act.guarded(|core, cluster| core.tick(Instant::now(), cluster, &mut out));
-            act.execute(out, ctx);
-        });
-        self.wake = Some((at, handle));
+        WakeTimer::schedule(
+            self,
+            |a| &mut a.wake,
+            at,
+            ctx,
+            |act, ctx| {
+                let mut out = Vec::new();
+                act.guarded(|core, cluster| core.tick(Instant::now(), cluster, &mut out));
+                act.execute(out, ctx);
+            },
+        );
     }
 
     fn request(&mut self, topics: Vec<Arc<str>>, bootstrap: bool, ctx: &mut Context<Self>) {

@@ -34,3 +34,35 @@ pub(crate) fn guarded<T>(
         }
     }
 }
+
+/// An actor's single pending wake-up: [`WakeTimer::schedule`] keeps only the earliest.
+#[derive(Default)]
+pub(crate) struct WakeTimer(Option<(std::time::Instant, actix::SpawnHandle)>);
+
+impl WakeTimer {
+    /// Runs `fire` at `at` unless a wake-up at or before `at` is already pending (a later one
+    /// is cancelled). `timer` finds this timer in the actor, to clear it when it fires.
+    pub(crate) fn schedule<A>(
+        act: &mut A,
+        timer: fn(&mut A) -> &mut WakeTimer,
+        at: std::time::Instant,
+        ctx: &mut actix::Context<A>,
+        fire: fn(&mut A, &mut actix::Context<A>),
+    ) where
+        A: actix::Actor<Context = actix::Context<A>>,
+    {
+        use actix::AsyncContext;
+        if let Some((when, handle)) = timer(act).0 {
+            if when <= at {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let delay = at.saturating_duration_since(std::time::Instant::now());
+        let handle = ctx.run_later(delay, move |act, ctx| {
+            timer(act).0 = None;
+            fire(act, ctx);
+        });
+        timer(act).0 = Some((at, handle));
+    }
+}

@@ -8,8 +8,8 @@
 //! runs the transaction's coordinator calls (`sender/transactions.rs`).
 
 use crate::actors::connection::{call, ConnectionPool};
-use crate::actors::guarded;
 use crate::actors::metadata::{MetadataManager, MetadataUpdated, RefreshMetadata};
+use crate::actors::{guarded, WakeTimer};
 use crate::batch::{ProducerBatch, Shared};
 use crate::cluster::Cluster;
 use crate::config::{Acks, ProducerConfig};
@@ -65,7 +65,7 @@ pub struct Sender {
     pool: Arc<ConnectionPool>,
     metadata: Addr<MetadataManager>,
     core: SenderCore,
-    wake: Option<(Instant, SpawnHandle)>,
+    wake: WakeTimer,
     shared: Arc<Shared>,
     /// The transaction (with `transactional.id`): state machine, partitions in it, calls.
     txn: Option<transactions::TxnCore>,
@@ -90,24 +90,13 @@ impl Sender {
             cluster,
             pool,
             metadata,
-            wake: None,
+            wake: WakeTimer::default(),
             shared,
         }
     }
 
     fn schedule_wake(&mut self, at: Instant, ctx: &mut Context<Self>) {
-        if let Some((when, handle)) = self.wake {
-            if when <= at {
-                return;
-            }
-            ctx.cancel_future(handle);
-        }
-        let delay = at.saturating_duration_since(Instant::now());
-        let handle = ctx.run_later(delay, |act, ctx| {
-            act.wake = None;
-            act.drain(ctx);
-        });
-        self.wake = Some((at, handle));
+        WakeTimer::schedule(self, |a| &mut a.wake, at, ctx, |a, ctx| a.drain(ctx));
     }
 
     /// Runs the core's drain and carries out what it asks for.

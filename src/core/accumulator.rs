@@ -177,24 +177,14 @@ impl AccumulatorCore {
             self.shared.metrics.compression_ppm.record(ppm);
         }
         self.next_number += 1;
-        Some(ProducerBatch {
-            tp: self.tp.clone(),
+        Some(ProducerBatch::new(
+            self.tp.clone(),
             records,
-            thunks: open.thunks,
-            created: open.created,
-            attempts: 0,
-            retry_at: None,
-            base_sequence: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            pid_generation: 0,
-            number: self.next_number - 1,
-            _slot: None,
-            shared: self.shared.clone(),
-            maybe_written: false,
-            unresolved: false,
-            last_error: None,
-        })
+            open.thunks,
+            open.created,
+            self.next_number - 1,
+            self.shared.clone(),
+        ))
     }
 
     /// Fails the open batch and every later record with `err`.

@@ -515,6 +515,8 @@ impl SenderCore {
     ) {
         #[cfg(feature = "mock")]
         if std::mem::take(&mut self.panic_next_drain) {
+            // Fires only after `InjectPanic` (feature `mock`, a test hook); no network byte or
+            // user input sets the flag.
             #[allow(clippy::panic)]
             {
                 panic!("injected panic (test hook)");
@@ -1279,25 +1281,18 @@ impl SenderCore {
             .into_iter()
             .enumerate()
         {
-            let mut half = ProducerBatch {
-                tp: b.tp.clone(),
+            // Halves keep their place: number and number + 1/2 as a tie-break below.
+            let mut half = ProducerBatch::new(
+                b.tp.clone(),
                 records,
                 thunks,
-                created: b.created,
-                attempts: b.attempts,
-                retry_at: None,
-                base_sequence: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                pid_generation: 0,
-                // Halves keep their place: number and number + 1/2 as a tie-break below.
-                number: b.number,
-                _slot: None,
-                shared: b.shared.clone(),
-                maybe_written: b.maybe_written,
-                unresolved: false,
-                last_error: b.last_error.clone(),
-            };
+                b.created,
+                b.number,
+                b.shared.clone(),
+            );
+            half.attempts = b.attempts;
+            half.maybe_written = b.maybe_written;
+            half.last_error = b.last_error.clone();
             if b.base_sequence >= 0 {
                 let seq = b.base_sequence + if i == 0 { 0 } else { mid as i32 };
                 half.set_producer_state(b.producer_id, b.producer_epoch, seq);
