@@ -18,8 +18,10 @@
 //! machine-readable `RESULT impl=actix-kafka ...` line (see `benches/perf_common.rs`).
 //!
 //! `--delivery callback` (default) uses `send_with_callback` and records the latency in the
-//! callback; `--delivery future` keeps the `DeliveryFuture`s and awaits them concurrently on
-//! a collector thread. Neither makes the send loop wait for acknowledgements.
+//! callback; `--delivery future` uses `send` and keeps the `DeliveryFuture`s in a
+//! `FuturesUnordered` in the sending task, which takes the finished ones every 256 sends and
+//! while it waits for its pace (a record's latency ends when its result is taken, at most 256
+//! sends late). Neither makes the send loop wait for acknowledgements.
 //!
 //! Exit codes: 0 ok, 1 some record failed (the first errors are printed), 2 usage,
 //! 3 configuration rejected, 4 stalled (no record completed for `--stall-timeout-s`).
@@ -29,6 +31,8 @@
 mod perf_common;
 
 use actix_kafka::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use bytes::Bytes;
 use perf_common::{
     args_or_exit, init_stats, print_summary, process_cpu_seconds, start_reporter, stats,
@@ -174,18 +178,8 @@ async fn run() -> i32 {
     let size = args.record_size;
     let s = init_stats(size);
 
-    // The collector for --delivery future: awaits the delivery futures concurrently on a
-    // thread of its own so the send loop never waits on them.
-    let (fut_tx, collector) = if mode == Mode::Future {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(u64, DeliveryFuture)>();
-        let h = std::thread::Builder::new()
-            .name("perf-collector".into())
-            .spawn(move || collect_futures(rx))
-            .expect("spawn collector");
-        (Some(tx), Some(h))
-    } else {
-        (None, None)
-    };
+    // --delivery future: the delivery futures of the records in flight, in the send loop.
+    let mut pending: FuturesUnordered<Timed> = FuturesUnordered::new();
 
     let diag = {
         let p = producer.clone();
@@ -244,7 +238,11 @@ async fn run() -> i32 {
     for i in (if send_batch > 1 { args.num_records } else { 0 })..args.num_records {
         if let Some(p) = &pacer {
             if let Some(d) = p.wait_before(i) {
-                tokio::time::sleep(d).await;
+                let until = tokio::time::Instant::now() + d;
+                while let Ok(Some((t, r))) = tokio::time::timeout_at(until, pending.next()).await {
+                    complete(t, r);
+                }
+                tokio::time::sleep_until(until).await;
             }
         }
         if let Err(e) = txn.before_send(&producer).await {
@@ -254,16 +252,21 @@ async fn run() -> i32 {
         let off = payload.offset(i);
         let record = ProducerRecord::new(topic.clone(), pool.slice(off..off + size));
         let sent_ns = s.now_ns();
-        let res = match &fut_tx {
-            None => {
+        let res = match mode {
+            Mode::Callback => {
                 producer
                     .send_with_callback(record, move |r| {
                         stats().complete(sent_ns, r.map(|_| ()).map_err(|e| e.to_string()))
                     })
                     .await
             }
-            Some(tx) => producer.send(record).await.map(|f| {
-                let _ = tx.send((sent_ns, f));
+            Mode::Future => producer.send(record).await.map(|f| {
+                pending.push(Timed(sent_ns, f));
+                if i % 256 == 255 {
+                    while let Some(Some((t, r))) = pending.next().now_or_never() {
+                        complete(t, r);
+                    }
+                }
             }),
         };
         if let Err(e) = res {
@@ -282,11 +285,10 @@ async fn run() -> i32 {
     if let Err(e) = txn.finish(&producer).await {
         println!("ERROR: {e}");
     }
-    producer.flush().await;
-    drop(fut_tx);
-    if let Some(h) = collector {
-        let _ = h.join();
+    while let Some((t, r)) = pending.next().await {
+        complete(t, r);
     }
+    producer.flush().await;
     let elapsed = t0.elapsed();
     let cpu_s = process_cpu_seconds() - cpu0;
     stop_reporter(reporter);
@@ -361,28 +363,22 @@ impl Txn {
     }
 }
 
-fn collect_futures(mut rx: tokio::sync::mpsc::UnboundedReceiver<(u64, DeliveryFuture)>) {
-    use futures::stream::{FuturesUnordered, StreamExt};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("collector runtime");
-    rt.block_on(async move {
-        let mut pending = FuturesUnordered::new();
-        let mut open = true;
-        loop {
-            tokio::select! {
-                m = rx.recv(), if open => match m {
-                    Some((t, f)) => pending.push(async move { (t, f.await) }),
-                    None => open = false,
-                },
-                Some((t, r)) = pending.next(), if !pending.is_empty() => {
-                    stats().complete(t, r.map(|_| ()).map_err(|e| e.to_string()));
-                }
-                else => break,
-            }
-        }
-    });
+/// A delivery future with its record's send time (ns on the stats clock).
+struct Timed(u64, DeliveryFuture);
+
+impl std::future::Future for Timed {
+    type Output = (u64, actix_kafka::DeliveryResult);
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let t = self.0;
+        std::pin::Pin::new(&mut self.1).poll(cx).map(|r| (t, r))
+    }
+}
+
+fn complete(sent_ns: u64, r: actix_kafka::DeliveryResult) {
+    stats().complete(sent_ns, r.map(|_| ()).map_err(|e| e.to_string()));
 }
 
 /// Producer state for the stall message (queried with a short timeout: a wedged actor must

@@ -9,13 +9,10 @@
 use crate::error::ProduceError;
 use crate::record::{RecordMetadata, TopicPartition};
 use bytes::{Bytes, BytesMut};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
-use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 /// Result of one record's delivery.
 pub type DeliveryResult = Result<RecordMetadata, ProduceError>;
@@ -25,7 +22,7 @@ pub type Callback = Box<dyn FnOnce(DeliveryResult) + Send + 'static>;
 
 /// How a record reports its result.
 pub(crate) enum Delivery {
-    Future(oneshot::Sender<DeliveryResult>),
+    Future(crate::completion::Completer),
     Callback(Callback),
     /// One callback shared by the records of a `send_all_with_callback` call, with the
     /// record's index in that call (an `Arc` clone per record instead of a `Box`).
@@ -38,9 +35,7 @@ pub type IndexedCallback = Arc<dyn Fn(usize, DeliveryResult) + Send + Sync + 'st
 impl Delivery {
     pub(crate) fn complete(self, result: DeliveryResult) {
         match self {
-            Delivery::Future(tx) => {
-                let _ = tx.send(result);
-            }
+            Delivery::Future(c) => c.complete(result),
             Delivery::Callback(cb) => {
                 // Java's contract: a throwing callback must not break the producer.
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(result))).is_err() {
@@ -57,33 +52,7 @@ impl Delivery {
     }
 }
 
-/// Resolves to the record's [`RecordMetadata`] once the broker acknowledged it, or its error.
-///
-/// Dropping it does not cancel the record.
-///
-/// It is polled outside tokio's cooperative budget: a result is one cheap read, and inside the
-/// budget a `FuturesUnordered` of millions of pending deliveries degrades quadratically (each
-/// exhausted-budget poll re-wakes itself and the set re-polls everything).
-pub struct DeliveryFuture {
-    rx: tokio::task::Unconstrained<oneshot::Receiver<DeliveryResult>>,
-}
-
-impl DeliveryFuture {
-    pub(crate) fn new(rx: oneshot::Receiver<DeliveryResult>) -> Self {
-        DeliveryFuture {
-            rx: tokio::task::unconstrained(rx),
-        }
-    }
-}
-
-impl Future for DeliveryFuture {
-    type Output = DeliveryResult;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DeliveryResult> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or_else(|_| Err(ProduceError::closed("delivery dropped"))))
-    }
-}
+pub use crate::completion::DeliveryFuture;
 
 /// What every completion needs: the pending count, the interceptors, the metrics.
 #[derive(Default)]

@@ -67,7 +67,8 @@ pub mod record;
 pub mod security;
 mod send;
 pub mod serializer;
-mod slots;
+mod mailbox;
+mod completion;
 pub mod transaction;
 
 /// What most programs need: `use actix_kafka::prelude::*;`.

@@ -27,7 +27,6 @@ use crate::error::{KafkaCode, ProduceError};
 use crate::record::{ProducerRecord, RecordMetadata, TopicPartition};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::oneshot;
 
 struct Pending {
     tp: TopicPartition,
@@ -142,9 +141,9 @@ impl MockProducer {
     /// [`ProduceError::Closed`] after [`close`](Self::close), the error set with
     /// [`fail_sends`](Self::fail_sends), [`ProduceError::InvalidPartition`].
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = crate::completion::pair();
         self.enqueue(record, Delivery::Future(tx))?;
-        Ok(DeliveryFuture::new(rx))
+        Ok(rx)
     }
 
     /// As [`crate::Producer::send_with_callback`] (the callback runs on the thread that

@@ -17,7 +17,7 @@ use crate::config::ProducerConfig;
 use crate::core::accumulator::AccumulatorCore;
 use crate::error::ProduceError;
 use crate::record::{Header, TopicPartition};
-use crate::slots::SlotPermit;
+use crate::mailbox::{Pushed, RecordMailbox};
 use actix::prelude::*;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -39,28 +39,24 @@ pub struct AppendRecord {
     pub(crate) pending_slot: u8,
 }
 
-/// Appends one record.
-pub struct Append {
-    pub(crate) record: AppendRecord,
-    /// The mailbox slot this message occupies; released once it is appended.
-    pub(crate) _slot: SlotPermit,
+impl AppendRecord {
+    /// Its size in a batch, roughly (bytes): what the mailbox counts toward the open batch.
+    pub(crate) fn size_hint(&self) -> usize {
+        let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()) + 4)
+            .sum();
+        len(&self.key) + len(&self.value) + headers + 8
+    }
 }
 
-impl Message for Append {
-    type Result = ();
-}
-
-/// Appends several records of this partition, in order (`Producer::send_all`): one message,
-/// one mailbox wake-up, for the whole chunk.
-pub struct AppendMany {
-    pub(crate) records: Vec<AppendRecord>,
-    /// One mailbox slot per record; released once all are appended.
-    pub(crate) _slots: SlotPermit,
-}
-
-impl Message for AppendMany {
-    type Result = ();
-}
+/// Appends what the partition's [`RecordMailbox`] holds. Sent by `send` only when the mailbox
+/// was not already scheduled: one message per drain, not per record.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
 
 /// Closes the open batch now (used by `flush` and `close`).
 #[derive(Message)]
@@ -89,6 +85,13 @@ pub struct PartitionAccumulator {
     waiting: VecDeque<ProducerBatch>,
     /// A `ctx.wait` for a batch slot is pending.
     slot_waiter: bool,
+    /// The records' mailbox (shared with the producer handle).
+    mailbox: Arc<RecordMailbox>,
+    /// Records taken from the mailbox and not appended yet, oldest first; their mailbox slots
+    /// are still taken (non-empty only while a batch slot is awaited).
+    backlog: VecDeque<AppendRecord>,
+    /// A flush came while the backlog waited: close the open batch once it is appended.
+    flush_requested: bool,
 }
 
 impl PartitionAccumulator {
@@ -97,6 +100,7 @@ impl PartitionAccumulator {
         config: Arc<ProducerConfig>,
         sender: Addr<Sender>,
         shared: Arc<Shared>,
+        mailbox: Arc<RecordMailbox>,
     ) -> Self {
         let slots = config.max_pending_batches_per_partition.max(1);
         PartitionAccumulator {
@@ -107,22 +111,53 @@ impl PartitionAccumulator {
             batch_slots: Arc::new(Semaphore::new(slots)),
             waiting: VecDeque::new(),
             slot_waiter: false,
+            mailbox,
+            backlog: VecDeque::new(),
+            flush_requested: false,
         }
     }
 
-    /// Arms the linger timer of the batch that will close as `number`. actix cancels timers
+    /// Arms the linger timer of the batch that will close as `number`: `linger.ms` after its
+    /// first record was sent (it may have waited in the mailbox). When it fires it appends
+    /// what the mailbox holds, then closes that batch if it is still open. actix cancels timers
     /// lazily (a cancelled one can still fire in the same poll), so the timer only closes the
     /// batch it was set for.
     fn arm_linger(&mut self, number: u64, ctx: &mut Context<Self>) {
         if let Some(h) = self.linger.take() {
             ctx.cancel_future(h);
         }
-        self.linger = Some(ctx.run_later(self.config.linger, move |act, ctx| {
+        let due = self
+            .core
+            .open_since()
+            .map_or(self.config.linger, |created| {
+                (created + self.config.linger).saturating_duration_since(Instant::now())
+            });
+        self.linger = Some(ctx.run_later(due, move |act, ctx| {
             act.linger = None;
+            act.drain_records(ctx);
             if let Some(batch) = act.core.linger_expired(number) {
                 act.hand_over(batch, ctx);
             }
+            act.settle(ctx);
         }));
+    }
+
+    /// After each message: tells the mailbox whether the open batch lingers (its timer will
+    /// drain the queue, so pushes need not wake this actor) and drains again if what is queued
+    /// needs it now.
+    fn settle(&mut self, ctx: &mut Context<Self>) {
+        if self.slot_waiter {
+            // The pending batch slot resumes the drain; pushes meanwhile schedule a Drain.
+            return;
+        }
+        let room = if self.linger.is_some() && !self.config.linger.is_zero() {
+            self.core.open_room()
+        } else {
+            None
+        };
+        if self.mailbox.linger(room) == Pushed::Wake {
+            ctx.notify(Drain);
+        }
     }
 
     /// Closes the open batch now (flush).
@@ -177,10 +212,50 @@ impl PartitionAccumulator {
                                     act.sender.do_send(BatchReady(batch));
                                 }
                                 act.hand_over_waiting(ctx);
+                                if !act.slot_waiter {
+                                    act.drain(ctx);
+                                }
+                                act.settle(ctx);
                             }),
                     );
                     return;
                 }
+            }
+        }
+    }
+
+    /// Appends the backlog, then everything the mailbox holds (one swap), giving their mailbox
+    /// slots back. Stops early while a closed batch waits for a batch slot (the rest stays in
+    /// the backlog, its slots taken: the mailbox fills and senders wait); the slot's arrival
+    /// resumes it. Records pushed meanwhile schedule the next `Drain`.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        self.drain_records(ctx);
+        if self.flush_requested && !self.slot_waiter {
+            self.flush_requested = false;
+            self.close_batch(ctx);
+        }
+    }
+
+    /// [`Self::drain`] without the pending flush.
+    fn drain_records(&mut self, ctx: &mut Context<Self>) {
+        for round in 0..2 {
+            if round == 1 {
+                if !self.backlog.is_empty() {
+                    break;
+                }
+                self.mailbox.take_all(&mut self.backlog);
+            }
+            let mut appended = 0;
+            while !self.slot_waiter {
+                let Some(record) = self.backlog.pop_front() else {
+                    break;
+                };
+                self.append(record, ctx);
+                appended += 1;
+            }
+            self.mailbox.release(appended);
+            if self.slot_waiter {
+                return;
             }
         }
     }
@@ -203,6 +278,33 @@ impl PartitionAccumulator {
     }
 }
 
+impl PartitionAccumulator {
+    /// Fails every record still queued or in the backlog (`Closed`), and closes the mailbox.
+    fn fail_queued(&mut self) {
+        let n = self.backlog.len();
+        let mut rest: Vec<AppendRecord> = self.backlog.drain(..).collect();
+        self.mailbox.release(n);
+        rest.extend(self.mailbox.close());
+        if rest.is_empty() {
+            return;
+        }
+        let err = ProduceError::closed(DROPPED_UNDELIVERED);
+        let shared = self.core.shared();
+        for r in rest {
+            shared.deliver(r.delivery, Err(err.clone()));
+            shared.finished_one(r.pending_slot, false);
+        }
+    }
+}
+
+impl Drop for PartitionAccumulator {
+    fn drop(&mut self) {
+        // An arbiter stopped without `stopped` being called: queued records still get their
+        // outcome.
+        self.fail_queued();
+    }
+}
+
 impl Actor for PartitionAccumulator {
     type Context = Context<Self>;
 
@@ -214,31 +316,26 @@ impl Actor for PartitionAccumulator {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.core.stopped();
+        self.fail_queued();
     }
 }
 
-impl Handler<Append> for PartitionAccumulator {
+impl Handler<Drain> for PartitionAccumulator {
     type Result = ();
 
-    fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) {
-        self.append(msg.record, ctx);
-    }
-}
-
-impl Handler<AppendMany> for PartitionAccumulator {
-    type Result = ();
-
-    fn handle(&mut self, msg: AppendMany, ctx: &mut Context<Self>) {
-        for record in msg.records {
-            self.append(record, ctx);
-        }
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+        self.drain(ctx);
+        self.settle(ctx);
     }
 }
 
 impl Handler<FlushBatch> for PartitionAccumulator {
     type Result = ();
     fn handle(&mut self, _: FlushBatch, ctx: &mut Context<Self>) {
-        self.close_batch(ctx);
+        // Records sent before the flush are in the mailbox or the backlog: append them first.
+        self.flush_requested = true;
+        self.drain(ctx);
+        self.settle(ctx);
     }
 }
 
@@ -252,5 +349,13 @@ impl Handler<AbortAccumulator> for PartitionAccumulator {
             batch.fail(msg.0.clone());
         }
         self.core.abort(msg.0);
+        // Queued records fail now too (the core refuses them), not after a batch slot frees.
+        let n = self.backlog.len();
+        for record in self.backlog.drain(..) {
+            self.core.append(record);
+        }
+        self.mailbox.release(n);
+        self.drain(ctx);
+        self.settle(ctx);
     }
 }

@@ -8,7 +8,7 @@
 //! is enqueued, with a [`DeliveryFuture`] for its [`RecordMetadata`](crate::record::RecordMetadata).
 
 use crate::actors::accumulator::{
-    AbortAccumulator, Append, AppendMany, AppendRecord, FlushBatch, PartitionAccumulator,
+    AbortAccumulator, AppendRecord, Drain, FlushBatch, PartitionAccumulator,
 };
 use crate::actors::connection::{ConnectionPool, ConnectionSettings};
 use crate::actors::metadata::{MetadataManager, WaitForTopic};
@@ -24,7 +24,7 @@ use crate::metrics::MetricsSnapshot;
 use crate::partitioner::{DefaultPartitioner, Partitioner};
 use crate::protocol::record_batch::{record_size_upper_bound, RECORD_BATCH_OVERHEAD};
 use crate::record::{ProducerRecord, RecordMetadata, TopicPartition};
-use crate::slots::{SlotGate, SlotPermit};
+use crate::mailbox::{Pushed, RecordMailbox};
 use crate::transaction::{ConsumerGroupMetadata, TransactionError};
 use actix::prelude::*;
 use dashmap::DashMap;
@@ -43,8 +43,8 @@ type PartitionChunk = (
 
 struct AccumulatorSlot {
     addr: Addr<PartitionAccumulator>,
-    /// `mailbox.capacity` slots: the mailbox bound (see [`PartitionAccumulator`]).
-    mailbox: Arc<SlotGate>,
+    /// The accumulator's records mailbox, `mailbox.capacity` records (see [`RecordMailbox`]).
+    mailbox: Arc<RecordMailbox>,
 }
 
 struct Inner {
@@ -278,13 +278,12 @@ impl Producer {
                     inner.sender.clone(),
                     inner.shared.clone(),
                 );
+                let mailbox = Arc::new(RecordMailbox::new(inner.config.mailbox_capacity));
+                let queue = mailbox.clone();
                 let addr = PartitionAccumulator::start_in_arbiter(arbiter, move |_| {
-                    PartitionAccumulator::new(tp, config, sender, shared)
+                    PartitionAccumulator::new(tp, config, sender, shared, queue)
                 });
-                Arc::new(AccumulatorSlot {
-                    addr,
-                    mailbox: SlotGate::new(inner.config.mailbox_capacity),
-                })
+                Arc::new(AccumulatorSlot { addr, mailbox })
             })
             .clone()
     }
@@ -411,32 +410,44 @@ impl Producer {
         }
     }
 
-    /// Hands one message of `n` records to an accumulator; the mailbox slots are taken and the
-    /// records counted as pending in `pending_slot` (given back if the message is refused).
-    fn enqueue<M>(
+    /// Queues `n` records (their mailbox slots reserved, counted as pending in
+    /// `pending_slot`) in an accumulator's mailbox and wakes it if it is not scheduled yet. A
+    /// refused push (the accumulator stopped) gives the records back, slots and pending count
+    /// released.
+    fn enqueue(
         &self,
         tp: &TopicPartition,
         slot: &AccumulatorSlot,
-        msg: M,
+        records: impl IntoIterator<Item = AppendRecord>,
         n: u64,
         pending_slot: u8,
-    ) -> Result<(), M>
-    where
-        M: Message<Result = ()> + Send + 'static,
-        PartitionAccumulator: Handler<M>,
-    {
-        match slot.addr.try_send(msg) {
-            Ok(()) => Ok(()),
-            // The slot gate is the bound; actix's own capacity (16 until the actor's `started`
-            // lifts it) may still say full: enqueue anyway.
-            Err(actix::dev::SendError::Full(m)) => {
-                slot.addr.do_send(m);
+    ) -> Result<(), Vec<AppendRecord>> {
+        match slot.mailbox.push(records) {
+            Ok(Pushed::Queued) => Ok(()),
+            Ok(Pushed::Wake) => {
+                match slot.addr.try_send(Drain) {
+                    // actix's own capacity (16 until the actor's `started` lifts it) may say
+                    // full: the mailbox above is the bound, deliver anyway.
+                    Ok(()) => {}
+                    Err(actix::dev::SendError::Full(_)) => slot.addr.do_send(Drain),
+                    Err(actix::dev::SendError::Closed(_)) => {
+                        // The actor is gone without closing its mailbox (its arbiter
+                        // stopped): whatever is queued fails now, these records included.
+                        tracing::warn!(%tp, "accumulator stopped");
+                        let err = ProduceError::closed(format!("accumulator for {tp} stopped"));
+                        let shared = &self.inner.shared;
+                        for r in slot.mailbox.close() {
+                            shared.deliver(r.delivery, Err(err.clone()));
+                            shared.finished_one(r.pending_slot, false);
+                        }
+                    }
+                }
                 Ok(())
             }
-            Err(actix::dev::SendError::Closed(m)) => {
+            Err(back) => {
                 tracing::warn!(%tp, "accumulator stopped");
                 self.inner.shared.pending.done(pending_slot, n);
-                Err(m)
+                Err(back)
             }
         }
     }
@@ -466,9 +477,9 @@ impl Producer {
         tp: &TopicPartition,
         start: Instant,
         deadline: Instant,
-    ) -> Result<SlotPermit, ProduceError> {
+    ) -> Result<(), ProduceError> {
         let left = deadline.saturating_duration_since(Instant::now());
-        tokio::time::timeout(left, slot.mailbox.acquire(n))
+        tokio::time::timeout(left, slot.mailbox.reserve(n))
             .await
             .map_err(|_| ProduceError::QueueFull {
                 topic_partition: tp.clone(),
@@ -528,27 +539,25 @@ impl Producer {
             Err(e) => return Err(back(e, record)),
         };
         let slot = self.accumulator(&tp);
-        let permit = match slot.mailbox.try_acquire(1) {
-            Some(p) => p,
-            None => {
-                let start = start.unwrap_or_else(Instant::now);
-                match Self::wait_slots(&slot, 1, &tp, start, start + self.inner.config.max_block)
-                    .await
-                {
-                    Ok(p) => p,
-                    Err(e) => return Err(back(e, record)),
-                }
+        if !slot.mailbox.try_reserve(1) {
+            let start = start.unwrap_or_else(Instant::now);
+            if let Err(e) =
+                Self::wait_slots(&slot, 1, &tp, start, start + self.inner.config.max_block).await
+            {
+                return Err(back(e, record));
             }
-        };
+        }
         let pending_slot = self.inner.shared.pending.add(1);
-        let msg = Append {
-            record: Self::append_record(record, delivery, Instant::now(), now_ms, pending_slot),
-            _slot: permit,
-        };
-        // Not accepted (the producer is shutting down): the record comes back from the message.
-        self.enqueue(&tp, &slot, msg, 1, pending_slot)
-            .map_err(|msg| {
-                let r = msg.record;
+        let rec = Self::append_record(record, delivery, Instant::now(), now_ms, pending_slot);
+        // Not accepted (the producer is shutting down): the record comes back.
+        self.enqueue(&tp, &slot, std::iter::once(rec), 1, pending_slot)
+            .map_err(|mut recs| {
+                let Some(r) = recs.pop() else {
+                    return back(
+                        ProduceError::closed(format!("accumulator for {tp} stopped")),
+                        ProducerRecord::new(tp.topic.clone(), bytes::Bytes::new()),
+                    );
+                };
                 let record = ProducerRecord {
                     topic: tp.topic.clone(),
                     partition: Some(tp.partition),
@@ -575,7 +584,7 @@ impl Producer {
         &self,
         record: ProducerRecord,
     ) -> Result<DeliveryFuture, SendError> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = crate::completion::pair();
         let shared = &self.inner.shared;
         let record = if shared.interceptors.is_empty() {
             record
@@ -583,7 +592,7 @@ impl Producer {
             shared.interceptors.on_send(record)
         };
         match self.send_keeping(record, Delivery::Future(tx)).await {
-            Ok(()) => Ok(DeliveryFuture::new(rx)),
+            Ok(()) => Ok(rx),
             Err(e) => {
                 if !shared.interceptors.is_empty() {
                     shared
@@ -608,9 +617,9 @@ impl Producer {
         let mut futures: Vec<Option<DeliveryFuture>> = Vec::new();
         let results = self
             .send_many(records, |i| {
-                let (tx, rx) = oneshot::channel();
+                let (tx, rx) = crate::completion::pair();
                 futures.resize_with(i + 1, || None);
-                futures[i] = Some(DeliveryFuture::new(rx));
+                futures[i] = Some(rx);
                 Delivery::Future(tx)
             })
             .await;
@@ -711,12 +720,12 @@ impl Producer {
                 let rest = recs.split_off(recs.len().min(capacity));
                 let chunk = std::mem::replace(&mut recs, rest);
                 let n = chunk.len();
-                let permit = match slot.mailbox.try_acquire(n) {
-                    Some(p) => Ok(p),
-                    None => Self::wait_slots(&slot, n, &tp, start, deadline).await,
+                let reserved = match slot.mailbox.try_reserve(n) {
+                    true => Ok(()),
+                    false => Self::wait_slots(&slot, n, &tp, start, deadline).await,
                 };
-                let permit = match permit {
-                    Ok(p) => p,
+                match reserved {
+                    Ok(()) => {}
                     Err(e) => {
                         // Not accepted: the deliveries are dropped unused (no callback runs).
                         for (i, rec) in chunk {
@@ -725,20 +734,16 @@ impl Producer {
                         }
                         continue;
                     }
-                };
+                }
                 let (indices, mut records): (Vec<usize>, Vec<AppendRecord>) =
                     chunk.into_iter().unzip();
                 let pending_slot = self.inner.shared.pending.add(n as u64);
                 for r in &mut records {
                     r.pending_slot = pending_slot;
                 }
-                let msg = AppendMany {
-                    records,
-                    _slots: permit,
-                };
-                if let Err(m) = self.enqueue(&tp, &slot, msg, n as u64, pending_slot) {
+                if let Err(back) = self.enqueue(&tp, &slot, records, n as u64, pending_slot) {
                     let err = ProduceError::closed(format!("accumulator for {tp} stopped"));
-                    drop(m);
+                    drop(back);
                     for i in indices {
                         results[i] = Err(err.clone());
                     }
@@ -765,9 +770,9 @@ impl Producer {
     /// [`ProduceError::QueueFull`] (mailbox full for `max.block.ms`), [`ProduceError::Closed`].
     /// The delivery future carries the errors after enqueueing (timeouts, broker errors).
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = crate::completion::pair();
         self.send_inner(record, Delivery::Future(tx)).await?;
-        Ok(DeliveryFuture::new(rx))
+        Ok(rx)
     }
 
     /// Sends a record and calls `callback` with its result (Java's `send(record, callback)`).
@@ -822,28 +827,24 @@ impl Producer {
         };
         let tp = self.route(&record, &info)?;
         let slot = self.accumulator(&tp);
-        let permit = slot
-            .mailbox
-            .try_acquire(1)
-            .ok_or_else(|| ProduceError::QueueFull {
+        if !slot.mailbox.try_reserve(1) {
+            return Err(ProduceError::QueueFull {
                 topic_partition: tp.clone(),
                 waited_ms: 0,
-            })?;
-        let (tx, rx) = oneshot::channel();
+            });
+        }
+        let (tx, rx) = crate::completion::pair();
         let pending_slot = self.inner.shared.pending.add(1);
-        let msg = Append {
-            record: Self::append_record(
-                record,
-                Delivery::Future(tx),
-                Instant::now(),
-                now_ms,
-                pending_slot,
-            ),
-            _slot: permit,
-        };
-        self.enqueue(&tp, &slot, msg, 1, pending_slot)
+        let rec = Self::append_record(
+            record,
+            Delivery::Future(tx),
+            Instant::now(),
+            now_ms,
+            pending_slot,
+        );
+        self.enqueue(&tp, &slot, std::iter::once(rec), 1, pending_slot)
             .map_err(|_| ProduceError::closed(format!("accumulator for {tp} stopped")))?;
-        Ok(DeliveryFuture::new(rx))
+        Ok(rx)
     }
 
     /// Transactions (KIP-98): registers the `transactional.id` with its transaction coordinator

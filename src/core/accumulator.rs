@@ -83,6 +83,22 @@ impl AccumulatorCore {
         self.next_number
     }
 
+    /// What every completion needs (for records failed outside a batch).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Bytes the open batch can still take (uncompressed), if one is open.
+    pub(crate) fn open_room(&self) -> Option<usize> {
+        let open = self.open.as_ref()?;
+        Some(self.limit.saturating_sub(open.builder.size_in_bytes()))
+    }
+
+    /// When the open batch's first record was sent, if one is open.
+    pub(crate) fn open_since(&self) -> Option<Instant> {
+        self.open.as_ref().map(|o| o.created)
+    }
+
     /// Appends to the open batch within the current limit; `false` if it would not fit.
     fn try_append_open(&mut self, r: &AppendRecord) -> bool {
         let limit = self.limit;
