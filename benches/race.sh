@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Side-by-side producer race: actix-kafka (examples/producer_perf.rs) against librdkafka
-# (examples/rdkafka_perf.rs, the rdkafka crate with bundled librdkafka) and the Java producer
-# (benches/java_perf.sh: Kafka's own ProducerPerformance, i.e. kafka-producer-perf-test), same
-# workloads, same broker, runs in rotating order, medians in a table.
+# Side-by-side producer race, same workloads, same broker, runs in rotating order, medians in a
+# table. The clients (--clients picks some; default all that are built):
+#   ours        actix-kafka, one `send` per record, its DeliveryFutures awaited
+#               (examples/producer_perf.rs --delivery future)
+#   ours_cb     actix-kafka, one `send_with_callback` per record (--delivery callback)
+#   rdkafka     librdkafka BaseProducer with a delivery callback (examples/rdkafka_perf.rs)
+#   rdkafka_fut librdkafka through rdkafka's FutureProducer (rdkafka_perf --api future)
+#   java        Kafka's own ProducerPerformance (kafka-producer-perf-test, benches/java_perf.sh)
+#   krafka      the pure-Rust krafka crate (benches/krafka_perf, a separate crate: build it with
+#               `cargo build --release --manifest-path benches/krafka_perf/Cargo.toml`; left
+#               out when not built)
 #
 # Usage: benches/race.sh [options]
 #
@@ -28,7 +35,9 @@
 #   --mock                add the mock-cluster pass (last)
 #   --mock-only           only the mock-cluster pass
 #   --mock-brokers N      brokers of the mock cluster (default 1)
-#   --no-java             leave the Java producer out (two clients, as in the mock pass)
+#   --no-java             leave the Java producer out (as in the mock pass)
+#   --clients "A B .."    the clients to race (default: ours ours_cb rdkafka rdkafka_fut java krafka)
+#   --batch-size N        batch.size=N for every client (equal batches); default: each client's own
 #   --security P          the Kafka pass races on a secured listener: ssl, sasl_plaintext or
 #                         sasl_ssl (scripts/kafka.sh start --security P). actix-kafka and Java read
 #                         the Java-named KAFKA_CLIENT_CONFIG (SASL: SCRAM-SHA-512 on sasl_ssl,
@@ -97,6 +106,8 @@ STALL_TIMEOUT=30
 OUT=""
 BUILD=1
 WAIT_IDLE=0
+CLIENTS="ours ours_cb rdkafka rdkafka_fut java krafka"
+BATCH_SIZE=""
 
 die() { echo "race.sh: $*" >&2; exit 2; }
 usage() { sed -n '2,/^set -uo/p' "$0" | sed -e '/^set -uo/d' -e 's/^# \{0,1\}//'; }
@@ -110,6 +121,8 @@ while (($#)); do
         --mock) DO_MOCK=1 ;;
         --mock-only) DO_MOCK=1; DO_TANSU=0; DO_KAFKA=0 ;;
         --no-java) DO_JAVA=0 ;;
+        --clients) CLIENTS="${2:?}"; shift ;;
+        --batch-size) BATCH_SIZE="${2:?}"; shift ;;
         --mock-brokers) MOCK_BROKERS="${2:?}"; shift ;;
         --only) ONLY="${2:?}"; shift ;;
         --list) LIST=1 ;;
@@ -136,6 +149,7 @@ done
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
 [[ -z "$RESTART_OPT" || "$RESTART_OPT" == run || "$RESTART_OPT" == workload ]] || die "--broker-restart must be run or workload"
 ((DO_KAFKA || DO_TANSU || DO_MOCK)) || die "no pass left to run (--no-kafka without --tansu or --mock)"
+[[ -z "$BATCH_SIZE" ]] || COMMON_PROPS="batch.size=$BATCH_SIZE${COMMON_PROPS:+ $COMMON_PROPS}"
 if ((QUICK)); then
     ROUNDS=1
     : "${REC_SMALL:=200000}" "${REC_LARGE:=50000}" "${LAT_SECS:=2}"
@@ -179,7 +193,7 @@ fi
 mkdir -p "$OUT/logs" || die "cannot create $OUT"
 RUNS="$OUT/runs.tsv"
 TIMES_FILE="$OUT/.times"
-printf 'pass\tworkload\timpl\tround\trc\trecords\trps\tmbps\tp50_ms\tp99_ms\tcpu_s\tcpu_s_per_M\trss_peak_mb\terrors\tother_load\n' >"$RUNS"
+printf 'pass\tworkload\timpl\tround\trc\trecords\trps\tmbps\tp50_ms\tp99_ms\tcpu_s\tcpu_s_per_M\trss_peak_mb\terrors\tother_load\tp999_ms\n' >"$RUNS"
 SUMMARY="$OUT/summary.md"
 : >"$SUMMARY"
 
@@ -228,6 +242,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 OURS_BIN="$TARGET_DIR/release/examples/producer_perf"
 RD_BIN="$TARGET_DIR/release/examples/rdkafka_perf"
 [[ -x "$OURS_BIN" && -x "$RD_BIN" ]] || die "missing $OURS_BIN or $RD_BIN (build them or drop --no-build)"
+KRAFKA_BIN="$ROOT/benches/krafka_perf/target/release/krafka_perf"
 JAVA_WRAPPER="$ROOT/benches/java_perf.sh"
 if ((DO_JAVA && (DO_KAFKA || DO_TANSU))); then
     [[ -x /usr/bin/time ]] || die "the Java racer needs /usr/bin/time (apt-get install time), or pass --no-java"
@@ -390,9 +405,12 @@ run_one() {
     local impl=$1 wl=$2 round=$3 topic=$4 size=$5 records=$6 tput=$7 props=$8
     local bin=() extra log rc line args=""
     case "$impl" in
-        ours) bin=("$OURS_BIN"); extra=$OURS_PROPS; args=$OURS_ARGS ;;
+        ours) bin=("$OURS_BIN"); extra=$OURS_PROPS; args="--delivery future $OURS_ARGS" ;;
+        ours_cb) bin=("$OURS_BIN"); extra=$OURS_PROPS; args="--delivery callback $OURS_ARGS" ;;
         rdkafka) bin=("$RD_BIN"); extra=$RD_PROPS ;;
+        rdkafka_fut) bin=("$RD_BIN"); extra=$RD_PROPS; args="--api future" ;;
         java) bin=(bash "$JAVA_WRAPPER"); extra=$JAVA_PROPS ;;
+        krafka) bin=("$KRAFKA_BIN") ;;
         *) die "unknown client: $impl" ;;
     esac
     [[ "$RESTART" == run || -z "$BOOTSTRAP" ]] && fresh_broker
@@ -401,7 +419,7 @@ run_one() {
     local secconf=()
     if [[ "$PASS" == kafka && "$SECURITY" != plaintext ]]; then
         case "$impl" in
-            rdkafka) secconf=(--producer.config "$SEC_RD_CONF") ;;
+            rdkafka | rdkafka_fut) secconf=(--producer.config "$SEC_RD_CONF") ;;
             *) secconf=(--producer.config "$SEC_JAVA_CONF") ;;
         esac
     fi
@@ -425,9 +443,9 @@ run_one() {
     line="$(grep '^RESULT ' "$log" | tail -n 1)"
     f() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
     LAST_RPS="$(f rps)"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$PASS" "$wl" "$impl" "$round" "$rc" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$PASS" "$wl" "$impl" "$round" "$rc" \
         "$(f records)" "$(f rps)" "$(f mbps)" "$(f p50_ms)" "$(f p99_ms)" "$(f cpu_s)" "$(f cpu_s_per_M)" \
-        "$(f rss_peak_mb)" "$(f errors)" "$other" >>"$RUNS"
+        "$(f rss_peak_mb)" "$(f errors)" "$other" "$(f p999_ms)" >>"$RUNS"
     awk -v o="$other" -v l="$OTHER_LOAD_LIMIT" 'BEGIN { exit !(o > l) }' &&
         log "  note: other processes used $other cores during this run (shared machine)"
     if ((rc == 0)); then
@@ -462,13 +480,26 @@ median_of() { # pass workload impl column → median of successful runs, "-" if 
         }' "$RUNS"
 }
 
-IMPL_NAME_ours=actix-kafka
-IMPL_NAME_rdkafka=librdkafka
-IMPL_NAME_java=Java
+IMPL_NAME_ours="actix-kafka send (futures)"
+IMPL_NAME_ours_cb="actix-kafka send_with_callback"
+IMPL_NAME_rdkafka="librdkafka BaseProducer"
+IMPL_NAME_rdkafka_fut="librdkafka FutureProducer"
+IMPL_NAME_java="Java ProducerPerformance"
+IMPL_NAME_krafka="krafka"
 impl_name() { local v="IMPL_NAME_$1"; echo "${!v}"; }
 
 pass_impls() { # the clients racing in pass $1
-    if [[ "$1" == mock ]] || ((!DO_JAVA)); then echo "ours rdkafka"; else echo "ours rdkafka java"; fi
+    local c out=()
+    for c in $CLIENTS; do
+        case "$c" in
+            java) [[ "$1" == mock ]] || ((!DO_JAVA)) && continue ;;
+            krafka) [[ -x "$KRAFKA_BIN" ]] || continue ;;
+            ours | ours_cb | rdkafka | rdkafka_fut) ;;
+            *) die "unknown client in --clients: $c" ;;
+        esac
+        out+=("$c")
+    done
+    echo "${out[*]}"
 }
 
 run_pass() {
@@ -550,9 +581,7 @@ fmt_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0
 fmt_int() { awk -v a="$1" 'BEGIN { if (a == "-") print "-"; else printf "%d", a + 0.5 }'; }
 
 print_table() {
-    local pass=$1 w n size parts props kind ref java=0
-    local o_rps r_rps j_rps o_cpu r_cpu j_cpu o_p99 r_p99 j_p99 o_rss r_rss j_rss note
-    [[ "$(pass_impls "$pass")" == *java* ]] && java=1
+    local pass=$1 w n size parts props kind ref impl note rps cpu r_rps r_cpu
     say ""
     case "$pass" in
         kafka)
@@ -573,55 +602,41 @@ print_table() {
     say "$(awk -F'\t' -v p="$pass" -v l="$OTHER_LOAD_LIMIT" '$1 == p { n++; s += $15; if ($15 > m) m = $15; if ($15 > l) c++ }
         END { if (n) printf "Other processes used %.2f cores on average during the %d runs (max %.2f; %d run(s) above %.2f).", s / n, n, m, c + 0, l }' "$RUNS")"
     say ""
-    if ((java)); then
-        say "| workload | ours rps | librdkafka rps | java rps | ratio ours/rdkafka | ratio ours/java | ours cpu_s/M | rdkafka cpu_s/M | java cpu_s/M | cpu ratio ours/rdkafka | p99 ms ours/rdkafka/java | peak RSS MiB ours/rdkafka/java | note |"
-        say "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-    else
-        say "| workload | ours rps | librdkafka rps | ratio | ours cpu_s/M | rdkafka cpu_s/M | cpu ratio | p99 ms ours/rdkafka | peak RSS MiB ours/rdkafka | note |"
-        say "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-    fi
+    say "| workload | client | rps | MB/s | cpu_s/M | p50 ms | p99 ms | p99.9 ms | peak RSS MiB | rps / librdkafka | cpu / librdkafka | note |"
+    say "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     for w in "${WORKLOADS[@]}"; do
         IFS=';' read -r n size parts props kind ref <<<"$w"
         [[ -z "$ONLY" || "$n" =~ $ONLY ]] || continue
-        o_rps="$(median_of "$pass" "$n" ours rps)"
         r_rps="$(median_of "$pass" "$n" rdkafka rps)"
-        o_cpu="$(median_of "$pass" "$n" ours cpu_s_per_M)"
         r_cpu="$(median_of "$pass" "$n" rdkafka cpu_s_per_M)"
-        o_p99="$(median_of "$pass" "$n" ours p99_ms)"
-        r_p99="$(median_of "$pass" "$n" rdkafka p99_ms)"
-        o_rss="$(median_of "$pass" "$n" ours rss_peak_mb)"
-        r_rss="$(median_of "$pass" "$n" rdkafka rss_peak_mb)"
         note="${SKIP_NOTE["$pass|$n"]:-${SKIP_NOTE["$pass|*"]:-}}"
         local busy_runs
         busy_runs="$(awk -F'\t' -v p="$pass" -v w="$n" -v l="$OTHER_LOAD_LIMIT" \
             '$1 == p && $2 == w && $15 > l { c++; if ($15 > m) m = $15 } END { if (c) printf "%d run(s) with other load (max %.2f cores)", c, m }' "$RUNS")"
         [[ -n "$busy_runs" ]] && note="${note:+$note; }$busy_runs"
         [[ -n "${SKIP_NOTE["$pass|$n|rate"]:-}" ]] && note="paced at ${SKIP_NOTE["$pass|$n|rate"]}${note:+; $note}"
-        if ((java)); then
-            j_rps="$(median_of "$pass" "$n" java rps)"
-            j_cpu="$(median_of "$pass" "$n" java cpu_s_per_M)"
-            j_p99="$(median_of "$pass" "$n" java p99_ms)"
-            j_rss="$(median_of "$pass" "$n" java rss_peak_mb)"
-            say "| $n | $(fmt_int "$o_rps") | $(fmt_int "$r_rps") | $(fmt_int "$j_rps") | $(fmt_ratio "$o_rps" "$r_rps") | $(fmt_ratio "$o_rps" "$j_rps") | $o_cpu | $r_cpu | $j_cpu | $(fmt_ratio "$o_cpu" "$r_cpu") | $o_p99 / $r_p99 / $j_p99 | $o_rss / $r_rss / $j_rss | $note |"
-        else
-            say "| $n | $(fmt_int "$o_rps") | $(fmt_int "$r_rps") | $(fmt_ratio "$o_rps" "$r_rps") | $o_cpu | $r_cpu | $(fmt_ratio "$o_cpu" "$r_cpu") | $o_p99 / $r_p99 | $o_rss / $r_rss | $note |"
-        fi
+        for impl in $(pass_impls "$pass"); do
+            rps="$(median_of "$pass" "$n" "$impl" rps)"
+            cpu="$(median_of "$pass" "$n" "$impl" cpu_s_per_M)"
+            say "| $n | $(impl_name "$impl") | $(fmt_int "$rps") | $(median_of "$pass" "$n" "$impl" mbps) | $cpu | $(median_of "$pass" "$n" "$impl" p50_ms) | $(median_of "$pass" "$n" "$impl" p99_ms) | $(median_of "$pass" "$n" "$impl" p999_ms) | $(median_of "$pass" "$n" "$impl" rss_peak_mb) | $(fmt_ratio "$rps" "$r_rps") | $(fmt_ratio "$cpu" "$r_cpu") | $note |"
+            note=""
+        done
     done
 }
 
 # --- main ------------------------------------------------------------------------------------------
 {
-    if ((DO_JAVA && (DO_KAFKA || DO_TANSU))); then
-        echo "# producer race: actix-kafka vs librdkafka vs Java"
-    else
-        echo "# producer race: actix-kafka vs librdkafka"
-    fi
+    echo "# producer race: $(for c in $(pass_impls kafka); do printf '%s, ' "$(impl_name "$c")"; done | sed 's/, $//')"
     echo ""
     echo "- $(date -u +%FT%TZ), $(nproc) cores, $(rustc --version 2>/dev/null), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?') + $(git status --porcelain -- src Cargo.toml 2>/dev/null | wc -l) uncommitted change(s) in src/ and Cargo.toml"
     echo "- records per run: $REC_SMALL (100 B), $REC_LARGE (1 KiB); rounds: $ROUNDS; latency runs: $LAT_SECS s at $LAT_FRACTION x librdkafka's median max rps"
-    echo "- unset properties keep each client's defaults (notably batch.size: actix-kafka 16384 like Java's default, librdkafka 1000000; linger.ms 5 in all three: Java's default since Kafka 4.0, KIP-1030)"
+    if [[ -n "$BATCH_SIZE" ]]; then
+        echo "- equal batches: batch.size=$BATCH_SIZE for every client; other unset properties keep each client's defaults"
+    else
+        echo "- unset properties keep each client's defaults (notably batch.size: actix-kafka 16384 like Java's default, librdkafka 1000000; linger.ms 5 in all three: Java's default since Kafka 4.0, KIP-1030)"
+    fi
     echo "- extra props: all='${COMMON_PROPS}' ours='${OURS_PROPS}' librdkafka='${RD_PROPS}' java='${JAVA_PROPS}'; ours args='${OURS_ARGS}'"
-    echo "- ratio = ours/librdkafka (or ours/java) rps (>1: ours faster); cpu ratio = ours/librdkafka CPU s per million records (<1: ours cheaper)"
+    echo "- rps / librdkafka and cpu / librdkafka compare with librdkafka's BaseProducer (>1 rps: faster; <1 cpu: cheaper per record)"
     if ((DO_JAVA && (DO_KAFKA || DO_TANSU))); then
         echo "- java = Kafka's ProducerPerformance (kafka-producer-perf-test, benches/java_perf.sh, -Xmx256m); its CPU is the whole JVM's, start-up and JIT included (a few CPU seconds, a large share of short runs); its latencies are whole ms"
     fi

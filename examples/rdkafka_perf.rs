@@ -26,6 +26,11 @@
 //! to whole milliseconds), which costs CPU and delays the send loop while waiting for room or
 //! pacing; so it understates librdkafka.
 //!
+//! `--api future` drives rdkafka's `FutureProducer` instead (`send_result` per record, the
+//! crate's future API): its delivery futures are kept in a `FuturesUnordered` in the send
+//! loop and the finished ones taken every 256 sends and while pacing, exactly as
+//! `producer_perf --delivery future` does with ours.
+//!
 //! Mock-cluster mode (`--mock-cluster N`): starts librdkafka's in-process mock cluster with `N`
 //! brokers, creates each `--topic NAME[:PARTITIONS]` (default `--partitions`, else 1), prints
 //! `MOCK_BOOTSTRAP=host:port,...` and sleeps until killed.
@@ -153,16 +158,24 @@ fn main() {
     let args = args_or_exit(
         TOOL,
         IMPL,
-        &["--mock-cluster", "--partitions", "--poll"],
+        &["--mock-cluster", "--partitions", "--poll", "--api"],
         &[],
         "\n         [--poll native|crate]   how delivery reports are served (default native)\n\
+         \x20      [--api base|future]     BaseProducer (default) or FutureProducer\n\
          \x20      | --mock-cluster N --topic NAME[:PARTITIONS] ... [--partitions P]\n\
          \x20                      start librdkafka's mock cluster, print MOCK_BOOTSTRAP=..., sleep until killed",
     );
     let code = if args.extra("mock-cluster").is_some() {
         mock_cluster(&args)
     } else {
-        run(&args)
+        match args.extra("api").unwrap_or("base") {
+            "base" => run(&args),
+            "future" => run_future(&args),
+            other => {
+                eprintln!("{TOOL}: --api must be base or future, not {other}");
+                EXIT_USAGE
+            }
+        }
     };
     let _ = std::io::stdout().flush();
     std::process::exit(code);
@@ -337,4 +350,124 @@ fn run(args: &perf_common::Args) -> i32 {
         return EXIT_FAILED;
     }
     code
+}
+
+/// `--api future`: rdkafka's `FutureProducer` (see the module docs).
+fn run_future(args: &perf_common::Args) -> i32 {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    use futures::FutureExt;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let topic = args.topic.clone().unwrap_or_default();
+    let props = args.merged_props();
+    let mut cfg = ClientConfig::new();
+    for (k, v) in &props {
+        cfg.set(k, v);
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            println!("ERROR: tokio runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let _guard = rt.enter();
+    let producer: FutureProducer = match cfg.create() {
+        Ok(p) => p,
+        Err(e) => {
+            println!("CONFIG_REJECTED impl={IMPL}: {e}");
+            return EXIT_CONFIG_REJECTED;
+        }
+    };
+    let props_text: Vec<String> = props.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!(
+        "{TOOL}: impl={IMPL} librdkafka {} topic={topic} records={} size={} throughput={} api=future props: {}",
+        rdkafka::util::get_rdkafka_version().1,
+        args.num_records,
+        args.record_size,
+        args.throughput,
+        props_text.join(" ")
+    );
+    match producer
+        .client()
+        .fetch_metadata(Some(&topic), Duration::from_secs(30))
+    {
+        Ok(md) => {
+            let parts = md.topics().first().map_or(0, |t| t.partitions().len());
+            println!("{TOOL}: topic {topic} has {parts} partitions");
+        }
+        Err(e) => {
+            println!("ERROR: no metadata for topic {topic}: {e}");
+            return EXIT_FAILED;
+        }
+    }
+    let payload = Payload::new(args.record_size);
+    let s = init_stats(args.record_size);
+    let diag = Arc::new(String::new) as Arc<dyn Fn() -> String + Send + Sync>;
+    let reporter = start_reporter(args.report_interval, args.stall_timeout, diag);
+    let pacer = Pacer::new(args.target_rps());
+    let complete = |t: u64, r: Result<(), String>| stats().complete(t, r);
+    let cpu0 = process_cpu_seconds();
+    let t0 = Instant::now();
+    rt.block_on(async {
+        let mut pending = FuturesUnordered::new();
+        'send: for i in 0..args.num_records {
+            if let Some(p) = &pacer {
+                if let Some(d) = p.wait_before(i) {
+                    let until = tokio::time::Instant::now() + d;
+                    while let Ok(Some((t, r))) =
+                        tokio::time::timeout_at(until, pending.next()).await
+                    {
+                        complete(t, r);
+                    }
+                    tokio::time::sleep_until(until).await;
+                }
+            }
+            let sent_ns = s.now_ns();
+            let mut record = FutureRecord::<(), [u8]>::to(&topic).payload(payload.value(i));
+            loop {
+                match producer.send_result(record) {
+                    Ok(f) => {
+                        pending.push(f.map(move |r| {
+                            let r = match r {
+                                Ok(Ok(_)) => Ok(()),
+                                Ok(Err((e, _))) => Err(e.to_string()),
+                                Err(_) => Err("delivery future canceled".to_string()),
+                            };
+                            (sent_ns, r)
+                        }));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        // Back-pressure: take finished deliveries (or wait 1 ms) and retry.
+                        record = r;
+                        match tokio::time::timeout(Duration::from_millis(1), pending.next()).await {
+                            Ok(Some((t, r))) => complete(t, r),
+                            _ => {}
+                        }
+                    }
+                    Err((e, _)) => {
+                        s.send_failed(format!("record {i}: {e}"));
+                        println!("ERROR: send of record {i} failed, stopping: {e}");
+                        break 'send;
+                    }
+                }
+            }
+            s.sent.store(i + 1, std::sync::atomic::Ordering::Relaxed);
+            if i % 256 == 255 {
+                while let Some(Some((t, r))) = pending.next().now_or_never() {
+                    complete(t, r);
+                }
+            }
+        }
+        while let Some((t, r)) = pending.next().await {
+            complete(t, r);
+        }
+    });
+    let elapsed = t0.elapsed();
+    let cpu_s = process_cpu_seconds() - cpu0;
+    stop_reporter(reporter);
+    print_summary(IMPL, &RunMeasure { elapsed, cpu_s }, "api=future")
 }

@@ -110,11 +110,11 @@ pub struct BrokerInfo {
 /// Shared, concurrently readable cluster metadata.
 #[derive(Default, Debug)]
 pub struct Cluster {
-    pub(crate) topics: DashMap<Arc<str>, Arc<TopicInfo>>,
+    pub(crate) topics: crate::FastMap<Arc<str>, Arc<TopicInfo>>,
     pub(crate) brokers: DashMap<i32, BrokerInfo>,
     /// When a batch of each topic last reached the sender (or a `send` waited for it):
     /// `metadata.max.idle.ms`.
-    pub(crate) used: DashMap<Arc<str>, std::time::Instant>,
+    pub(crate) used: crate::FastMap<Arc<str>, std::time::Instant>,
 }
 
 impl Cluster {

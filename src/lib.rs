@@ -68,6 +68,9 @@ pub mod security;
 mod send;
 pub mod serializer;
 mod mailbox;
+
+/// A concurrent map with seeded fast hashing (foldhash), for the maps `send` reads per record.
+pub(crate) type FastMap<K, V> = dashmap::DashMap<K, V, foldhash::fast::RandomState>;
 mod completion;
 pub mod transaction;
 

@@ -117,7 +117,7 @@ pub struct DefaultPartitioner {
     sticky_bytes: u32,
     ignore_keys: bool,
     /// Per topic: sticky partition (high 32 bits) and bytes assigned to it (low 32 bits).
-    sticky: DashMap<Box<str>, AtomicU64>,
+    sticky: crate::FastMap<Box<str>, AtomicU64>,
 }
 
 /// Initial per-topic state: partition -1 (invalid), so the first record picks one at random.
@@ -159,7 +159,7 @@ impl DefaultPartitioner {
         DefaultPartitioner {
             sticky_bytes: batch_size.clamp(1, u32::MAX as usize) as u32,
             ignore_keys,
-            sticky: DashMap::new(),
+            sticky: crate::FastMap::default(),
         }
     }
 

@@ -13,7 +13,8 @@
 
 use crate::error::ConnectionError;
 use crate::protocol::frame::{
-    decode_response, encode_request, peek_correlation_id, NegotiatedVersions, MAX_RESPONSE_SIZE,
+    decode_response, encode_request, encode_request_segments, peek_correlation_id,
+    NegotiatedVersions, Segments, MAX_RESPONSE_SIZE,
 };
 use crate::security::sasl::{client_nonce, unsecured_token, Next, SaslClient};
 use crate::security::{SaslMechanism, SecurityConfig};
@@ -130,7 +131,7 @@ pub struct BrokerConnection {
     /// Consecutive failed sessions; drives the reconnect backoff.
     failures: u32,
     versions: NegotiatedVersions,
-    writer: Option<mpsc::UnboundedSender<Bytes>>,
+    writer: Option<mpsc::UnboundedSender<Segments>>,
     in_flight: VecDeque<InFlight>,
     next_correlation_id: i32,
     /// Incremented on every successful connect.
@@ -404,19 +405,19 @@ impl BrokerConnection {
             });
             self.session_handles.push(timer);
         }
-        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Segments>();
         self.writer = Some(tx);
         let addr = ctx.address();
         actix::spawn(async move {
+            let mut pending: VecDeque<Bytes> = VecDeque::new();
             while let Some(first) = rx.recv().await {
-                // Coalesce what is queued into one write.
-                let mut res = write.write_all(&first).await;
-                while res.is_ok() {
-                    match rx.try_recv() {
-                        Ok(more) => res = write.write_all(&more).await,
-                        Err(_) => break,
-                    }
+                // Coalesce what is queued into one vectored write: the frames' encoded parts
+                // and the record batches they reference, without copying them together.
+                pending.extend(first);
+                while let Ok(more) = rx.try_recv() {
+                    pending.extend(more);
                 }
+                let mut res = write_segments(&mut write, &mut pending).await;
                 if res.is_ok() {
                     res = write.flush().await;
                 }
@@ -460,6 +461,39 @@ impl BrokerConnection {
         }
         self.begin_connect(Duration::ZERO, ctx);
     }
+}
+
+/// Writes `segments` in order with vectored writes (up to 64 buffers per call), however the
+/// stream splits them.
+async fn write_segments<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    segments: &mut VecDeque<Bytes>,
+) -> io::Result<()> {
+    use bytes::Buf;
+    while !segments.is_empty() {
+        let slices: Vec<io::IoSlice<'_>> = segments
+            .iter()
+            .take(64)
+            .map(|b| io::IoSlice::new(b))
+            .collect();
+        let mut n = write.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let Some(front) = segments.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                segments.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes one request frame and reads one response frame (size prefix removed), refusing
@@ -803,7 +837,25 @@ where
         };
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
-        let frame = match encode_request(&call.request, version, correlation_id, &self.client_id) {
+        // Produce: the record batches are written from their own buffers (vectored I/O), not
+        // copied into the frame.
+        let large: Vec<Bytes> = (&call.request as &dyn std::any::Any)
+            .downcast_ref::<kafka_protocol::messages::ProduceRequest>()
+            .map(|p| {
+                p.topic_data
+                    .iter()
+                    .flat_map(|t| t.partition_data.iter())
+                    .filter_map(|d| d.records.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let frame = match encode_request_segments(
+            &call.request,
+            version,
+            correlation_id,
+            &self.client_id,
+            &large,
+        ) {
             Ok(f) => f,
             Err(e) => {
                 // The request needs a field the negotiated version lacks (e.g. KIP-360's

@@ -95,6 +95,144 @@ pub fn encode_request<R: Request>(
     Ok(buf.freeze())
 }
 
+/// Payloads at least this long are referenced, not copied, by [`encode_request_segments`].
+const SEGMENT_MIN: usize = 1024;
+
+/// A request frame as segments for one vectored write: the encoded header and fields, with the
+/// large payloads (Produce's record batches) as references to their own buffers.
+pub type Segments = Vec<Bytes>;
+
+/// A `BufMut` that encodes into a `BytesMut` but takes each of `large` (when the encoder puts
+/// exactly that slice) as a segment of its own instead of copying it. Only forward writes are
+/// supported; an encoder that seeks back (gaps: none of the request encoders used here) marks
+/// it `failed`, and the caller falls back to [`encode_request`].
+struct SegmentBuf<'a> {
+    large: &'a [Bytes],
+    done: Segments,
+    /// Bytes in `done`.
+    done_len: usize,
+    cur: BytesMut,
+    failed: bool,
+}
+
+impl SegmentBuf<'_> {
+    fn flush_cur(&mut self) {
+        if !self.cur.is_empty() {
+            let chunk = self.cur.split().freeze();
+            self.done_len += chunk.len();
+            self.done.push(chunk);
+        }
+    }
+}
+
+// SAFETY: every method forwards to the `BytesMut` being written (`cur`), which upholds
+// `BufMut`'s contract itself; `put_slice` only adds whole segments besides.
+unsafe impl bytes::BufMut for SegmentBuf<'_> {
+    fn remaining_mut(&self) -> usize {
+        self.cur.remaining_mut()
+    }
+
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        // SAFETY: the caller initialised `cnt` bytes of `cur`'s chunk (BufMut's contract).
+        unsafe { self.cur.advance_mut(cnt) }
+    }
+
+    fn chunk_mut(&mut self) -> &mut bytes::buf::UninitSlice {
+        self.cur.chunk_mut()
+    }
+
+    fn put_slice(&mut self, src: &[u8]) {
+        if src.len() >= SEGMENT_MIN {
+            if let Some(b) = self
+                .large
+                .iter()
+                .find(|b| b.as_ptr() == src.as_ptr() && b.len() == src.len())
+            {
+                self.flush_cur();
+                self.done_len += b.len();
+                self.done.push(b.clone());
+                return;
+            }
+        }
+        self.cur.extend_from_slice(src);
+    }
+}
+
+impl kafka_protocol::protocol::buf::ByteBufMut for SegmentBuf<'_> {
+    fn offset(&self) -> usize {
+        self.done_len + self.cur.len()
+    }
+
+    fn seek(&mut self, offset: usize) {
+        match offset.checked_sub(self.done_len) {
+            Some(at) if at >= self.cur.len() => self.cur.resize(at, 0),
+            _ => self.failed = true,
+        }
+    }
+
+    fn range(&mut self, r: std::ops::Range<usize>) -> &mut [u8] {
+        let (start, end) = (
+            r.start.wrapping_sub(self.done_len),
+            r.end.wrapping_sub(self.done_len),
+        );
+        match self.cur.get_mut(start..end) {
+            Some(s) if r.start >= self.done_len => s,
+            _ => {
+                self.failed = true;
+                &mut []
+            }
+        }
+    }
+}
+
+/// [`encode_request`] as [`Segments`]: each of `large` that the request's encoding contains
+/// (by identity: the same buffer) is referenced instead of copied into the frame. The
+/// segments concatenated are byte for byte what [`encode_request`] returns.
+///
+/// # Errors
+/// As [`encode_request`].
+pub fn encode_request_segments<R: Request>(
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+    client_id: &StrBytes,
+    large: &[Bytes],
+) -> Result<Segments, String> {
+    if large.is_empty() {
+        return encode_request(request, version, correlation_id, client_id).map(|f| vec![f]);
+    }
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(client_id.clone()));
+    let header_version = R::header_version(version);
+    let size = header
+        .compute_size(header_version)
+        .and_then(|h| request.compute_size(version).map(|b| h + b))
+        .map_err(|e| e.to_string())?;
+    let copied = size.saturating_sub(large.iter().map(Bytes::len).sum());
+    let mut buf = SegmentBuf {
+        large,
+        done: Vec::with_capacity(2 * large.len() + 1),
+        done_len: 0,
+        cur: BytesMut::with_capacity(4 + copied),
+        failed: false,
+    };
+    buf.put_u32(size as u32);
+    header
+        .encode(&mut buf, header_version)
+        .map_err(|e| e.to_string())?;
+    request
+        .encode(&mut buf, version)
+        .map_err(|e| e.to_string())?;
+    if buf.failed {
+        return encode_request(request, version, correlation_id, client_id).map(|f| vec![f]);
+    }
+    buf.flush_cur();
+    Ok(buf.done)
+}
+
 /// Reads the correlation id at the start of a response frame (size prefix already removed).
 pub fn peek_correlation_id(frame: &[u8]) -> Option<i32> {
     frame
@@ -131,6 +269,53 @@ pub fn decode_response<R: Request>(mut frame: Bytes, version: i16) -> Result<R::
 mod tests {
     use super::*;
     use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+
+    #[test]
+    fn segmented_produce_frames_equal_the_copied_ones_and_reference_the_batches() {
+        use kafka_protocol::messages::produce_request::{
+            PartitionProduceData, TopicProduceData,
+        };
+        use kafka_protocol::messages::{ProduceRequest, TopicName};
+        let batches: Vec<Bytes> = (0..3u8)
+            .map(|i| Bytes::from(vec![i; 3000 + i as usize]))
+            .collect();
+        let small = Bytes::from_static(b"tiny batch");
+        let topic = |name: &str, bs: &[Bytes]| {
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(name.into())))
+                .with_partition_data(
+                    bs.iter()
+                        .enumerate()
+                        .map(|(i, b)| {
+                            PartitionProduceData::default()
+                                .with_index(i as i32)
+                                .with_records(Some(b.clone()))
+                        })
+                        .collect(),
+                )
+        };
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![
+                topic("a", &batches[..2]),
+                topic("b", &[batches[2].clone(), small.clone()]),
+            ]);
+        let client = StrBytes::from_static_str("c");
+        let mut large = batches.clone();
+        large.push(small);
+        for version in 3..=11 {
+            let whole = encode_request(&req, version, 7, &client).unwrap();
+            let segs = encode_request_segments(&req, version, 7, &client, &large).unwrap();
+            assert_eq!(segs.concat(), whole.to_vec(), "v{version}");
+            for b in &batches {
+                assert!(
+                    segs.iter().any(|s| s.as_ptr() == b.as_ptr()),
+                    "v{version}: a batch is referenced, not copied"
+                );
+            }
+        }
+    }
 
     #[test]
     fn negotiation_takes_highest_common_version() {
