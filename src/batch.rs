@@ -24,9 +24,36 @@ pub type Callback = Box<dyn FnOnce(DeliveryResult) + Send + 'static>;
 pub(crate) enum Delivery {
     Future(crate::completion::Completer),
     Callback(Callback),
+    /// A `send_with_callback` callback stored inline when it is small (no allocation).
+    Inline(InlineCallback),
     /// One callback shared by the records of a `send_all_with_callback` call, with the
     /// record's index in that call (an `Arc` clone per record instead of a `Box`).
     Indexed(IndexedCallback, usize),
+}
+
+/// A callback of at most 4 words stored in place (larger ones go to the heap), called once.
+pub(crate) type InlineCallback =
+    smallbox::SmallBox<dyn FnMut(DeliveryResult) + Send + Unpin + 'static, smallbox::space::S4>;
+
+/// A callback called at most once. `Unpin` whatever it holds: it is never pinned.
+struct Once<F>(Option<F>);
+
+impl<F> Unpin for Once<F> {}
+
+impl<F: FnOnce(DeliveryResult)> Once<F> {
+    fn call(&mut self, r: DeliveryResult) {
+        if let Some(f) = self.0.take() {
+            f(r)
+        }
+    }
+}
+
+/// `callback` as an [`InlineCallback`].
+pub(crate) fn inline_callback(
+    callback: impl FnOnce(DeliveryResult) + Send + 'static,
+) -> InlineCallback {
+    let mut once = Once(Some(callback));
+    smallbox::smallbox!(move |r: DeliveryResult| once.call(r))
 }
 
 /// The callback of [`crate::Producer::send_all_with_callback`]: `(index in the call, result)`.
@@ -38,6 +65,11 @@ impl Delivery {
             Delivery::Future(c) => c.complete(result),
             Delivery::Callback(cb) => {
                 // Java's contract: a throwing callback must not break the producer.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(result))).is_err() {
+                    tracing::error!("delivery callback panicked; ignored");
+                }
+            }
+            Delivery::Inline(mut cb) => {
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(result))).is_err() {
                     tracing::error!("delivery callback panicked; ignored");
                 }

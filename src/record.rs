@@ -154,6 +154,30 @@ impl RecordMetadata {
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it): CreateTime of records.
 #[inline]
+/// `send`'s clock: the monotonic instant (for `delivery.timeout.ms`) and the wall-clock time in
+/// ms (the record's CreateTime) from one clock read. The wall clock is read once per 100 ms per
+/// thread and advanced by the monotonic clock in between, so a CreateTime follows a step of the
+/// system clock within 100 ms.
+pub(crate) fn send_clock() -> (std::time::Instant, i64) {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+    thread_local! {
+        static BASE: Cell<Option<(Instant, i64)>> = const { Cell::new(None) };
+    }
+    let now = Instant::now();
+    let ms = BASE.with(|b| match b.get() {
+        Some((at, wall)) if now.saturating_duration_since(at) < Duration::from_millis(100) => {
+            wall + now.saturating_duration_since(at).as_millis() as i64
+        }
+        _ => {
+            let wall = now_ms();
+            b.set(Some((now, wall)));
+            wall
+        }
+    });
+    (now, ms)
+}
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -27,11 +27,18 @@ use crate::record::{ProducerRecord, RecordMetadata, TopicPartition};
 use crate::mailbox::{Pushed, RecordMailbox};
 use crate::transaction::{ConsumerGroupMetadata, TransactionError};
 use actix::prelude::*;
-use dashmap::DashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+/// What [`Producer::send_now`] did.
+enum Now {
+    /// Enqueued, or failed for good.
+    Done(Result<(), SendError>),
+    /// It would have to wait: the slow path takes it from here.
+    Wait(ProducerRecord, Delivery),
+}
 
 /// Records of one `send_all` call for one partition: (partition, its accumulator,
 /// [(index in the call, record)]).
@@ -497,6 +504,65 @@ impl Producer {
             .map_err(|e| e.error)
     }
 
+    /// The send path without awaiting anything: metadata cached, the partition known and a
+    /// free mailbox slot. Anything that would wait (metadata, a partition not yet in the
+    /// metadata, a full mailbox) gives the record and its delivery back for
+    /// [`Self::send_keeping`]; errors are final.
+    fn send_now(&self, record: ProducerRecord, delivery: Delivery) -> Now {
+        let back = |error: ProduceError, record: ProducerRecord| {
+            Now::Done(Err(SendError { error, record }))
+        };
+        if self.inner.closed.load(Ordering::Acquire) {
+            return back(ProduceError::closed("send after close"), record);
+        }
+        if let Err(e) = self.inner.shared.txn.check_send() {
+            return back(e, record);
+        }
+        let Some(info) = self.inner.cluster.topic(&record.topic) else {
+            return Now::Wait(record, delivery);
+        };
+        let tp = match self.route(&record, &info) {
+            Ok(tp) => tp,
+            Err(ProduceError::InvalidPartition { .. }) if record.partition.is_some() => {
+                return Now::Wait(record, delivery)
+            }
+            Err(e) => return back(e, record),
+        };
+        let slot = self.accumulator(&tp);
+        if !slot.mailbox.try_reserve(1) {
+            return Now::Wait(record, delivery);
+        }
+        let pending_slot = self.inner.shared.pending.add(1);
+        let (enqueued, wall_ms) = crate::record::send_clock();
+        let rec = Self::append_record(record, delivery, enqueued, || wall_ms, pending_slot);
+        Now::Done(
+            self.enqueue(&tp, &slot, std::iter::once(rec), 1, pending_slot)
+                .map_err(|recs| Self::refused(&tp, recs)),
+        )
+    }
+
+    /// The error (and the record, rebuilt) of a push the accumulator refused.
+    fn refused(tp: &TopicPartition, mut recs: Vec<AppendRecord>) -> SendError {
+        let error = ProduceError::closed(format!("accumulator for {tp} stopped"));
+        let Some(r) = recs.pop() else {
+            return SendError {
+                error,
+                record: ProducerRecord::new(tp.topic.clone(), bytes::Bytes::new()),
+            };
+        };
+        SendError {
+            error,
+            record: ProducerRecord {
+                topic: tp.topic.clone(),
+                partition: Some(tp.partition),
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+                timestamp: Some(r.timestamp),
+            },
+        }
+    }
+
     /// The send path; an error before the record is enqueued gives it back.
     async fn send_keeping(
         &self,
@@ -548,29 +614,11 @@ impl Producer {
             }
         }
         let pending_slot = self.inner.shared.pending.add(1);
-        let rec = Self::append_record(record, delivery, Instant::now(), now_ms, pending_slot);
+        let (enqueued, wall_ms) = crate::record::send_clock();
+        let rec = Self::append_record(record, delivery, enqueued, || wall_ms, pending_slot);
         // Not accepted (the producer is shutting down): the record comes back.
         self.enqueue(&tp, &slot, std::iter::once(rec), 1, pending_slot)
-            .map_err(|mut recs| {
-                let Some(r) = recs.pop() else {
-                    return back(
-                        ProduceError::closed(format!("accumulator for {tp} stopped")),
-                        ProducerRecord::new(tp.topic.clone(), bytes::Bytes::new()),
-                    );
-                };
-                let record = ProducerRecord {
-                    topic: tp.topic.clone(),
-                    partition: Some(tp.partition),
-                    key: r.key,
-                    value: r.value,
-                    headers: r.headers,
-                    timestamp: Some(r.timestamp),
-                };
-                back(
-                    ProduceError::closed(format!("accumulator for {tp} stopped")),
-                    record,
-                )
-            })
+            .map_err(|recs| Self::refused(&tp, recs))
     }
 
     /// Like [`Producer::send`], but an error before the record was enqueued gives the record
@@ -771,8 +819,23 @@ impl Producer {
     /// The delivery future carries the errors after enqueueing (timeouts, broker errors).
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
         let (tx, rx) = crate::completion::pair();
-        self.send_inner(record, Delivery::Future(tx)).await?;
+        self.send_delivery(record, Delivery::Future(tx)).await?;
         Ok(rx)
+    }
+
+    /// `send` and `send_with_callback`: without interceptors, the synchronous path first.
+    async fn send_delivery(
+        &self,
+        record: ProducerRecord,
+        delivery: Delivery,
+    ) -> Result<(), ProduceError> {
+        if !self.inner.shared.interceptors.is_empty() {
+            return self.send_inner(record, delivery).await;
+        }
+        match self.send_now(record, delivery) {
+            Now::Done(res) => res.map_err(|e| e.error),
+            Now::Wait(record, delivery) => self.send_checked(record, delivery).await,
+        }
     }
 
     /// Sends a record and calls `callback` with its result (Java's `send(record, callback)`).
@@ -786,8 +849,8 @@ impl Producer {
         record: ProducerRecord,
         callback: impl FnOnce(crate::batch::DeliveryResult) + Send + 'static,
     ) -> Result<(), ProduceError> {
-        let cb: Callback = Box::new(callback);
-        self.send_inner(record, Delivery::Callback(cb)).await
+        let cb = crate::batch::inline_callback(callback);
+        self.send_delivery(record, Delivery::Inline(cb)).await
     }
 
     /// Sends without waiting: fails at once if the topic's metadata is not cached yet or the
@@ -835,11 +898,12 @@ impl Producer {
         }
         let (tx, rx) = crate::completion::pair();
         let pending_slot = self.inner.shared.pending.add(1);
+        let (enqueued, wall_ms) = crate::record::send_clock();
         let rec = Self::append_record(
             record,
             Delivery::Future(tx),
-            Instant::now(),
-            now_ms,
+            enqueued,
+            || wall_ms,
             pending_slot,
         );
         self.enqueue(&tp, &slot, std::iter::once(rec), 1, pending_slot)
