@@ -403,7 +403,7 @@ wait_idle() {
 # run_one IMPL WORKLOAD ROUND TOPIC SIZE RECORDS THROUGHPUT PROPS
 run_one() {
     local impl=$1 wl=$2 round=$3 topic=$4 size=$5 records=$6 tput=$7 props=$8
-    local bin=() extra log rc line args=""
+    local bin=() extra="" log rc line args=""
     case "$impl" in
         ours) bin=("$OURS_BIN"); extra=$OURS_PROPS; args="--delivery future $OURS_ARGS" ;;
         ours_cb) bin=("$OURS_BIN"); extra=$OURS_PROPS; args="--delivery callback $OURS_ARGS" ;;

@@ -46,20 +46,24 @@ thread_local! {
 
 /// A new future and the completer that resolves it.
 pub(crate) fn pair() -> (Completer, DeliveryFuture) {
-    let (block, i) = CURRENT.with(|c| {
-        let mut c = c.borrow_mut();
-        let (block, next) = match c.take() {
-            Some((b, n)) if (n as usize) < SLOTS => (b, n),
-            _ => (
-                Arc::new(Block {
-                    slots: std::array::from_fn(|_| Mutex::new(Slot::Waiting(None))),
-                }),
-                0,
-            ),
-        };
-        *c = Some((block.clone(), next + 1));
-        (block, next)
-    });
+    let new_block = || {
+        Arc::new(Block {
+            slots: std::array::from_fn(|_| Mutex::new(Slot::Waiting(None))),
+        })
+    };
+    // `try_with`: in a thread-local destructor the current block is gone; use a block of its
+    // own.
+    let (block, i) = CURRENT
+        .try_with(|c| {
+            let mut c = c.borrow_mut();
+            let (block, next) = match c.take() {
+                Some((b, n)) if (n as usize) < SLOTS => (b, n),
+                _ => (new_block(), 0),
+            };
+            *c = Some((block.clone(), next + 1));
+            (block, next)
+        })
+        .unwrap_or_else(|_| (new_block(), 0));
     (
         Completer {
             block: Some(block.clone()),

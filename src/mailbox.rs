@@ -20,7 +20,7 @@
 use crate::actors::accumulator::AppendRecord;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 
 /// See the module docs.
@@ -82,6 +82,12 @@ impl RecordMailbox {
         }
     }
 
+    /// The queue. A poisoned lock (a panic while it was held: no code here panics) still
+    /// holds a consistent queue: every change under it is a single step.
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Slots in use: records queued and not yet appended.
     pub(crate) fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
@@ -91,14 +97,16 @@ impl RecordMailbox {
     pub(crate) fn try_reserve(&self, n: usize) -> bool {
         // Compare-and-swap: a failed attempt leaves the count alone and wakes nobody (an
         // add-then-undo would notify the waiters, this caller included, and spin).
-        let mut cur = self.used.load(Ordering::Acquire);
+        // SeqCst: a waiter's `waiters` increment and `used` read must not pass a releaser's
+        // `used` decrement and `waiters` read (store buffering would lose the wake-up).
+        let mut cur = self.used.load(Ordering::SeqCst);
         loop {
             if cur + n > self.capacity {
                 return false;
             }
             match self
                 .used
-                .compare_exchange_weak(cur, cur + n, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange_weak(cur, cur + n, Ordering::SeqCst, Ordering::SeqCst)
             {
                 Ok(_) => return true,
                 Err(actual) => cur = actual,
@@ -112,7 +120,7 @@ impl RecordMailbox {
             if self.try_reserve(n) {
                 return;
             }
-            self.waiters.fetch_add(1, Ordering::AcqRel);
+            self.waiters.fetch_add(1, Ordering::SeqCst);
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -130,8 +138,8 @@ impl RecordMailbox {
         if n == 0 {
             return;
         }
-        self.used.fetch_sub(n, Ordering::AcqRel);
-        if self.waiters.load(Ordering::Acquire) > 0 {
+        self.used.fetch_sub(n, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
             self.notify.notify_waiters();
         }
     }
@@ -142,11 +150,7 @@ impl RecordMailbox {
         &self,
         records: impl IntoIterator<Item = AppendRecord>,
     ) -> Result<Pushed, Vec<AppendRecord>> {
-        let Ok(mut q) = self.queue.lock() else {
-            let back: Vec<AppendRecord> = records.into_iter().collect();
-            self.release(back.len());
-            return Err(back);
-        };
+        let mut q = self.lock();
         if q.closed {
             drop(q);
             let back: Vec<AppendRecord> = records.into_iter().collect();
@@ -177,13 +181,12 @@ impl RecordMailbox {
     /// keeps `into`'s old allocation). Until it calls [`linger`](Self::linger) again, the next
     /// push schedules a new `Drain`. The slots stay taken until [`release`](Self::release).
     pub(crate) fn take_all(&self, into: &mut VecDeque<AppendRecord>) {
-        if let Ok(mut q) = self.queue.lock() {
-            debug_assert!(into.is_empty());
-            q.scheduled = false;
-            q.lingering = false;
-            q.bytes = 0;
-            std::mem::swap(&mut q.records, into);
-        }
+        let mut q = self.lock();
+        debug_assert!(into.is_empty());
+        q.scheduled = false;
+        q.lingering = false;
+        q.bytes = 0;
+        std::mem::swap(&mut q.records, into);
     }
 
     /// The accumulator's state after it handled a message: `Some(room)` while its open batch
@@ -191,9 +194,7 @@ impl RecordMailbox {
     /// must wake it. Returns [`Pushed::Wake`] when what is queued already needs a `Drain`,
     /// which the accumulator then sends itself.
     pub(crate) fn linger(&self, room: Option<usize>) -> Pushed {
-        let Ok(mut q) = self.queue.lock() else {
-            return Pushed::Queued;
-        };
+        let mut q = self.lock();
         q.lingering = room.is_some();
         q.wake_bytes = room.unwrap_or(0);
         self.wake_if_due(&mut q)
@@ -202,16 +203,10 @@ impl RecordMailbox {
     /// The accumulator stopped: refuses later pushes and returns what is queued (slots
     /// released), for the caller to fail.
     pub(crate) fn close(&self) -> VecDeque<AppendRecord> {
-        let rest = match self.queue.lock() {
-            Ok(mut q) => {
-                q.closed = true;
-                std::mem::take(&mut q.records)
-            }
-            Err(poisoned) => {
-                let mut q = poisoned.into_inner();
-                q.closed = true;
-                std::mem::take(&mut q.records)
-            }
+        let rest = {
+            let mut q = self.lock();
+            q.closed = true;
+            std::mem::take(&mut q.records)
         };
         self.release(rest.len());
         rest

@@ -152,8 +152,6 @@ impl RecordMetadata {
     }
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it): CreateTime of records.
-#[inline]
 /// `send`'s clock: the monotonic instant (for `delivery.timeout.ms`) and the wall-clock time in
 /// ms (the record's CreateTime) from one clock read. The wall clock is read once per 100 ms per
 /// thread and advanced by the monotonic clock in between, so a CreateTime follows a step of the
@@ -165,19 +163,24 @@ pub(crate) fn send_clock() -> (std::time::Instant, i64) {
         static BASE: Cell<Option<(Instant, i64)>> = const { Cell::new(None) };
     }
     let now = Instant::now();
-    let ms = BASE.with(|b| match b.get() {
-        Some((at, wall)) if now.saturating_duration_since(at) < Duration::from_millis(100) => {
-            wall + now.saturating_duration_since(at).as_millis() as i64
-        }
-        _ => {
-            let wall = now_ms();
-            b.set(Some((now, wall)));
-            wall
-        }
-    });
+    // `try_with`: in a thread-local destructor the cache is gone; read the wall clock.
+    let ms = BASE
+        .try_with(|b| match b.get() {
+            Some((at, wall)) if now.saturating_duration_since(at) < Duration::from_millis(100) => {
+                wall + now.saturating_duration_since(at).as_millis() as i64
+            }
+            _ => {
+                let wall = now_ms();
+                b.set(Some((now, wall)));
+                wall
+            }
+        })
+        .unwrap_or_else(|_| now_ms());
     (now, ms)
 }
 
+/// Milliseconds since the Unix epoch (0 if the clock is before it): CreateTime of records.
+#[inline]
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

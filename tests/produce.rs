@@ -610,3 +610,51 @@ async fn invalid_records_fail_alone_and_the_rest_of_their_batch_is_delivered() {
         producer.close(Duration::from_secs(5)).await;
     }
 }
+
+/// A record is partitioned once, even when its mailbox is full and `send` has to wait: with
+/// Java's `RoundRobinPartitioner` the n-th record lands in partition n % 2 (read back by
+/// librdkafka), with a one-record mailbox that is full on almost every send.
+#[actix_rt::test]
+async fn a_record_waiting_for_a_mailbox_slot_is_partitioned_once() {
+    common::init_tracing();
+    let broker = TestBroker::start();
+    let topic = unique_topic("rr-full");
+    broker.create_topic(&topic, 2);
+    let producer = Producer::builder(
+        config(&broker.bootstrap)
+            .mailbox_capacity(1)
+            .linger(Duration::from_millis(1))
+            .build()
+            .unwrap(),
+    )
+    .partitioner(std::sync::Arc::new(
+        actix_kafka::partitioner::RoundRobinPartitioner::new(),
+    ))
+    .start()
+    .await
+    .unwrap();
+    const N: usize = 2000;
+    let mut deliveries = Vec::with_capacity(N);
+    for i in 0..N {
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new(topic.as_str(), format!("r{i}")))
+                .await
+                .expect("enqueue"),
+        );
+    }
+    for (i, d) in deliveries.into_iter().enumerate() {
+        let md = d.await.expect("delivered");
+        assert_eq!(md.partition, (i % 2) as i32, "record {i}");
+    }
+    producer.close(Duration::from_secs(10)).await;
+    let read = read_back(&broker.bootstrap, &topic, N, Duration::from_secs(60)).await;
+    assert_eq!(read.len(), N);
+    for r in &read {
+        let i: usize = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default())
+            .trim_start_matches('r')
+            .parse()
+            .unwrap();
+        assert_eq!(r.partition, (i % 2) as i32, "read back: record {i}");
+    }
+}

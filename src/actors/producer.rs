@@ -36,8 +36,15 @@ use tokio::sync::oneshot;
 enum Now {
     /// Enqueued, or failed for good.
     Done(Result<(), SendError>),
-    /// It would have to wait: the slow path takes it from here.
-    Wait(ProducerRecord, Delivery),
+    /// It would have to wait: the slow path takes it from here (with its route if it has
+    /// one).
+    Wait(ProducerRecord, Delivery, Option<Routed>),
+}
+
+/// A record's partition and that partition's accumulator.
+struct Routed {
+    tp: TopicPartition,
+    slot: Arc<AccumulatorSlot>,
 }
 
 /// Records of one `send_all` call for one partition: (partition, its accumulator,
@@ -504,41 +511,58 @@ impl Producer {
             .map_err(|e| e.error)
     }
 
+    /// The checks before anything else: the producer is open, the transaction state allows
+    /// sends.
+    fn admit(&self) -> Result<(), ProduceError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(ProduceError::closed("send after close"));
+        }
+        self.inner.shared.txn.check_send()
+    }
+
+    /// Queues a routed record whose mailbox slot is reserved: counts it as pending, stamps it
+    /// (one clock read) and pushes it.
+    fn commit(
+        &self,
+        routed: &Routed,
+        record: ProducerRecord,
+        delivery: Delivery,
+    ) -> Result<(), SendError> {
+        let pending_slot = self.inner.shared.pending.add(1);
+        let (enqueued, wall_ms) = crate::record::send_clock();
+        let rec = Self::append_record(record, delivery, enqueued, || wall_ms, pending_slot);
+        // Not accepted (the producer is shutting down): the record comes back.
+        self.enqueue(&routed.tp, &routed.slot, std::iter::once(rec), 1, pending_slot)
+            .map_err(|recs| Self::refused(&routed.tp, recs))
+    }
+
     /// The send path without awaiting anything: metadata cached, the partition known and a
     /// free mailbox slot. Anything that would wait (metadata, a partition not yet in the
     /// metadata, a full mailbox) gives the record and its delivery back for
-    /// [`Self::send_keeping`]; errors are final.
+    /// [`Self::send_waiting`], with its route once it has one (a record is partitioned once);
+    /// errors are final.
     fn send_now(&self, record: ProducerRecord, delivery: Delivery) -> Now {
-        let back = |error: ProduceError, record: ProducerRecord| {
-            Now::Done(Err(SendError { error, record }))
-        };
-        if self.inner.closed.load(Ordering::Acquire) {
-            return back(ProduceError::closed("send after close"), record);
-        }
-        if let Err(e) = self.inner.shared.txn.check_send() {
-            return back(e, record);
+        if let Err(error) = self.admit() {
+            return Now::Done(Err(SendError { error, record }));
         }
         let Some(info) = self.inner.cluster.topic(&record.topic) else {
-            return Now::Wait(record, delivery);
+            return Now::Wait(record, delivery, None);
         };
         let tp = match self.route(&record, &info) {
             Ok(tp) => tp,
             Err(ProduceError::InvalidPartition { .. }) if record.partition.is_some() => {
-                return Now::Wait(record, delivery)
+                return Now::Wait(record, delivery, None)
             }
-            Err(e) => return back(e, record),
+            Err(error) => return Now::Done(Err(SendError { error, record })),
         };
-        let slot = self.accumulator(&tp);
-        if !slot.mailbox.try_reserve(1) {
-            return Now::Wait(record, delivery);
+        let routed = Routed {
+            slot: self.accumulator(&tp),
+            tp,
+        };
+        if !routed.slot.mailbox.try_reserve(1) {
+            return Now::Wait(record, delivery, Some(routed));
         }
-        let pending_slot = self.inner.shared.pending.add(1);
-        let (enqueued, wall_ms) = crate::record::send_clock();
-        let rec = Self::append_record(record, delivery, enqueued, || wall_ms, pending_slot);
-        Now::Done(
-            self.enqueue(&tp, &slot, std::iter::once(rec), 1, pending_slot)
-                .map_err(|recs| Self::refused(&tp, recs)),
-        )
+        Now::Done(self.commit(&routed, record, delivery))
     }
 
     /// The error (and the record, rebuilt) of a push the accumulator refused.
@@ -569,56 +593,50 @@ impl Producer {
         record: ProducerRecord,
         delivery: Delivery,
     ) -> Result<(), SendError> {
+        match self.send_now(record, delivery) {
+            Now::Done(res) => res,
+            Now::Wait(record, delivery, routed) => {
+                self.send_waiting(record, delivery, routed).await
+            }
+        }
+    }
+
+    /// What [`Self::send_now`] could not do without waiting: metadata (and a partition count
+    /// that has the record's partition), then a mailbox slot, all within `max.block.ms`.
+    async fn send_waiting(
+        &self,
+        record: ProducerRecord,
+        delivery: Delivery,
+        routed: Option<Routed>,
+    ) -> Result<(), SendError> {
         let back = |error: ProduceError, record: ProducerRecord| SendError { error, record };
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(back(ProduceError::closed("send after close"), record));
-        }
-        if let Err(e) = self.inner.shared.txn.check_send() {
-            return Err(back(e, record));
-        }
-        // Fast path: metadata cached and a free mailbox slot; no clock read besides the
-        // record's timestamp.
-        let mut start = None;
-        let info = match self.inner.cluster.topic(&record.topic) {
-            Some(t) => t,
+        let start = Instant::now();
+        let deadline = start + self.inner.config.max_block;
+        let routed = match routed {
+            Some(r) => r,
             None => {
-                let now = Instant::now();
-                start = Some(now);
-                match self
-                    .topic(&record.topic, now + self.inner.config.max_block)
-                    .await
-                {
+                let info = match self.topic(&record.topic, deadline).await {
                     Ok(t) => t,
                     Err(e) => return Err(back(e, record)),
-                }
-            }
-        };
-        let tp = match self.route(&record, &info) {
-            Ok(tp) => tp,
-            Err(ProduceError::InvalidPartition { .. }) if record.partition.is_some() => {
-                let start = start.unwrap_or_else(Instant::now);
-                match self.route_waiting(&record, info, start).await {
+                };
+                let tp = match self.route_waiting(&record, info, start).await {
                     Ok(tp) => tp,
                     Err(e) => return Err(back(e, record)),
+                };
+                let routed = Routed {
+                    slot: self.accumulator(&tp),
+                    tp,
+                };
+                if routed.slot.mailbox.try_reserve(1) {
+                    return self.commit(&routed, record, delivery);
                 }
+                routed
             }
-            Err(e) => return Err(back(e, record)),
         };
-        let slot = self.accumulator(&tp);
-        if !slot.mailbox.try_reserve(1) {
-            let start = start.unwrap_or_else(Instant::now);
-            if let Err(e) =
-                Self::wait_slots(&slot, 1, &tp, start, start + self.inner.config.max_block).await
-            {
-                return Err(back(e, record));
-            }
+        if let Err(e) = Self::wait_slots(&routed.slot, 1, &routed.tp, start, deadline).await {
+            return Err(back(e, record));
         }
-        let pending_slot = self.inner.shared.pending.add(1);
-        let (enqueued, wall_ms) = crate::record::send_clock();
-        let rec = Self::append_record(record, delivery, enqueued, || wall_ms, pending_slot);
-        // Not accepted (the producer is shutting down): the record comes back.
-        self.enqueue(&tp, &slot, std::iter::once(rec), 1, pending_slot)
-            .map_err(|recs| Self::refused(&tp, recs))
+        self.commit(&routed, record, delivery)
     }
 
     /// Like [`Producer::send`], but an error before the record was enqueued gives the record
@@ -834,7 +852,10 @@ impl Producer {
         }
         match self.send_now(record, delivery) {
             Now::Done(res) => res.map_err(|e| e.error),
-            Now::Wait(record, delivery) => self.send_checked(record, delivery).await,
+            Now::Wait(record, delivery, routed) => self
+                .send_waiting(record, delivery, routed)
+                .await
+                .map_err(|e| e.error),
         }
     }
 
@@ -872,10 +893,7 @@ impl Producer {
     }
 
     fn try_send_checked(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(ProduceError::closed("send after close"));
-        }
-        self.inner.shared.txn.check_send()?;
+        self.admit()?;
         let Some(info) = self.inner.cluster.topic(&record.topic) else {
             // Start fetching so a later try_send can succeed.
             self.inner.metadata.do_send(WaitForTopic {
@@ -889,25 +907,19 @@ impl Producer {
             });
         };
         let tp = self.route(&record, &info)?;
-        let slot = self.accumulator(&tp);
-        if !slot.mailbox.try_reserve(1) {
+        let routed = Routed {
+            slot: self.accumulator(&tp),
+            tp,
+        };
+        if !routed.slot.mailbox.try_reserve(1) {
             return Err(ProduceError::QueueFull {
-                topic_partition: tp.clone(),
+                topic_partition: routed.tp.clone(),
                 waited_ms: 0,
             });
         }
         let (tx, rx) = crate::completion::pair();
-        let pending_slot = self.inner.shared.pending.add(1);
-        let (enqueued, wall_ms) = crate::record::send_clock();
-        let rec = Self::append_record(
-            record,
-            Delivery::Future(tx),
-            enqueued,
-            || wall_ms,
-            pending_slot,
-        );
-        self.enqueue(&tp, &slot, std::iter::once(rec), 1, pending_slot)
-            .map_err(|_| ProduceError::closed(format!("accumulator for {tp} stopped")))?;
+        self.commit(&routed, record, Delivery::Future(tx))
+            .map_err(|e| e.error)?;
         Ok(rx)
     }
 

@@ -113,6 +113,10 @@ struct SegmentBuf<'a> {
     done_len: usize,
     cur: BytesMut,
     failed: bool,
+    /// Where `large` is expected next (they are encoded in order).
+    next: usize,
+    /// What `range` hands out after a failure (its contents are thrown away).
+    scratch: Vec<u8>,
 }
 
 impl SegmentBuf<'_> {
@@ -143,11 +147,14 @@ unsafe impl bytes::BufMut for SegmentBuf<'_> {
 
     fn put_slice(&mut self, src: &[u8]) {
         if src.len() >= SEGMENT_MIN {
-            if let Some(b) = self
-                .large
-                .iter()
-                .find(|b| b.as_ptr() == src.as_ptr() && b.len() == src.len())
-            {
+            let same = |b: &Bytes| b.as_ptr() == src.as_ptr() && b.len() == src.len();
+            // The next one in order, else any (a linear search only off the usual path).
+            let found = match self.large.get(self.next) {
+                Some(b) if same(b) => Some(self.next),
+                _ => self.large.iter().position(same),
+            };
+            if let Some(b) = found.and_then(|i| self.large.get(i)) {
+                self.next = found.map_or(0, |i| i + 1);
                 self.flush_cur();
                 self.done_len += b.len();
                 self.done.push(b.clone());
@@ -175,13 +182,14 @@ impl kafka_protocol::protocol::buf::ByteBufMut for SegmentBuf<'_> {
             r.start.wrapping_sub(self.done_len),
             r.end.wrapping_sub(self.done_len),
         );
-        match self.cur.get_mut(start..end) {
-            Some(s) if r.start >= self.done_len => s,
-            _ => {
-                self.failed = true;
-                &mut []
-            }
+        if r.start >= self.done_len && self.cur.get(start..end).is_some() {
+            // In bounds: checked just above.
+            return &mut self.cur[start..end];
         }
+        self.failed = true;
+        self.scratch.clear();
+        self.scratch.resize(r.len(), 0);
+        &mut self.scratch
     }
 }
 
@@ -218,6 +226,8 @@ pub fn encode_request_segments<R: Request>(
         done_len: 0,
         cur: BytesMut::with_capacity(4 + copied),
         failed: false,
+        next: 0,
+        scratch: Vec::new(),
     };
     buf.put_u32(size as u32);
     header
