@@ -150,7 +150,6 @@ const PENDING_SLOTS: usize = 64;
 /// was accepted; `flush` starts a new generation and waits until every other slot is empty.
 /// `close` waits for all of them ([`PendingRecords::wait_zero`]).
 pub(crate) struct PendingRecords {
-    count: AtomicU64,
     generation: AtomicU64,
     slots: [AtomicU64; PENDING_SLOTS],
     zero: Notify,
@@ -161,7 +160,6 @@ pub(crate) struct PendingRecords {
 impl Default for PendingRecords {
     fn default() -> Self {
         PendingRecords {
-            count: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             slots: std::array::from_fn(|_| AtomicU64::new(0)),
             zero: Notify::new(),
@@ -182,10 +180,10 @@ impl PendingRecords {
     /// Counts `n` accepted records; returns their slot, to give back to [`done`](Self::done).
     pub(crate) fn add(&self, n: u64) -> u8 {
         let slot = (self.generation.load(Ordering::Acquire) % PENDING_SLOTS as u64) as usize;
+        // One atomic per record on each side: the total is the sum of the slots.
         if let Some(s) = self.slots.get(slot) {
             s.fetch_add(n, Ordering::AcqRel);
         }
-        self.count.fetch_add(n, Ordering::AcqRel);
         slot as u8
     }
 
@@ -194,18 +192,18 @@ impl PendingRecords {
         if n == 0 {
             return;
         }
+        // The last record of a slot empties it: flush and close wait for empty slots.
         let slot_empty = self
             .slots
             .get(slot as usize)
             .is_some_and(|s| s.fetch_sub(n, Ordering::AcqRel) == n);
-        let all_done = self.count.fetch_sub(n, Ordering::AcqRel) == n;
-        if slot_empty || all_done {
+        if slot_empty {
             self.zero.notify_waiters();
         }
     }
 
     pub(crate) fn get(&self) -> u64 {
-        self.count.load(Ordering::Acquire)
+        self.slots.iter().map(|s| s.load(Ordering::Acquire)).sum()
     }
 
     /// Waits until no record is pending.
