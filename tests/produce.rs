@@ -325,6 +325,9 @@ async fn broker_restart_mid_run_reconnects_and_continues() {
         config(&broker.bootstrap)
             .linger(Duration::from_millis(2))
             .delivery_timeout(Duration::from_secs(60))
+            // A KRaft node takes 8-13 s to come back here: senders wait for it (the mailbox
+            // fills meanwhile) rather than fail with QueueFull after the default 10 s.
+            .max_block(Duration::from_secs(60))
             .enable_idempotence(std::env::var("RESTART_IDEMPOTENCE").map_or(true, |v| v != "0"))
             .build()
             .unwrap(),
