@@ -161,6 +161,7 @@ impl AccumulatorCore {
     }
 
     /// The linger timer of batch `number` fired: closes it if it is still the open one.
+    #[cfg(test)]
     pub(crate) fn linger_expired(&mut self, number: u64) -> Option<ProducerBatch> {
         (self.next_number == number && self.open.is_some())
             .then(|| self.close())
