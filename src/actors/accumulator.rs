@@ -2,13 +2,13 @@
 //! around `AccumulatorCore` (`src/core/accumulator.rs`), which owns the partition's open batch
 //! and the records' completions and decides when a batch closes (the next record would not fit
 //! in `batch.size` bytes, `linger.ms` passed since its first record, [`FlushBatch`]). The actor
-//! arms the linger timers, holds the batch slots, and hands closed batches (built here, on the
+//! arms the linger timer, holds the batch slots, and hands closed batches (built here, on the
 //! accumulator's arbiter: compression, CRC-32C) to the [`Sender`] by move.
 //!
 //! Back-pressure: an accumulator has at most `max.pending.batches.per.partition` closed batches
-//! not yet completed. When it has that many, it stops reading its mailbox (`ctx.wait`) until one
-//! completes; the mailbox then fills up to `mailbox.capacity` records and `send` waits (up to
-//! `max.block.ms`) for a slot. Memory per partition is bounded by
+//! not yet completed. When it has that many, it stops draining its [`RecordMailbox`]
+//! (`ctx.wait`) until one completes; the mailbox then fills up to `mailbox.capacity` records
+//! and `send` waits (up to `max.block.ms`) for a slot. Memory per partition is bounded by
 //! `mailbox.capacity` records + (`max.pending.batches.per.partition` + 1) × `batch.size` bytes.
 
 use crate::actors::sender::{BatchReady, Sender};
