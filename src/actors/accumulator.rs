@@ -6,7 +6,7 @@
 //! accumulator's arbiter: compression, CRC-32C) to the [`Sender`] by move.
 //!
 //! Back-pressure: an accumulator has at most `max.pending.batches.per.partition` closed batches
-//! not yet completed. When it has that many, it stops draining its [`RecordMailbox`]
+//! not yet completed. When it has that many, it stops draining its `RecordMailbox`
 //! (`ctx.wait`) until one completes; the mailbox then fills up to `mailbox.capacity` records
 //! and `send` waits (up to `max.block.ms`) for a slot. Memory per partition is bounded by
 //! `mailbox.capacity` records + (`max.pending.batches.per.partition` + 1) × `batch.size` bytes.
@@ -52,7 +52,7 @@ impl AppendRecord {
     }
 }
 
-/// Appends what the partition's [`RecordMailbox`] holds. Sent by `send` only when the mailbox
+/// Appends what the partition's `RecordMailbox` holds. Sent by `send` only when the mailbox
 /// was not already scheduled: one message per drain, not per record.
 #[derive(Message)]
 #[rtype(result = "()")]
