@@ -522,6 +522,9 @@ impl Producer {
 
     /// Queues a routed record whose mailbox slot is reserved: counts it as pending, stamps it
     /// (one clock read) and pushes it.
+    // The error gives the record back by value (as `send_returning` does): no boxing on the
+    // hot path for a rare error.
+    #[allow(clippy::result_large_err)]
     fn commit(
         &self,
         routed: &Routed,
