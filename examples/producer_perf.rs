@@ -31,9 +31,9 @@
 mod perf_common;
 
 use actix_kafka::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
-use bytes::Bytes;
 use perf_common::{
     args_or_exit, init_stats, print_summary, process_cpu_seconds, start_reporter, stats,
     stop_reporter, Pacer, Payload, RunMeasure, EXIT_CONFIG_REJECTED, EXIT_FAILED, EXIT_USAGE,

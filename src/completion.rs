@@ -131,9 +131,7 @@ impl DeliveryFuture {
         let mut s = self.block.slot(self.slot)?;
         match std::mem::replace(&mut *s, Slot::Taken) {
             Slot::Done(r) => Some(r),
-            Slot::Taken => Some(Err(ProduceError::closed(
-                "delivery result already taken",
-            ))),
+            Slot::Taken => Some(Err(ProduceError::closed("delivery result already taken"))),
             waiting @ Slot::Waiting(_) => {
                 *s = waiting;
                 None
@@ -167,9 +165,7 @@ impl Future for DeliveryFuture {
                 Slot::Done(r) => Poll::Ready(r),
                 _ => Poll::Ready(Err(ProduceError::closed("delivery result already taken"))),
             },
-            Slot::Taken => Poll::Ready(Err(ProduceError::closed(
-                "delivery result already taken",
-            ))),
+            Slot::Taken => Poll::Ready(Err(ProduceError::closed("delivery result already taken"))),
         }
     }
 }

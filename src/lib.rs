@@ -57,6 +57,7 @@ mod core;
 pub mod error;
 pub mod health;
 pub mod interceptor;
+mod mailbox;
 pub mod metrics;
 #[cfg(feature = "mock")]
 pub mod mock;
@@ -67,7 +68,6 @@ pub mod record;
 pub mod security;
 mod send;
 pub mod serializer;
-mod mailbox;
 
 /// A concurrent map with seeded fast hashing (foldhash), for the maps `send` reads per record.
 pub(crate) type FastMap<K, V> = dashmap::DashMap<K, V, foldhash::fast::RandomState>;

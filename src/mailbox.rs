@@ -256,7 +256,11 @@ mod tests {
         m.release(3);
         got.clear();
         assert!(m.try_reserve(1));
-        assert_eq!(m.push([rec(4)]).unwrap(), Pushed::Wake, "drained: wake again");
+        assert_eq!(
+            m.push([rec(4)]).unwrap(),
+            Pushed::Wake,
+            "drained: wake again"
+        );
     }
 
     #[test]
@@ -267,9 +271,21 @@ mod tests {
         let room = 2 * rec(0).size_hint();
         assert_eq!(m.linger(Some(room)), Pushed::Queued);
         assert!(m.try_reserve(8));
-        assert_eq!(m.push([rec(1)]).unwrap(), Pushed::Queued, "the linger timer drains");
-        assert_eq!(m.push([rec(2)]).unwrap(), Pushed::Wake, "fills the open batch");
-        assert_eq!(m.push([rec(3)]).unwrap(), Pushed::Queued, "a Drain is on its way");
+        assert_eq!(
+            m.push([rec(1)]).unwrap(),
+            Pushed::Queued,
+            "the linger timer drains"
+        );
+        assert_eq!(
+            m.push([rec(2)]).unwrap(),
+            Pushed::Wake,
+            "fills the open batch"
+        );
+        assert_eq!(
+            m.push([rec(3)]).unwrap(),
+            Pushed::Queued,
+            "a Drain is on its way"
+        );
         m.take_all(&mut got);
         m.release(got.len());
         got.clear();
@@ -281,12 +297,20 @@ mod tests {
         got.clear();
         // Records queued while the accumulator worked and no batch lingers: it drains again.
         m.push([rec(5)]).unwrap();
-        assert_eq!(m.linger(None), Pushed::Queued, "the push already scheduled a Drain");
+        assert_eq!(
+            m.linger(None),
+            Pushed::Queued,
+            "the push already scheduled a Drain"
+        );
         m.take_all(&mut got);
         got.clear();
         assert_eq!(m.linger(Some(room)), Pushed::Queued);
         m.push([rec(6)]).unwrap();
-        assert_eq!(m.linger(None), Pushed::Wake, "the batch closed: queued records need a drain");
+        assert_eq!(
+            m.linger(None),
+            Pushed::Wake,
+            "the batch closed: queued records need a drain"
+        );
     }
 
     #[test]

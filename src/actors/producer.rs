@@ -20,11 +20,11 @@ use crate::cluster::{Cluster, TopicInfo};
 use crate::config::ProducerConfig;
 use crate::error::ProduceError;
 use crate::interceptor::{Interceptors, ProducerInterceptor};
+use crate::mailbox::{Pushed, RecordMailbox};
 use crate::metrics::MetricsSnapshot;
 use crate::partitioner::{DefaultPartitioner, Partitioner};
 use crate::protocol::record_batch::{record_size_upper_bound, RECORD_BATCH_OVERHEAD};
 use crate::record::{ProducerRecord, RecordMetadata, TopicPartition};
-use crate::mailbox::{Pushed, RecordMailbox};
 use crate::transaction::{ConsumerGroupMetadata, TransactionError};
 use actix::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -535,8 +535,14 @@ impl Producer {
         let (enqueued, wall_ms) = crate::record::send_clock();
         let rec = Self::append_record(record, delivery, enqueued, || wall_ms, pending_slot);
         // Not accepted (the producer is shutting down): the record comes back.
-        self.enqueue(&routed.tp, &routed.slot, std::iter::once(rec), 1, pending_slot)
-            .map_err(|recs| Self::refused(&routed.tp, recs))
+        self.enqueue(
+            &routed.tp,
+            &routed.slot,
+            std::iter::once(rec),
+            1,
+            pending_slot,
+        )
+        .map_err(|recs| Self::refused(&routed.tp, recs))
     }
 
     /// The send path without awaiting anything: metadata cached, the partition known and a

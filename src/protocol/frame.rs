@@ -282,9 +282,7 @@ mod tests {
 
     #[test]
     fn segmented_produce_frames_equal_the_copied_ones_and_reference_the_batches() {
-        use kafka_protocol::messages::produce_request::{
-            PartitionProduceData, TopicProduceData,
-        };
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
         use kafka_protocol::messages::{ProduceRequest, TopicName};
         let batches: Vec<Bytes> = (0..3u8)
             .map(|i| Bytes::from(vec![i; 3000 + i as usize]))
