@@ -5,7 +5,7 @@
 //! Lengths read from the wire are never trusted: frames are capped at [`MAX_RESPONSE_SIZE`] by the
 //! codec, and decoding errors become [`crate::error::ConnectionError::Malformed`].
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use std::collections::HashMap;
@@ -74,6 +74,21 @@ pub fn encode_request<R: Request>(
     correlation_id: i32,
     client_id: &StrBytes,
 ) -> Result<Bytes, String> {
+    encode_into(request, version, correlation_id, client_id, |size| {
+        BytesMut::with_capacity(4 + size)
+    })
+    .map(BytesMut::freeze)
+}
+
+/// Writes the size prefix, header v1/v2 and body of `request` into the buffer `new_buf` makes
+/// for a frame of that many bytes (after the prefix).
+fn encode_into<R: Request, B: kafka_protocol::protocol::buf::ByteBufMut>(
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+    client_id: &StrBytes,
+    new_buf: impl FnOnce(usize) -> B,
+) -> Result<B, String> {
     let header = RequestHeader::default()
         .with_request_api_key(R::KEY)
         .with_request_api_version(version)
@@ -84,7 +99,7 @@ pub fn encode_request<R: Request>(
         .compute_size(header_version)
         .and_then(|h| request.compute_size(version).map(|b| h + b))
         .map_err(|e| e.to_string())?;
-    let mut buf = BytesMut::with_capacity(4 + size);
+    let mut buf = new_buf(size);
     buf.put_u32(size as u32);
     header
         .encode(&mut buf, header_version)
@@ -92,7 +107,7 @@ pub fn encode_request<R: Request>(
     request
         .encode(&mut buf, version)
         .map_err(|e| e.to_string())?;
-    Ok(buf.freeze())
+    Ok(buf)
 }
 
 /// Payloads at least this long are referenced, not copied, by [`encode_request_segments`].
@@ -209,33 +224,18 @@ pub fn encode_request_segments<R: Request>(
     if large.is_empty() {
         return encode_request(request, version, correlation_id, client_id).map(|f| vec![f]);
     }
-    let header = RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(client_id.clone()));
-    let header_version = R::header_version(version);
-    let size = header
-        .compute_size(header_version)
-        .and_then(|h| request.compute_size(version).map(|b| h + b))
-        .map_err(|e| e.to_string())?;
-    let copied = size.saturating_sub(large.iter().map(Bytes::len).sum());
-    let mut buf = SegmentBuf {
-        large,
-        done: Vec::with_capacity(2 * large.len() + 1),
-        done_len: 0,
-        cur: BytesMut::with_capacity(4 + copied),
-        failed: false,
-        next: 0,
-        scratch: Vec::new(),
-    };
-    buf.put_u32(size as u32);
-    header
-        .encode(&mut buf, header_version)
-        .map_err(|e| e.to_string())?;
-    request
-        .encode(&mut buf, version)
-        .map_err(|e| e.to_string())?;
+    let large_len: usize = large.iter().map(Bytes::len).sum();
+    let mut buf = encode_into(request, version, correlation_id, client_id, |size| {
+        SegmentBuf {
+            large,
+            done: Vec::with_capacity(2 * large.len() + 1),
+            done_len: 0,
+            cur: BytesMut::with_capacity(4 + size.saturating_sub(large_len)),
+            failed: false,
+            next: 0,
+            scratch: Vec::new(),
+        }
+    })?;
     if buf.failed {
         return encode_request(request, version, correlation_id, client_id).map(|f| vec![f]);
     }
