@@ -267,18 +267,8 @@ fn run(args: &perf_common::Args) -> i32 {
         props_text.join(" ")
     );
     // Metadata (and the bootstrap connection) before the clock starts, for both tools alike.
-    match producer
-        .client()
-        .fetch_metadata(Some(&topic), Duration::from_secs(30))
-    {
-        Ok(md) => {
-            let parts = md.topics().first().map_or(0, |t| t.partitions().len());
-            println!("{TOOL}: topic {topic} has {parts} partitions");
-        }
-        Err(e) => {
-            println!("ERROR: no metadata for topic {topic}: {e}");
-            return EXIT_FAILED;
-        }
+    if !metadata_ready(producer.client(), &topic) {
+        return EXIT_FAILED;
     }
 
     let payload = Payload::new(args.record_size);
@@ -390,18 +380,8 @@ fn run_future(args: &perf_common::Args) -> i32 {
         args.throughput,
         props_text.join(" ")
     );
-    match producer
-        .client()
-        .fetch_metadata(Some(&topic), Duration::from_secs(30))
-    {
-        Ok(md) => {
-            let parts = md.topics().first().map_or(0, |t| t.partitions().len());
-            println!("{TOOL}: topic {topic} has {parts} partitions");
-        }
-        Err(e) => {
-            println!("ERROR: no metadata for topic {topic}: {e}");
-            return EXIT_FAILED;
-        }
+    if !metadata_ready(producer.client(), &topic) {
+        return EXIT_FAILED;
     }
     let payload = Payload::new(args.record_size);
     let s = init_stats(args.record_size);
@@ -470,4 +450,20 @@ fn run_future(args: &perf_common::Args) -> i32 {
     let cpu_s = process_cpu_seconds() - cpu0;
     stop_reporter(reporter);
     print_summary(IMPL, &RunMeasure { elapsed, cpu_s }, "api=future")
+}
+
+/// Metadata (and the bootstrap connection) before the clock starts, for every tool alike;
+/// `false` (after printing why) when the topic has none.
+fn metadata_ready<C: ClientContext>(client: &rdkafka::client::Client<C>, topic: &str) -> bool {
+    match client.fetch_metadata(Some(topic), Duration::from_secs(30)) {
+        Ok(md) => {
+            let parts = md.topics().first().map_or(0, |t| t.partitions().len());
+            println!("{TOOL}: topic {topic} has {parts} partitions");
+            true
+        }
+        Err(e) => {
+            println!("ERROR: no metadata for topic {topic}: {e}");
+            false
+        }
+    }
 }

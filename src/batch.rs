@@ -23,9 +23,8 @@ pub type Callback = Box<dyn FnOnce(DeliveryResult) + Send + 'static>;
 /// How a record reports its result.
 pub(crate) enum Delivery {
     Future(crate::completion::Completer),
-    Callback(Callback),
-    /// A `send_with_callback` callback stored inline when it is small (no allocation).
-    Inline(InlineCallback),
+    /// A `send_with_callback` callback, stored inline when it is small (no allocation).
+    Callback(InlineCallback),
     /// One callback shared by the records of a `send_all_with_callback` call, with the
     /// record's index in that call (an `Arc` clone per record instead of a `Box`).
     Indexed(IndexedCallback, usize),
@@ -63,13 +62,7 @@ impl Delivery {
     pub(crate) fn complete(self, result: DeliveryResult) {
         match self {
             Delivery::Future(c) => c.complete(result),
-            Delivery::Callback(cb) => {
-                // Java's contract: a throwing callback must not break the producer.
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(result))).is_err() {
-                    tracing::error!("delivery callback panicked; ignored");
-                }
-            }
-            Delivery::Inline(mut cb) => {
+            Delivery::Callback(mut cb) => {
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(result))).is_err() {
                     tracing::error!("delivery callback panicked; ignored");
                 }

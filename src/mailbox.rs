@@ -235,7 +235,7 @@ mod tests {
             key: None,
             value: None,
             headers: Vec::new(),
-            delivery: Delivery::Callback(Box::new(|_| {})),
+            delivery: Delivery::Callback(crate::batch::inline_callback(|_| {})),
             enqueued: Instant::now(),
             pending_slot: 0,
         }

@@ -156,7 +156,10 @@ impl MockProducer {
         record: ProducerRecord,
         callback: impl FnOnce(DeliveryResult) + Send + 'static,
     ) -> Result<(), ProduceError> {
-        self.enqueue(record, Delivery::Callback(Box::new(callback)))
+        self.enqueue(
+            record,
+            Delivery::Callback(crate::batch::inline_callback(callback)),
+        )
     }
 
     /// As [`crate::Producer::send_and_wait`].

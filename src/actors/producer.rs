@@ -880,7 +880,7 @@ impl Producer {
         callback: impl FnOnce(crate::batch::DeliveryResult) + Send + 'static,
     ) -> Result<(), ProduceError> {
         let cb = crate::batch::inline_callback(callback);
-        self.send_delivery(record, Delivery::Inline(cb)).await
+        self.send_delivery(record, Delivery::Callback(cb)).await
     }
 
     /// Sends without waiting: fails at once if the topic's metadata is not cached yet or the

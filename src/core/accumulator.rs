@@ -247,7 +247,7 @@ mod tests {
             key: None,
             value: Some(bytes::Bytes::copy_from_slice(value)),
             headers: Vec::new(),
-            delivery: Delivery::Callback(Box::new(move |r| {
+            delivery: Delivery::Callback(crate::batch::inline_callback(move |r| {
                 log.lock().unwrap().push(format!("{:?}", r.err()));
             })),
             enqueued: Instant::now(),

@@ -837,7 +837,7 @@ impl Sim {
                 }
             });
             thunks.push(RecordThunk {
-                delivery: Delivery::Callback(callback),
+                delivery: Delivery::Callback(crate::batch::inline_callback(callback)),
                 timestamp: self.now_ms as i64,
                 key_size: -1,
                 value_size: 8,
@@ -1090,7 +1090,7 @@ mod scenarios {
             TopicPartition::new(TOPIC, partition),
             records,
             vec![RecordThunk {
-                delivery: Delivery::Callback(Box::new(|_| {})),
+                delivery: Delivery::Callback(crate::batch::inline_callback(|_| {})),
                 timestamp: 0,
                 key_size: -1,
                 value_size: 1,
