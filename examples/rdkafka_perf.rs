@@ -423,9 +423,10 @@ fn run_future(args: &perf_common::Args) -> i32 {
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                         // Back-pressure: take finished deliveries (or wait 1 ms) and retry.
                         record = r;
-                        match tokio::time::timeout(Duration::from_millis(1), pending.next()).await {
-                            Ok(Some((t, r))) => complete(t, r),
-                            _ => {}
+                        if let Ok(Some((t, r))) =
+                            tokio::time::timeout(Duration::from_millis(1), pending.next()).await
+                        {
+                            complete(t, r);
                         }
                     }
                     Err((e, _)) => {
