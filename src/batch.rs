@@ -208,6 +208,18 @@ impl PendingRecords {
     /// meanwhile belong to the next generation and are not waited for).
     pub(crate) async fn wait_flushed(&self) {
         let _one = self.flush.lock().await;
+        // The slot the new generation will use may still hold records of the generation
+        // `PENDING_SLOTS` before it (flushes cancelled or timed out meanwhile): switching now
+        // would mix them into the new generation, which this flush does not wait for. Those
+        // records only complete (nothing new joins that slot until the switch), so wait for
+        // them first. A cancelled flush switches nothing.
+        let next = ((self.generation.load(Ordering::Acquire) + 1) % PENDING_SLOTS as u64) as usize;
+        self.wait_until(|| {
+            self.slots
+                .get(next)
+                .is_none_or(|s| s.load(Ordering::Acquire) == 0)
+        })
+        .await;
         let previous = self.generation.fetch_add(1, Ordering::AcqRel);
         let current = ((previous + 1) % PENDING_SLOTS as u64) as usize;
         self.wait_until(|| {
@@ -256,6 +268,14 @@ impl<'a> DoneRuns<'a> {
         if let Some((slot, n)) = self.run.take() {
             self.pending.done(slot, n);
         }
+    }
+}
+
+impl Drop for DoneRuns<'_> {
+    /// A panic between `add` and `finish` still gives the records counted so far back (else
+    /// `flush` and `close` would wait for them forever).
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -359,10 +379,11 @@ impl ProducerBatch {
             let md = RecordMetadata {
                 topic: self.tp.topic.clone(),
                 partition: self.tp.partition,
+                // The sender checked `base_offset + count - 1` fits; saturate regardless.
                 offset: if base_offset < 0 {
                     -1
                 } else {
-                    base_offset + i as i64
+                    base_offset.saturating_add(i as i64)
                 },
                 timestamp: if log_append_time >= 0 {
                     log_append_time
@@ -419,5 +440,47 @@ impl Drop for ProducerBatch {
                 crate::actors::accumulator::DROPPED_UNDELIVERED,
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Issue 19 defect 6: after `PENDING_SLOTS - 1` cancelled flushes the next generation's slot
+    /// is the one the old records are counted in; the flush must still wait for them.
+    #[tokio::test]
+    async fn flush_waits_for_old_records_after_many_cancelled_flushes() {
+        let pending = PendingRecords::default();
+        let old = pending.add(3);
+        for _ in 0..(PENDING_SLOTS as u32 * 2) {
+            // Each flush is cancelled: its records are never done.
+            let cancelled =
+                tokio::time::timeout(Duration::from_millis(1), pending.wait_flushed()).await;
+            assert!(
+                cancelled.is_err(),
+                "a flush returned with 3 records pending"
+            );
+        }
+        pending.done(old, 3);
+        tokio::time::timeout(Duration::from_secs(5), pending.wait_flushed())
+            .await
+            .expect("flush returns once the records are done");
+    }
+
+    /// A record completed while its batch panics midway is still given back to its slot.
+    #[test]
+    fn done_runs_give_back_on_unwind() {
+        let pending = PendingRecords::default();
+        let slot = pending.add(2);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut done = DoneRuns::new(&pending);
+            done.add(slot);
+            done.add(slot);
+            panic!("a completion panicked");
+        }));
+        assert!(r.is_err());
+        assert_eq!(pending.get(), 0);
     }
 }

@@ -68,6 +68,7 @@ pub mod record;
 pub mod security;
 mod send;
 pub mod serializer;
+mod time;
 
 /// A concurrent map with seeded fast hashing (foldhash), for the maps `send` reads per record.
 pub(crate) type FastMap<K, V> = dashmap::DashMap<K, V, foldhash::fast::RandomState>;

@@ -114,20 +114,44 @@ impl RecordMailbox {
         }
     }
 
-    /// Waits for `n` (≤ capacity) slots. Cancel-safe: slots are taken only when it returns.
-    pub(crate) async fn reserve(&self, n: usize) {
+    /// Takes as many of `n` slots as are free now (0 if none): a caller with many records
+    /// queues what fits and waits for the rest, instead of waiting for `n` free at one instant
+    /// (which steady single sends could starve).
+    pub(crate) fn try_reserve_up_to(&self, n: usize) -> usize {
+        let mut cur = self.used.load(Ordering::SeqCst);
         loop {
-            if self.try_reserve(n) {
-                return;
+            let take = n.min(self.capacity.saturating_sub(cur));
+            if take == 0 {
+                return 0;
+            }
+            match self.used.compare_exchange_weak(
+                cur,
+                cur + take,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return take,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Waits until at least one of `n` slots is free and takes as many as are (at most `n`).
+    /// Cancel-safe: slots are taken only when it returns.
+    pub(crate) async fn reserve_up_to(&self, n: usize) -> usize {
+        loop {
+            let got = self.try_reserve_up_to(n);
+            if got > 0 || n == 0 {
+                return got;
             }
             self.waiters.fetch_add(1, Ordering::SeqCst);
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            // Decremented on every exit, the cancelled one included.
             let _waiting = Waiting(&self.waiters);
-            if self.try_reserve(n) {
-                return;
+            let got = self.try_reserve_up_to(n);
+            if got > 0 {
+                return got;
             }
             notified.await;
         }
@@ -332,7 +356,7 @@ mod tests {
         assert!(!m.try_reserve(2), "2 + 2 > 3");
         assert!(m.try_reserve(1));
         let m2 = m.clone();
-        let waiter = tokio::spawn(async move { m2.reserve(2).await });
+        let waiter = tokio::spawn(async move { m2.reserve_up_to(2).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished(), "waits while full");
         m.release(2);
@@ -353,7 +377,7 @@ mod tests {
         let polls = Arc::new(AtomicUsize::new(0));
         let (m2, p) = (m.clone(), polls.clone());
         let waiter = tokio::spawn(async move {
-            let reserve = m2.reserve(1);
+            let reserve = m2.reserve_up_to(1);
             tokio::pin!(reserve);
             std::future::poll_fn(|cx| {
                 p.fetch_add(1, Ordering::Relaxed);
@@ -369,9 +393,40 @@ mod tests {
             .unwrap()
             .unwrap();
         // A cancelled wait takes no slot and leaves no waiter behind.
-        let r = tokio::time::timeout(Duration::from_millis(10), m.reserve(1)).await;
+        let r = tokio::time::timeout(Duration::from_millis(10), m.reserve_up_to(1)).await;
         assert!(r.is_err());
         assert_eq!(m.used(), 1);
         assert_eq!(m.waiters.load(Ordering::Relaxed), 0);
+    }
+
+    /// Issue 19 defect 12: a `send_all` chunk takes the slots that are free and waits for the
+    /// rest, so single sends that keep the mailbox from ever being empty cannot starve it.
+    #[tokio::test]
+    async fn a_bulk_reservation_is_not_starved_by_single_sends() {
+        let m = Arc::new(RecordMailbox::new(4));
+        assert!(m.try_reserve(3));
+        let churn = {
+            let m = m.clone();
+            tokio::spawn(async move {
+                // One slot freed and taken again by single sends, never four free at once.
+                for _ in 0..200 {
+                    m.release(1);
+                    m.reserve_up_to(1).await;
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let mut got = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while got < 4 && tokio::time::Instant::now() < deadline {
+            let n = tokio::time::timeout(Duration::from_millis(100), m.reserve_up_to(4 - got))
+                .await
+                .unwrap_or(0);
+            got += n;
+            // What was taken is queued and drained by the accumulator: give it back.
+            m.release(n);
+        }
+        churn.await.unwrap();
+        assert!(got >= 4, "the bulk reservation starved: {got} of 4 slots");
     }
 }

@@ -70,6 +70,8 @@ struct Inner {
     accumulators: crate::FastMap<TopicPartition, Arc<AccumulatorSlot>>,
     accumulator_arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
+    /// Every arbiter the producer started; the last hosts its [`KafkaProducer`] actors (see
+    /// `close_from`).
     arbiters: Mutex<Vec<Arbiter>>,
     shared: Arc<Shared>,
     closed: AtomicBool,
@@ -231,6 +233,7 @@ impl Producer {
                 accumulators: crate::FastMap::default(),
                 accumulator_arbiters,
                 next_arbiter: AtomicUsize::new(0),
+                // Last: the arbiter `actor()` starts KafkaProducer actors on.
                 arbiters: Mutex::new(vec![network, accumulator_arbiter]),
                 shared,
                 closed: AtomicBool::new(false),
@@ -484,16 +487,16 @@ impl Producer {
         res
     }
 
-    /// Waits for `n` mailbox slots until `deadline`.
-    async fn wait_slots(
+    /// Waits for at least one of `n` mailbox slots until `deadline`; returns how many it took.
+    async fn wait_some_slots(
         slot: &AccumulatorSlot,
         n: usize,
         tp: &TopicPartition,
         start: Instant,
         deadline: Instant,
-    ) -> Result<(), ProduceError> {
+    ) -> Result<usize, ProduceError> {
         let left = deadline.saturating_duration_since(Instant::now());
-        tokio::time::timeout(left, slot.mailbox.reserve(n))
+        tokio::time::timeout(left, slot.mailbox.reserve_up_to(n))
             .await
             .map_err(|_| ProduceError::QueueFull {
                 topic_partition: tp.clone(),
@@ -642,7 +645,7 @@ impl Producer {
                 routed
             }
         };
-        if let Err(e) = Self::wait_slots(&routed.slot, 1, &routed.tp, start, deadline).await {
+        if let Err(e) = Self::wait_some_slots(&routed.slot, 1, &routed.tp, start, deadline).await {
             return Err(back(e, record));
         }
         self.commit(&routed, record, delivery)
@@ -792,24 +795,27 @@ impl Producer {
         }
         for (tp, slot, mut recs) in groups {
             while !recs.is_empty() {
-                let rest = recs.split_off(recs.len().min(capacity));
-                let chunk = std::mem::replace(&mut recs, rest);
-                let n = chunk.len();
-                let reserved = match slot.mailbox.try_reserve(n) {
-                    true => Ok(()),
-                    false => Self::wait_slots(&slot, n, &tp, start, deadline).await,
+                // As many slots as are free (at least one, waiting up to max.block.ms): a
+                // chunk never needs the whole mailbox empty at one instant, so steady single
+                // sends cannot starve it.
+                let want = recs.len().min(capacity);
+                let got = match slot.mailbox.try_reserve_up_to(want) {
+                    0 => Self::wait_some_slots(&slot, want, &tp, start, deadline).await,
+                    got => Ok(got),
                 };
-                match reserved {
-                    Ok(()) => {}
+                let n = match got {
+                    Ok(n) => n,
                     Err(e) => {
                         // Not accepted: the deliveries are dropped unused (no callback runs).
-                        for (i, rec) in chunk {
+                        for (i, rec) in recs.drain(..) {
                             drop(rec);
                             results[i] = Err(e.clone());
                         }
                         continue;
                     }
-                }
+                };
+                let rest = recs.split_off(n.min(recs.len()));
+                let chunk = std::mem::replace(&mut recs, rest);
                 let (indices, mut records): (Vec<usize>, Vec<AppendRecord>) =
                     chunk.into_iter().unzip();
                 let pending_slot = self.inner.shared.pending.add(n as u64);
@@ -1098,8 +1104,19 @@ impl Producer {
     /// no record is left without a result. A transactional producer first aborts its open
     /// transaction (as Java's).
     pub async fn close(&self, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let deliver_until = tokio::time::Instant::now() + timeout.mul_f64(0.8);
+        self.close_from(timeout, false).await
+    }
+
+    /// [`Producer::close`]; `from_actor`: called by the [`KafkaProducer`] actor, which runs on
+    /// the producer's last arbiter. That arbiter (and the system thread of a plain-tokio
+    /// producer) is then stopped last, with nothing awaited after it, so the actor's reply is
+    /// sent before its arbiter goes (a `Close` message is never cut short by a
+    /// `MailboxError`).
+    async fn close_from(&self, timeout: Duration, from_actor: bool) {
+        // A user's duration: saturated (`close(Duration::MAX)` must not overflow `Instant`).
+        let now = tokio::time::Instant::now();
+        let deadline = crate::time::tokio_deadline_after(now, timeout);
+        let deliver_until = crate::time::tokio_deadline_after(now, timeout.mul_f64(0.8));
         let txn = &self.inner.shared.txn;
         if txn.enabled
             && matches!(
@@ -1132,10 +1149,14 @@ impl Producer {
             // Queued batches fail at once; batches in flight fail when their actors stop.
             let _ = tokio::time::timeout_at(deadline, self.inner.shared.pending.wait_zero()).await;
         }
-        if let Ok(mut arbiters) = self.inner.arbiters.lock() {
-            for a in arbiters.drain(..) {
-                a.stop();
-            }
+        let mut arbiters: Vec<Arbiter> = match self.inner.arbiters.lock() {
+            Ok(mut a) => a.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        // The KafkaProducer actor's arbiter (the last) waits when the actor is the caller.
+        let last = if from_actor { arbiters.pop() } else { None };
+        for a in arbiters {
+            a.stop();
         }
         // Stopping the arbiters drops every actor and fails their records; wait for that while
         // the timeout lasts.
@@ -1144,14 +1165,25 @@ impl Producer {
         // timeout), so no thread outlives `close`.
         let own = self.inner.own_system.lock().ok().and_then(|mut o| o.take());
         if let Some((system, thread)) = own {
-            system.stop();
-            // Called on one of the producer's own threads (e.g. the `Close` message to its
-            // actor): the thread ends by itself once this returns; a thread cannot join itself.
+            // Called on one of the producer's own threads (the `Close` message to its actor):
+            // the thread ends by itself once the actor has replied; a thread cannot join
+            // itself.
             let inside = System::try_current().is_some_and(|s| s.id() == system.id());
-            if !inside {
-                let join = tokio::task::spawn_blocking(move || thread.join());
-                let _ = tokio::time::timeout_at(deadline, join).await;
+            if inside {
+                if let Some(a) = last {
+                    a.stop();
+                }
+                // Asynchronous: the system stops after this poll, once the reply is sent.
+                system.stop();
+                return;
             }
+            system.stop();
+            let join = tokio::task::spawn_blocking(move || thread.join());
+            let _ = tokio::time::timeout_at(deadline, join).await;
+        }
+        // Asynchronous too: the arbiter stops after the actor's reply is sent.
+        if let Some(a) = last {
+            a.stop();
         }
     }
 
@@ -1335,7 +1367,7 @@ impl Handler<Close> for KafkaProducer {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, msg: Close, _: &mut Context<Self>) -> Self::Result {
         let p = self.producer.clone();
-        Box::pin(async move { p.close(msg.0).await })
+        Box::pin(async move { p.close_from(msg.0, true).await })
     }
 }
 

@@ -17,7 +17,6 @@
 use actix_kafka::{ProduceError, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -69,6 +68,10 @@ struct ProduceArgs {
     /// Print each record's partition@offset as it is acknowledged.
     #[arg(long = "print-deliveries")]
     print_deliveries: bool,
+    /// Stop at the first record that fails (by default a failed record is reported on stderr
+    /// and counted, and the run goes on, as kafka-console-producer does).
+    #[arg(long = "stop-on-error")]
+    stop_on_error: bool,
 }
 
 #[derive(Args)]
@@ -137,17 +140,78 @@ fn config(
     ProducerConfig::from_map(all).map_err(|e| e.to_string())
 }
 
+/// A `--property` of the console producer: the key is trimmed, the value taken as written (a
+/// separator may be a tab or a space).
+fn reader_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}`: expected key=value"))
+}
+
+/// Deliveries not yet acknowledged that the reader lets wait before it reads more lines: the
+/// tool's own memory bound on endless input (the producer bounds the rest).
+const DELIVERY_WINDOW: usize = 10_000;
+
+/// What `produce` has seen so far: outcomes are counted (and printed) as they arrive.
+#[derive(Default)]
+struct ProduceTally {
+    sent: u64,
+    failed: u64,
+    per_partition: BTreeMap<i32, (u64, i64, i64)>,
+}
+
+impl ProduceTally {
+    /// One record's outcome; returns false if it failed.
+    fn outcome(
+        &mut self,
+        topic: &str,
+        line: usize,
+        result: Result<RecordMetadata, ProduceError>,
+        print: bool,
+    ) -> bool {
+        match result {
+            Ok(RecordMetadata {
+                partition, offset, ..
+            }) => {
+                if print {
+                    println!("line {line} -> {topic}-{partition}@{offset}");
+                }
+                let e = self
+                    .per_partition
+                    .entry(partition)
+                    .or_insert((0, i64::MAX, -1));
+                e.0 += 1;
+                e.1 = e.1.min(offset);
+                e.2 = e.2.max(offset);
+                true
+            }
+            Err(e) => {
+                self.failed += 1;
+                eprintln!("line {line} failed: {e}");
+                false
+            }
+        }
+    }
+}
+
 async fn produce(a: ProduceArgs) -> Result<bool, String> {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    use tokio::io::AsyncBufReadExt;
     let mut parse_key = false;
     let mut separator = "\t".to_string();
     let mut ignore_error = false;
     let mut producer_props = a.producer_property.clone();
     for p in &a.property {
-        match kv(p)? {
+        match reader_property(p)? {
             (k, v) if k == "transactional.id" => producer_props.push(format!("{k}={v}")),
-            (k, v) if k == "parse.key" => parse_key = v == "true",
-            (k, v) if k == "key.separator" => separator = v.replace("\\t", "\t"),
-            (k, v) if k == "ignore.error" => ignore_error = v == "true",
+            (k, v) if k == "parse.key" => parse_key = v.trim() == "true",
+            (k, v) if k == "key.separator" => {
+                separator = v.replace("\\t", "\t");
+                if separator.is_empty() {
+                    return Err("key.separator must not be empty".into());
+                }
+            }
+            (k, v) if k == "ignore.error" => ignore_error = v.trim() == "true",
             (k, _) => return Err(format!("unknown --property {k}")),
         }
     }
@@ -159,70 +223,91 @@ async fn produce(a: ProduceArgs) -> Result<bool, String> {
     let transactional = cfg.transactional_id.is_some();
     let producer = Producer::start(cfg).await.map_err(|e| e.to_string())?;
     let mut txn = Txn::start(&producer, transactional, a.transaction_size).await?;
-    let reader: Box<dyn BufRead> = match &a.file {
-        Some(p) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p).map_err(|e| format!("{p}: {e}"))?,
-        )),
-        None => Box::new(std::io::BufReader::new(std::io::stdin())),
+    let reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = match &a.file {
+        Some(p) => Box::new(
+            tokio::fs::File::open(p)
+                .await
+                .map_err(|e| format!("{p}: {e}"))?,
+        ),
+        None => Box::new(tokio::io::stdin()),
     };
+    let mut lines = tokio::io::BufReader::new(reader).lines();
     let started = Instant::now();
-    let mut deliveries = Vec::new();
-    for (n, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| e.to_string())?;
+    let mut tally = ProduceTally::default();
+    let mut deliveries = FuturesUnordered::new();
+    let mut n = 0usize;
+    // Lines are read while deliveries print as they are acknowledged (`tail -f | produce`
+    // shows each one), with at most DELIVERY_WINDOW of them waiting.
+    let stopped = loop {
+        let line = tokio::select! {
+            Some((line, result)) = deliveries.next(), if !deliveries.is_empty() => {
+                if !tally.outcome(&a.topic, line, result, a.print_deliveries) && a.stop_on_error {
+                    break true;
+                }
+                continue;
+            }
+            line = lines.next_line(), if deliveries.len() < DELIVERY_WINDOW => line,
+        };
+        let Some(line) = line.map_err(|e| e.to_string())? else {
+            break false;
+        };
+        n += 1;
         let record = match parse_key
             .then(|| line.split_once(separator.as_str()))
             .flatten()
         {
             Some((k, v)) => ProducerRecord::new(a.topic.as_str(), v.to_string()).key(k.to_string()),
             None if parse_key && !ignore_error => {
-                return Err(format!("line {}: no key separator {separator:?}", n + 1))
+                // kafka-console-producer logs the bad line and goes on.
+                tally.sent += 1;
+                tally.failed += 1;
+                eprintln!("line {n} failed: no key separator {separator:?}");
+                if a.stop_on_error {
+                    break true;
+                }
+                continue;
             }
             None => ProducerRecord::new(a.topic.as_str(), line),
         };
+        tally.sent += 1;
         match producer.send(record).await {
-            Ok(d) => deliveries.push((n + 1, d)),
-            Err(e) => {
+            Ok(d) => deliveries.push(async move { (n, d.await) }),
+            Err(e) if transactional => {
                 txn.abort(&producer).await;
                 producer.close(Duration::from_secs(5)).await;
-                return Err(format!("line {}: {e}", n + 1));
+                return Err(format!("line {n}: {e}"));
+            }
+            Err(e) => {
+                if !tally.outcome(&a.topic, n, Err(e), false) && a.stop_on_error {
+                    break true;
+                }
             }
         }
         txn.record_sent(&producer).await?;
+    };
+    if stopped {
+        txn.abort(&producer).await;
+    } else {
+        txn.finish(&producer).await?;
     }
-    txn.finish(&producer).await?;
-    let total = deliveries.len();
-    let mut per_partition: BTreeMap<i32, (u64, i64, i64)> = BTreeMap::new();
-    let mut errors: Vec<(usize, ProduceError)> = Vec::new();
-    for (line, d) in deliveries {
-        match d.await {
-            Ok(RecordMetadata {
-                partition, offset, ..
-            }) => {
-                if a.print_deliveries {
-                    println!("line {line} -> {}-{partition}@{offset}", a.topic);
-                }
-                let e = per_partition.entry(partition).or_insert((0, i64::MAX, -1));
-                e.0 += 1;
-                e.1 = e.1.min(offset);
-                e.2 = e.2.max(offset);
-            }
-            Err(e) => errors.push((line, e)),
-        }
+    while let Some((line, result)) = deliveries.next().await {
+        tally.outcome(&a.topic, line, result, a.print_deliveries);
     }
     producer.close(Duration::from_secs(10)).await;
     println!(
-        "produced {} of {total} records to `{}` in {:.1} ms",
-        total - errors.len(),
+        "produced {} of {} records to `{}` in {:.1} ms",
+        tally.sent.saturating_sub(tally.failed),
+        tally.sent,
         a.topic,
         started.elapsed().as_secs_f64() * 1e3
     );
-    for (p, (n, lo, hi)) in &per_partition {
+    for (p, (n, lo, hi)) in &tally.per_partition {
         println!("  partition {p}: {n} records, offsets {lo}..={hi}");
     }
-    for (line, e) in errors.iter().take(10) {
-        eprintln!("  line {line} failed: {e}");
+    if tally.failed > 0 {
+        eprintln!("{} records failed", tally.failed);
     }
-    Ok(errors.is_empty())
+    Ok(tally.failed == 0)
 }
 
 /// The transactions of `produce --property transactional.id=..` and `perf --transactional-id`:

@@ -683,13 +683,7 @@ impl SenderCore {
             if let Some((id, epoch)) = producer {
                 if batch.base_sequence < 0 || batch.pid_generation != pid_generation {
                     let seq = q.next_sequence;
-                    let n = batch.record_count() as i32;
-                    // Sequences wrap to 0 after i32::MAX (KIP-98).
-                    q.next_sequence = if seq > i32::MAX - n {
-                        n - (i32::MAX - seq) - 1
-                    } else {
-                        seq + n
-                    };
+                    q.next_sequence = increment_sequence(seq, batch.record_count());
                     batch.set_producer_state(id, epoch, seq);
                     batch.pid_generation = pid_generation;
                 }
@@ -931,8 +925,15 @@ impl SenderCore {
                 // Success with an invalid offset: we cannot tell the user where the records
                 // are. Retry like a malformed answer (idempotence turns the resend into
                 // DUPLICATE_SEQUENCE_NUMBER with the real offset).
-                ErrorCode::None if a.base_offset < 0 => {
-                    tracing::warn!(broker = node, tp = %b.tp, a.base_offset, "Produce response: error 0 with a negative base_offset");
+                // An offset off the wire is checked: the batch's last record must have one too
+                // (`base_offset + count - 1` within i64).
+                ErrorCode::None
+                    if a.base_offset < 0
+                        || a.base_offset
+                            .checked_add(b.record_count().saturating_sub(1) as i64)
+                            .is_none() =>
+                {
+                    tracing::warn!(broker = node, tp = %b.tp, a.base_offset, "Produce response: error 0 with a negative or overflowing base_offset");
                     b.maybe_written = true;
                     b.unresolved = true;
                     refresh = true;
@@ -1294,7 +1295,7 @@ impl SenderCore {
             half.maybe_written = b.maybe_written;
             half.last_error = b.last_error.clone();
             if b.base_sequence >= 0 {
-                let seq = b.base_sequence + if i == 0 { 0 } else { mid as i32 };
+                let seq = increment_sequence(b.base_sequence, if i == 0 { 0 } else { mid });
                 half.set_producer_state(b.producer_id, b.producer_epoch, seq);
                 half.pid_generation = b.pid_generation;
             }
@@ -1343,6 +1344,17 @@ impl SenderCore {
             .position(|o| o.number >= b.number)
             .unwrap_or(q.queue.len());
         q.queue.insert(pos, b);
+    }
+}
+
+/// `sequence + n` as Kafka counts sequences: after `i32::MAX` they wrap to 0 (KIP-98, Java's
+/// `DefaultRecordBatch.incrementSequence`). `n` is a record count (at most `i32::MAX`).
+pub(crate) fn increment_sequence(sequence: i32, n: usize) -> i32 {
+    let n = i32::try_from(n).unwrap_or(i32::MAX);
+    if sequence > i32::MAX - n {
+        n - (i32::MAX - sequence) - 1
+    } else {
+        sequence + n
     }
 }
 

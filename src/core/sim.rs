@@ -230,6 +230,11 @@ struct Sim {
     batch_numbers: Vec<u64>,
     /// Batches handed to the core and not resolved, per partition.
     trace: bool,
+    /// Share of records the broker refuses one by one (INVALID_RECORD with `record_errors`,
+    /// KIP-467, as a keyless record on a compacted topic). Drawn from a generator of its own
+    /// (`poison_rng`), so the seeds of earlier runs keep every other choice.
+    p_poison: f64,
+    poison_rng: fastrand::Rng,
 }
 
 fn lock(book: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
@@ -240,6 +245,12 @@ impl Sim {
     fn new(seed: u64, trace: bool) -> Sim {
         let mut rng = fastrand::Rng::with_seed(seed);
         let p = Params::of(&mut rng);
+        let mut poison_rng = fastrand::Rng::with_seed(seed ^ 0x9015_0a11);
+        let p_poison = if poison_rng.u8(..3) == 0 {
+            poison_rng.f64() * 0.1
+        } else {
+            0.0
+        };
         // The backoff jitter uses fastrand's thread-local generator.
         fastrand::seed(seed ^ 0x5eed);
         let shared = Arc::new(Shared::default());
@@ -270,6 +281,8 @@ impl Sim {
             throttled_until: HashMap::new(),
             stalled: Default::default(),
             inits: HashMap::new(),
+            p_poison,
+            poison_rng,
             next_init: 0,
             next_producer_id: 1000,
             metadata_pending: false,
@@ -640,6 +653,16 @@ impl Sim {
                 .with_error_code(code)
                 .with_base_offset(base_offset)
                 .with_log_append_time_ms(-1);
+            if code == 87 {
+                // KIP-467: the records refused, by index in the batch.
+                answer.record_errors = poisoned(bytes)
+                    .into_iter()
+                    .map(|i| {
+                        kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage::default()
+                            .with_batch_index(i as i32)
+                    })
+                    .collect();
+            }
             if code == 6 && self.p.leader_hints {
                 // KIP-951: the broker names the current leader.
                 if let Some(m) = self.model.get(tp.partition as usize) {
@@ -699,6 +722,11 @@ impl Sim {
                 ids.len(),
                 header.count
             ));
+            return (87, -1);
+        }
+        // Record validation comes before the producer-state check (Kafka's LogValidator):
+        // a batch with a refused record is not written at all.
+        if !poisoned(bytes).is_empty() {
             return (87, -1);
         }
         // Injected errors: before the append (NOT_ENOUGH_REPLICAS) or after it
@@ -802,7 +830,10 @@ impl Sim {
                 outcome: None,
                 outcomes: 0,
             });
-            let value = rid.to_be_bytes();
+            let mut value = rid.to_be_bytes().to_vec();
+            if self.p_poison > 0.0 && self.poison_rng.f64() < self.p_poison {
+                value.push(POISON);
+            }
             builder.try_append(self.now_ms as i64, None, Some(&value[..]), &[], usize::MAX);
             let (book_ref, clock, trace) = (self.book.clone(), self.clock.clone(), self.trace);
             let callback: crate::batch::Callback = Box::new(move |res| {
@@ -840,7 +871,7 @@ impl Sim {
                 delivery: Delivery::Callback(crate::batch::inline_callback(callback)),
                 timestamp: self.now_ms as i64,
                 key_size: -1,
-                value_size: 8,
+                value_size: value.len() as i32,
                 pending_slot: 0,
             });
         }
@@ -960,6 +991,24 @@ impl Sim {
         v.truncate(5);
         v
     }
+}
+
+/// The trailing byte of a record value the model broker refuses (INVALID_RECORD).
+const POISON: u8 = 0xFF;
+
+/// Indexes of the records in `bytes` that the model broker refuses.
+fn poisoned(bytes: &Bytes) -> Vec<usize> {
+    crate::protocol::decode::decode_batch(bytes)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r.value
+                .as_ref()
+                .is_some_and(|v| v.len() == 9 && v[8] == POISON)
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// The v2 batch header fields the model checks.
@@ -1274,5 +1323,120 @@ mod scenarios {
         // Settled: now the reset goes ahead.
         let out3 = drain(&mut core, &c, t2);
         assert!(bumps_1000_0(&out3), "{out3:?}");
+    }
+
+    /// A batch of `n` records (values "v0".."v{n-1}") whose completions are kept in `book`.
+    fn batch_of(
+        shared: &Arc<Shared>,
+        n: usize,
+        number: u64,
+        now: Instant,
+        book: &Arc<Mutex<Vec<Result<i64, String>>>>,
+        sealed: bool,
+    ) -> ProducerBatch {
+        let mut builder = RecordBatchBuilder::new(1 << 16, Compression::None, None);
+        let mut thunks = Vec::new();
+        for i in 0..n {
+            let v = format!("v{i}");
+            builder.try_append(0, None, Some(v.as_bytes()), &[], usize::MAX);
+            let book = book.clone();
+            let cb: crate::batch::Callback = Box::new(move |r| {
+                lock_vec(&book).push(r.map(|md| md.offset).map_err(|e| e.to_string()));
+            });
+            thunks.push(RecordThunk {
+                delivery: Delivery::Callback(crate::batch::inline_callback(cb)),
+                timestamp: 0,
+                key_size: -1,
+                value_size: v.len() as i32,
+                pending_slot: 0,
+            });
+        }
+        shared.pending.add(n as u64);
+        // The sender seals an idempotent batch when it writes the producer state.
+        let records = if sealed {
+            builder.build(-1, -1, -1)
+        } else {
+            builder.build_unsealed()
+        }
+        .unwrap_or_else(|e| panic!("{e}"));
+        ProducerBatch::new(
+            TopicPartition::new(TOPIC, 0),
+            records,
+            thunks,
+            now,
+            number,
+            shared.clone(),
+        )
+    }
+
+    fn lock_vec<T>(m: &Mutex<Vec<T>>) -> std::sync::MutexGuard<'_, Vec<T>> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Issue 19 defect 10: a batch split near the sequence wrap gives its second half the
+    /// wrapped sequence (0 here), not `base_sequence + half` overflowed.
+    #[test]
+    fn a_batch_split_at_the_sequence_wrap_keeps_the_sequence_gap_free() {
+        let (mut core, shared) = core(true);
+        let c = cluster(1);
+        let t0 = Instant::now();
+        core.set_producer_id(1000, 0);
+        let book = Arc::new(Mutex::new(Vec::new()));
+        let mut out = Vec::new();
+        // One batch first: the partition's next sequence is 1 (so a half re-sequenced from it
+        // would not pass as right by chance).
+        core.enqueue(batch_of(&shared, 1, 0, t0, &book, false));
+        let sent = produces(&drain(&mut core, &c, t0));
+        core.on_produce_response(t0, sent[0].0, Ok(Some(answer(0, 0, 0))), &mut out);
+        let mut b = batch_of(&shared, 4, 1, t0, &book, false);
+        // As if sequenced by this producer id near the wrap.
+        b.set_producer_state(1000, 0, i32::MAX - 1);
+        b.pid_generation = 1;
+        core.enqueue(b);
+        let sent = produces(&drain(&mut core, &c, t0));
+        assert_eq!(sent, vec![(sent[0].0, vec![(0, i32::MAX - 1)])]);
+        // MESSAGE_TOO_LARGE: split in two halves of 2 records.
+        core.on_produce_response(t0, sent[0].0, Ok(Some(answer(0, 10, -1))), &mut out);
+        let t1 = t0 + Duration::from_millis(200);
+        let mut seqs = Vec::new();
+        for _ in 0..4 {
+            for (id, batches) in produces(&drain(&mut core, &c, t1)) {
+                seqs.extend(batches.iter().map(|(_, s)| *s));
+                core.on_produce_response(t1, id, Ok(Some(answer(0, 0, 0))), &mut out);
+            }
+        }
+        assert_eq!(seqs, vec![i32::MAX - 1, 0], "the halves' base sequences");
+        assert_eq!(lock_vec(&book).len(), 5, "every record has its outcome");
+    }
+
+    /// Issue 19 defect 11: a success whose base offset would overflow for the batch's last
+    /// record is a malformed answer (retried, then a typed error), never a panic or a wrapped
+    /// offset; every record still gets its outcome and the pending count returns to zero.
+    #[test]
+    fn a_base_offset_that_overflows_is_refused() {
+        let (mut core, shared) = core(false);
+        let c = cluster(1);
+        let t0 = Instant::now();
+        let book = Arc::new(Mutex::new(Vec::new()));
+        core.enqueue(batch_of(&shared, 3, 0, t0, &book, true));
+        let mut now = t0;
+        let mut out = Vec::new();
+        for _ in 0..2000 {
+            for (id, _) in produces(&drain(&mut core, &c, now)) {
+                core.on_produce_response(now, id, Ok(Some(answer(0, 0, i64::MAX - 1))), &mut out);
+            }
+            if lock_vec(&book).len() == 3 {
+                break;
+            }
+            now += Duration::from_millis(100);
+        }
+        let results = lock_vec(&book).clone();
+        assert_eq!(results.len(), 3, "{results:?}");
+        for r in &results {
+            if let Ok(offset) = r {
+                panic!("delivered at offset {offset} from an overflowing base offset");
+            }
+        }
+        assert_eq!(shared.pending.get(), 0);
     }
 }
