@@ -1106,10 +1106,15 @@ impl SenderCore {
         tracing::info!(tp = %b.tp, failed = total - kept.len(), resent = kept.len(), "INVALID_RECORD for some records; the others are sent again");
         b.thunks = kept;
         b.records = rebuilt;
-        b.base_sequence = -1;
-        b.producer_id = -1;
-        b.producer_epoch = -1;
-        b.pid_generation = 0;
+        // The broker refused the whole batch under its sequence: it stays "sent under this
+        // producer id and known not written", so nothing behind it can have been written
+        // either and a pending reset is not held by what follows (`first_unsettled`). It is
+        // re-sequenced with everything else once the reset gives a new epoch (its generation
+        // is then old); had it lost its sequence, an unresolved batch behind it would hold
+        // the reset while the drain, waiting for that reset, sent nothing.
+        if b.base_sequence >= 0 {
+            b.set_producer_state(b.producer_id, b.producer_epoch, b.base_sequence);
+        }
         b.unresolved = false;
         b.retry_at = Some(now);
         self.requeue(b);

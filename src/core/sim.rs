@@ -1439,4 +1439,64 @@ mod scenarios {
         }
         assert_eq!(shared.pending.get(), 0);
     }
+
+    /// Issue 19 defect 1: INVALID_RECORD (KIP-467) for a batch while a later batch of the same
+    /// partition is unresolved. The rebuilt batch is known not written under its sequence, so
+    /// nothing behind it was written either: the producer-id reset must go ahead (before the fix
+    /// the rebuilt batch lost its sequence, `first_unsettled` skipped it, the unresolved batch
+    /// behind it held the reset and the drain sent nothing: the whole producer stalled until
+    /// `delivery.timeout.ms`).
+    #[test]
+    fn invalid_record_during_a_pending_reset_does_not_stall() {
+        let (mut core, shared) = core(true);
+        let c = cluster(1);
+        let t0 = Instant::now();
+        core.set_producer_id(1000, 0);
+        let book = Arc::new(Mutex::new(Vec::new()));
+        let mut out = Vec::new();
+        core.enqueue(batch_of(&shared, 2, 0, t0, &book, false));
+        let sent = produces(&drain(&mut core, &c, t0));
+        core.on_produce_response(t0, sent[0].0, Ok(Some(answer(0, 0, 0))), &mut out);
+        // Acknowledged under this id: B and C go out together.
+        core.enqueue(batch_of(&shared, 2, 1, t0, &book, false));
+        core.enqueue(batch_of(&shared, 1, 2, t0, &book, false));
+        let sent = produces(&drain(&mut core, &c, t0));
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        let mut refused = answer(0, 87, -1);
+        refused.responses[0].partition_responses[0].record_errors = vec![
+            kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage::default()
+                .with_batch_index(0),
+        ];
+        core.on_produce_response(t0, sent[0].0, Ok(Some(refused)), &mut out);
+        core.on_produce_response(
+            t0,
+            sent[1].0,
+            Err(ConnectionError::RequestTimeout {
+                broker: "b:9092".into(),
+                timeout_ms: 30_000,
+            }),
+            &mut out,
+        );
+        // Well within delivery.timeout.ms (120 s): the reset starts (InitProducerId bumping
+        // 1000/0), the new id comes, and the rest of B and all of C are delivered.
+        let mut now = t0;
+        let mut bumped = false;
+        for _ in 0..100 {
+            now += Duration::from_millis(100);
+            let actions = drain(&mut core, &c, now);
+            if bumps_1000_0(&actions) {
+                bumped = true;
+                core.on_init_producer_id(now, Ok((0, 1000, 1)));
+            }
+            for (id, batches) in produces(&actions) {
+                let first = batches.first().map_or(0, |(_, seq)| *seq) as i64;
+                core.on_produce_response(now, id, Ok(Some(answer(0, 0, 10 + first))), &mut out);
+            }
+        }
+        assert!(bumped, "the producer-id reset never started");
+        let results = lock_vec(&book).clone();
+        let delivered = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(results.len(), 5, "{results:?}");
+        assert_eq!(delivered, 4, "{results:?}");
+    }
 }
