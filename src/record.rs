@@ -56,7 +56,7 @@ impl Header {
 /// Key and value are already serialized bytes (see [`crate::serializer`] for serializers).
 /// `partition: None` lets the [`crate::partitioner::Partitioner`] choose; `timestamp: None`
 /// stamps the record with the current time (CreateTime, ms since the epoch) at `send`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ProducerRecord {
     /// Topic to write to.
     pub topic: Arc<str>,
@@ -70,6 +70,27 @@ pub struct ProducerRecord {
     pub headers: Vec<Header>,
     /// Timestamp in ms since the Unix epoch; `None` means "now".
     pub timestamp: Option<i64>,
+}
+
+/// Sizes, not contents: a key, value or header may be a secret, and a record reaches logs
+/// through the `Debug` of errors that carry it ([`crate::SendError`]).
+impl std::fmt::Debug for ProducerRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let size = |b: &Option<Bytes>| b.as_ref().map(|b| b.len());
+        let headers: Vec<(&str, Option<usize>)> = self
+            .headers
+            .iter()
+            .map(|h| (h.key.as_str(), h.value.as_ref().map(|v| v.len())))
+            .collect();
+        f.debug_struct("ProducerRecord")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("key_bytes", &size(&self.key))
+            .field("value_bytes", &size(&self.value))
+            .field("headers", &headers)
+            .field("timestamp", &self.timestamp)
+            .finish()
+    }
 }
 
 impl ProducerRecord {
@@ -186,4 +207,23 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 19: a record's `Debug` (and so `SendError`'s) shows sizes, never the bytes.
+    #[test]
+    fn debug_prints_sizes_not_payloads() {
+        let r = ProducerRecord::new("t", "hunter2-value")
+            .key("secret-key")
+            .header("auth", "s3cr3t");
+        let shown = format!("{r:?}");
+        for secret in ["hunter2", "secret-key", "s3cr3t"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("value_bytes: Some(13)"), "{shown}");
+        assert!(shown.contains("\"auth\""), "{shown}");
+    }
 }

@@ -1,70 +1,142 @@
-//! Issue 9 (supervision and resources): a producer started from plain tokio (its own actix
-//! system thread and arbiters) leaves no thread behind after `close`. Its own test binary: the
-//! process's thread list is the measurement.
+//! The producer's lifecycle and its connections under bad input (issue 19): durations a user
+//! passes saturate, `Close` through the actor is never cut short, a broker nobody uses is not
+//! dialled forever. Errors are injected with librdkafka's mock cluster; the counting listener
+//! below is a hostile peer (it accepts and hangs up), not a broker.
 mod common;
 
+use actix_kafka::prelude::*;
 use actix_kafka::{Producer, ProducerConfig, ProducerRecord};
-use common::{unique_topic, TestBroker};
+use common::{unique_topic, MockKafka};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Names of this process's threads (`/proc/self/task/*/comm`).
-fn thread_names() -> Vec<String> {
-    let mut names = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
-        for e in dir.flatten() {
-            if let Ok(n) = std::fs::read_to_string(e.path().join("comm")) {
-                names.push(n.trim().to_string());
-            }
-        }
-    }
-    names
+fn mock_config(bootstrap: &str) -> actix_kafka::config::ProducerConfigBuilder {
+    ProducerConfig::builder()
+        .bootstrap_servers(bootstrap.split(',').map(str::to_string))
+        .linger(Duration::from_millis(5))
+        .max_block(Duration::from_secs(10))
+        .retry_backoff(Duration::from_millis(50))
+        .reconnect_backoff(Duration::from_millis(20))
+        .reconnect_backoff_max(Duration::from_millis(50))
 }
 
-fn ours(names: &[String]) -> Vec<String> {
-    names
-        .iter()
-        .filter(|n| n.starts_with("actix-kafka") || n.starts_with("actix-rt"))
-        .cloned()
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn close_from_plain_tokio_leaves_no_thread() {
-    let broker = TestBroker::start();
-    let topic = unique_topic("lifecycle");
-    broker.create_topic(&topic, 2);
-    assert!(ours(&thread_names()).is_empty(), "{:?}", thread_names());
-    for round in 0..3 {
-        let producer = Producer::start(
-            ProducerConfig::builder()
-                .bootstrap_servers([broker.bootstrap.clone()])
-                .build()
-                .unwrap(),
-        )
+/// Defect 7: `close(Duration::MAX)` panicked (`Instant + Duration` overflowed); it now
+/// delivers what is pending and returns.
+#[tokio::test]
+async fn close_with_the_largest_duration_returns() {
+    let mk = MockKafka::new(1);
+    let topic = unique_topic("closemax");
+    mk.create_topic(&topic, 1);
+    let producer = Producer::start(mock_config(&mk.bootstrap()).build().unwrap())
         .await
         .unwrap();
-        let md = producer
-            .send_and_wait(ProducerRecord::new(
-                topic.as_str(),
-                format!("round-{round}"),
-            ))
-            .await
-            .unwrap();
-        assert!(md.offset >= 0);
-        assert!(
-            !ours(&thread_names()).is_empty(),
-            "the producer runs on threads of its own"
-        );
-        producer.close(Duration::from_secs(10)).await;
-        // Arbiter threads end moments after they are stopped; the system thread was joined.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !ours(&thread_names()).is_empty() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(
-            ours(&thread_names()).is_empty(),
-            "threads left after close (round {round}): {:?}",
-            ours(&thread_names())
+    let fut = producer
+        .send(ProducerRecord::new(topic.as_str(), "v"))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), producer.close(Duration::MAX))
+        .await
+        .expect("close(Duration::MAX) returns once the record is delivered");
+    assert_eq!(fut.await.map(|md| md.offset).ok(), Some(0));
+    assert_eq!(producer.pending_records(), 0);
+}
+
+/// Defect 8: `Close` through the actor stopped the arbiter the actor runs on while it still
+/// waited, so the caller got a `MailboxError` instead of the reply. Requests in flight to a
+/// slow broker make close take its failing path (they fail only as their actors stop).
+#[tokio::test]
+async fn close_through_the_actor_replies_with_records_pending() {
+    let mk = MockKafka::new(1);
+    let topic = unique_topic("actorclose");
+    mk.create_topic(&topic, 1);
+    let producer = Producer::start(mock_config(&mk.bootstrap()).build().unwrap())
+        .await
+        .unwrap();
+    producer
+        .send_and_wait(ProducerRecord::new(topic.as_str(), "warm"))
+        .await
+        .unwrap();
+    let addr = producer.actor();
+    mk.set_rtt(1, Duration::from_secs(3));
+    let mut futs = Vec::new();
+    for i in 0..100 {
+        futs.push(
+            producer
+                .send(ProducerRecord::new(topic.as_str(), format!("v{i}")))
+                .await
+                .unwrap(),
         );
     }
+    let started = Instant::now();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(20),
+        addr.send(Close(Duration::from_millis(500))),
+    )
+    .await
+    .expect("the Close reply comes");
+    assert!(reply.is_ok(), "Close was cut short: {reply:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // Every record has its outcome (failed with Closed, or delivered): none is left waiting.
+    for f in futs {
+        let r = tokio::time::timeout(Duration::from_secs(10), f)
+            .await
+            .expect("every record has an outcome after close");
+        assert!(matches!(r, Err(ProduceError::Closed(_)) | Ok(_)), "{r:?}");
+    }
+    assert_eq!(producer.pending_records(), 0);
+}
+
+/// Defect 5: a bootstrap server that is gone got a connection attempt every reconnect backoff
+/// for the producer's life. Once nothing asks for it, it is left alone.
+#[tokio::test]
+async fn a_dead_bootstrap_server_nobody_uses_is_not_dialled_forever() {
+    let mk = MockKafka::new(1);
+    let topic = unique_topic("deadboot");
+    mk.create_topic(&topic, 1);
+    // Accepts and hangs up at once: every attempt fails after the TCP handshake.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicU64::new(0));
+    {
+        let accepted = accepted.clone();
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < until {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                        drop(s);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+    }
+    let bootstrap = format!("{dead},{}", mk.bootstrap());
+    let producer = Producer::start(mock_config(&bootstrap).build().unwrap())
+        .await
+        .unwrap();
+    for i in 0..10 {
+        producer
+            .send_and_wait(ProducerRecord::new(topic.as_str(), format!("v{i}")))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = accepted.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = accepted.load(Ordering::SeqCst) - before;
+    producer.close(Duration::from_secs(5)).await;
+    println!("attempts on the dead bootstrap server: {before} before, {during} in 3 s after");
+    // With reconnect.backoff.max.ms=50 the old loop made ~60 attempts in 3 s.
+    assert!(
+        during <= 2,
+        "{during} connection attempts to an unused dead server in 3 s"
+    );
 }

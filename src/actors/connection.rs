@@ -131,7 +131,8 @@ pub struct BrokerConnection {
     /// Consecutive failed sessions; drives the reconnect backoff.
     failures: u32,
     versions: NegotiatedVersions,
-    writer: Option<mpsc::UnboundedSender<Segments>>,
+    /// The current session's writer task (see [`SessionWriter`]).
+    writer: Option<SessionWriter>,
     in_flight: VecDeque<InFlight>,
     next_correlation_id: i32,
     /// Incremented on every successful connect.
@@ -162,9 +163,33 @@ pub struct BrokerConnection {
     down_since: Option<(Instant, u32)>,
     /// Whether this connection is counted in `connection-count`.
     counted: bool,
+    /// A call arrived since the current connect attempt began. A failed attempt nobody was
+    /// waiting for does not restart the connection: it goes dormant (`idle` with
+    /// `last_error` set) until the next call, so a broker nobody uses (a dead bootstrap
+    /// server) is not dialled every backoff for the producer's life.
+    used: bool,
 }
 
 type QueuedCall = Box<dyn FnOnce(&mut BrokerConnection, &mut Context<BrokerConnection>) + Send>;
+
+/// Called once a frame is on the socket (`Ok`) or will never be (`Err`): how an `acks=0`
+/// request is answered, so it holds its sender's in-flight slot (and its batch) until then.
+type Written = Box<dyn FnOnce(Result<(), ConnectionError>) + Send>;
+
+/// One frame for the writer task.
+struct WriterItem {
+    segments: Segments,
+    written: Option<Written>,
+}
+
+/// The handle of a session's writer task. Dropping it ends the task at once: frames still
+/// queued are never written (a reset, retired, idle or replaced session writes nothing more on
+/// its socket; the requests behind them were failed and may be retried elsewhere), and a write
+/// blocked on a peer that stopped reading is abandoned.
+struct SessionWriter {
+    tx: mpsc::UnboundedSender<WriterItem>,
+    _stop: oneshot::Sender<()>,
+}
 
 impl BrokerConnection {
     /// A connection to `broker` (`host:port`), known as `node_id` (`-1`, `-2`, ... for bootstrap servers).
@@ -192,6 +217,7 @@ impl BrokerConnection {
             session_handles: Vec::new(),
             down_since: None,
             counted: false,
+            used: false,
         }
     }
 
@@ -275,6 +301,7 @@ impl BrokerConnection {
     /// unreachable, so callers retry on their own backoff and deadlines).
     fn begin_connect(&mut self, delay: Duration, ctx: &mut Context<Self>) {
         self.connecting = true;
+        self.used = !self.queued.is_empty();
         let fut = connect(
             self.broker.clone(),
             self.client_id.clone(),
@@ -302,6 +329,13 @@ impl BrokerConnection {
                 act.last_error = Some(e.clone());
                 for q in std::mem::take(&mut act.queued) {
                     q(act, ctx); // fails fast now that last_error is set
+                }
+                if !act.used && act.in_flight.is_empty() {
+                    // Nobody asked for this broker during the attempt: stay down quietly
+                    // until a call comes (it fails fast and dials again after the backoff).
+                    tracing::debug!(broker = %act.broker, node = act.node_id, "unused broker connection left down until a call needs it");
+                    act.idle = true;
+                    return;
                 }
                 ctx.stop();
             }
@@ -405,31 +439,79 @@ impl BrokerConnection {
             });
             self.session_handles.push(timer);
         }
-        let (tx, mut rx) = mpsc::unbounded_channel::<Segments>();
-        self.writer = Some(tx);
+        let (tx, mut rx) = mpsc::unbounded_channel::<WriterItem>();
+        let (stop_tx, mut stop) = oneshot::channel::<()>();
+        self.writer = Some(SessionWriter { tx, _stop: stop_tx });
         let addr = ctx.address();
+        let broker = self.broker.clone();
+        let write_timeout = self.settings.request_timeout;
         actix::spawn(async move {
             let mut pending: VecDeque<Bytes> = VecDeque::new();
-            while let Some(first) = rx.recv().await {
+            let mut written: Vec<Written> = Vec::new();
+            let gone = |reason: &str| ConnectionError::Disconnected {
+                broker: broker.clone(),
+                reason: reason.into(),
+            };
+            let ended = loop {
+                let first = tokio::select! {
+                    biased;
+                    _ = &mut stop => break "session ended before the frame was written",
+                    first = rx.recv() => first,
+                };
+                let Some(first) = first else {
+                    break "session ended before the frame was written";
+                };
                 // Coalesce what is queued into one vectored write: the frames' encoded parts
                 // and the record batches they reference, without copying them together.
-                pending.extend(first);
-                while let Ok(more) = rx.try_recv() {
-                    pending.extend(more);
+                let mut item = Some(first);
+                while let Some(WriterItem {
+                    segments,
+                    written: w,
+                }) = item.take().or_else(|| rx.try_recv().ok())
+                {
+                    pending.extend(segments);
+                    written.extend(w);
                 }
-                let mut res = write_segments(&mut write, &mut pending).await;
-                if res.is_ok() {
-                    res = write.flush().await;
-                }
-                if let Err(e) = res {
+                let write_all = async {
+                    write_segments(&mut write, &mut pending).await?;
+                    write.flush().await
+                };
+                let res = tokio::select! {
+                    biased;
+                    _ = &mut stop => break "session ended before the frame was written",
+                    res = tokio::time::timeout(write_timeout, write_all) => res,
+                };
+                let failed = match res {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(format!("write failed: {e}")),
+                    // The peer stopped reading for request.timeout.ms: the session is stuck.
+                    Err(_) => Some(format!(
+                        "write stalled for {} ms (request.timeout.ms)",
+                        write_timeout.as_millis()
+                    )),
+                };
+                if let Some(reason) = failed {
                     addr.do_send(Reset {
-                        reason: format!("write failed: {e}"),
+                        reason,
                         session: Some(session_id),
                     });
-                    break;
+                    break "write failed";
+                }
+                for w in written.drain(..) {
+                    w(Ok(()));
+                }
+            };
+            for w in written.drain(..) {
+                w(Err(gone(ended)));
+            }
+            // Frames queued and not written are answered too (acks=0 calls), never sent.
+            rx.close();
+            while let Ok(item) = rx.try_recv() {
+                if let Some(w) = item.written {
+                    w(Err(gone(ended)));
                 }
             }
-            let _ = write.shutdown().await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), write.shutdown()).await;
         });
         for q in std::mem::take(&mut self.queued) {
             q(self, ctx);
@@ -804,12 +886,23 @@ where
             return; // the caller gave up (timeout) while this waited in the mailbox
         }
         self.last_used = Instant::now();
+        self.used = true;
         if self.draining {
             self.queued
                 .push(Box::new(move |act, ctx| Handler::handle(act, call, ctx)));
             return;
         }
         if self.idle && self.writer.is_none() && !self.connecting {
+            if let Some(err) = &self.last_error {
+                // Dormant after failed attempts: fail fast, as while reconnecting, and dial
+                // again after the backoff.
+                let _ = call.reply.send(Err(err.clone()));
+                self.idle = false;
+                let delay = self.backoff();
+                self.begin_connect(delay, ctx);
+                self.used = true;
+                return;
+            }
             // Closed for idleness: reconnect now, the call waits in `queued`.
             self.idle = false;
             self.queued
@@ -817,7 +910,7 @@ where
             self.begin_connect(Duration::ZERO, ctx);
             return;
         }
-        let Some(writer) = self.writer.clone() else {
+        let Some(writer) = self.writer.as_ref().map(|w| w.tx.clone()) else {
             match &self.last_error {
                 Some(err) => {
                     let _ = call.reply.send(Err(err.clone()));
@@ -869,15 +962,35 @@ where
                 return;
             }
         };
-        if writer.send(frame).is_err() {
-            let err = self.disconnected("writer closed");
-            let _ = call.reply.send(Err(err.clone()));
-            self.shut(err, ctx);
-            return;
-        }
         let reply = call.reply;
         if !call.expect_response {
-            let _ = reply.send(Ok(None));
+            // acks=0: answered once the frame is on the socket (not when it is queued), so the
+            // request keeps its in-flight slot, and its batch its memory, until then.
+            let written: Written = Box::new(move |res| {
+                let _ = reply.send(res.map(|()| None));
+            });
+            if let Err(back) = writer.send(WriterItem {
+                segments: frame,
+                written: Some(written),
+            }) {
+                let err = self.disconnected("writer closed");
+                if let Some(w) = back.0.written {
+                    w(Err(err.clone()));
+                }
+                self.shut(err, ctx);
+            }
+            return;
+        }
+        if writer
+            .send(WriterItem {
+                segments: frame,
+                written: None,
+            })
+            .is_err()
+        {
+            let err = self.disconnected("writer closed");
+            let _ = reply.send(Err(err.clone()));
+            self.shut(err, ctx);
             return;
         }
         let broker = self.broker.clone();

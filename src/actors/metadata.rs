@@ -38,6 +38,12 @@ pub struct WaitForTopic {
     pub min_partitions: i32,
 }
 
+/// Fetches metadata for a topic with nobody waiting (what `try_send` asks when the topic is
+/// not cached: it fails at once and leaves no waiter).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FetchTopic(pub Arc<str>);
+
 /// Asks for a metadata refresh soon (coalesced with one in progress).
 #[derive(Message, Default)]
 #[rtype(result = "()")]
@@ -181,6 +187,16 @@ impl Actor for MetadataManager {
             out.retain(|a| !matches!(a, MetadataAction::Wake(_)));
             act.execute(out, ctx);
         });
+    }
+}
+
+impl Handler<FetchTopic> for MetadataManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: FetchTopic, ctx: &mut Context<Self>) {
+        let mut out = Vec::new();
+        self.guarded(|core, cluster| core.want_topic(Instant::now(), msg.0, cluster, &mut out));
+        self.execute(out, ctx);
     }
 }
 

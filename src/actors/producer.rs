@@ -68,6 +68,8 @@ struct Inner {
     sender: Addr<Sender>,
     partitioner: Arc<dyn Partitioner>,
     accumulators: crate::FastMap<TopicPartition, Arc<AccumulatorSlot>>,
+    /// When `try_send` last asked the metadata manager for a topic it found no metadata for.
+    fetch_asked: crate::FastMap<Arc<str>, Instant>,
     accumulator_arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
     /// Every arbiter the producer started; the last hosts its [`KafkaProducer`] actors (see
@@ -231,6 +233,7 @@ impl Producer {
                 sender,
                 partitioner,
                 accumulators: crate::FastMap::default(),
+                fetch_asked: crate::FastMap::default(),
                 accumulator_arbiters,
                 next_arbiter: AtomicUsize::new(0),
                 // Last: the arbiter `actor()` starts KafkaProducer actors on.
@@ -910,11 +913,24 @@ impl Producer {
     fn try_send_checked(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
         self.admit()?;
         let Some(info) = self.inner.cluster.topic(&record.topic) else {
-            // Start fetching so a later try_send can succeed.
-            self.inner.metadata.do_send(WaitForTopic {
-                topic: record.topic.clone(),
-                min_partitions: 0,
-            });
+            // Start fetching so a later try_send can succeed: no waiter, no task (the core
+            // keeps one entry per topic), and at most one message per topic per
+            // `retry.backoff.ms`, so the metadata manager's mailbox does not grow with calls.
+            let now = Instant::now();
+            let backoff = self.inner.config.retry_backoff;
+            let asked = &self.inner.fetch_asked;
+            let recent = asked
+                .get(&record.topic)
+                .is_some_and(|t| now < crate::time::deadline_after(*t, backoff));
+            if !recent {
+                if asked.len() >= 1024 {
+                    asked.retain(|_, t| now < crate::time::deadline_after(*t, backoff));
+                }
+                asked.insert(record.topic.clone(), now);
+                self.inner
+                    .metadata
+                    .do_send(crate::actors::metadata::FetchTopic(record.topic.clone()));
+            }
             return Err(ProduceError::MetadataTimeout {
                 topic: record.topic.clone(),
                 waited_ms: 0,

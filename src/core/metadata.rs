@@ -121,6 +121,25 @@ impl MetadataCore {
         self.wake(out);
     }
 
+    /// A `try_send` found no metadata for `topic`: fetch it, with nobody waiting (a
+    /// `try_send` does not wait, so it leaves no waiter and no task behind: N calls cost one
+    /// entry in the topic set, not N waiters living `max.block.ms`).
+    pub(crate) fn want_topic(
+        &mut self,
+        now: Instant,
+        topic: Arc<str>,
+        cluster: &Cluster,
+        out: &mut Vec<MetadataAction>,
+    ) {
+        cluster.touch(&topic, now);
+        if cluster.topic(&topic).is_some() {
+            return;
+        }
+        if self.topics.insert(topic) {
+            self.refresh_requested(now, cluster, out);
+        }
+    }
+
     /// A refresh asked for by the sender (stale leader, unknown leader, disconnect): paced to
     /// one per `retry.backoff.ms`, deferred rather than dropped.
     pub(crate) fn refresh_requested(
@@ -694,5 +713,25 @@ mod tests {
         out.clear();
         m.refresh_requested(t0 + Duration::from_secs(8), &cluster, &mut out);
         assert!(matches!(&out[0], MetadataAction::Request { topics, .. } if topics.is_empty()));
+    }
+
+    /// Issue 19 defect 2: `try_send` without cached metadata leaves no waiter behind, however
+    /// often it is called; one Metadata request asks for the topic.
+    #[test]
+    fn wanting_a_topic_leaves_no_waiter() {
+        let (mut m, cluster, t0) = core(&[]);
+        let mut out = Vec::new();
+        for i in 0..10_000u64 {
+            m.want_topic(
+                t0 + Duration::from_micros(i),
+                "t".into(),
+                &cluster,
+                &mut out,
+            );
+        }
+        assert_eq!(m.waiters.values().map(Vec::len).sum::<usize>(), 0);
+        assert_eq!(requests(&out).len(), 1, "{:?}", requests(&out));
+        m.on_response(t0, Ok(Some(answer("t", 1, &[1]))), &cluster, &mut out);
+        assert!(cluster.topic("t").is_some());
     }
 }
