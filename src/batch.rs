@@ -7,7 +7,7 @@
 //! record is never lost silently.
 
 use crate::error::ProduceError;
-use crate::record::{RecordMetadata, TopicPartition};
+use crate::record::{Header, RecordMetadata, TopicPartition};
 use bytes::{Bytes, BytesMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -78,6 +78,38 @@ impl Delivery {
 }
 
 pub use crate::completion::DeliveryFuture;
+
+/// One record for this partition, already serialized, partitioned and size-checked.
+pub struct AppendRecord {
+    pub(crate) timestamp: i64,
+    pub(crate) key: Option<Bytes>,
+    pub(crate) value: Option<Bytes>,
+    pub(crate) headers: Vec<Header>,
+    pub(crate) delivery: Delivery,
+    /// When `send` accepted it: `delivery.timeout.ms` counts from here (Java: "after send()
+    /// returns").
+    pub(crate) enqueued: Instant,
+    /// Its flush generation slot (`PendingRecords::add`).
+    pub(crate) pending_slot: u8,
+}
+
+impl AppendRecord {
+    /// Its size in a batch, roughly (bytes): what the mailbox counts toward the open batch.
+    pub(crate) fn size_hint(&self) -> usize {
+        let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()) + 4)
+            .sum();
+        len(&self.key) + len(&self.value) + headers + 8
+    }
+}
+
+/// The `Closed` reason of records whose producer went away before delivering them.
+pub(crate) const DROPPED_UNDELIVERED: &str = "the producer stopped before this record was \
+     delivered: it was dropped without close(), or its actix System ended; call \
+     Producer::close(timeout) before dropping the last handle";
 
 /// What every completion needs: the pending count, the interceptors, the metrics.
 #[derive(Default)]
@@ -436,9 +468,7 @@ impl ProducerBatch {
 impl Drop for ProducerBatch {
     fn drop(&mut self) {
         if !self.thunks.is_empty() {
-            self.fail_in_place(ProduceError::closed(
-                crate::actors::accumulator::DROPPED_UNDELIVERED,
-            ));
+            self.fail_in_place(ProduceError::closed(DROPPED_UNDELIVERED));
         }
     }
 }

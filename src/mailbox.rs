@@ -17,7 +17,7 @@
 //!
 //! [`Drain`]: crate::actors::accumulator::Drain
 
-use crate::actors::accumulator::AppendRecord;
+use crate::batch::AppendRecord;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -25,32 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Semaphore;
 
-/// One record for this partition, already serialized, partitioned and size-checked.
-pub struct AppendRecord {
-    pub(crate) timestamp: i64,
-    pub(crate) key: Option<Bytes>,
-    pub(crate) value: Option<Bytes>,
-    pub(crate) headers: Vec<Header>,
-    pub(crate) delivery: Delivery,
-    /// When `send` accepted it: `delivery.timeout.ms` counts from here (Java: "after send()
-    /// returns").
-    pub(crate) enqueued: Instant,
-    /// Its flush generation slot (`PendingRecords::add`).
-    pub(crate) pending_slot: u8,
-}
-
-impl AppendRecord {
-    /// Its size in a batch, roughly (bytes): what the mailbox counts toward the open batch.
-    pub(crate) fn size_hint(&self) -> usize {
-        let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()) + 4)
-            .sum();
-        len(&self.key) + len(&self.value) + headers + 8
-    }
-}
+pub use crate::batch::AppendRecord;
 
 /// Appends what the partition's `RecordMailbox` holds. Sent by `send` only when the mailbox
 /// was not already scheduled: one message per drain, not per record.
@@ -68,10 +43,7 @@ pub struct FlushBatch;
 #[rtype(result = "()")]
 pub struct AbortAccumulator(pub ProduceError);
 
-/// The `Closed` reason of records whose producer went away before delivering them.
-pub(crate) const DROPPED_UNDELIVERED: &str = "the producer stopped before this record was \
-     delivered: it was dropped without close(), or its actix System ended; call \
-     Producer::close(timeout) before dropping the last handle";
+pub(crate) use crate::batch::DROPPED_UNDELIVERED;
 
 /// See the module docs.
 pub struct PartitionAccumulator {

@@ -8,7 +8,7 @@
 //! [`crate::actors::accumulator::PartitionAccumulator`] actor arms the linger timers, holds the
 //! batch slots (back-pressure) and hands closed batches to the sender.
 
-use crate::actors::accumulator::{AppendRecord, DROPPED_UNDELIVERED};
+use crate::batch::{AppendRecord, DROPPED_UNDELIVERED};
 use crate::batch::{ProducerBatch, RecordThunk, Shared};
 use crate::config::ProducerConfig;
 use crate::error::ProduceError;
