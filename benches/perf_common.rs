@@ -832,3 +832,49 @@ mod tests {
         assert_eq!(p.value(123_456).len(), 100);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The scale workload: many topics, keyed records
+// ---------------------------------------------------------------------------------------------
+
+/// `--topic-count N` and `--keyed` (benches/scale.sh): record `i` goes to topic `i % N`, named
+/// `TOPIC-0` .. `TOPIC-{N-1}` (just `TOPIC` when N is 1), with an 8-byte key that spreads the
+/// records over the partitions by murmur2 as Java's producer does.
+#[derive(Debug, Clone)]
+pub struct Spread {
+    pub topics: Vec<String>,
+    pub keyed: bool,
+}
+
+impl Spread {
+    /// From `--topic-count` (default 1) and `--keyed`; `Err` with a message for a bad count.
+    pub fn from_args(args: &Args) -> Result<Spread, String> {
+        let base = args.topic.clone().unwrap_or_default();
+        let n = match args.extra("topic-count") {
+            None => 1,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=100_000).contains(&n) => n,
+                _ => return Err(format!("--topic-count must be 1..=100000, not {v}")),
+            },
+        };
+        let topics = if n == 1 {
+            vec![base]
+        } else {
+            (0..n).map(|i| format!("{base}-{i}")).collect()
+        };
+        Ok(Spread {
+            topics,
+            keyed: args.extra("keyed").is_some(),
+        })
+    }
+
+    /// The topic index of record `i`.
+    pub fn topic_of(&self, i: u64) -> usize {
+        (i % self.topics.len() as u64) as usize
+    }
+
+    /// The key of record `i` (a multiplicative hash of `i`, big-endian).
+    pub fn key(i: u64) -> [u8; 8] {
+        i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes()
+    }
+}

@@ -74,12 +74,14 @@ async fn run() -> i32 {
             "--send-batch",
             "--transactional-id",
             "--transaction-duration-ms",
+            "--topic-count",
         ],
-        &[],
+        &["--keyed"],
         "\n         [--delivery callback|future]   how latency is collected (default callback)\
          \n         [--send-batch N]               send N records per send_all_with_callback call\
          \n         [--transactional-id ID]        transactional producer (as kafka-producer-perf-test)\
-         \n         [--transaction-duration-ms MS] commit every MS ms (default 3000 with --transactional-id)",
+         \n         [--transaction-duration-ms MS] commit every MS ms (default 3000 with --transactional-id)\
+         \n         [--topic-count N] [--keyed]    record i to TOPIC-(i % N), with an 8-byte key (benches/scale.sh)",
     );
     let mode = match args.extra("delivery").unwrap_or("callback") {
         "callback" => Mode::Callback,
@@ -101,7 +103,19 @@ async fn run() -> i32 {
         eprintln!("{TOOL}: --send-batch works with --delivery callback");
         return EXIT_USAGE;
     }
-    let topic: Arc<str> = args.topic.clone().unwrap_or_default().into();
+    let spread = match perf_common::Spread::from_args(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{TOOL}: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let topics: Vec<Arc<str>> = spread
+        .topics
+        .iter()
+        .map(|t| Arc::from(t.as_str()))
+        .collect();
+    let topic: Arc<str> = topics[0].clone();
     let mut props = args.merged_props();
     if let Some(id) = args.extra("transactional-id") {
         props.push(("transactional.id".into(), id.into()));
@@ -250,7 +264,13 @@ async fn run() -> i32 {
             break;
         }
         let off = payload.offset(i);
-        let record = ProducerRecord::new(topic.clone(), pool.slice(off..off + size));
+        let mut record = ProducerRecord::new(
+            topics[spread.topic_of(i)].clone(),
+            pool.slice(off..off + size),
+        );
+        if spread.keyed {
+            record = record.key(Bytes::copy_from_slice(&perf_common::Spread::key(i)));
+        }
         let sent_ns = s.now_ns();
         let res = match mode {
             Mode::Callback => {

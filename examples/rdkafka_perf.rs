@@ -40,7 +40,8 @@ mod perf_common;
 
 use perf_common::{
     args_or_exit, init_stats, print_summary, process_cpu_seconds, start_reporter, stats,
-    stop_reporter, Pacer, Payload, RunMeasure, EXIT_CONFIG_REJECTED, EXIT_FAILED, EXIT_USAGE,
+    stop_reporter, Pacer, Payload, RunMeasure, EXIT_CONFIG_REJECTED, EXIT_FAILED, EXIT_OK,
+    EXIT_USAGE,
 };
 use rdkafka::bindings as rd;
 use rdkafka::client::ClientContext;
@@ -158,15 +159,25 @@ fn main() {
     let args = args_or_exit(
         TOOL,
         IMPL,
-        &["--mock-cluster", "--partitions", "--poll", "--api"],
-        &[],
+        &[
+            "--mock-cluster",
+            "--partitions",
+            "--poll",
+            "--api",
+            "--topic-count",
+            "--create-topics",
+        ],
+        &["--keyed"],
         "\n         [--poll native|crate]   how delivery reports are served (default native)\n\
          \x20      [--api base|future]     BaseProducer (default) or FutureProducer\n\
+         \x20      [--topic-count N] [--keyed]  record i to TOPIC-(i % N), with an 8-byte key (base API)\n\
          \x20      | --mock-cluster N --topic NAME[:PARTITIONS] ... [--partitions P]\n\
          \x20                      start librdkafka's mock cluster, print MOCK_BOOTSTRAP=..., sleep until killed",
     );
     let code = if args.extra("mock-cluster").is_some() {
         mock_cluster(&args)
+    } else if args.extra("create-topics").is_some() {
+        create_topics(&args)
     } else {
         match args.extra("api").unwrap_or("base") {
             "base" => run(&args),
@@ -179,6 +190,78 @@ fn main() {
     };
     let _ = std::io::stdout().flush();
     std::process::exit(code);
+}
+
+/// `--create-topics P` (benches/scale.sh): creates the topics of `--topic-count` with P
+/// partitions each (replication 1) through librdkafka's admin client, in one CreateTopics
+/// request per 100 topics; topics that exist are not an error.
+fn create_topics(args: &perf_common::Args) -> i32 {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let Some(parts) = args
+        .extra("create-topics")
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|p| *p > 0)
+    else {
+        eprintln!("{TOOL}: --create-topics needs a partition count > 0");
+        return EXIT_USAGE;
+    };
+    let spread = match perf_common::Spread::from_args(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{TOOL}: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut cfg = ClientConfig::new();
+    for (k, v) in args.merged_props() {
+        cfg.set(k, v);
+    }
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = match cfg.create() {
+        Ok(a) => a,
+        Err(e) => {
+            println!("ERROR: admin client: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            println!("ERROR: runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
+    for chunk in spread.topics.chunks(100) {
+        let new: Vec<NewTopic> = chunk
+            .iter()
+            .map(|t| NewTopic::new(t, parts, TopicReplication::Fixed(1)))
+            .collect();
+        match rt.block_on(admin.create_topics(&new, &opts)) {
+            Ok(results) => {
+                for r in results {
+                    match r {
+                        Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                        Err((t, e)) => {
+                            println!("ERROR: create topic {t}: {e}");
+                            return EXIT_FAILED;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                println!("ERROR: CreateTopics: {e}");
+                return EXIT_FAILED;
+            }
+        }
+    }
+    println!(
+        "{TOOL}: {} topics with {parts} partitions ready",
+        spread.topics.len()
+    );
+    EXIT_OK
 }
 
 fn mock_cluster(args: &perf_common::Args) -> i32 {
@@ -243,7 +326,14 @@ fn run(args: &perf_common::Args) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let topic = args.topic.clone().unwrap_or_default();
+    let spread = match perf_common::Spread::from_args(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{TOOL}: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let topic = spread.topics[0].clone();
     let props = args.merged_props();
     let mut cfg = ClientConfig::new();
     for (k, v) in &props {
@@ -292,8 +382,15 @@ fn run(args: &perf_common::Args) -> i32 {
             }
         }
         let sent_ns = s.now_ns() as usize;
-        let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(&topic, sent_ns)
-            .payload(payload.value(i));
+        let key = perf_common::Spread::key(i);
+        let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(
+            &spread.topics[spread.topic_of(i)],
+            sent_ns,
+        )
+        .payload(payload.value(i));
+        if spread.keyed {
+            record = record.key(&key[..]);
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,

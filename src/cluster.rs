@@ -77,13 +77,34 @@ impl TopicInfo {
     /// metadata, and the cached partition is kept (Java's `Metadata` does the same). A different
     /// topic id (the topic was deleted and re-created, epochs restart) takes the new metadata
     /// whole. Returns the merged topic and how many partitions were kept from `prev`.
-    pub(crate) fn merged_with(mut self, prev: &TopicInfo) -> (TopicInfo, usize) {
+    #[cfg(test)]
+    pub(crate) fn merged_with(self, prev: &TopicInfo) -> (TopicInfo, usize) {
+        self.merged_with_hints(prev, |_| false)
+    }
+
+    /// [`TopicInfo::merged_with`], where the cached entry of each partition `hinted` says
+    /// came only from a Produce answer's hint (KIP-951), not from a Metadata answer: such an
+    /// entry gives way to the Metadata answer whatever its epoch, so a hint with an absurd
+    /// epoch (`i32::MAX` from a broken or hostile broker) cannot pin the partition's leader.
+    pub(crate) fn merged_with_hints(
+        mut self,
+        prev: &TopicInfo,
+        hinted: impl Fn(i32) -> bool,
+    ) -> (TopicInfo, usize) {
         let unknown = [0u8; 16];
         if self.topic_id != prev.topic_id && self.topic_id != unknown && prev.topic_id != unknown {
             return (self, 0);
         }
         let mut kept = 0;
-        for (new, old) in self.partitions.iter_mut().zip(prev.partitions.iter()) {
+        for (i, (new, old)) in self
+            .partitions
+            .iter_mut()
+            .zip(prev.partitions.iter())
+            .enumerate()
+        {
+            if hinted(i as i32) {
+                continue;
+            }
             if new.leader_epoch >= 0 && old.leader_epoch > new.leader_epoch {
                 *new = old.clone();
                 kept += 1;

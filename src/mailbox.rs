@@ -23,6 +23,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 
+/// Set in `used` when the accumulator retired (see [`RecordMailbox::retire_if_unused`]): no
+/// slot can be taken any more.
+const RETIRED: usize = 1 << (usize::BITS - 1);
+
 /// See the module docs.
 #[derive(Debug)]
 pub(crate) struct RecordMailbox {
@@ -90,7 +94,29 @@ impl RecordMailbox {
 
     /// Slots in use: records queued and not yet appended.
     pub(crate) fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
+        self.used.load(Ordering::Relaxed) & !RETIRED
+    }
+
+    /// Whether the accumulator retired this mailbox: the caller looks the partition's
+    /// accumulator up again (a new one is started).
+    pub(crate) fn retired(&self) -> bool {
+        self.used.load(Ordering::SeqCst) & RETIRED != 0
+    }
+
+    /// An idle accumulator retires its mailbox, if no slot is taken: one compare-and-swap from
+    /// 0, so a sender either took its slot before (and the accumulator stays) or finds the
+    /// mailbox retired and never queues into it. Waiting senders are woken to look again.
+    pub(crate) fn retire_if_unused(&self) -> bool {
+        if self
+            .used
+            .compare_exchange(0, RETIRED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return false;
+        }
+        self.lock().closed = true;
+        self.notify.notify_waiters();
+        true
     }
 
     /// Takes `n` (≤ capacity) slots if they are free.
@@ -136,12 +162,13 @@ impl RecordMailbox {
         }
     }
 
-    /// Waits until at least one of `n` slots is free and takes as many as are (at most `n`).
-    /// Cancel-safe: slots are taken only when it returns.
+    /// Waits until at least one of `n` slots is free and takes as many as are (at most `n`);
+    /// 0 at once if the mailbox retired (see [`RecordMailbox::retired`]). Cancel-safe: slots
+    /// are taken only when it returns.
     pub(crate) async fn reserve_up_to(&self, n: usize) -> usize {
         loop {
             let got = self.try_reserve_up_to(n);
-            if got > 0 || n == 0 {
+            if got > 0 || n == 0 || self.retired() {
                 return got;
             }
             self.waiters.fetch_add(1, Ordering::SeqCst);
@@ -150,7 +177,7 @@ impl RecordMailbox {
             notified.as_mut().enable();
             let _waiting = Waiting(&self.waiters);
             let got = self.try_reserve_up_to(n);
-            if got > 0 {
+            if got > 0 || self.retired() {
                 return got;
             }
             notified.await;
@@ -262,6 +289,51 @@ mod tests {
             delivery: Delivery::Callback(crate::batch::inline_callback(|_| {})),
             enqueued: Instant::now(),
             pending_slot: 0,
+        }
+    }
+
+    /// Retiring is all or nothing against reservations: never with a slot taken, and no slot
+    /// can be taken (nor waited for) once retired, from any number of threads.
+    #[test]
+    fn a_mailbox_retires_only_unused_and_takes_nothing_after() {
+        let m = RecordMailbox::new(4);
+        assert!(m.try_reserve(1));
+        assert!(!m.retire_if_unused(), "a slot is taken");
+        m.release(1);
+        assert!(m.retire_if_unused());
+        assert!(m.retired());
+        assert_eq!(m.used(), 0);
+        assert!(!m.try_reserve(1));
+        assert_eq!(m.try_reserve_up_to(3), 0);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert_eq!(
+            rt.block_on(m.reserve_up_to(2)),
+            0,
+            "no wait on a retired mailbox"
+        );
+        // Racing threads: every reservation that succeeds happened before the retirement.
+        for _ in 0..200 {
+            let m = Arc::new(RecordMailbox::new(8));
+            let takers: Vec<_> = (0..4)
+                .map(|_| {
+                    let m = m.clone();
+                    std::thread::spawn(move || m.try_reserve(1))
+                })
+                .collect();
+            let retired = m.retire_if_unused();
+            let taken = takers
+                .into_iter()
+                .map(|t| t.join())
+                .filter(|r| matches!(r, Ok(true)))
+                .count();
+            if retired {
+                assert_eq!(taken, 0, "a slot taken in a retired mailbox");
+            } else {
+                assert!(taken > 0);
+            }
         }
     }
 

@@ -94,6 +94,13 @@ pub trait Partitioner: Send + Sync + 'static {
     ) -> i32 {
         self.partition(topic, key, value_len, info.partition_count())
     }
+
+    /// Nothing was sent to `topic` for `metadata.max.idle.ms` and its metadata left the
+    /// producer's cache: drop any state kept for it (a sticky partition, a counter). By
+    /// default nothing. A record of the topic sent later starts afresh.
+    fn forget_topic(&self, topic: &str) {
+        let _ = topic;
+    }
 }
 
 /// Kafka's default partitioning (Java 3.3+ built-in partitioner, KIP-794).
@@ -282,6 +289,10 @@ impl Partitioner for DefaultPartitioner {
     ) -> i32 {
         self.choose(topic, key, value_len, info.partition_count(), Some(info))
     }
+
+    fn forget_topic(&self, topic: &str) {
+        self.sticky.remove(topic);
+    }
 }
 
 /// Round robin over all partitions of each topic, ignoring keys (Java's
@@ -318,6 +329,10 @@ impl Partitioner for RoundRobinPartitioner {
                 .fetch_add(1, Ordering::Relaxed),
         };
         (next % n) as i32
+    }
+
+    fn forget_topic(&self, topic: &str) {
+        self.counters.remove(topic);
     }
 }
 

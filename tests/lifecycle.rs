@@ -140,3 +140,47 @@ async fn a_dead_bootstrap_server_nobody_uses_is_not_dialled_forever() {
         "{during} connection attempts to an unused dead server in 3 s"
     );
 }
+
+/// Defect 9: a partition nothing is sent to any more kept its accumulator actor and mailbox
+/// for the producer's life (one per partition ever used). An accumulator idle for
+/// `metadata.max.idle.ms` (and `delivery.timeout.ms`) now retires; a later send to its
+/// partition starts a new one and is delivered after the records before it.
+#[tokio::test]
+async fn accumulators_of_partitions_no_longer_used_are_released() {
+    let mk = MockKafka::new(1);
+    let topics: Vec<String> = (0..40).map(|i| unique_topic(&format!("idle{i}"))).collect();
+    for t in &topics {
+        mk.create_topic(t, 1);
+    }
+    let config = mock_config(&mk.bootstrap())
+        .metadata_max_idle(Duration::from_secs(5))
+        .request_timeout(Duration::from_secs(2))
+        .delivery_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let producer = Producer::start(config).await.unwrap();
+    for t in &topics {
+        producer
+            .send_and_wait(ProducerRecord::new(t.as_str(), "first"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(producer.metrics().mailbox_depth.len(), topics.len());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !producer.metrics().mailbox_depth.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        producer.metrics().mailbox_depth.len(),
+        0,
+        "idle accumulators still held"
+    );
+    // Used again: a new accumulator, the record lands after the first one.
+    let md = producer
+        .send_and_wait(ProducerRecord::new(topics[3].as_str(), "again"))
+        .await
+        .unwrap();
+    assert_eq!(md.offset, 1);
+    assert_eq!(producer.metrics().mailbox_depth.len(), 1);
+    producer.close(Duration::from_secs(5)).await;
+}

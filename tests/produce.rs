@@ -211,8 +211,7 @@ async fn typed_errors_within_max_block() {
     let err = producer
         .send(ProducerRecord::new(topic.as_str(), vec![0u8; 20_000]))
         .await
-        .err()
-        .expect("too large");
+        .expect_err("too large");
     assert!(
         matches!(err, ProduceError::RecordTooLarge { limit: 10_000, size } if size > 20_000),
         "{err}"
@@ -224,8 +223,7 @@ async fn typed_errors_within_max_block() {
     let err = producer
         .send(ProducerRecord::new("no-such-topic-here", "x"))
         .await
-        .err()
-        .expect("unknown topic");
+        .expect_err("unknown topic");
     let waited = t.elapsed();
     println!("unknown topic: {err} after {waited:?}");
     assert!(
@@ -244,8 +242,7 @@ async fn typed_errors_within_max_block() {
     let err = producer
         .send(ProducerRecord::new("bad topic name!", "x"))
         .await
-        .err()
-        .expect("bad name");
+        .expect_err("bad name");
     println!("bad name: {err}");
     assert!(
         matches!(
@@ -259,8 +256,7 @@ async fn typed_errors_within_max_block() {
     let err = producer
         .send(ProducerRecord::new(topic.as_str(), "x").partition(5))
         .await
-        .err()
-        .expect("bad partition");
+        .expect_err("bad partition");
     assert!(
         matches!(err, ProduceError::InvalidPartition { partitions: 1, .. }),
         "{err:?}"
@@ -294,8 +290,7 @@ async fn unreachable_bootstrap_fails_within_max_block() {
     let err = producer
         .send(ProducerRecord::new("t", "x"))
         .await
-        .err()
-        .expect("no broker");
+        .expect_err("no broker");
     let waited = t.elapsed();
     println!("unreachable: {err} after {waited:?}");
     assert!(
@@ -524,8 +519,7 @@ async fn explicit_partition_beyond_the_cached_count_waits_for_new_partitions() {
     let err = short
         .send(ProducerRecord::new(topic.as_str(), "x").partition(7))
         .await
-        .err()
-        .expect("partition 7 of 3");
+        .expect_err("partition 7 of 3");
     let waited = started.elapsed();
     assert!(
         matches!(

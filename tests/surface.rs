@@ -506,8 +506,7 @@ async fn send_returning_hands_the_record_back() {
     let err = producer
         .send_returning(record.clone())
         .await
-        .err()
-        .expect("partition 7 of 2");
+        .expect_err("partition 7 of 2");
     assert!(
         matches!(
             err.error,
@@ -525,8 +524,7 @@ async fn send_returning_hands_the_record_back() {
     let err = producer
         .send_returning(missing.clone())
         .await
-        .err()
-        .expect("unknown topic");
+        .expect_err("unknown topic");
     assert!(
         matches!(
             err.error,

@@ -71,8 +71,7 @@ async fn commit_abort_and_a_hundred_mixed_transactions() {
     let err = p
         .send(ProducerRecord::new(topic.as_str(), "outside"))
         .await
-        .err()
-        .expect("send outside a transaction must fail");
+        .expect_err("send outside a transaction must fail");
     assert!(
         matches!(
             err,

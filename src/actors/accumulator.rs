@@ -12,14 +12,13 @@
 //! `mailbox.capacity` records + (`max.pending.batches.per.partition` + 1) × `batch.size` bytes.
 
 use crate::actors::sender::{BatchReady, Sender};
-use crate::batch::{Delivery, ProducerBatch, Shared};
+use crate::batch::{ProducerBatch, Shared};
 use crate::config::ProducerConfig;
-use crate::core::accumulator::AccumulatorCore;
+use crate::core::accumulator::{AccumulatorCore, Idle};
 use crate::error::ProduceError;
 use crate::mailbox::{Pushed, RecordMailbox};
-use crate::record::{Header, TopicPartition};
+use crate::record::TopicPartition;
 use actix::prelude::*;
-use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,6 +66,8 @@ pub struct PartitionAccumulator {
     backlog: VecDeque<AppendRecord>,
     /// A flush came while the backlog waited: close the open batch once it is appended.
     flush_requested: bool,
+    /// The producer's accumulator directory, where a retiring accumulator removes its entry.
+    directory: std::sync::Weak<crate::actors::producer::Directory>,
 }
 
 impl PartitionAccumulator {
@@ -76,10 +77,12 @@ impl PartitionAccumulator {
         sender: Addr<Sender>,
         shared: Arc<Shared>,
         mailbox: Arc<RecordMailbox>,
+        directory: std::sync::Weak<crate::actors::producer::Directory>,
     ) -> Self {
         let slots = config.max_pending_batches_per_partition.max(1);
         PartitionAccumulator {
-            core: AccumulatorCore::new(tp, config.clone(), shared),
+            directory,
+            core: AccumulatorCore::new(tp, config.clone(), shared, Instant::now()),
             config,
             sender,
             linger_armed: false,
@@ -256,6 +259,42 @@ impl PartitionAccumulator {
 }
 
 impl PartitionAccumulator {
+    /// The idle timer: retires the accumulator once its core says so (see
+    /// [`AccumulatorCore::idle_check`]) and no slot of its mailbox is taken, removing its
+    /// directory entry (the next send to the partition starts a new one); else re-arms.
+    fn idle_check(&mut self, ctx: &mut Context<Self>) {
+        let slots = self.config.max_pending_batches_per_partition.max(1);
+        let held = !self.waiting.is_empty()
+            || !self.backlog.is_empty()
+            || self.slot_waiter
+            || self.batch_slots.available_permits() < slots
+            || self.mailbox.used() > 0;
+        let now = Instant::now();
+        match self.core.idle_check(now, held) {
+            Idle::Retire if self.mailbox.retire_if_unused() => {
+                if let Some(directory) = self.directory.upgrade() {
+                    let mine = &self.mailbox;
+                    directory.remove_if(self.core.topic_partition(), |_, slot| {
+                        Arc::ptr_eq(&slot.mailbox, mine)
+                    });
+                }
+                tracing::debug!(tp = %self.core.topic_partition(), "idle partition accumulator retired");
+                ctx.stop();
+            }
+            Idle::Retire => self.arm_idle(now, ctx),
+            Idle::CheckAt(at) => self.arm_idle(at, ctx),
+        }
+    }
+
+    fn arm_idle(&mut self, at: Instant, ctx: &mut Context<Self>) {
+        // At least a second apart: a mailbox in use is checked again, not spun on.
+        let due = at.saturating_duration_since(Instant::now()).clamp(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(86_400),
+        );
+        ctx.run_later(due, |act, ctx| act.idle_check(ctx));
+    }
+
     /// Fails every record still queued or in the backlog (`Closed`), and closes the mailbox.
     fn fail_queued(&mut self) {
         let n = self.backlog.len();
@@ -289,6 +328,13 @@ impl Actor for PartitionAccumulator {
         // The mailbox bound is enforced by the producer's per-partition slot semaphore
         // (`mailbox.capacity`); actix's own bound (0 = unbounded here) only parks the sending address.
         ctx.set_mailbox_capacity(0);
+        let first = crate::time::deadline_after(
+            Instant::now(),
+            self.config
+                .metadata_max_idle
+                .max(self.config.delivery_timeout),
+        );
+        self.arm_idle(first, ctx);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {

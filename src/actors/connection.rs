@@ -1208,6 +1208,15 @@ impl ConnectionPool {
         entry.1.clone()
     }
 
+    /// Drops the pool's address of every broker no longer in `cluster` (decommissioned,
+    /// replaced): such a connection answers what it has in flight, closes after
+    /// `connections.max.idle.ms` like any idle one, and its actor then ends (nothing holds
+    /// its address). Bootstrap connections (negative ids) stay.
+    pub(crate) fn forget_missing(&self, cluster: &crate::cluster::Cluster) {
+        self.conns
+            .retain(|id, _| *id < 0 || cluster.brokers.contains_key(id));
+    }
+
     /// Some connection for cluster-wide requests (Metadata, InitProducerId): the known brokers
     /// in rotation, else the bootstrap servers in rotation.
     pub fn any(

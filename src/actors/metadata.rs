@@ -65,6 +65,9 @@ pub struct ApplyLeaderHint(pub crate::core::sender::LeaderHint);
 #[rtype(result = "()")]
 pub struct Subscribe(pub Recipient<MetadataUpdated>);
 
+/// Called with each topic dropped from the cache as idle (see [`MetadataManager::on_forget`]).
+pub type ForgetHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// See the module docs.
 pub struct MetadataManager {
     cluster: Arc<Cluster>,
@@ -73,6 +76,8 @@ pub struct MetadataManager {
     core: MetadataCore,
     subscribers: Vec<Recipient<MetadataUpdated>>,
     wake: WakeTimer,
+    /// Told of every topic dropped as idle (the producer's partitioner forgets it).
+    on_forget: Option<ForgetHook>,
 }
 
 impl MetadataManager {
@@ -89,7 +94,14 @@ impl MetadataManager {
             pool,
             subscribers: Vec::new(),
             wake: WakeTimer::default(),
+            on_forget: None,
         }
+    }
+
+    /// Calls `f` with every topic dropped from the cache as idle (`metadata.max.idle.ms`).
+    pub fn on_forget(mut self, f: ForgetHook) -> Self {
+        self.on_forget = Some(f);
+        self
     }
 
     /// A core call, with a panic caught (see [`crate::actors::guarded`]).
@@ -107,6 +119,7 @@ impl MetadataManager {
                 }
                 MetadataAction::Wake(at) => self.schedule_wake(at, ctx),
                 MetadataAction::Updated => {
+                    self.pool.forget_missing(&self.cluster);
                     for s in &self.subscribers {
                         s.do_send(MetadataUpdated);
                     }
@@ -115,6 +128,11 @@ impl MetadataManager {
                     .pool
                     .health()
                     .emit(crate::health::HealthEvent::MetadataChanged),
+                MetadataAction::Forgotten(topic) => {
+                    if let Some(f) = &self.on_forget {
+                        f(&topic);
+                    }
+                }
             }
         }
     }

@@ -55,10 +55,14 @@ type PartitionChunk = (
     Vec<(usize, AppendRecord)>,
 );
 
-struct AccumulatorSlot {
+/// The accumulator directory: the partition accumulators started, by partition. An idle
+/// accumulator removes its own entry when it retires (it holds a `Weak` of this map).
+pub(crate) type Directory = crate::FastMap<TopicPartition, Arc<AccumulatorSlot>>;
+
+pub(crate) struct AccumulatorSlot {
     addr: Addr<PartitionAccumulator>,
     /// The accumulator's records mailbox, `mailbox.capacity` records (see [`RecordMailbox`]).
-    mailbox: Arc<RecordMailbox>,
+    pub(crate) mailbox: Arc<RecordMailbox>,
 }
 
 struct Inner {
@@ -67,7 +71,7 @@ struct Inner {
     metadata: Addr<MetadataManager>,
     sender: Addr<Sender>,
     partitioner: Arc<dyn Partitioner>,
-    accumulators: crate::FastMap<TopicPartition, Arc<AccumulatorSlot>>,
+    accumulators: Arc<Directory>,
     /// When `try_send` last asked the metadata manager for a topic it found no metadata for.
     fetch_asked: crate::FastMap<Arc<str>, Instant>,
     accumulator_arbiters: Vec<ArbiterHandle>,
@@ -208,8 +212,12 @@ impl Producer {
         let pool = Arc::new(ConnectionPool::new(settings, network.handle(), bootstrap));
         let metadata = {
             let (config, cluster, pool) = (config.clone(), cluster.clone(), pool.clone());
+            let forget = {
+                let partitioner = partitioner.clone();
+                Arc::new(move |topic: &str| partitioner.forget_topic(topic))
+            };
             MetadataManager::start_in_arbiter(&network.handle(), move |_| {
-                MetadataManager::new(config, cluster, pool)
+                MetadataManager::new(config, cluster, pool).on_forget(forget)
             })
         };
         let sender = {
@@ -232,7 +240,7 @@ impl Producer {
                 metadata,
                 sender,
                 partitioner,
-                accumulators: crate::FastMap::default(),
+                accumulators: Arc::new(Directory::default()),
                 fetch_asked: crate::FastMap::default(),
                 accumulator_arbiters,
                 next_arbiter: AtomicUsize::new(0),
@@ -281,11 +289,29 @@ impl Producer {
         self.send(record).await?.await
     }
 
+    /// The partition's accumulator, started if there is none or the one there retired (idle
+    /// for `metadata.max.idle.ms`, see [`RecordMailbox::retire_if_unused`]).
     fn accumulator(&self, tp: &TopicPartition) -> Arc<AccumulatorSlot> {
         if let Some(slot) = self.inner.accumulators.get(tp) {
-            return slot.clone();
+            if !slot.mailbox.retired() {
+                return slot.clone();
+            }
         }
+        loop {
+            // A retired one is gone (it removes itself; this covers the instant between).
+            self.inner
+                .accumulators
+                .remove_if(tp, |_, s| s.mailbox.retired());
+            let slot = self.start_accumulator(tp);
+            if !slot.mailbox.retired() {
+                return slot;
+            }
+        }
+    }
+
+    fn start_accumulator(&self, tp: &TopicPartition) -> Arc<AccumulatorSlot> {
         let inner = &self.inner;
+        let directory = Arc::downgrade(&inner.accumulators);
         inner
             .accumulators
             .entry(tp.clone())
@@ -301,7 +327,7 @@ impl Producer {
                 let mailbox = Arc::new(RecordMailbox::new(inner.config.mailbox_capacity));
                 let queue = mailbox.clone();
                 let addr = PartitionAccumulator::start_in_arbiter(arbiter, move |_| {
-                    PartitionAccumulator::new(tp, config, sender, shared, queue)
+                    PartitionAccumulator::new(tp, config, sender, shared, queue, directory)
                 });
                 Arc::new(AccumulatorSlot { addr, mailbox })
             })
@@ -491,20 +517,30 @@ impl Producer {
     }
 
     /// Waits for at least one of `n` mailbox slots until `deadline`; returns how many it took.
+    /// Waits (until `deadline`) for at least one of `n` slots of `tp`'s mailbox and takes as
+    /// many as are free; if the accumulator in `slot` retires meanwhile, `slot` becomes the
+    /// partition's new one.
     async fn wait_some_slots(
-        slot: &AccumulatorSlot,
+        &self,
+        slot: &mut Arc<AccumulatorSlot>,
         n: usize,
         tp: &TopicPartition,
         start: Instant,
         deadline: Instant,
     ) -> Result<usize, ProduceError> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        tokio::time::timeout(left, slot.mailbox.reserve_up_to(n))
-            .await
-            .map_err(|_| ProduceError::QueueFull {
-                topic_partition: tp.clone(),
-                waited_ms: start.elapsed().as_millis() as u64,
-            })
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let got = tokio::time::timeout(left, slot.mailbox.reserve_up_to(n))
+                .await
+                .map_err(|_| ProduceError::QueueFull {
+                    topic_partition: tp.clone(),
+                    waited_ms: start.elapsed().as_millis() as u64,
+                })?;
+            if got > 0 || n == 0 || !slot.mailbox.retired() {
+                return Ok(got);
+            }
+            *slot = self.accumulator(tp);
+        }
     }
 
     async fn send_checked(
@@ -648,7 +684,11 @@ impl Producer {
                 routed
             }
         };
-        if let Err(e) = Self::wait_some_slots(&routed.slot, 1, &routed.tp, start, deadline).await {
+        let mut routed = routed;
+        if let Err(e) = self
+            .wait_some_slots(&mut routed.slot, 1, &routed.tp, start, deadline)
+            .await
+        {
             return Err(back(e, record));
         }
         self.commit(&routed, record, delivery)
@@ -796,14 +836,17 @@ impl Producer {
                 }
             }
         }
-        for (tp, slot, mut recs) in groups {
+        for (tp, mut slot, mut recs) in groups {
             while !recs.is_empty() {
                 // As many slots as are free (at least one, waiting up to max.block.ms): a
                 // chunk never needs the whole mailbox empty at one instant, so steady single
                 // sends cannot starve it.
                 let want = recs.len().min(capacity);
                 let got = match slot.mailbox.try_reserve_up_to(want) {
-                    0 => Self::wait_some_slots(&slot, want, &tp, start, deadline).await,
+                    0 => {
+                        self.wait_some_slots(&mut slot, want, &tp, start, deadline)
+                            .await
+                    }
                     got => Ok(got),
                 };
                 let n = match got {
@@ -938,11 +981,17 @@ impl Producer {
             });
         };
         let tp = self.route(&record, &info)?;
-        let routed = Routed {
+        let mut routed = Routed {
             slot: self.accumulator(&tp),
             tp,
         };
-        if !routed.slot.mailbox.try_reserve(1) {
+        let mut reserved = routed.slot.mailbox.try_reserve(1);
+        if !reserved && routed.slot.mailbox.retired() {
+            // It retired between the lookup and the reservation: its successor.
+            routed.slot = self.accumulator(&routed.tp);
+            reserved = routed.slot.mailbox.try_reserve(1);
+        }
+        if !reserved {
             return Err(ProduceError::QueueFull {
                 topic_partition: routed.tp.clone(),
                 waited_ms: 0,

@@ -121,6 +121,9 @@ impl Sender {
                     self.metadata.do_send(RefreshMetadata);
                 }
                 Action::RefreshMetadata => {}
+                Action::WantTopic(topic) => self
+                    .metadata
+                    .do_send(crate::actors::metadata::FetchTopic(topic)),
                 Action::Wake(at) => self.schedule_wake(at, ctx),
                 Action::LeaderHint(hint) => self
                     .metadata

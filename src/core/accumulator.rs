@@ -33,6 +33,15 @@ pub(crate) struct Appended {
     pub(crate) opened: Option<u64>,
 }
 
+/// What an idle check decided (see [`AccumulatorCore::idle_check`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Idle {
+    /// Idle long enough: retire (release the partition's accumulator and mailbox).
+    Retire,
+    /// Check again at this instant.
+    CheckAt(Instant),
+}
+
 /// See the module docs.
 pub(crate) struct AccumulatorCore {
     tp: TopicPartition,
@@ -46,6 +55,9 @@ pub(crate) struct AccumulatorCore {
     limit: usize,
     /// Number of the next closed batch.
     next_number: u64,
+    /// When the accumulator started or last appended a record (the latest record's send
+    /// time): the idle clock.
+    last_active: Instant,
 }
 
 impl AccumulatorCore {
@@ -53,8 +65,10 @@ impl AccumulatorCore {
         tp: TopicPartition,
         config: Arc<ProducerConfig>,
         shared: Arc<Shared>,
+        now: Instant,
     ) -> Self {
         AccumulatorCore {
+            last_active: now,
             ratio: CompressionRatioEstimator::new(config.compression),
             limit: config.batch_size,
             tp,
@@ -81,6 +95,11 @@ impl AccumulatorCore {
             created,
         });
         self.next_number
+    }
+
+    /// The partition.
+    pub(crate) fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
     }
 
     /// What every completion needs (for records failed outside a batch).
@@ -113,9 +132,32 @@ impl AccumulatorCore {
         })
     }
 
+    /// Whether the partition's accumulator may retire at `now` (issue 19's defect 9: a
+    /// partition nothing is sent to any more costs nothing): no open batch, nothing `held` by
+    /// the shell (records in its mailbox or backlog, closed batches waiting or not completed),
+    /// and no record appended for `metadata.max.idle.ms` (Java drops an idle topic's metadata
+    /// after it) and `delivery.timeout.ms` (so every batch it closed has its outcome: a new
+    /// accumulator numbers batches from 0 again, and none of the old ones can be left).
+    pub(crate) fn idle_check(&self, now: Instant, held: bool) -> Idle {
+        let idle = self
+            .config
+            .metadata_max_idle
+            .max(self.config.delivery_timeout);
+        if held || self.open.is_some() {
+            return Idle::CheckAt(crate::time::deadline_after(now, idle));
+        }
+        let at = crate::time::deadline_after(self.last_active, idle);
+        if at <= now {
+            Idle::Retire
+        } else {
+            Idle::CheckAt(at)
+        }
+    }
+
     /// Appends one record (its `delivery.timeout.ms` clock is `record.enqueued`).
     pub(crate) fn append(&mut self, record: AppendRecord) -> Appended {
         let mut done = Appended::default();
+        self.last_active = self.last_active.max(record.enqueued);
         if let Some(err) = &self.aborted {
             self.shared.deliver(record.delivery, Err(err.clone()));
             self.shared.finished_one(record.pending_slot, false);
@@ -237,6 +279,7 @@ mod tests {
             TopicPartition::new("t", 0),
             config,
             Arc::new(Shared::default()),
+            Instant::now(),
         )
     }
 
@@ -283,5 +326,43 @@ mod tests {
         c.append(record(&[4; 10], &log));
         assert_eq!(log.lock().unwrap().len(), 2);
         drop((closed, last));
+    }
+
+    /// Retires only with nothing open and nothing held, after both `metadata.max.idle.ms` and
+    /// `delivery.timeout.ms` since the last record.
+    #[test]
+    fn an_idle_accumulator_retires_after_the_idle_time_and_never_with_work_left() {
+        let mut c = core(&[
+            ("metadata.max.idle.ms", "5000"),
+            ("delivery.timeout.ms", "30000"),
+            ("linger.ms", "0"),
+        ]);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let t0 = Instant::now();
+        let sec = std::time::Duration::from_secs;
+        c.append(record(&[1; 10], &log));
+        let last = t0 + sec(1);
+        let mut r = record(&[1; 10], &log);
+        r.enqueued = last;
+        c.append(r);
+        // An open batch is never retired, whatever the time.
+        assert!(matches!(
+            c.idle_check(last + sec(3600), false),
+            Idle::CheckAt(_)
+        ));
+        let batch = c.close();
+        assert!(batch.is_some());
+        // delivery.timeout.ms (the larger) counts from the last record.
+        assert_eq!(
+            c.idle_check(last + sec(10), false),
+            Idle::CheckAt(last + sec(30))
+        );
+        assert_eq!(c.idle_check(last + sec(30), false), Idle::Retire);
+        // Anything the shell holds (a batch not completed, records queued) keeps it.
+        assert!(matches!(
+            c.idle_check(last + sec(30), true),
+            Idle::CheckAt(_)
+        ));
+        drop(batch);
     }
 }

@@ -38,6 +38,9 @@ pub(crate) enum MetadataAction {
     Updated,
     /// Brokers or partitions changed (a health event).
     Changed,
+    /// A topic idle for `metadata.max.idle.ms` left the cache: drop what else is kept for it
+    /// (the partitioner's sticky entry).
+    Forgotten(Arc<str>),
 }
 
 struct Waiter {
@@ -71,6 +74,9 @@ pub(crate) struct MetadataCore {
     failures: usize,
     /// The request out goes to the bootstrap servers.
     bootstrapping: bool,
+    /// Partitions whose cached leader came from a Produce answer's hint (KIP-951) since the
+    /// last Metadata answer for their topic: that answer replaces them whatever its epoch.
+    hinted: HashMap<Arc<str>, HashSet<i32>>,
 }
 
 impl MetadataCore {
@@ -90,6 +96,7 @@ impl MetadataCore {
             unanswered_since: None,
             failures: 0,
             bootstrapping: false,
+            hinted: HashMap::new(),
         }
     }
 
@@ -278,6 +285,10 @@ impl MetadataCore {
         {
             p.leader = hint.leader;
             p.leader_epoch = hint.leader_epoch;
+            self.hinted
+                .entry(tp.topic.clone())
+                .or_default()
+                .insert(tp.partition);
         }
         tracing::debug!(%tp, leader = hint.leader, epoch = hint.leader_epoch, "new leader from a Produce answer (KIP-951)");
         cluster.topics.insert(tp.topic.clone(), Arc::new(updated));
@@ -298,7 +309,7 @@ impl MetadataCore {
     /// Timers: waiters past `max.block.ms`, deferred and periodic refreshes, idle topics.
     pub(crate) fn tick(&mut self, now: Instant, cluster: &Cluster, out: &mut Vec<MetadataAction>) {
         self.expire_waiters(now, cluster);
-        self.evict_idle(now, cluster);
+        self.evict_idle(now, cluster, out);
         let mut due = false;
         if self.deferred.is_some_and(|at| at <= now) {
             self.deferred = None;
@@ -392,7 +403,8 @@ impl MetadataCore {
             if let Some(Ok(mut info)) = built {
                 info.topic_id = *t.topic_id.as_bytes();
                 if let Some(prev) = cluster.topic(&name) {
-                    let (merged, kept) = info.merged_with(&prev);
+                    let hinted = self.hinted.remove(&name).unwrap_or_default();
+                    let (merged, kept) = info.merged_with_hints(&prev, |p| hinted.contains(&p));
                     if kept > 0 {
                         tracing::debug!(topic = %name, partitions = kept, "stale leader epochs in metadata ignored (KIP-320)");
                     }
@@ -476,7 +488,7 @@ impl MetadataCore {
     /// `metadata.max.idle.ms`: topics nothing was sent to for that long (and for
     /// `delivery.timeout.ms`, so none of their records is pending) leave the refresh set and
     /// the cache.
-    fn evict_idle(&mut self, now: Instant, cluster: &Cluster) {
+    fn evict_idle(&mut self, now: Instant, cluster: &Cluster, out: &mut Vec<MetadataAction>) {
         let idle = self
             .config
             .metadata_max_idle
@@ -492,7 +504,9 @@ impl MetadataCore {
             tracing::debug!(topic = %t, "topic idle for metadata.max.idle.ms; metadata dropped");
             self.topics.remove(&t);
             self.topic_errors.remove(&t);
+            self.hinted.remove(&t);
             cluster.forget(&t);
+            out.push(MetadataAction::Forgotten(t));
         }
     }
 }
@@ -689,6 +703,44 @@ mod tests {
         m.leader_hint(later, &hint(9, 6, None), &cluster, &mut out);
         assert_eq!(requests(&out), vec![false]);
         assert_eq!(cluster.leader("t", 1).map(|b| b.node_id), Some(7));
+    }
+
+    /// A hint with leader epoch `i32::MAX` (a broken or hostile broker) no longer pins the
+    /// partition: the next Metadata answer replaces what only a hint said, whatever its epoch;
+    /// an entry a Metadata answer gave keeps the KIP-320 order.
+    #[test]
+    fn a_hint_with_an_absurd_epoch_gives_way_to_the_next_metadata_answer() {
+        let (mut m, cluster, t0) = core(&[]);
+        let mut out = Vec::new();
+        let (tx, _rx) = oneshot::channel();
+        m.wait_for_topic(t0, "t".into(), 0, tx, &cluster, &mut out);
+        let with_epoch = |epoch: i32| {
+            let mut a = answer("t", 2, &[1]);
+            for p in &mut a.topics[0].partitions {
+                p.leader_epoch = epoch;
+            }
+            a
+        };
+        m.on_response(t0, Ok(Some(with_epoch(3))), &cluster, &mut out);
+        let hint = LeaderHint {
+            topic_partition: crate::record::TopicPartition::new("t", 1),
+            leader: 7,
+            leader_epoch: i32::MAX,
+            address: Some(Arc::from("h7:9092")),
+        };
+        m.leader_hint(t0, &hint, &cluster, &mut out);
+        assert_eq!(cluster.leader("t", 1).map(|b| b.node_id), Some(7));
+        m.on_response(t0, Ok(Some(with_epoch(4))), &cluster, &mut out);
+        assert_eq!(
+            cluster.leader("t", 1).map(|b| b.node_id),
+            Some(1),
+            "pinned by the hint"
+        );
+        // From a Metadata answer, epoch 4 now: an older answer (3) is still ignored.
+        let mut stale = with_epoch(3);
+        stale.topics[0].partitions[1].leader_id = BrokerId(9);
+        m.on_response(t0, Ok(Some(stale)), &cluster, &mut out);
+        assert_eq!(cluster.leader("t", 1).map(|b| b.node_id), Some(1));
     }
 
     #[test]

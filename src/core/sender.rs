@@ -48,6 +48,10 @@ pub(crate) enum Action {
     },
     /// Ask the metadata manager for a refresh (it paces them).
     RefreshMetadata,
+    /// A queued batch's topic is not in the metadata cache at all (it was dropped as idle
+    /// while the batch's record was being sent): ask the metadata manager to fetch it again
+    /// (a refresh fetches only the topics in its set).
+    WantTopic(Arc<str>),
     /// Drain again at this instant (a backoff, a throttle or a delivery deadline ends).
     Wake(Instant),
     /// A Produce answer named the partition's current leader (KIP-951, Produce v10+): tell
@@ -152,12 +156,19 @@ struct PartitionQueue {
     /// sequence state for us and accepts *any* first sequence (Kafka's `checkSequence`), so a
     /// later batch could be written before an earlier one that failed: one batch in flight.
     confirmed_generation: u64,
+    /// In `SenderCore::with_data` (its queue is not empty, or was at the last drain).
+    listed: bool,
+    /// The last time a batch of the partition was queued, sent or answered: a partition idle
+    /// for `metadata.max.idle.ms` with nothing queued or in flight is dropped (`sweep`).
+    last_active: Instant,
 }
 
 impl PartitionQueue {
-    fn new(tp: TopicPartition) -> Self {
+    fn new(tp: TopicPartition, now: Instant) -> Self {
         PartitionQueue {
             tp,
+            listed: false,
+            last_active: now,
             queue: VecDeque::new(),
             in_flight: 0,
             unresolved_in_flight: 0,
@@ -210,9 +221,21 @@ pub(crate) enum ProducerIdState {
 pub(crate) struct SenderCore {
     config: Arc<ProducerConfig>,
     shared: Arc<Shared>,
+    /// The partitions with batches queued, in flight or used within `metadata.max.idle.ms`
+    /// (older idle ones are dropped by `sweep`), found by `index`.
     queues: Vec<PartitionQueue>,
     index: HashMap<TopicPartition, usize>,
-    /// Where the next drain starts scanning `queues`.
+    /// Indices into `queues` of the partitions with batches queued (a drain and the expiry
+    /// scan look at these only: their cost follows the partitions with data, not every
+    /// partition ever used).
+    with_data: Vec<usize>,
+    /// With idempotence: the sequence state of partitions `sweep` dropped (next sequence, the
+    /// generation it was confirmed under), restored when they are used again: the broker still
+    /// holds the producer's sequence for them. Cleared by a new producer id.
+    dormant: HashMap<TopicPartition, (i32, u64)>,
+    /// No `sweep` before this instant.
+    next_sweep: Option<Instant>,
+    /// Where the next drain starts scanning `with_data`.
     rotate: usize,
     broker_in_flight: HashMap<i32, usize>,
     pub(crate) pid: ProducerIdState,
@@ -267,6 +290,9 @@ impl SenderCore {
             shared,
             queues: Vec::new(),
             index: HashMap::new(),
+            with_data: Vec::new(),
+            dormant: HashMap::new(),
+            next_sweep: None,
             rotate: 0,
             broker_in_flight: HashMap::new(),
             pid,
@@ -291,14 +317,14 @@ impl SenderCore {
     /// The counters, with the queued and in-flight counts of now.
     pub(crate) fn stats(&self) -> SenderStats {
         let mut s = self.stats.clone();
-        s.queued_batches = self.queues.iter().map(|q| q.queue.len()).sum();
+        s.queued_batches = self.queued().map(|q| q.queue.len()).sum();
         s.requests_in_flight = self.broker_in_flight.values().sum();
         s
     }
 
     /// Batches waiting (not in flight).
     pub(crate) fn has_queued(&self) -> bool {
-        self.queues.iter().any(|q| !q.queue.is_empty())
+        self.queued().any(|q| !q.queue.is_empty())
     }
 
     /// Produce requests out.
@@ -314,17 +340,96 @@ impl SenderCore {
         }
     }
 
-    fn queue_mut(&mut self, tp: &TopicPartition) -> &mut PartitionQueue {
+    /// The partitions listed in `with_data`.
+    fn queued(&self) -> impl Iterator<Item = &PartitionQueue> {
+        self.with_data.iter().filter_map(|i| self.queues.get(*i))
+    }
+
+    /// The queue of `tp` (created, with its dormant sequence state, if needed), listed in
+    /// `with_data` for the batch about to be queued.
+    fn queue_for_push(&mut self, tp: &TopicPartition, now: Instant) -> &mut PartitionQueue {
         let i = match self.index.get(tp) {
             Some(i) => *i,
             None => {
-                self.queues.push(PartitionQueue::new(tp.clone()));
+                let mut q = PartitionQueue::new(tp.clone(), now);
+                if let Some((next, confirmed)) = self.dormant.remove(tp) {
+                    q.next_sequence = next;
+                    q.confirmed_generation = confirmed;
+                }
+                self.queues.push(q);
                 let i = self.queues.len() - 1;
                 self.index.insert(tp.clone(), i);
                 i
             }
         };
+        let q = &mut self.queues[i];
+        q.last_active = q.last_active.max(now);
+        if !q.listed {
+            q.listed = true;
+            self.with_data.push(i);
+        }
         &mut self.queues[i]
+    }
+
+    /// Drops the partitions idle for `metadata.max.idle.ms` (nothing queued, nothing in
+    /// flight, no batch queued, sent or answered meanwhile): a topic used once costs nothing
+    /// after that (issue 19's defect 9). With idempotence their sequence state is kept in
+    /// `dormant` (the broker keeps the producer's sequence for `producer.id.expiration.ms`).
+    /// Runs at most every quarter of `metadata.max.idle.ms`.
+    fn sweep(&mut self, now: Instant) {
+        let idle = self.config.metadata_max_idle;
+        match self.next_sweep {
+            None => {
+                self.next_sweep = Some(crate::time::deadline_after(now, idle / 4));
+                return;
+            }
+            Some(at) if at > now => return,
+            Some(_) => {}
+        }
+        self.next_sweep = Some(crate::time::deadline_after(now, idle / 4));
+        let keep_sequences = !matches!(self.pid, ProducerIdState::Disabled);
+        let before = self.queues.len();
+        let mut kept = Vec::with_capacity(before);
+        for q in self.queues.drain(..) {
+            let idle_now = q.queue.is_empty()
+                && q.in_flight == 0
+                && q.unresolved_in_flight == 0
+                && !q.listed
+                && crate::time::deadline_after(q.last_active, idle) <= now;
+            if !idle_now {
+                kept.push(q);
+                continue;
+            }
+            if keep_sequences && (q.next_sequence != 0 || q.confirmed_generation != 0) {
+                self.dormant
+                    .insert(q.tp.clone(), (q.next_sequence, q.confirmed_generation));
+            }
+        }
+        if kept.len() == before {
+            self.queues = kept;
+            return;
+        }
+        tracing::debug!(
+            dropped = before - kept.len(),
+            "idle partitions dropped from the sender"
+        );
+        self.queues = kept;
+        self.index.clear();
+        self.with_data.clear();
+        for (i, q) in self.queues.iter().enumerate() {
+            self.index.insert(q.tp.clone(), i);
+            if q.listed {
+                self.with_data.push(i);
+            }
+        }
+        self.index.shrink_to_fit();
+        self.queues.shrink_to_fit();
+    }
+
+    /// Partitions held (queued, in flight or recently used) and dormant sequence entries.
+    #[cfg(test)]
+    pub(crate) fn partitions_held(&self) -> (usize, usize) {
+        (self.queues.len(), self.dormant.len())
     }
 
     fn queue(&self, tp: &TopicPartition) -> Option<&PartitionQueue> {
@@ -336,7 +441,10 @@ impl SenderCore {
         if let Some(err) = &self.aborted {
             return batch.fail(err.clone());
         }
-        self.queue_mut(&batch.tp).queue.push_back(batch);
+        let created = batch.created;
+        self.queue_for_push(&batch.tp, created)
+            .queue
+            .push_back(batch);
     }
 
     /// Fails every batch held that is not in flight, and every later one, with `err`.
@@ -346,11 +454,12 @@ impl SenderCore {
 
     /// Fails every batch waiting (not those in flight) with `err`.
     pub(crate) fn fail_queued(&mut self, err: ProduceError) {
-        for q in &mut self.queues {
+        for q in self.queues.iter_mut().filter(|q| q.listed) {
             for b in q.queue.drain(..) {
                 b.fail(err.clone());
             }
         }
+        self.unlist_empty();
     }
 
     /// Fails the batches waiting for `tp` with `err`.
@@ -384,6 +493,7 @@ impl SenderCore {
         for q in &mut self.queues {
             q.next_sequence = 0;
         }
+        self.dormant.clear();
     }
 
     /// The shell could not send the InitProducerId asked for (no broker known yet): the next
@@ -444,7 +554,10 @@ impl SenderCore {
         let timeout_ms = timeout.as_millis() as u64;
         let mut earliest: Option<Instant> = None;
         let mut sequenced: Vec<(u64, i32, TopicPartition)> = Vec::new();
-        for q in &mut self.queues {
+        for &i in &self.with_data {
+            let Some(q) = self.queues.get_mut(i) else {
+                continue;
+            };
             // Batches are queued in the order they were closed in, and a batch's clock starts
             // with its first record: the expired ones are (nearly always) at the front; check
             // them all anyway, a retried split half may not be.
@@ -530,6 +643,8 @@ impl SenderCore {
             return;
         }
         let mut wake_at = self.expire(now);
+        self.unlist_empty();
+        self.sweep(now);
         if self.reset_pending {
             self.maybe_start_reset(now, cluster);
         }
@@ -572,12 +687,15 @@ impl SenderCore {
         // Eligible partitions grouped by leader, scanning from a rotating start.
         let mut by_broker: Vec<(i32, Arc<str>, Vec<usize>)> = Vec::new();
         let mut missing_leader = false;
-        let n = self.queues.len();
+        let mut wanted: Vec<Arc<str>> = Vec::new();
+        let n = self.with_data.len();
         if n > 0 {
             self.rotate = (self.rotate + 1) % n;
         }
         for k in 0..n {
-            let i = (self.rotate + k) % n;
+            let Some(&i) = self.with_data.get((self.rotate + k) % n) else {
+                continue;
+            };
             let Some(q) = self.queues.get(i) else {
                 continue;
             };
@@ -612,12 +730,18 @@ impl SenderCore {
                     Some((_, _, list)) => list.push(i),
                     None => by_broker.push((b.node_id, b.address.clone(), vec![i])),
                 },
+                None if cluster.topic(&q.tp.topic).is_none() => {
+                    if !wanted.contains(&q.tp.topic) {
+                        wanted.push(q.tp.topic.clone());
+                    }
+                }
                 None => missing_leader = true,
             }
         }
         if missing_leader {
             out.push(Action::RefreshMetadata);
         }
+        out.extend(wanted.into_iter().map(Action::WantTopic));
         for (node, address, queues) in by_broker {
             if let Some(until) = self.throttled_until.get(&node).copied() {
                 if until > now {
@@ -643,7 +767,21 @@ impl SenderCore {
                 )));
             }
         }
+        self.unlist_empty();
         out.extend(wake_at.map(Action::Wake));
+    }
+
+    /// Takes the partitions whose queue emptied out of `with_data`.
+    fn unlist_empty(&mut self) {
+        let queues = &mut self.queues;
+        self.with_data.retain(|&i| match queues.get_mut(i) {
+            Some(q) if q.queue.is_empty() => {
+                q.listed = false;
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
     }
 
     /// Takes at most one batch per partition, within `max.request.size`.
@@ -680,6 +818,7 @@ impl SenderCore {
             let Some(mut batch) = q.queue.pop_front() else {
                 continue;
             };
+            q.last_active = q.last_active.max(now);
             if let Some((id, epoch)) = producer {
                 if batch.base_sequence < 0 || batch.pid_generation != pid_generation {
                     let seq = q.next_sequence;
@@ -788,6 +927,7 @@ impl SenderCore {
         for (tp, unresolved, _) in &request.batches {
             if let Some(i) = self.index.get(tp) {
                 if let Some(q) = self.queues.get_mut(*i) {
+                    q.last_active = q.last_active.max(now);
                     q.in_flight = q.in_flight.saturating_sub(1);
                     if *unresolved {
                         q.unresolved_in_flight = q.unresolved_in_flight.saturating_sub(1);
@@ -1341,7 +1481,8 @@ impl SenderCore {
     /// Puts a batch back in its partition queue, in the order the batches were closed in (Java's
     /// `reenqueue` puts it at the front; older batches of the partition are never behind it).
     fn requeue(&mut self, b: ProducerBatch) {
-        let q = self.queue_mut(&b.tp);
+        let created = b.created;
+        let q = self.queue_for_push(&b.tp, created);
         // Before any equal number: the halves of a split are queued second half first.
         let pos = q
             .queue

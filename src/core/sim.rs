@@ -153,6 +153,10 @@ enum Ev {
     Tick,
     LeaderMove,
     LoseState,
+    /// The faults stop (see `Sim::quiet`).
+    Quiet,
+    /// The quiet phase's probe batch for partition `usize` (see `Sim::quiet`).
+    Probe(usize),
 }
 
 struct ProducerEntry {
@@ -235,6 +239,16 @@ struct Sim {
     /// (`poison_rng`), so the seeds of earlier runs keep every other choice.
     p_poison: f64,
     poison_rng: fastrand::Rng,
+    /// Liveness: when the faulty phase's batches are all made (2 × `delivery.timeout.ms`),
+    /// the faults stop (nothing lost, refused, throttled or moved any more), and once what
+    /// was in flight has timed out (`request.timeout.ms`) and the longest retry backoff has
+    /// passed, one probe batch goes to each partition: every probe record must be delivered
+    /// within its `delivery.timeout.ms`. A producer that stalls (a reset that never starts, a
+    /// partition blocked until its batches expire) fails its probes with `DeliveryTimeout`,
+    /// which breaks no other invariant. Records from this index on are probes.
+    quiet: Option<usize>,
+    /// The probes have not been made yet.
+    probes_due: bool,
 }
 
 fn lock(book: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
@@ -283,6 +297,8 @@ impl Sim {
             inits: HashMap::new(),
             p_poison,
             poison_rng,
+            quiet: None,
+            probes_due: false,
             next_init: 0,
             next_producer_id: 1000,
             metadata_pending: false,
@@ -314,6 +330,7 @@ impl Sim {
             let at = sim.rng.u64(0..window);
             sim.at(at, Ev::LoseState);
         }
+        sim.at(window, Ev::Quiet);
         sim.at(TICK_MS, Ev::Tick);
         sim
     }
@@ -488,6 +505,18 @@ impl Sim {
                     return;
                 }
             }
+            Ev::LeaderMove | Ev::LoseState if self.quiet.is_some() => return,
+            Ev::Quiet => return self.start_quiet(),
+            Ev::Probe(partition) => {
+                if std::mem::take(&mut self.probes_due) {
+                    self.quiet = Some(lock(&self.book).records.len());
+                }
+                if !self.new_batch_for(Some(partition)) {
+                    let at = self.now_ms + 20;
+                    self.at(at, Ev::Probe(partition));
+                    return;
+                }
+            }
             Ev::LeaderMove => {
                 if self.p.brokers > 1 {
                     let i = self.rng.usize(..self.p.partitions);
@@ -550,7 +579,7 @@ impl Sim {
                     let at = self.now_ms + self.p.request_timeout_ms;
                     self.at(at, Ev::InitTimeout(id));
                 }
-                Action::RefreshMetadata => {
+                Action::RefreshMetadata | Action::WantTopic(_) => {
                     if !self.metadata_pending {
                         self.metadata_pending = true;
                         let at = self.now_ms + 1 + self.latency();
@@ -799,7 +828,44 @@ impl Sim {
     /// What the accumulator does: closes a batch of 1..=5 records for a random partition, if
     /// the partition has a free batch slot.
     fn new_batch(&mut self) -> bool {
-        let partition = self.rng.usize(..self.p.partitions);
+        self.new_batch_for(None)
+    }
+
+    /// The faults stop; a probe batch for each partition follows (see `Sim::quiet`).
+    fn start_quiet(&mut self) {
+        self.quiet = Some(usize::MAX);
+        self.probes_due = true;
+        self.p.p_lost_response = 0.0;
+        self.p.p_lost_request = 0.0;
+        self.p.p_error = 0.0;
+        self.p.p_throttle = 0.0;
+        self.p_poison = 0.0;
+        if self.trace {
+            eprintln!("{:>6} ms quiet: faults stop, probes follow", self.now_ms);
+        }
+        let settle = self.p.request_timeout_ms + self.p.retry_backoff_ms * 10 + TICK_MS;
+        for partition in 0..self.p.partitions {
+            let at = self.now_ms + settle;
+            self.at(at, Ev::Probe(partition));
+        }
+        let at = self.now_ms + TICK_MS;
+        self.at(at, Ev::Tick);
+    }
+
+    /// How long a probe may take once the faults stopped: a request timeout for what the
+    /// faulty phase left in flight, the longest retry backoff, a producer-id round trip and a
+    /// few answers (latency ≤ `max_latency_ms` each way), with a throttle's 300 ms.
+    fn probe_bound_ms(&self) -> u64 {
+        2 * self.p.request_timeout_ms
+            + 10 * self.p.retry_backoff_ms
+            + 8 * self.p.max_latency_ms
+            + 300
+            + 2 * TICK_MS
+    }
+
+    /// A batch for `partition` (else one drawn at random) if it has a free batch slot.
+    fn new_batch_for(&mut self, partition: Option<usize>) -> bool {
+        let partition = partition.unwrap_or_else(|| self.rng.usize(..self.p.partitions));
         {
             let book = lock(&self.book);
             let open = book
@@ -969,6 +1035,37 @@ impl Sim {
                 }
                 Err(_) => {}
             }
+        }
+        if let Some(first) = self.quiet {
+            let probed: std::collections::BTreeSet<usize> = book
+                .records
+                .iter()
+                .skip(first)
+                .map(|r| r.partition)
+                .collect();
+            if probed.len() != self.p.partitions {
+                v.push(format!(
+                    "liveness: probes reached {} of {} partitions",
+                    probed.len(),
+                    self.p.partitions
+                ));
+            }
+            let bound = self.probe_bound_ms();
+            for (i, r) in book.records.iter().enumerate().skip(first) {
+                match &r.outcome {
+                    Some(Outcome { result: Err((e, _)), .. }) => v.push(format!(
+                        "liveness: probe record {i} (partition {}, sent at {} ms, after the faults stopped) failed: {e}",
+                        r.partition, r.created_ms
+                    )),
+                    Some(o) if o.at_ms > r.created_ms + bound => v.push(format!(
+                        "liveness: probe record {i} (partition {}, sent at {} ms, after the faults stopped) delivered at {} ms, later than {bound} ms",
+                        r.partition, r.created_ms, o.at_ms
+                    )),
+                    _ => {}
+                }
+            }
+        } else {
+            v.push("liveness: the faulty phase never ended".into());
         }
         if self.p.idempotence {
             for (p, m) in self.model.iter().enumerate() {
@@ -1196,6 +1293,96 @@ mod scenarios {
                 _ => None,
             })
             .collect()
+    }
+
+    fn answer_all(partitions: &[i32]) -> ProduceResponse {
+        ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partition_responses(
+                partitions
+                    .iter()
+                    .map(|p| {
+                        PartitionProduceResponse::default()
+                            .with_index(*p)
+                            .with_base_offset(0)
+                    })
+                    .collect(),
+            )])
+    }
+
+    /// Issue 19's defect 9: partitions used once and never again are dropped from the sender
+    /// after `metadata.max.idle.ms` (a drain then looks at nothing); with idempotence their
+    /// sequences are kept (the broker still has them) and a partition used again goes on from
+    /// its next sequence.
+    #[test]
+    fn idle_partitions_are_released_and_keep_their_sequences() {
+        for idempotence in [false, true] {
+            let (mut core, shared) = core(idempotence);
+            let n = 200;
+            let c = cluster(n);
+            let t0 = Instant::now();
+            if idempotence {
+                core.set_producer_id(1000, 0);
+            }
+            for p in 0..n as i32 {
+                core.enqueue(batch(&shared, p, 0, t0));
+            }
+            let out = drain(&mut core, &c, t0);
+            let calls: Vec<(u64, Vec<i32>)> = out
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Produce(call) => Some((
+                        call.request_id,
+                        call.batches.iter().map(|(tp, _)| tp.partition).collect(),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(calls.len(), 1, "one request for the broker");
+            let (id, parts) = &calls[0];
+            assert_eq!(parts.len(), n);
+            let mut out = Vec::new();
+            core.on_produce_response(t0, *id, Ok(Some(answer_all(parts))), &mut out);
+            assert_eq!(core.partitions_held(), (n, 0));
+            // Idle: metadata.max.idle.ms (5 minutes) passes with nothing sent.
+            let later = t0 + Duration::from_secs(301);
+            drain(&mut core, &c, later);
+            let expect = if idempotence { (0, n) } else { (0, 0) };
+            assert_eq!(core.partitions_held(), expect, "idempotence {idempotence}");
+            // Used again: with idempotence its sequence continues (1), not 0.
+            core.enqueue(batch(&shared, 7, 1, later));
+            let out = drain(&mut core, &c, later);
+            if idempotence {
+                let calls = produces(&out);
+                assert_eq!(calls.len(), 1);
+                assert_eq!(calls[0].1, vec![(7, 1)]);
+            } else {
+                assert_eq!(
+                    out.iter()
+                        .filter(|a| matches!(a, Action::Produce(_)))
+                        .count(),
+                    1
+                );
+            }
+        }
+    }
+
+    /// A batch whose topic left the metadata cache (dropped as idle while its record was being
+    /// sent) asks for the topic by name: a refresh fetches only the topics in the manager's
+    /// set, so the batch would otherwise wait for a leader until it expires.
+    #[test]
+    fn a_batch_of_a_topic_no_longer_cached_asks_for_it() {
+        let (mut core, shared) = core(false);
+        let c = cluster(1);
+        c.forget(TOPIC);
+        let t0 = Instant::now();
+        core.enqueue(batch(&shared, 0, 0, t0));
+        let out = drain(&mut core, &c, t0);
+        assert!(
+            out.iter()
+                .any(|a| matches!(a, Action::WantTopic(t) if &**t == TOPIC)),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -1432,10 +1619,8 @@ mod scenarios {
         }
         let results = lock_vec(&book).clone();
         assert_eq!(results.len(), 3, "{results:?}");
-        for r in &results {
-            if let Ok(offset) = r {
-                panic!("delivered at offset {offset} from an overflowing base offset");
-            }
+        if let Some(offset) = results.iter().flatten().next() {
+            panic!("delivered at offset {offset} from an overflowing base offset");
         }
         assert_eq!(shared.pending.get(), 0);
     }
