@@ -6,6 +6,9 @@
 #   t500    500 topics with 1 partition each (record i to topic i % 500)
 # Reports records/s, CPU seconds per million records and peak RSS (from each tool's RESULT line).
 #
+# Every partition is written to once before the measured runs (a warm-up run, not measured), and
+# the clients alternate which goes first.
+#
 # Usage: benches/scale.sh [--records N] [--rounds R] [--only p2000|t500] [--no-build]
 #   (a local Apache Kafka 4.4 from scripts/kafka.sh, one KRaft node; its state in OUT/kafka,
 #   stopped by pid on exit). Results: OUT/runs.tsv and OUT/summary.md, OUT=target/scale/<time>.
@@ -55,9 +58,17 @@ for w in "${WORKLOADS[@]}"; do
     "$RD" --create-topics "$parts" --topic "$topic" --topic-count "$count" --num-records 0 \
         --record-size 1 --throughput -1 --bootstrap-server "$BOOTSTRAP" >>"$OUT/broker.log" 2>&1 ||
         { log "could not create the topics of $name"; status=1; continue; }
-    sleep 2
+    # A broker's first writes to a new partition create its log segment and index files, which
+    # makes the first client to write there much slower: warm every partition up first (not
+    # measured), then alternate which client goes first.
+    warm=$((count * parts * 20))
+    "$RD" --topic "$topic" --topic-count "$count" --keyed --num-records "$warm" --record-size 100 \
+        --throughput -1 --bootstrap-server "$BOOTSTRAP" >"$OUT/logs/$name-warmup.log" 2>&1 ||
+        log "$name: the warm-up run failed (see $OUT/logs/$name-warmup.log)"
     for ((r = 1; r <= ROUNDS; r++)); do
-        for impl in ours rdkafka; do
+        order="ours rdkafka"
+        ((r % 2 == 0)) && order="rdkafka ours"
+        for impl in $order; do
             logf="$OUT/logs/$name-$r-$impl.log"
             common=(--topic "$topic" --topic-count "$count" --keyed --num-records "$RECORDS"
                 --record-size 100 --throughput -1 --bootstrap-server "$BOOTSTRAP")

@@ -180,6 +180,13 @@ pub(crate) struct PendingRecords {
     zero: Notify,
     /// One flush switches generations at a time.
     flush: tokio::sync::Mutex<()>,
+    /// Records pending over all slots (`queue.buffering.max.messages` counts these).
+    admitted: AtomicU64,
+    /// `queue.buffering.max.messages` (`u64::MAX` until the producer sets it).
+    limit: AtomicU64,
+    /// Senders waiting for room (see [`PendingRecords::wait_room`]).
+    room: Notify,
+    room_waiters: AtomicU64,
 }
 
 impl Default for PendingRecords {
@@ -189,6 +196,10 @@ impl Default for PendingRecords {
             slots: std::array::from_fn(|_| AtomicU64::new(0)),
             zero: Notify::new(),
             flush: tokio::sync::Mutex::new(()),
+            admitted: AtomicU64::new(0),
+            limit: AtomicU64::new(u64::MAX),
+            room: Notify::new(),
+            room_waiters: AtomicU64::new(0),
         }
     }
 }
@@ -204,6 +215,7 @@ impl std::fmt::Debug for PendingRecords {
 impl PendingRecords {
     /// Counts `n` accepted records; returns their slot, to give back to [`done`](Self::done).
     pub(crate) fn add(&self, n: u64) -> u8 {
+        self.admitted.fetch_add(n, Ordering::AcqRel);
         let slot = (self.generation.load(Ordering::Acquire) % PENDING_SLOTS as u64) as usize;
         // One atomic per record on each side: the total is the sum of the slots.
         if let Some(s) = self.slots.get(slot) {
@@ -224,6 +236,43 @@ impl PendingRecords {
             .is_some_and(|s| s.fetch_sub(n, Ordering::AcqRel) == n);
         if slot_empty {
             self.zero.notify_waiters();
+        }
+        // SeqCst with `wait_room`'s waiter count: a completion cannot miss a waiter that saw
+        // no room.
+        self.admitted.fetch_sub(n, Ordering::SeqCst);
+        if self.room_waiters.load(Ordering::SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// Sets `queue.buffering.max.messages`.
+    pub(crate) fn set_limit(&self, records: u64) {
+        self.limit.store(records.max(1), Ordering::Release);
+    }
+
+    /// Whether `n` more records fit under `queue.buffering.max.messages` now (a call of more
+    /// records than the limit fits when nothing is pending, so it cannot wait forever).
+    pub(crate) fn has_room(&self, n: u64) -> bool {
+        let admitted = self.admitted.load(Ordering::SeqCst);
+        admitted == 0 || admitted.saturating_add(n) <= self.limit.load(Ordering::Acquire)
+    }
+
+    /// Waits until `n` more records fit (see [`PendingRecords::has_room`]). Cancel-safe; the
+    /// caller bounds it by `max.block.ms`.
+    pub(crate) async fn wait_room(&self, n: u64) {
+        loop {
+            if self.has_room(n) {
+                return;
+            }
+            self.room_waiters.fetch_add(1, Ordering::SeqCst);
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let _waiting = RoomWaiting(&self.room_waiters);
+            if self.has_room(n) {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -273,6 +322,15 @@ impl PendingRecords {
             }
             notified.await;
         }
+    }
+}
+
+/// Counts a `wait_room` caller out when it stops waiting (returned or cancelled).
+struct RoomWaiting<'a>(&'a AtomicU64);
+
+impl Drop for RoomWaiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -248,6 +248,14 @@ pub struct ProducerConfig {
     /// `mailbox.capacity` (actix-kafka only, not a Java key): records a per-partition
     /// accumulator mailbox holds before `send` waits. Count; default 1024; at least 1.
     pub mailbox_capacity: usize,
+    /// `queue.buffering.max.messages` (librdkafka's name and default; Java bounds bytes with
+    /// `buffer.memory` instead): records accepted by `send` and not yet completed, over all
+    /// partitions. Past it `send` waits (at most `max.block.ms`, then `QueueFull`) and
+    /// `try_send` fails with `QueueFull`, so the producer's memory stays bounded however many
+    /// partitions it writes to (each partition's `mailbox.capacity` alone would let 2,000
+    /// partitions hold 2 million records). Count; default 100000; at least 1. A bound within
+    /// the records of the calls in progress (each takes its room before it queues).
+    pub queue_buffering_max_messages: usize,
     /// `max.pending.batches.per.partition` (actix-kafka only, not a Java key): closed
     /// batches per partition not yet acknowledged before the accumulator stops taking
     /// records. Count; default 5; at least 1.
@@ -317,6 +325,7 @@ static DOCUMENTED_KEYS: &[(&str, &str, &str)] = &[
     ("sasl.password", "", "Convenience (librdkafka's name): the SASL password instead of sasl.jaas.config."),
     ("mailbox.capacity", "1024", "actix-kafka only: records a per-partition accumulator mailbox holds before send waits."),
     ("max.pending.batches.per.partition", "5", "actix-kafka only: closed, unacknowledged batches per partition before the accumulator stops taking records."),
+    ("queue.buffering.max.messages", "100000", "librdkafka's key: records accepted and not yet completed, over all partitions, before send waits (max.block.ms) or try_send fails (QueueFull)."),
 ];
 
 impl ProducerConfig {
@@ -409,6 +418,7 @@ impl ProducerConfig {
             connections_max_idle: Duration::from_millis(540_000),
             socket_connection_setup_timeout: Duration::from_millis(10_000),
             mailbox_capacity: 1024,
+            queue_buffering_max_messages: 100_000,
             max_pending_batches_per_partition: 5,
             transactional_id: None,
             transaction_timeout: Duration::from_millis(60_000),
@@ -668,6 +678,13 @@ impl ProducerConfigBuilder {
         self
     }
 
+    /// `queue.buffering.max.messages` (records over all partitions, default 100000, at least
+    /// 1).
+    pub fn queue_buffering_max_messages(mut self, records: usize) -> Self {
+        self.config.queue_buffering_max_messages = records;
+        self
+    }
+
     /// `mailbox.capacity` (ours; records, default 1024, at least 1).
     pub fn mailbox_capacity(mut self, records: usize) -> Self {
         self.config.mailbox_capacity = records;
@@ -799,6 +816,9 @@ impl ProducerConfigBuilder {
                 self.socket_connection_setup_timeout(parse_ms(key, v, JAVA_LONG_MAX)?)
             }
             "mailbox.capacity" => self.mailbox_capacity(parse_count(key, v, 1, JAVA_INT_MAX)?),
+            "queue.buffering.max.messages" => {
+                self.queue_buffering_max_messages(parse_count(key, v, 1, JAVA_INT_MAX)?)
+            }
             "max.pending.batches.per.partition" => {
                 self.max_pending_batches_per_partition(parse_count(key, v, 1, JAVA_INT_MAX)?)
             }
@@ -1023,6 +1043,12 @@ impl ProducerConfigBuilder {
             JAVA_INT_MAX,
         )?;
         check_range(
+            "queue.buffering.max.messages",
+            c.queue_buffering_max_messages as u64,
+            1,
+            JAVA_INT_MAX,
+        )?;
+        check_range(
             "max.pending.batches.per.partition",
             c.max_pending_batches_per_partition as u64,
             1,
@@ -1176,7 +1202,7 @@ fn unsupported_reason(key: &str) -> Option<&'static str> {
     Some(match key {
         "buffer.memory" => {
             "back-pressure is mailbox limits: use mailbox.capacity / \
-             max.pending.batches.per.partition"
+             max.pending.batches.per.partition / queue.buffering.max.messages"
         }
         "transaction.two.phase.commit.enable" => {
             "two-phase commit with an external coordinator (KIP-939) is not supported"

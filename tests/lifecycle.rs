@@ -184,3 +184,57 @@ async fn accumulators_of_partitions_no_longer_used_are_released() {
     assert_eq!(producer.metrics().mailbox_depth.len(), 1);
     producer.close(Duration::from_secs(5)).await;
 }
+
+/// A producer-wide bound (`queue.buffering.max.messages`, librdkafka's key and meaning): each
+/// partition's `mailbox.capacity` alone let 2,000 partitions buffer 2 million records
+/// (benches/scale.sh: 264-444 MiB peak RSS against librdkafka's 46). Past the bound `try_send`
+/// fails with `QueueFull` at once and `send` waits up to `max.block.ms`; once records
+/// complete, there is room again.
+#[tokio::test]
+async fn records_pending_over_all_partitions_are_bounded() {
+    let mk = MockKafka::new(1);
+    let topic = unique_topic("budget");
+    mk.create_topic(&topic, 8);
+    let config = mock_config(&mk.bootstrap())
+        .linger(Duration::from_millis(2_000))
+        .max_block(Duration::from_millis(300))
+        .set("queue.buffering.max.messages", "10")
+        .unwrap()
+        .build()
+        .unwrap();
+    let producer = Producer::start(config).await.unwrap();
+    let mut futures = Vec::new();
+    for p in 0..10 {
+        let record = ProducerRecord::new(topic.as_str(), "v").partition(p % 8);
+        futures.push(producer.send(record).await.unwrap());
+    }
+    let over = producer.try_send(ProducerRecord::new(topic.as_str(), "v").partition(1));
+    assert!(
+        matches!(over, Err(ProduceError::QueueFull { .. })),
+        "try_send over the bound: {over:?}"
+    );
+    let t = Instant::now();
+    let waited = producer
+        .send(ProducerRecord::new(topic.as_str(), "v").partition(2))
+        .await;
+    assert!(
+        matches!(waited, Err(ProduceError::QueueFull { .. })),
+        "send over the bound: {:?}",
+        waited.map(|_| ())
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "send waited max.block.ms"
+    );
+    producer.flush().await;
+    for f in futures {
+        f.await.unwrap();
+    }
+    // Room again.
+    let md = producer
+        .send_and_wait(ProducerRecord::new(topic.as_str(), "after").partition(3))
+        .await
+        .unwrap();
+    assert_eq!(md.partition, 3);
+    producer.close(Duration::from_secs(5)).await;
+}

@@ -190,6 +190,9 @@ impl Producer {
             txn: crate::transaction::TxnShared::new(config.transactional_id.is_some()),
             ..Default::default()
         });
+        shared
+            .pending
+            .set_limit(config.queue_buffering_max_messages as u64);
         let network = Arbiter::new();
         let accumulator_arbiter = Arbiter::new();
         let cluster = Arc::new(Cluster::default());
@@ -517,6 +520,28 @@ impl Producer {
     }
 
     /// Waits for at least one of `n` mailbox slots until `deadline`; returns how many it took.
+    /// Waits (until `deadline`) until `n` more records fit under
+    /// `queue.buffering.max.messages`.
+    async fn wait_room(
+        &self,
+        n: u64,
+        tp: &TopicPartition,
+        start: Instant,
+        deadline: Instant,
+    ) -> Result<(), ProduceError> {
+        let pending = &self.inner.shared.pending;
+        if pending.has_room(n) {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(left, pending.wait_room(n))
+            .await
+            .map_err(|_| ProduceError::QueueFull {
+                topic_partition: tp.clone(),
+                waited_ms: start.elapsed().as_millis() as u64,
+            })
+    }
+
     /// Waits (until `deadline`) for at least one of `n` slots of `tp`'s mailbox and takes as
     /// many as are free; if the accumulator in `slot` retires meanwhile, `slot` becomes the
     /// partition's new one.
@@ -610,7 +635,7 @@ impl Producer {
             slot: self.accumulator(&tp),
             tp,
         };
-        if !routed.slot.mailbox.try_reserve(1) {
+        if !self.inner.shared.pending.has_room(1) || !routed.slot.mailbox.try_reserve(1) {
             return Now::Wait(record, delivery, Some(routed));
         }
         Now::Done(self.commit(&routed, record, delivery))
@@ -678,13 +703,16 @@ impl Producer {
                     slot: self.accumulator(&tp),
                     tp,
                 };
-                if routed.slot.mailbox.try_reserve(1) {
+                if self.inner.shared.pending.has_room(1) && routed.slot.mailbox.try_reserve(1) {
                     return self.commit(&routed, record, delivery);
                 }
                 routed
             }
         };
         let mut routed = routed;
+        if let Err(e) = self.wait_room(1, &routed.tp, start, deadline).await {
+            return Err(back(e, record));
+        }
         if let Err(e) = self
             .wait_some_slots(&mut routed.slot, 1, &routed.tp, start, deadline)
             .await
@@ -842,6 +870,13 @@ impl Producer {
                 // chunk never needs the whole mailbox empty at one instant, so steady single
                 // sends cannot starve it.
                 let want = recs.len().min(capacity);
+                if let Err(e) = self.wait_room(want as u64, &tp, start, deadline).await {
+                    for (i, rec) in recs.drain(..) {
+                        drop(rec);
+                        results[i] = Err(e.clone());
+                    }
+                    continue;
+                }
                 let got = match slot.mailbox.try_reserve_up_to(want) {
                     0 => {
                         self.wait_some_slots(&mut slot, want, &tp, start, deadline)
@@ -985,8 +1020,9 @@ impl Producer {
             slot: self.accumulator(&tp),
             tp,
         };
-        let mut reserved = routed.slot.mailbox.try_reserve(1);
-        if !reserved && routed.slot.mailbox.retired() {
+        let mut reserved =
+            self.inner.shared.pending.has_room(1) && routed.slot.mailbox.try_reserve(1);
+        if !reserved && routed.slot.mailbox.retired() && self.inner.shared.pending.has_room(1) {
             // It retired between the lookup and the reservation: its successor.
             routed.slot = self.accumulator(&routed.tp);
             reserved = routed.slot.mailbox.try_reserve(1);

@@ -260,7 +260,9 @@ impl Handler<BatchReady> for Sender {
         self.cluster.touch(&batch.tp.topic, Instant::now());
         let core = &mut self.core;
         guarded("sender", &self.shared.health, || core.enqueue(batch));
-        self.drain(ctx);
+        if !self.core.saturated(&self.cluster) {
+            self.drain(ctx);
+        }
     }
 }
 

@@ -58,7 +58,18 @@ pub(crate) struct AccumulatorCore {
     /// When the accumulator started or last appended a record (the latest record's send
     /// time): the idle clock.
     last_active: Instant,
+    /// Bytes the last closed batch held: a new batch's buffer starts at that size (rounded up
+    /// to a power of two, at least `MIN_BATCH_BUFFER`), not at `batch.size`, so thousands of
+    /// partitions with a record or two per batch do not each hold `batch.size` bytes per
+    /// batch (the buffer grows by doubling when records need more).
+    last_batch_bytes: usize,
+    /// Records the last closed batch held: a new batch's completion list starts with room
+    /// for that many (at least 4), likewise.
+    last_batch_records: usize,
 }
+
+/// The smallest buffer a new batch starts with (bytes).
+const MIN_BATCH_BUFFER: usize = 512;
 
 impl AccumulatorCore {
     pub(crate) fn new(
@@ -77,6 +88,8 @@ impl AccumulatorCore {
             open: None,
             aborted: None,
             next_number: 0,
+            last_batch_bytes: 0,
+            last_batch_records: 0,
         }
     }
 
@@ -85,16 +98,30 @@ impl AccumulatorCore {
             .ratio
             .uncompressed_limit(self.config.batch_size)
             .min(self.config.max_request_size);
+        let start = self
+            .last_batch_bytes
+            .max(MIN_BATCH_BUFFER)
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX)
+            .min(self.limit);
         self.open = Some(OpenBatch {
             builder: RecordBatchBuilder::with_levels(
-                self.limit,
+                start,
                 self.config.compression,
                 self.config.compression_levels(),
             ),
-            thunks: Vec::with_capacity(64),
+            thunks: Vec::with_capacity(self.last_batch_records.clamp(4, 4096)),
             created,
         });
         self.next_number
+    }
+
+    /// Bytes and completion slots allocated for the open batch, if one is open.
+    #[cfg(test)]
+    fn open_allocation(&self) -> Option<(usize, usize)> {
+        self.open
+            .as_ref()
+            .map(|o| (o.builder.capacity(), o.thunks.capacity()))
     }
 
     /// The partition.
@@ -215,6 +242,8 @@ impl AccumulatorCore {
     pub(crate) fn close(&mut self) -> Option<ProducerBatch> {
         let open = self.open.take()?;
         let uncompressed = open.builder.size_in_bytes() as u64;
+        self.last_batch_bytes = open.builder.size_in_bytes();
+        self.last_batch_records = open.thunks.len();
         // With idempotence the sender writes producer id, epoch and sequence at drain time and
         // computes the CRC then: once per batch, not twice.
         let built = if self.config.enable_idempotence {
@@ -364,5 +393,38 @@ mod tests {
             Idle::CheckAt(_)
         ));
         drop(batch);
+    }
+
+    /// A partition with a record or two per batch does not allocate `batch.size` bytes (and
+    /// room for 64 completions) for each batch: thousands of such partitions held hundreds of
+    /// MiB (benches/scale.sh, 2,000 partitions). A new batch starts at what the last one
+    /// needed; a full one still gets `batch.size` at once.
+    #[test]
+    fn a_batch_allocates_what_the_last_one_needed_not_batch_size() {
+        let mut c = core(&[("batch.size", "16384"), ("linger.ms", "5")]);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        c.append(record(&[1; 100], &log));
+        let small = c.close();
+        c.append(record(&[1; 100], &log));
+        let (bytes, slots) = c.open_allocation().unwrap_or_default();
+        assert!(bytes <= 1024, "a one-record batch allocated {bytes} bytes");
+        assert!(slots <= 8, "room for {slots} completions");
+        // Fill batches: the next one starts at batch.size.
+        let mut closed = Vec::new();
+        for _ in 0..400 {
+            closed.extend(
+                c.append(record(&[2; 100], &log))
+                    .closed
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+        assert!(!closed.is_empty());
+        let (bytes, _) = c.open_allocation().unwrap_or_default();
+        assert!(
+            bytes >= 16384,
+            "a full partition's batch starts at {bytes} bytes"
+        );
+        drop((small, closed));
     }
 }

@@ -340,6 +340,29 @@ impl SenderCore {
         }
     }
 
+    /// Whether a drain now could send nothing more than the last one did: the producer id is
+    /// settled (none, or ready with no reset due) and every broker of `cluster` has
+    /// `max.in.flight.requests.per.connection` requests out. A batch arriving then waits for
+    /// the next answer's drain (which comes, or the request times out); with thousands of
+    /// partitions closing batches in one linger period, a drain per batch would scan them all
+    /// each time for nothing.
+    pub(crate) fn saturated(&self, cluster: &Cluster) -> bool {
+        let settled = match self.pid {
+            ProducerIdState::Disabled => true,
+            ProducerIdState::Ready { .. } => !self.reset_pending,
+            _ => false,
+        };
+        let max = self.config.max_in_flight_requests_per_connection.max(1);
+        settled
+            && self.aborted.is_none()
+            && !cluster.brokers.is_empty()
+            && cluster.brokers.iter().all(|b| {
+                self.broker_in_flight
+                    .get(b.key())
+                    .is_some_and(|n| *n >= max)
+            })
+    }
+
     /// The partitions listed in `with_data`.
     fn queued(&self) -> impl Iterator<Item = &PartitionQueue> {
         self.with_data.iter().filter_map(|i| self.queues.get(*i))

@@ -1367,6 +1367,40 @@ mod scenarios {
         }
     }
 
+    /// With every broker at `max.in.flight.requests.per.connection` a drain can send nothing:
+    /// the shell skips the drain for an arriving batch (2,000 partitions closing batches in
+    /// one linger period cost a full scan each before, benches/scale.sh); an answer ends it.
+    #[test]
+    fn saturated_only_while_every_broker_has_its_requests_out() {
+        let (mut core, shared) = core(false);
+        let c = cluster(1);
+        let t0 = Instant::now();
+        assert!(!core.saturated(&c), "nothing in flight");
+        for n in 0..6 {
+            core.enqueue(batch(&shared, 0, n, t0));
+        }
+        let out = drain(&mut core, &c, t0);
+        let ids: Vec<u64> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Produce(call) => Some(call.request_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids.len(), 5, "max.in.flight.requests.per.connection 5");
+        assert!(core.saturated(&c));
+        let mut out = Vec::new();
+        core.on_produce_response(t0, ids[0], Ok(Some(answer(0, 0, 0))), &mut out);
+        assert!(!core.saturated(&c), "an answer frees a slot");
+        let (mut idem, _) = self::core(true);
+        assert!(
+            !idem.saturated(&c),
+            "no producer id yet: the drain asks for one"
+        );
+        idem.set_producer_id(1, 0);
+        assert!(!idem.saturated(&c));
+    }
+
     /// A batch whose topic left the metadata cache (dropped as idle while its record was being
     /// sent) asks for the topic by name: a refresh fetches only the topics in the manager's
     /// set, so the batch would otherwise wait for a leader until it expires.

@@ -540,6 +540,12 @@ impl RecordBatchBuilder {
         self.count == 0
     }
 
+    /// Bytes allocated for the batch so far (its buffer's capacity).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Uncompressed size so far in bytes, including the 61-byte header (61 when empty).
     pub fn size_in_bytes(&self) -> usize {
         self.buf.len()
