@@ -215,7 +215,8 @@ impl std::fmt::Debug for PendingRecords {
 impl PendingRecords {
     /// Counts `n` accepted records; returns their slot, to give back to [`done`](Self::done).
     pub(crate) fn add(&self, n: u64) -> u8 {
-        self.admitted.fetch_add(n, Ordering::AcqRel);
+        // A counter: wake-ups are ordered by `done`/`wait_room` (SeqCst), not by this.
+        self.admitted.fetch_add(n, Ordering::Relaxed);
         let slot = (self.generation.load(Ordering::Acquire) % PENDING_SLOTS as u64) as usize;
         // One atomic per record on each side: the total is the sum of the slots.
         if let Some(s) = self.slots.get(slot) {
@@ -253,8 +254,12 @@ impl PendingRecords {
     /// Whether `n` more records fit under `queue.buffering.max.messages` now (a call of more
     /// records than the limit fits when nothing is pending, so it cannot wait forever).
     pub(crate) fn has_room(&self, n: u64) -> bool {
-        let admitted = self.admitted.load(Ordering::SeqCst);
-        admitted == 0 || admitted.saturating_add(n) <= self.limit.load(Ordering::Acquire)
+        self.room_for(n, Ordering::Relaxed)
+    }
+
+    fn room_for(&self, n: u64, order: Ordering) -> bool {
+        let admitted = self.admitted.load(order);
+        admitted == 0 || admitted.saturating_add(n) <= self.limit.load(Ordering::Relaxed)
     }
 
     /// Waits until `n` more records fit (see [`PendingRecords::has_room`]). Cancel-safe; the
@@ -269,7 +274,7 @@ impl PendingRecords {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let _waiting = RoomWaiting(&self.room_waiters);
-            if self.has_room(n) {
+            if self.room_for(n, Ordering::SeqCst) {
                 return;
             }
             notified.await;

@@ -68,6 +68,8 @@ pub struct PartitionAccumulator {
     flush_requested: bool,
     /// The producer's accumulator directory, where a retiring accumulator removes its entry.
     directory: std::sync::Weak<crate::actors::producer::Directory>,
+    /// Drains in a row that used far less of the backlog's allocation than it has.
+    oversized_drains: u8,
 }
 
 impl PartitionAccumulator {
@@ -82,6 +84,7 @@ impl PartitionAccumulator {
         let slots = config.max_pending_batches_per_partition.max(1);
         PartitionAccumulator {
             directory,
+            oversized_drains: 0,
             core: AccumulatorCore::new(tp, config.clone(), shared, Instant::now()),
             config,
             sender,
@@ -243,8 +246,16 @@ impl PartitionAccumulator {
             // The emptied queue becomes the mailbox's at the next swap: keep it about the size
             // of this drain, not of the largest burst seen (two queues per partition at their
             // peak added up to tens of MiB over 2,000 partitions, benches/scale.sh).
+            // Only after 8 drains in a row that needed far less: a busy partition whose drains
+            // vary in size does not reallocate back and forth.
             if self.backlog.capacity() > 2 * appended + 16 {
-                self.backlog.shrink_to(appended.max(8));
+                self.oversized_drains = self.oversized_drains.saturating_add(1);
+                if self.oversized_drains >= 8 {
+                    self.backlog.shrink_to(appended.max(8));
+                    self.oversized_drains = 0;
+                }
+            } else {
+                self.oversized_drains = 0;
             }
         }
     }
