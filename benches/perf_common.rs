@@ -868,6 +868,14 @@ impl Spread {
         })
     }
 
+    /// [`Spread::from_args`], or the usage exit code after printing why.
+    pub fn or_usage(args: &Args, tool: &str) -> Result<Spread, i32> {
+        Spread::from_args(args).map_err(|e| {
+            eprintln!("{tool}: {e}");
+            EXIT_USAGE
+        })
+    }
+
     /// The topic index of record `i`.
     pub fn topic_of(&self, i: u64) -> usize {
         (i % self.topics.len() as u64) as usize

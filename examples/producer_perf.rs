@@ -103,12 +103,9 @@ async fn run() -> i32 {
         eprintln!("{TOOL}: --send-batch works with --delivery callback");
         return EXIT_USAGE;
     }
-    let spread = match perf_common::Spread::from_args(&args) {
+    let spread = match perf_common::Spread::or_usage(&args, TOOL) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("{TOOL}: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     let topics: Vec<Arc<str>> = spread
         .topics

@@ -205,12 +205,9 @@ fn create_topics(args: &perf_common::Args) -> i32 {
         eprintln!("{TOOL}: --create-topics needs a partition count > 0");
         return EXIT_USAGE;
     };
-    let spread = match perf_common::Spread::from_args(args) {
+    let spread = match perf_common::Spread::or_usage(args, TOOL) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("{TOOL}: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     let mut cfg = ClientConfig::new();
     for (k, v) in args.merged_props() {
@@ -326,12 +323,9 @@ fn run(args: &perf_common::Args) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let spread = match perf_common::Spread::from_args(args) {
+    let spread = match perf_common::Spread::or_usage(args, TOOL) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("{TOOL}: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     let topic = spread.topics[0].clone();
     let props = args.merged_props();

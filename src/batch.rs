@@ -186,7 +186,7 @@ pub(crate) struct PendingRecords {
     limit: AtomicU64,
     /// Senders waiting for room (see [`PendingRecords::wait_room`]).
     room: Notify,
-    room_waiters: AtomicU64,
+    room_waiters: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for PendingRecords {
@@ -199,7 +199,7 @@ impl Default for PendingRecords {
             admitted: AtomicU64::new(0),
             limit: AtomicU64::new(u64::MAX),
             room: Notify::new(),
-            room_waiters: AtomicU64::new(0),
+            room_waiters: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }
@@ -273,7 +273,7 @@ impl PendingRecords {
             let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let _waiting = RoomWaiting(&self.room_waiters);
+            let _waiting = crate::mailbox::Waiting(&self.room_waiters);
             if self.room_for(n, Ordering::SeqCst) {
                 return;
             }
@@ -327,15 +327,6 @@ impl PendingRecords {
             }
             notified.await;
         }
-    }
-}
-
-/// Counts a `wait_room` caller out when it stops waiting (returned or cancelled).
-struct RoomWaiting<'a>(&'a AtomicU64);
-
-impl Drop for RoomWaiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -264,7 +264,9 @@ impl RecordMailbox {
     }
 }
 
-struct Waiting<'a>(&'a AtomicUsize);
+/// Counts a waiter out when it stops waiting (returned or cancelled); also
+/// `PendingRecords::wait_room`'s.
+pub(crate) struct Waiting<'a>(pub(crate) &'a AtomicUsize);
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {

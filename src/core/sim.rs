@@ -1295,6 +1295,20 @@ mod scenarios {
             .collect()
     }
 
+    /// The Produce requests of `out`: request id and partitions (without reading the batches,
+    /// which `produces` needs sealed or sequenced).
+    fn requests(out: &[Action]) -> Vec<(u64, Vec<i32>)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Produce(call) => Some((
+                    call.request_id,
+                    call.batches.iter().map(|(tp, _)| tp.partition).collect(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn answer_all(partitions: &[i32]) -> ProduceResponse {
         ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
             .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
@@ -1328,16 +1342,7 @@ mod scenarios {
                 core.enqueue(batch(&shared, p, 0, t0));
             }
             let out = drain(&mut core, &c, t0);
-            let calls: Vec<(u64, Vec<i32>)> = out
-                .iter()
-                .filter_map(|a| match a {
-                    Action::Produce(call) => Some((
-                        call.request_id,
-                        call.batches.iter().map(|(tp, _)| tp.partition).collect(),
-                    )),
-                    _ => None,
-                })
-                .collect();
+            let calls = requests(&out);
             assert_eq!(calls.len(), 1, "one request for the broker");
             let (id, parts) = &calls[0];
             assert_eq!(parts.len(), n);
@@ -1380,13 +1385,7 @@ mod scenarios {
             core.enqueue(batch(&shared, 0, n, t0));
         }
         let out = drain(&mut core, &c, t0);
-        let ids: Vec<u64> = out
-            .iter()
-            .filter_map(|a| match a {
-                Action::Produce(call) => Some(call.request_id),
-                _ => None,
-            })
-            .collect();
+        let ids: Vec<u64> = requests(&out).into_iter().map(|(id, _)| id).collect();
         assert_eq!(ids.len(), 5, "max.in.flight.requests.per.connection 5");
         assert!(core.saturated(&c));
         let mut out = Vec::new();
