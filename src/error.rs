@@ -257,29 +257,6 @@ impl ProduceError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_have_names_and_retriable_flags() {
-        let nl = KafkaCode(6);
-        assert_eq!(nl.name(), "NotLeaderOrFollower");
-        assert!(nl.is_retriable());
-        assert!(nl.needs_metadata_refresh());
-        let too_large = KafkaCode(10);
-        assert!(!too_large.is_retriable());
-        assert!(!too_large.needs_metadata_refresh());
-        assert!(!KafkaCode::NONE.is_retriable());
-        assert_eq!(KafkaCode::NONE.name(), "NONE");
-        assert!(KafkaCode(19).is_retriable()); // NOT_ENOUGH_REPLICAS
-        assert!(!KafkaCode(19).needs_metadata_refresh());
-        for code in [9, 72, 103] {
-            assert!(KafkaCode(code).needs_metadata_refresh(), "{code}");
-        }
-    }
-}
-
 impl From<actix::MailboxError> for ProduceError {
     /// The producer actor could not take or answer a message (it stopped: the producer was
     /// closed). Lets `addr.send(SendRecord(r)).await??.await?` use `?` throughout.
@@ -334,5 +311,28 @@ mod http_tests {
         };
         assert_eq!(timeout.status_code().as_u16(), 504);
         assert_eq!(ProduceError::closed("x").status_code().as_u16(), 503);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_have_names_and_retriable_flags() {
+        let nl = KafkaCode(6);
+        assert_eq!(nl.name(), "NotLeaderOrFollower");
+        assert!(nl.is_retriable());
+        assert!(nl.needs_metadata_refresh());
+        let too_large = KafkaCode(10);
+        assert!(!too_large.is_retriable());
+        assert!(!too_large.needs_metadata_refresh());
+        assert!(!KafkaCode::NONE.is_retriable());
+        assert_eq!(KafkaCode::NONE.name(), "NONE");
+        assert!(KafkaCode(19).is_retriable()); // NOT_ENOUGH_REPLICAS
+        assert!(!KafkaCode(19).needs_metadata_refresh());
+        for code in [9, 72, 103] {
+            assert!(KafkaCode(code).needs_metadata_refresh(), "{code}");
+        }
     }
 }

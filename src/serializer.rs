@@ -94,44 +94,6 @@ impl ProducerRecord {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn java_compatible_encodings() {
-        assert_eq!(
-            IntegerSerializer.serialize("t", &258).unwrap().as_ref(),
-            &[0, 0, 1, 2]
-        );
-        assert_eq!(
-            IntegerSerializer.serialize("t", &-1).unwrap().as_ref(),
-            &[0xff; 4]
-        );
-        assert_eq!(
-            LongSerializer.serialize("t", &1).unwrap().as_ref(),
-            &[0, 0, 0, 0, 0, 0, 0, 1]
-        );
-        assert_eq!(
-            StringSerializer
-                .serialize("t", "Message_1")
-                .unwrap()
-                .as_ref(),
-            b"Message_1"
-        );
-        let r = ProducerRecord::serialized(
-            "t",
-            Some(&7),
-            &IntegerSerializer,
-            Some("v"),
-            &StringSerializer,
-        )
-        .unwrap();
-        assert_eq!(r.key.unwrap().as_ref(), &[0, 0, 0, 7]);
-        assert_eq!(r.value.unwrap().as_ref(), b"v");
-    }
-}
-
 /// JSON via `serde_json` (feature `serde_json`): any `T: Serialize`.
 #[cfg(feature = "serde_json")]
 #[derive(Clone, Copy, Debug, Default)]
@@ -218,5 +180,43 @@ impl<K: ?Sized, V: ?Sized> TypedProducer<K, V> {
         value: &V,
     ) -> Result<crate::RecordMetadata, ProduceError> {
         self.send(topic, key, value).await?.await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_compatible_encodings() {
+        assert_eq!(
+            IntegerSerializer.serialize("t", &258).unwrap().as_ref(),
+            &[0, 0, 1, 2]
+        );
+        assert_eq!(
+            IntegerSerializer.serialize("t", &-1).unwrap().as_ref(),
+            &[0xff; 4]
+        );
+        assert_eq!(
+            LongSerializer.serialize("t", &1).unwrap().as_ref(),
+            &[0, 0, 0, 0, 0, 0, 0, 1]
+        );
+        assert_eq!(
+            StringSerializer
+                .serialize("t", "Message_1")
+                .unwrap()
+                .as_ref(),
+            b"Message_1"
+        );
+        let r = ProducerRecord::serialized(
+            "t",
+            Some(&7),
+            &IntegerSerializer,
+            Some("v"),
+            &StringSerializer,
+        )
+        .unwrap();
+        assert_eq!(r.key.unwrap().as_ref(), &[0, 0, 0, 7]);
+        assert_eq!(r.value.unwrap().as_ref(), b"v");
     }
 }

@@ -14,7 +14,7 @@
 use crate::actors::sender::{BatchReady, Sender};
 use crate::batch::{ProducerBatch, Shared};
 use crate::config::ProducerConfig;
-use crate::core::accumulator::{AccumulatorCore, Idle};
+use crate::core::accumulator::{AccumulatorCore, Idle, Refused};
 use crate::error::ProduceError;
 use crate::mailbox::{Pushed, RecordMailbox};
 use crate::record::TopicPartition;
@@ -126,6 +126,7 @@ impl PartitionAccumulator {
             if let Some(batch) = self.core.close() {
                 self.hand_over(batch, ctx);
             }
+            self.fail_refused();
         }
         self.arm_linger(ctx);
         self.settle(ctx);
@@ -154,6 +155,7 @@ impl PartitionAccumulator {
         if let Some(batch) = self.core.close() {
             self.hand_over(batch, ctx);
         }
+        self.fail_refused();
     }
 
     /// Hands a closed batch to the sender with a batch slot, or queues it behind the others.
@@ -260,8 +262,23 @@ impl PartitionAccumulator {
         }
     }
 
+    /// Fails what the core refused (the records' callbacks run here, not in the core).
+    fn fail_refused(&mut self) {
+        for r in self.core.take_refused() {
+            let shared = self.core.shared();
+            match r {
+                Refused::Record(delivery, slot, err) => {
+                    shared.deliver(delivery, Err(err));
+                    shared.finished_one(slot, false);
+                }
+                Refused::Records(thunks, err) => shared.fail_thunks(thunks, &err),
+            }
+        }
+    }
+
     fn append(&mut self, record: AppendRecord, ctx: &mut Context<Self>) {
         let done = self.core.append(record);
+        self.fail_refused();
         let [first, second] = done.closed;
         if let Some(batch) = first {
             self.hand_over(batch, ctx);
@@ -356,6 +373,7 @@ impl Actor for PartitionAccumulator {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.core.stopped();
+        self.fail_refused();
         self.fail_queued();
     }
 }
@@ -391,6 +409,7 @@ impl Handler<AbortAccumulator> for PartitionAccumulator {
         for record in self.backlog.drain(..) {
             self.core.append(record);
         }
+        self.fail_refused();
         self.mailbox.release(n);
         self.drain(ctx);
         self.settle(ctx);

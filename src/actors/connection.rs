@@ -1,16 +1,20 @@
 //! `BrokerConnection`: one TCP session to one broker, run under an [`actix::Supervisor`].
 //!
-//! It owns the socket, the correlation ids and the queue of requests in flight. On start it
-//! connects (after a reconnect backoff if this is a restart), exchanges ApiVersions and keeps
-//! the highest version both sides support per API. Requests are written in order; Kafka
-//! answers in order on one connection, so responses are matched against the front of the
-//! in-flight queue and a wrong correlation id resets the connection. Any read error, EOF,
-//! oversized or malformed frame fails every request in flight with a retriable
-//! [`ConnectionError`] and stops the actor; the supervisor restarts it, keeping its mailbox.
+//! A thin shell over `ConnectionCore` (`src/core/connection.rs`), which decides: the
+//! lifecycle, the calls waiting for a session, correlation ids, the in-flight FIFO (Kafka answers
+//! in order on one connection, so a response that is not the answer to the oldest request
+//! resets the session), request timeouts, `connections.max.idle.ms`, the reconnect backoff and
+//! KIP-368 re-authentication. This file moves bytes and carries out the core's actions: it
+//! connects (TCP, TLS, ApiVersions keeping the highest version both sides support per API, SASL),
+//! encodes each call at the negotiated version, hands frames to the session's writer task, reads
+//! frames, answers calls, emits health events and counts metrics. A failed session fails every
+//! request in flight with a retriable [`ConnectionError`] and stops the actor; the supervisor
+//! restarts it, keeping its mailbox.
 //!
 //! The number of requests in flight is bounded by the callers (the sender keeps
 //! `max.in.flight.requests.per.connection`), not here.
 
+use crate::core::connection::{Action, ConnectionCore, ConnectionRules, Count};
 use crate::error::ConnectionError;
 use crate::protocol::frame::{
     decode_response, encode_request, encode_request_segments, peek_correlation_id,
@@ -114,63 +118,138 @@ struct Session {
     lifetime: Option<Duration>,
 }
 
+/// Answers a request in flight with its response frame (size prefix removed) or an error.
 type Completion = Box<dyn FnOnce(Result<Bytes, ConnectionError>) + Send>;
 
-struct InFlight {
-    correlation_id: i32,
-    sent: Instant,
-    complete: Completion,
+/// A call not written yet, whatever its request type.
+type Pending = Box<dyn PendingCall>;
+
+/// A [`Call`] with its request type erased, so that one queue holds them all.
+trait PendingCall: Send {
+    /// Answers it with `err`; it was never written.
+    fn refuse(self: Box<Self>, err: ConnectionError);
+    /// Encodes it for `versions` with `correlation_id`. `None`: no version we share with the
+    /// broker can carry it (the caller got `UnsupportedVersion`).
+    fn encode(
+        self: Box<Self>,
+        versions: &NegotiatedVersions,
+        correlation_id: i32,
+        client_id: &StrBytes,
+        broker: &Arc<str>,
+    ) -> Option<Encoded>;
 }
 
-/// One session to one broker. See the module docs.
+/// An encoded call: its frame, and what answers it.
+enum Encoded {
+    /// Answered by the response with its correlation id.
+    Response(Segments, Completion),
+    /// `acks=0`: answered once the frame is on the socket.
+    Written(Segments, Written),
+}
+
+impl<R> PendingCall for Call<R>
+where
+    R: Request + Send + 'static,
+    R::Response: Send,
+{
+    fn refuse(self: Box<Self>, err: ConnectionError) {
+        let _ = self.reply.send(Err(err));
+    }
+
+    fn encode(
+        self: Box<Self>,
+        versions: &NegotiatedVersions,
+        correlation_id: i32,
+        client_id: &StrBytes,
+        broker: &Arc<str>,
+    ) -> Option<Encoded> {
+        let unsupported = || ConnectionError::UnsupportedVersion {
+            broker: broker.clone(),
+            api_key: R::KEY,
+        };
+        let Some(version) = versions.get(R::KEY) else {
+            let _ = self.reply.send(Err(unsupported()));
+            return None;
+        };
+        // Produce: the record batches are written from their own buffers (vectored I/O), not
+        // copied into the frame.
+        let large: Vec<Bytes> = (&self.request as &dyn std::any::Any)
+            .downcast_ref::<kafka_protocol::messages::ProduceRequest>()
+            .map(|p| {
+                p.topic_data
+                    .iter()
+                    .flat_map(|t| t.partition_data.iter())
+                    .filter_map(|d| d.records.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let frame = match encode_request_segments(
+            &self.request,
+            version,
+            correlation_id,
+            client_id,
+            &large,
+        ) {
+            Ok(f) => f,
+            Err(e) => {
+                // The request needs a field the negotiated version lacks (e.g. KIP-360's
+                // producer id in InitProducerId below v3): no version of this API we share with
+                // the broker can carry it, and retrying cannot change that.
+                tracing::debug!(broker = %broker, api_key = R::KEY, version, error = %e, "cannot encode request at the negotiated version");
+                let _ = self.reply.send(Err(unsupported()));
+                return None;
+            }
+        };
+        let reply = self.reply;
+        if !self.expect_response {
+            // acks=0: answered once the frame is on the socket (not when it is queued), so the
+            // request keeps its in-flight slot, and its batch its memory, until then.
+            return Some(Encoded::Written(
+                frame,
+                Box::new(move |res| {
+                    let _ = reply.send(res.map(|()| None));
+                }),
+            ));
+        }
+        let broker = broker.clone();
+        Some(Encoded::Response(
+            frame,
+            Box::new(move |res| {
+                let out = res.and_then(|frame| {
+                    decode_response::<R>(frame, version)
+                        .map(Some)
+                        .map_err(|reason| ConnectionError::Malformed {
+                            broker,
+                            reason: reason.into(),
+                        })
+                });
+                let _ = reply.send(out);
+            }),
+        ))
+    }
+}
+
+type Act = Action<Pending, Completion>;
+
+/// One session to one broker: a shell over [`ConnectionCore`], which decides; this moves bytes
+/// (connects, writes frames through the session's writer task, reads frames) and carries out
+/// the core's actions. See the module docs.
 pub struct BrokerConnection {
     node_id: i32,
     broker: Arc<str>,
     settings: ConnectionSettings,
     client_id: StrBytes,
-    /// Consecutive failed sessions; drives the reconnect backoff.
-    failures: u32,
+    /// The decisions: lifecycle, queue, correlation ids, in-flight FIFO, timeouts, backoff.
+    core: ConnectionCore<Pending, Completion>,
+    /// The current session's versions (set before the core opens it).
     versions: NegotiatedVersions,
+    /// A session connected and not opened yet (the core's `Open` takes it).
+    connected: Option<Session>,
     /// The current session's writer task (see [`SessionWriter`]).
     writer: Option<SessionWriter>,
-    in_flight: VecDeque<InFlight>,
-    next_correlation_id: i32,
-    /// Incremented on every successful connect.
-    session: u64,
-    /// Calls that arrived while connecting (first attempt of a session cycle).
-    queued: Vec<QueuedCall>,
-    /// Why the last connect attempt failed; while set, calls fail fast with it instead of
-    /// waiting for the reconnect backoff.
-    last_error: Option<ConnectionError>,
-    /// Re-authentication (KIP-368) is due: new calls wait in `queued` until the requests in
-    /// flight are answered, then a fresh, re-authenticated session takes over.
-    draining: bool,
-    /// Replaced by the pool ([`Retire`]): never connects again.
-    retired: bool,
-    /// Closed for idleness (`connections.max.idle.ms`): the next call reconnects.
-    idle: bool,
-    /// A connect is in progress.
-    connecting: bool,
-    /// Last request or response (for `connections.max.idle.ms`).
-    last_used: Instant,
-    /// Responses read in the current session (a listener that closes before answering anything
-    /// hints at a security.protocol mismatch).
-    responses: u64,
-    /// Timers and the reader of the current session, cancelled when it is replaced in place.
+    /// Timers and the reader of the current session, cancelled when it ends.
     session_handles: Vec<SpawnHandle>,
-    /// When the current episode of trouble began (see [`crate::health`]), and its failed
-    /// attempts.
-    down_since: Option<(Instant, u32)>,
-    /// Whether this connection is counted in `connection-count`.
-    counted: bool,
-    /// A call arrived since the current connect attempt began. A failed attempt nobody was
-    /// waiting for does not restart the connection: it goes dormant (`idle` with
-    /// `last_error` set) until the next call, so a broker nobody uses (a dead bootstrap
-    /// server) is not dialled every backoff for the producer's life.
-    used: bool,
 }
-
-type QueuedCall = Box<dyn FnOnce(&mut BrokerConnection, &mut Context<BrokerConnection>) + Send>;
 
 /// Called once a frame is on the socket (`Ok`) or will never be (`Err`): how an `acks=0`
 /// request is answered, so it holds its sender's in-flight slot (and its batch) until then.
@@ -195,29 +274,23 @@ impl BrokerConnection {
     /// A connection to `broker` (`host:port`), known as `node_id` (`-1`, `-2`, ... for bootstrap servers).
     pub fn new(node_id: i32, broker: Arc<str>, settings: ConnectionSettings) -> Self {
         let client_id = StrBytes::from_string(settings.client_id.to_string());
+        let rules = ConnectionRules {
+            request_timeout: settings.request_timeout,
+            max_idle: settings.max_idle,
+            reconnect_backoff: settings.reconnect_backoff,
+            reconnect_backoff_max: settings.reconnect_backoff_max,
+            sasl: settings.security.protocol.uses_sasl(),
+        };
         BrokerConnection {
             node_id,
+            core: ConnectionCore::new(rules, node_id, broker.clone(), Instant::now()),
             broker,
             settings,
             client_id,
-            failures: 0,
             versions: NegotiatedVersions::default(),
+            connected: None,
             writer: None,
-            in_flight: VecDeque::new(),
-            next_correlation_id: 1,
-            session: 0,
-            queued: Vec::new(),
-            last_error: None,
-            draining: false,
-            retired: false,
-            idle: false,
-            connecting: false,
-            last_used: Instant::now(),
-            responses: 0,
             session_handles: Vec::new(),
-            down_since: None,
-            counted: false,
-            used: false,
         }
     }
 
@@ -233,158 +306,100 @@ impl BrokerConnection {
         })
     }
 
-    fn backoff(&self) -> Duration {
-        if self.failures == 0 {
-            return Duration::ZERO;
-        }
-        crate::backoff::exponential(
-            self.settings.reconnect_backoff,
-            self.settings.reconnect_backoff_max,
-            self.failures,
-        )
-    }
-
-    fn fail_in_flight(&mut self, err: ConnectionError) {
-        for f in self.in_flight.drain(..) {
-            (f.complete)(Err(err.clone()));
-        }
-    }
-
-    fn disconnected(&self, reason: impl Into<Arc<str>>) -> ConnectionError {
-        ConnectionError::Disconnected {
-            broker: self.broker.clone(),
-            reason: reason.into(),
-        }
-    }
-
-    /// A failure: the first of an episode logs one WARN and sends `BrokerDown`.
-    fn trouble(&mut self, err: &ConnectionError) {
-        match &mut self.down_since {
-            Some((_, attempts)) => *attempts += 1,
-            None => {
-                tracing::warn!(broker = %self.broker, node = self.node_id, error = %err, "broker connection lost; reconnecting with backoff");
-                self.down_since = Some((Instant::now(), 1));
-                self.settings
-                    .shared
-                    .health
-                    .emit(crate::health::HealthEvent::BrokerDown {
-                        node_id: self.node_id,
-                        address: self.broker.clone(),
-                        cause: err.clone(),
-                    });
+    /// Carries out the core's actions, in order.
+    fn execute(&mut self, actions: Vec<Act>, ctx: &mut Context<Self>) {
+        for action in actions {
+            match action {
+                Action::Dial { delay } => self.dial(delay, ctx),
+                Action::Open { session, reauth_in } => self.open(session, reauth_in, ctx),
+                Action::Send {
+                    call,
+                    correlation_id,
+                    session,
+                } => self.write(call, correlation_id, session, ctx),
+                Action::Refuse(call, err) => call.refuse(err),
+                Action::Fail(done, err) => done(Err(err)),
+                Action::CloseSession => {
+                    self.writer = None; // the writer task shuts the stream down
+                    for h in self.session_handles.drain(..) {
+                        ctx.cancel_future(h);
+                    }
+                }
+                Action::Restart => ctx.stop(),
+                Action::Health(event) => self.health(event),
+                Action::Count(count) => self.count(count),
             }
         }
     }
 
-    fn uncount(&mut self) {
-        if std::mem::take(&mut self.counted) {
-            self.settings
-                .shared
-                .metrics
-                .connections_open
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    fn health(&self, event: crate::health::HealthEvent) {
+        use crate::health::HealthEvent;
+        match &event {
+            HealthEvent::BrokerDown { cause, .. } => {
+                tracing::warn!(broker = %self.broker, node = self.node_id, error = %cause, "broker connection lost; reconnecting with backoff");
+            }
+            HealthEvent::BrokerRestarted {
+                attempt, down_for, ..
+            } => {
+                tracing::warn!(broker = %self.broker, node = self.node_id, attempts = attempt, down_ms = down_for.as_millis() as u64, "broker connection back");
+            }
+            _ => {}
+        }
+        self.settings.shared.health.emit(event);
+    }
+
+    fn count(&self, count: Count) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = &self.settings.shared.metrics;
+        let add = |c: &std::sync::atomic::AtomicU64| {
+            c.fetch_add(1, Relaxed);
+        };
+        match count {
+            Count::Created => add(&m.connections_created),
+            Count::Opened => {
+                m.connections_open.fetch_add(1, Relaxed);
+            }
+            Count::Closed => {
+                m.connections_open.fetch_sub(1, Relaxed);
+            }
+            Count::Authenticated => add(&m.successful_authentications),
+            Count::Reauthenticated => add(&m.successful_reauthentications),
+            Count::AuthenticationFailed => add(&m.failed_authentications),
         }
     }
 
-    fn shut(&mut self, err: ConnectionError, ctx: &mut Context<Self>) {
-        self.uncount();
-        tracing::debug!(broker = %self.broker, node = self.node_id, error = %err, "connection reset");
-        self.trouble(&err);
-        self.writer = None;
-        self.fail_in_flight(err);
-        self.failures += 1;
-        ctx.stop();
-    }
-
-    /// Connects (after `delay`); on success installs the session and sends the queued calls.
-    /// Calls arriving meanwhile are queued (first attempt) or failed fast (while a broker stays
-    /// unreachable, so callers retry on their own backoff and deadlines).
-    fn begin_connect(&mut self, delay: Duration, ctx: &mut Context<Self>) {
-        self.connecting = true;
-        self.used = !self.queued.is_empty();
+    /// Connects after `delay` and reports the outcome to the core.
+    fn dial(&mut self, delay: Duration, ctx: &mut Context<Self>) {
         let fut = connect(
             self.broker.clone(),
             self.client_id.clone(),
             self.settings.clone(),
             delay,
         );
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok(session) => {
-                act.connecting = false;
-                act.install(session, ctx)
-            }
-            Err(e) => {
-                if matches!(e, ConnectionError::Authentication { .. }) {
-                    act.settings
-                        .shared
-                        .metrics
-                        .failed_authentications
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            let now = Instant::now();
+            let actions = match res {
+                Ok(session) => {
+                    tracing::debug!(broker = %act.broker, node = act.node_id, "connected");
+                    let lifetime = session.lifetime;
+                    act.versions = session.versions.clone();
+                    act.connected = Some(session);
+                    act.core.connected(now, lifetime, fastrand::f64())
                 }
-                tracing::debug!(broker = %act.broker, error = %e, "connect failed");
-                act.connecting = false;
-                act.trouble(&e);
-                act.failures += 1;
-                act.draining = false;
-                act.last_error = Some(e.clone());
-                for q in std::mem::take(&mut act.queued) {
-                    q(act, ctx); // fails fast now that last_error is set
+                Err(e) => {
+                    tracing::debug!(broker = %act.broker, error = %e, "connect failed");
+                    act.core.connect_failed(now, e)
                 }
-                if !act.used && act.in_flight.is_empty() {
-                    // Nobody asked for this broker during the attempt: stay down quietly
-                    // until a call comes (it fails fast and dials again after the backoff).
-                    tracing::debug!(broker = %act.broker, node = act.node_id, "unused broker connection left down until a call needs it");
-                    act.idle = true;
-                    return;
-                }
-                ctx.stop();
-            }
+            };
+            act.execute(actions, ctx);
         }));
     }
 
-    fn install(&mut self, session: Session, ctx: &mut Context<Self>) {
-        tracing::debug!(broker = %self.broker, node = self.node_id, "connected");
-        if !self.draining {
-            let health = &self.settings.shared.health;
-            if let Some((since, attempt)) = self.down_since.take() {
-                let down_for = since.elapsed();
-                tracing::warn!(broker = %self.broker, node = self.node_id, attempts = attempt, down_ms = down_for.as_millis() as u64, "broker connection back");
-                health.emit(crate::health::HealthEvent::BrokerRestarted {
-                    node_id: self.node_id,
-                    address: self.broker.clone(),
-                    attempt,
-                    down_for,
-                });
-            }
-            health.emit(crate::health::HealthEvent::BrokerUp {
-                node_id: self.node_id,
-                address: self.broker.clone(),
-            });
-        }
-        let m = &self.settings.shared.metrics;
-        m.connections_created
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if !std::mem::replace(&mut self.counted, true) {
-            m.connections_open
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        if self.settings.security.protocol.uses_sasl() {
-            let counter = if self.draining {
-                &m.successful_reauthentications
-            } else {
-                &m.successful_authentications
-            };
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.failures = 0;
-        self.last_error = None;
-        self.draining = false;
-        self.idle = false;
-        self.last_used = Instant::now();
-        self.responses = 0;
-        self.session += 1;
-        let session_id = self.session;
-        self.versions = session.versions;
+    /// Starts session `session`'s reader, writer task and timers.
+    fn open(&mut self, session_id: u64, reauth_in: Option<Duration>, ctx: &mut Context<Self>) {
+        let Some(session) = self.connected.take() else {
+            return; // unreachable: the core opens only what `dial` connected
+        };
         for h in self.session_handles.drain(..) {
             ctx.cancel_future(h);
         }
@@ -395,47 +410,18 @@ impl BrokerConnection {
             .new_codec();
         let reader = ctx.add_stream(FramedRead::new(read, codec));
         self.session_handles.push(reader);
-        // Requests are answered in order: if the oldest one waits longer than
-        // request.timeout.ms, the session is stuck; reset it (as the Java client does).
-        let timeout = self.settings.request_timeout;
-        let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        let max_idle = self.settings.max_idle;
-        let watchdog = ctx.run_interval(tick, move |act, ctx| {
-            if act.in_flight.is_empty()
-                && act.queued.is_empty()
-                && !act.draining
-                && act.last_used.elapsed() >= max_idle
-            {
-                act.close_idle(ctx);
-                return;
-            }
-            if act
-                .in_flight
-                .front()
-                .is_some_and(|f| f.sent.elapsed() > timeout)
-            {
-                let err = ConnectionError::RequestTimeout {
-                    broker: act.broker.clone(),
-                    timeout_ms: timeout.as_millis() as u64,
-                };
-                act.shut(err, ctx);
-            }
+        let tick = (self.settings.request_timeout / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let watchdog = ctx.run_interval(tick, |act, ctx| {
+            let actions = act.core.tick(Instant::now());
+            act.execute(actions, ctx);
         });
         self.session_handles.push(watchdog);
-        // KIP-368: re-authenticate before the broker's session lifetime runs out, at 85-95%
-        // of it (jittered so that connections do not all re-authenticate at once).
-        if let Some(lifetime) = session.lifetime {
-            // Never sooner than 100 ms: a broker granting less gets its sessions expired instead
-            // of a reconnect loop.
-            let at = lifetime
-                .mul_f64(0.85 + 0.10 * fastrand::f64())
-                .max(Duration::from_millis(100));
+        if let Some(at) = reauth_in {
             let timer = ctx.run_later(at, move |act, ctx| {
-                if act.session == session_id {
-                    tracing::debug!(broker = %act.broker, "re-authenticating (KIP-368)");
-                    act.draining = true;
-                    act.maybe_reauthenticate(ctx);
-                }
+                tracing::debug!(broker = %act.broker, "re-authenticating (KIP-368)");
+                let actions = act.core.reauth_due(Instant::now(), session_id);
+                act.execute(actions, ctx);
             });
             self.session_handles.push(timer);
         }
@@ -513,35 +499,49 @@ impl BrokerConnection {
             }
             let _ = tokio::time::timeout(Duration::from_secs(1), write.shutdown()).await;
         });
-        for q in std::mem::take(&mut self.queued) {
-            q(self, ctx);
-        }
     }
 
-    /// `connections.max.idle.ms` passed with nothing to do: closes the session quietly (not a
-    /// broker failure: no health event, no backoff); the next call reconnects.
-    fn close_idle(&mut self, ctx: &mut Context<Self>) {
-        tracing::debug!(broker = %self.broker, node = self.node_id, "closing idle connection (connections.max.idle.ms)");
-        self.uncount();
-        self.writer = None; // the writer task shuts the stream down
-        for h in self.session_handles.drain(..) {
-            ctx.cancel_future(h);
-        }
-        self.idle = true;
-    }
-
-    /// Once nothing is in flight, replaces the session by a fresh, re-authenticated one; the
-    /// calls that arrived meanwhile wait in `queued` and go out on the new session. Nothing in
-    /// flight is lost or sent twice.
-    fn maybe_reauthenticate(&mut self, ctx: &mut Context<Self>) {
-        if !self.draining || !self.in_flight.is_empty() || self.writer.is_none() {
+    /// Encodes `call` and hands it to the session's writer.
+    fn write(&mut self, call: Pending, correlation_id: i32, session: u64, ctx: &mut Context<Self>) {
+        let Some(encoded) = call.encode(
+            &self.versions,
+            correlation_id,
+            &self.client_id,
+            &self.broker,
+        ) else {
             return;
+        };
+        let (segments, written, done) = match encoded {
+            Encoded::Response(segments, done) => (segments, None, Some(done)),
+            Encoded::Written(segments, written) => (segments, Some(written), None),
+        };
+        let item = WriterItem { segments, written };
+        let sent = match &self.writer {
+            Some(w) => w.tx.send(item).map_err(|back| back.0),
+            None => Err(item),
+        };
+        match sent {
+            Ok(()) => {
+                if let Some(done) = done {
+                    self.core.sent(Instant::now(), correlation_id, done);
+                }
+            }
+            Err(item) => {
+                // The writer task ended (it failed a write and asked for a reset).
+                let err = ConnectionError::Disconnected {
+                    broker: self.broker.clone(),
+                    reason: "writer closed".into(),
+                };
+                if let Some(w) = item.written {
+                    w(Err(err.clone()));
+                }
+                if let Some(done) = done {
+                    done(Err(err.clone()));
+                }
+                let actions = self.core.reset(Instant::now(), Some(session), err);
+                self.execute(actions, ctx);
+            }
         }
-        self.writer = None; // the writer task shuts the old stream down
-        for h in self.session_handles.drain(..) {
-            ctx.cancel_future(h);
-        }
-        self.begin_connect(Duration::ZERO, ctx);
     }
 }
 
@@ -845,32 +845,22 @@ impl Actor for BrokerConnection {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(0);
-        if self.retired {
-            return;
-        }
-        let delay = self.backoff();
-        self.begin_connect(delay, ctx);
+        let actions = self.core.start(Instant::now());
+        self.execute(actions, ctx);
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
-        self.uncount();
-        let err = self.disconnected("connection actor stopped");
-        self.fail_in_flight(err.clone());
-        self.last_error.get_or_insert(err);
-        for q in std::mem::take(&mut self.queued) {
-            q(self, ctx);
-        }
+        self.writer = None;
+        let actions = self.core.ended();
+        self.execute(actions, ctx);
     }
 }
 
 impl Supervised for BrokerConnection {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        self.uncount();
         self.writer = None;
-        self.draining = false;
+        self.connected = None;
         self.session_handles.clear(); // the old context's timers and reader are gone
-        let err = self.disconnected("connection restarting");
-        self.fail_in_flight(err);
     }
 }
 
@@ -885,130 +875,8 @@ where
         if call.reply.is_closed() {
             return; // the caller gave up (timeout) while this waited in the mailbox
         }
-        self.last_used = Instant::now();
-        self.used = true;
-        if self.draining {
-            self.queued
-                .push(Box::new(move |act, ctx| Handler::handle(act, call, ctx)));
-            return;
-        }
-        if self.idle && self.writer.is_none() && !self.connecting {
-            if let Some(err) = &self.last_error {
-                // Dormant after failed attempts: fail fast, as while reconnecting, and dial
-                // again after the backoff.
-                let _ = call.reply.send(Err(err.clone()));
-                self.idle = false;
-                let delay = self.backoff();
-                self.begin_connect(delay, ctx);
-                self.used = true;
-                return;
-            }
-            // Closed for idleness: reconnect now, the call waits in `queued`.
-            self.idle = false;
-            self.queued
-                .push(Box::new(move |act, ctx| Handler::handle(act, call, ctx)));
-            self.begin_connect(Duration::ZERO, ctx);
-            return;
-        }
-        let Some(writer) = self.writer.as_ref().map(|w| w.tx.clone()) else {
-            match &self.last_error {
-                Some(err) => {
-                    let _ = call.reply.send(Err(err.clone()));
-                }
-                None => self
-                    .queued
-                    .push(Box::new(move |act, ctx| Handler::handle(act, call, ctx))),
-            }
-            return;
-        };
-        let Some(version) = self.versions.get(R::KEY) else {
-            let _ = call.reply.send(Err(ConnectionError::UnsupportedVersion {
-                broker: self.broker.clone(),
-                api_key: R::KEY,
-            }));
-            return;
-        };
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
-        // Produce: the record batches are written from their own buffers (vectored I/O), not
-        // copied into the frame.
-        let large: Vec<Bytes> = (&call.request as &dyn std::any::Any)
-            .downcast_ref::<kafka_protocol::messages::ProduceRequest>()
-            .map(|p| {
-                p.topic_data
-                    .iter()
-                    .flat_map(|t| t.partition_data.iter())
-                    .filter_map(|d| d.records.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let frame = match encode_request_segments(
-            &call.request,
-            version,
-            correlation_id,
-            &self.client_id,
-            &large,
-        ) {
-            Ok(f) => f,
-            Err(e) => {
-                // The request needs a field the negotiated version lacks (e.g. KIP-360's
-                // producer id in InitProducerId below v3): no version of this API we share with
-                // the broker can carry it, and retrying cannot change that.
-                tracing::debug!(broker = %self.broker, api_key = R::KEY, version, error = %e, "cannot encode request at the negotiated version");
-                let _ = call.reply.send(Err(ConnectionError::UnsupportedVersion {
-                    broker: self.broker.clone(),
-                    api_key: R::KEY,
-                }));
-                return;
-            }
-        };
-        let reply = call.reply;
-        if !call.expect_response {
-            // acks=0: answered once the frame is on the socket (not when it is queued), so the
-            // request keeps its in-flight slot, and its batch its memory, until then.
-            let written: Written = Box::new(move |res| {
-                let _ = reply.send(res.map(|()| None));
-            });
-            if let Err(back) = writer.send(WriterItem {
-                segments: frame,
-                written: Some(written),
-            }) {
-                let err = self.disconnected("writer closed");
-                if let Some(w) = back.0.written {
-                    w(Err(err.clone()));
-                }
-                self.shut(err, ctx);
-            }
-            return;
-        }
-        if writer
-            .send(WriterItem {
-                segments: frame,
-                written: None,
-            })
-            .is_err()
-        {
-            let err = self.disconnected("writer closed");
-            let _ = reply.send(Err(err.clone()));
-            self.shut(err, ctx);
-            return;
-        }
-        let broker = self.broker.clone();
-        self.in_flight.push_back(InFlight {
-            correlation_id,
-            sent: Instant::now(),
-            complete: Box::new(move |res| {
-                let out = res.and_then(|frame| {
-                    decode_response::<R>(frame, version)
-                        .map(Some)
-                        .map_err(|reason| ConnectionError::Malformed {
-                            broker,
-                            reason: reason.into(),
-                        })
-                });
-                let _ = reply.send(out);
-            }),
-        });
+        let actions = self.core.call(Instant::now(), Box::new(call));
+        self.execute(actions, ctx);
     }
 }
 
@@ -1023,29 +891,26 @@ impl Handler<Retire> for BrokerConnection {
     type Result = ();
     fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
         tracing::debug!(broker = %self.broker, node = self.node_id, "connection retired (address changed)");
-        self.retired = true;
-        let err = self.disconnected("connection replaced: the broker's address changed");
-        self.last_error = Some(err.clone());
         // Stopping drops the socket, the reader, the timers and a connect in progress; the
-        // supervisor restarts the actor only while addresses remain, and `started` then stays
-        // idle, failing calls fast with `last_error`.
-        self.shut(err, ctx);
+        // supervisor restarts the actor only while addresses remain, and the core then stays
+        // retired, failing calls fast.
+        let actions = self.core.retire(Instant::now());
+        self.execute(actions, ctx);
     }
 }
 
 impl Handler<Reset> for BrokerConnection {
     type Result = ();
     fn handle(&mut self, msg: Reset, ctx: &mut Context<Self>) {
-        if msg.session.is_some_and(|s| s != self.session) {
-            return;
-        }
-        let err = self.disconnected(msg.reason);
-        self.shut(err, ctx);
+        tracing::debug!(broker = %self.broker, node = self.node_id, reason = %msg.reason, "connection reset");
+        let actions = self.core.reset_for(Instant::now(), msg.session, msg.reason);
+        self.execute(actions, ctx);
     }
 }
 
 impl StreamHandler<Result<BytesMut, io::Error>> for BrokerConnection {
     fn handle(&mut self, item: Result<BytesMut, io::Error>, ctx: &mut Context<Self>) {
+        let now = Instant::now();
         let frame = match item {
             Ok(f) => f.freeze(),
             Err(e) => {
@@ -1055,57 +920,26 @@ impl StreamHandler<Result<BytesMut, io::Error>> for BrokerConnection {
                         reason: e.to_string().into(),
                     }
                 } else {
-                    self.disconnected(e.to_string())
+                    ConnectionError::Disconnected {
+                        broker: self.broker.clone(),
+                        reason: e.to_string().into(),
+                    }
                 };
-                self.shut(err, ctx);
+                let actions = self.core.reset(now, None, err);
+                self.execute(actions, ctx);
                 return;
             }
         };
-        self.last_used = Instant::now();
-        let cid = peek_correlation_id(&frame);
-        match self.in_flight.front() {
-            Some(front) if Some(front.correlation_id) == cid => {
-                self.responses += 1;
-                if let Some(f) = self.in_flight.pop_front() {
-                    (f.complete)(Ok(frame));
-                }
-                if self.draining {
-                    self.maybe_reauthenticate(ctx);
-                }
-            }
-            front => {
-                let reason = format!(
-                    "unexpected correlation id {:?} (expected {:?})",
-                    cid,
-                    front.map(|f| f.correlation_id)
-                );
-                let err = ConnectionError::Malformed {
-                    broker: self.broker.clone(),
-                    reason: reason.into(),
-                };
-                self.shut(err, ctx);
-            }
+        let (done, actions) = self.core.response(now, peek_correlation_id(&frame));
+        if let Some(done) = done {
+            done(Ok(frame));
         }
+        self.execute(actions, ctx);
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
-        if self.draining && self.writer.is_none() {
-            return; // the old session of a re-authentication
-        }
-        let err = if self.responses == 0
-            && !self.in_flight.is_empty()
-            && !self.settings.security.protocol.uses_sasl()
-        {
-            // Kafka answers ApiVersions before authentication, then drops a client that skips
-            // the SaslHandshake it expects.
-            self.disconnected(
-                "closed by the broker before answering (a SASL listener does this to clients \
-                 that do not authenticate: check security.protocol)",
-            )
-        } else {
-            self.disconnected("closed by the broker")
-        };
-        self.shut(err, ctx);
+        let actions = self.core.closed_by_peer(Instant::now());
+        self.execute(actions, ctx);
     }
 }
 

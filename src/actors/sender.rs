@@ -13,7 +13,7 @@ use crate::actors::{guarded, WakeTimer};
 use crate::batch::{ProducerBatch, Shared};
 use crate::cluster::Cluster;
 use crate::config::{Acks, ProducerConfig};
-use crate::core::sender::{Action, ProduceCall, SenderCore};
+use crate::core::sender::{Action, ProduceCall, SenderCore, Settle};
 use crate::error::{ConnectionError, ProduceError};
 use actix::prelude::*;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -107,7 +107,21 @@ impl Sender {
             core.drain(Instant::now(), cluster, txn, &mut out)
         });
         self.txn_add_partitions(ctx);
+        self.settle();
         self.execute(out, ctx);
+    }
+
+    /// Carries out the outcomes the core decided: completions run the records' callbacks and
+    /// wake their futures here, in the shell, never inside the core.
+    pub(crate) fn settle(&mut self) {
+        for s in self.core.take_settled() {
+            match s {
+                Settle::Batch(b, Ok((offset, time))) => b.complete(offset, time),
+                Settle::Batch(b, Err(e)) => b.fail(e),
+                Settle::Records(thunks, e) => self.shared.fail_thunks(thunks, &e),
+                Settle::Health(event) => self.shared.health.emit(event),
+            }
+        }
     }
 
     fn execute(&mut self, actions: Vec<Action>, ctx: &mut Context<Self>) {
@@ -260,6 +274,7 @@ impl Handler<BatchReady> for Sender {
         self.cluster.touch(&batch.tp.topic, Instant::now());
         let core = &mut self.core;
         guarded("sender", &self.shared.health, || core.enqueue(batch));
+        self.settle();
         if !self.core.saturated(&self.cluster) {
             self.drain(ctx);
         }

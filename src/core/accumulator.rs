@@ -43,10 +43,22 @@ pub(crate) enum Idle {
 }
 
 /// See the module docs.
+/// Records the core refused, for the shell to fail ([`AccumulatorCore::take_refused`]): their
+/// callbacks are user code and never run inside the core.
+pub(crate) enum Refused {
+    /// A record refused before it joined a batch (the accumulator was aborted), with its
+    /// pending-record slot.
+    Record(crate::batch::Delivery, u8, ProduceError),
+    /// The records of a batch that could not be built, or that was open when the actor ended.
+    Records(Vec<RecordThunk>, ProduceError),
+}
+
 pub(crate) struct AccumulatorCore {
     tp: TopicPartition,
     config: Arc<ProducerConfig>,
     shared: Arc<Shared>,
+    /// Refused records not yet failed by the shell (see [`Refused`]).
+    refused: Vec<Refused>,
     open: Option<OpenBatch>,
     aborted: Option<ProduceError>,
     /// Compressed/uncompressed ratio seen so far: keeps compressed batches near `batch.size`.
@@ -79,6 +91,7 @@ impl AccumulatorCore {
         now: Instant,
     ) -> Self {
         AccumulatorCore {
+            refused: Vec::new(),
             last_active: now,
             ratio: CompressionRatioEstimator::new(config.compression),
             limit: config.batch_size,
@@ -186,8 +199,11 @@ impl AccumulatorCore {
         let mut done = Appended::default();
         self.last_active = self.last_active.max(record.enqueued);
         if let Some(err) = &self.aborted {
-            self.shared.deliver(record.delivery, Err(err.clone()));
-            self.shared.finished_one(record.pending_slot, false);
+            self.refused.push(Refused::Record(
+                record.delivery,
+                record.pending_slot,
+                err.clone(),
+            ));
             return done;
         }
         if self.open.is_none() {
@@ -209,11 +225,11 @@ impl AccumulatorCore {
         } = record;
         let Some(open) = self.open.as_mut() else {
             // Unreachable: a batch was opened above. Never lose the record all the same.
-            self.shared.deliver(
+            self.refused.push(Refused::Record(
                 delivery,
-                Err(ProduceError::closed("accumulator has no open batch")),
-            );
-            self.shared.finished_one(pending_slot, false);
+                pending_slot,
+                ProduceError::closed("accumulator has no open batch"),
+            ));
             return done;
         };
         open.thunks.push(RecordThunk {
@@ -254,8 +270,8 @@ impl AccumulatorCore {
         let records = match built {
             Ok(r) => r,
             Err(e) => {
-                self.shared
-                    .fail_thunks(open.thunks, &ProduceError::Batch(e));
+                self.refused
+                    .push(Refused::Records(open.thunks, ProduceError::Batch(e)));
                 return None;
             }
         };
@@ -278,7 +294,8 @@ impl AccumulatorCore {
     /// Fails the open batch and every later record with `err`.
     pub(crate) fn abort(&mut self, err: ProduceError) {
         if let Some(open) = self.open.take() {
-            self.shared.fail_thunks(open.thunks, &err);
+            self.refused
+                .push(Refused::Records(open.thunks, err.clone()));
         }
         self.aborted = Some(err);
     }
@@ -286,9 +303,16 @@ impl AccumulatorCore {
     /// The actor stops: the open batch's records fail (`Closed`), never silently.
     pub(crate) fn stopped(&mut self) {
         if let Some(open) = self.open.take() {
-            self.shared
-                .fail_thunks(open.thunks, &ProduceError::closed(DROPPED_UNDELIVERED));
+            self.refused.push(Refused::Records(
+                open.thunks,
+                ProduceError::closed(DROPPED_UNDELIVERED),
+            ));
         }
+    }
+
+    /// The records refused since the last call, for the shell to fail now, in order.
+    pub(crate) fn take_refused(&mut self) -> Vec<Refused> {
+        std::mem::take(&mut self.refused)
     }
 }
 
@@ -353,6 +377,21 @@ mod tests {
         c.append(record(&[3; 10], &log));
         c.abort(ProduceError::closed("test"));
         c.append(record(&[4; 10], &log));
+        assert_eq!(
+            log.lock().unwrap().len(),
+            0,
+            "no user code runs in the core"
+        );
+        for r in c.take_refused() {
+            let shared = c.shared();
+            match r {
+                Refused::Record(delivery, slot, err) => {
+                    shared.deliver(delivery, Err(err));
+                    shared.finished_one(slot, false);
+                }
+                Refused::Records(thunks, err) => shared.fail_thunks(thunks, &err),
+            }
+        }
         assert_eq!(log.lock().unwrap().len(), 2);
         drop((closed, last));
     }

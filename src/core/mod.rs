@@ -4,6 +4,7 @@
 //! a model cluster.
 
 pub(crate) mod accumulator;
+pub(crate) mod connection;
 pub(crate) mod metadata;
 pub(crate) mod sender;
 

@@ -35,6 +35,21 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// An outcome the core decided, for the shell to carry out once the core call that decided it
+/// has returned ([`SenderCore::take_settled`]): completing a batch runs its records' callbacks
+/// and wakes their futures, which is user code, so it never runs inside the core (a panicking
+/// callback cannot leave the core's state half updated).
+// The batch is moved through once (boxing it would allocate per batch).
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Settle {
+    /// The batch is done: written at (base offset, log append time), or failed.
+    Batch(ProducerBatch, Result<(i64, i64), ProduceError>),
+    /// Records taken out of their batch fail (KIP-467 record errors).
+    Records(Vec<crate::batch::RecordThunk>, ProduceError),
+    /// A health event to emit.
+    Health(crate::health::HealthEvent),
+}
+
 /// What the core asks its shell to do.
 #[derive(Debug)]
 pub(crate) enum Action {
@@ -221,6 +236,8 @@ pub(crate) enum ProducerIdState {
 pub(crate) struct SenderCore {
     config: Arc<ProducerConfig>,
     shared: Arc<Shared>,
+    /// Outcomes decided and not yet carried out by the shell (see [`Settle`]).
+    settled: Vec<Settle>,
     /// The partitions with batches queued, in flight or used within `metadata.max.idle.ms`
     /// (older idle ones are dropped by `sweep`), found by `index`.
     queues: Vec<PartitionQueue>,
@@ -285,6 +302,7 @@ impl SenderCore {
             ProducerIdState::Disabled
         };
         SenderCore {
+            settled: Vec::new(),
             transactional: config.transactional_id.is_some(),
             config,
             shared,
@@ -459,10 +477,30 @@ impl SenderCore {
         self.index.get(tp).and_then(|i| self.queues.get(*i))
     }
 
+    /// The outcomes decided since the last call, for the shell to carry out now, in order
+    /// (the buffer is kept for the next ones).
+    pub(crate) fn take_settled(&mut self) -> std::vec::Drain<'_, Settle> {
+        self.settled.drain(..)
+    }
+
+    /// Tests: carries out what was settled, as a shell does.
+    #[cfg(test)]
+    pub(crate) fn settle_now(&mut self) {
+        let settled: Vec<Settle> = self.take_settled().collect();
+        for s in settled {
+            match s {
+                Settle::Batch(b, Ok((offset, time))) => b.complete(offset, time),
+                Settle::Batch(b, Err(e)) => b.fail(e),
+                Settle::Records(thunks, e) => self.shared.fail_thunks(thunks, &e),
+                Settle::Health(event) => self.shared.health.emit(event),
+            }
+        }
+    }
+
     /// A closed batch arrives (after the shell's transaction checks).
     pub(crate) fn enqueue(&mut self, batch: ProducerBatch) {
         if let Some(err) = &self.aborted {
-            return batch.fail(err.clone());
+            return self.settled.push(Settle::Batch(batch, Err(err.clone())));
         }
         let created = batch.created;
         self.queue_for_push(&batch.tp, created)
@@ -479,7 +517,7 @@ impl SenderCore {
     pub(crate) fn fail_queued(&mut self, err: ProduceError) {
         for q in self.queues.iter_mut().filter(|q| q.listed) {
             for b in q.queue.drain(..) {
-                b.fail(err.clone());
+                self.settled.push(Settle::Batch(b, Err(err.clone())));
             }
         }
         self.unlist_empty();
@@ -490,7 +528,7 @@ impl SenderCore {
         if let Some(i) = self.index.get(tp) {
             if let Some(q) = self.queues.get_mut(*i) {
                 for b in q.queue.drain(..) {
-                    b.fail(err.clone());
+                    self.settled.push(Settle::Batch(b, Err(err.clone())));
                 }
             }
         }
@@ -601,11 +639,12 @@ impl SenderCore {
                         sequenced.push((b.pid_generation, b.base_sequence, q.tp.clone()));
                     }
                     let possibly_written = b.maybe_written;
-                    b.fail(ProduceError::DeliveryTimeout {
+                    let err = ProduceError::DeliveryTimeout {
                         topic_partition: q.tp.clone(),
                         timeout_ms,
                         possibly_written,
-                    });
+                    };
+                    self.settled.push(Settle::Batch(b, Err(err)));
                 } else {
                     earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
                     kept.push_back(b);
@@ -626,12 +665,13 @@ impl SenderCore {
                     if b.base_sequence >= 0 {
                         sequenced.push((b.pid_generation, b.base_sequence, tp.clone()));
                     }
-                    b.fail(ProduceError::DeliveryTimeout {
+                    let err = ProduceError::DeliveryTimeout {
                         topic_partition: tp.clone(),
                         timeout_ms,
                         // It was sent: the broker may have written it.
                         possibly_written: true,
-                    });
+                    };
+                    self.settled.push(Settle::Batch(b, Err(err)));
                 }
             }
         }
@@ -985,7 +1025,7 @@ impl SenderCore {
             }
             Ok(None) => {
                 for b in batches {
-                    b.complete(-1, -1);
+                    self.settled.push(Settle::Batch(b, Ok((-1, -1))));
                 }
             }
             Ok(Some(resp)) => self.on_partition_responses(now, node, batches, &resp, out),
@@ -1112,7 +1152,8 @@ impl SenderCore {
                     if named == ErrorCode::DuplicateSequenceNumber {
                         tracing::debug!(tp = %b.tp, seq = b.base_sequence, a.base_offset, "DUPLICATE_SEQUENCE_NUMBER: already written");
                     }
-                    b.complete(a.base_offset, a.log_append_time)
+                    self.settled
+                        .push(Settle::Batch(b, Ok((a.base_offset, a.log_append_time))));
                 }
                 // MESSAGE_TOO_LARGE: split and resend, as Java (not RECORD_LIST_TOO_LARGE:
                 // the request, not the batch, was too large).
@@ -1120,11 +1161,12 @@ impl SenderCore {
                     if let Err(b) = self.split(b) {
                         self.sequenced_batch_failed(b.pid_generation, b.base_sequence, &b.tp);
                         let topic_partition = b.tp.clone();
-                        b.fail(ProduceError::Broker {
+                        let err = ProduceError::Broker {
                             topic_partition,
                             code: a.code,
                             message: a.message,
-                        });
+                        };
+                        self.settled.push(Settle::Batch(b, Err(err)));
                     }
                 }
                 _ => {
@@ -1133,12 +1175,12 @@ impl SenderCore {
                         named,
                         ErrorCode::InvalidProducerEpoch | ErrorCode::ProducerFenced
                     ) {
-                        self.shared
-                            .health
-                            .emit(crate::health::HealthEvent::ProducerFenced {
+                        self.settled.push(Settle::Health(
+                            crate::health::HealthEvent::ProducerFenced {
                                 producer_id: b.producer_id,
                                 epoch: b.producer_epoch,
-                            });
+                            },
+                        ));
                     }
                     if code.needs_metadata_refresh() {
                         // KIP-951: the answer may name the new leader; the metadata manager
@@ -1205,23 +1247,24 @@ impl SenderCore {
     fn fail_records(&mut self, now: Instant, mut b: ProducerBatch, a: &Answer) {
         let whole = |b: ProducerBatch| {
             let topic_partition = b.tp.clone();
-            b.fail(ProduceError::Broker {
+            let err = ProduceError::Broker {
                 topic_partition,
                 code: a.code,
                 message: a.message.clone(),
-            })
+            };
+            Settle::Batch(b, Err(err))
         };
         self.sequenced_batch_failed(b.pid_generation, b.base_sequence, &b.tp);
         if self.transactional || self.config.retries == 0 {
             // No resend: in a transaction a new sequence after the gap would be refused, and
             // `retries=0` means none (Java fails the whole batch either way).
-            return whole(b);
+            return self.settled.push(whole(b));
         }
         let Some(records) = crate::protocol::decode::decode_batch(&b.records) else {
-            return whole(b);
+            return self.settled.push(whole(b));
         };
         if records.len() != b.thunks.len() {
-            return whole(b);
+            return self.settled.push(whole(b));
         }
         // Indexes off the wire: only those inside the batch count.
         let mut bad: HashMap<usize, Option<Arc<str>>> = HashMap::new();
@@ -1233,7 +1276,7 @@ impl SenderCore {
             }
         }
         if bad.is_empty() {
-            return whole(b);
+            return self.settled.push(whole(b));
         }
         let total = records.len();
         let thunks = std::mem::take(&mut b.thunks);
@@ -1247,7 +1290,7 @@ impl SenderCore {
                         code: a.code,
                         message,
                     };
-                    self.shared.fail_thunks(vec![t], &err);
+                    self.settled.push(Settle::Records(vec![t], err));
                 }
                 None => {
                     kept_records.push(r);
@@ -1263,7 +1306,7 @@ impl SenderCore {
             Err(e) => {
                 b.thunks = kept;
                 tracing::warn!(tp = %b.tp, error = %e, "batch could not be rebuilt");
-                return whole(b);
+                return self.settled.push(whole(b));
             }
         };
         tracing::info!(tp = %b.tp, failed = total - kept.len(), resent = kept.len(), "INVALID_RECORD for some records; the others are sent again");
@@ -1395,18 +1438,19 @@ impl SenderCore {
         let deadline = b.created + delivery_timeout;
         if !retriable || b.attempts > self.config.retries {
             self.sequenced_batch_failed(b.pid_generation, b.base_sequence, &b.tp);
-            return b.fail(err);
+            return self.settled.push(Settle::Batch(b, Err(err)));
         }
         if now >= deadline {
             self.sequenced_batch_failed(b.pid_generation, b.base_sequence, &b.tp);
             tracing::debug!(tp = %b.tp, last_error = %err, "batch expired while retrying");
             let possibly_written = b.maybe_written;
             let topic_partition = b.tp.clone();
-            return b.fail(ProduceError::DeliveryTimeout {
+            let err = ProduceError::DeliveryTimeout {
                 topic_partition,
                 timeout_ms: delivery_timeout.as_millis() as u64,
                 possibly_written,
-            });
+            };
+            return self.settled.push(Settle::Batch(b, Err(err)));
         }
         tracing::debug!(tp = %b.tp, attempt = b.attempts, error = %err, "retrying batch");
         // A backoff reaching beyond the deadline ends there (the drain then expires the batch

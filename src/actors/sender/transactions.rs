@@ -281,6 +281,7 @@ impl Sender {
                         self.shared.txn.set_state(TxnState::Aborting);
                         self.core
                             .fail_queued(ProduceError::Transaction(TransactionError::Aborted));
+                        self.settle();
                     }
                 }
                 TxnRequest::Commit | TxnRequest::Abort => {
@@ -507,6 +508,7 @@ impl Sender {
                     for tp in &tps {
                         act.core.fail_partition(tp, &err);
                     }
+                    act.settle();
                     if e.is_fatal() {
                         act.emit_fenced(&e);
                     }
