@@ -142,9 +142,11 @@ impl MetadataCore {
         if cluster.topic(&topic).is_some() {
             return;
         }
-        if self.topics.insert(topic) {
-            self.refresh_requested(now, cluster, out);
-        }
+        // Also when it is in the set already: the request that was to fetch it may have
+        // failed, and with nobody waiting nothing else retries it (the refresh is paced to one
+        // per `retry.backoff.ms`, so N calls still cost one request per backoff).
+        self.topics.insert(topic);
+        self.refresh_requested(now, cluster, out);
     }
 
     /// A refresh asked for by the sender (stale leader, unknown leader, disconnect): paced to
@@ -564,6 +566,37 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Found by the simulation once it drove this core (seed 243): a topic asked for with
+    /// nobody waiting (`try_send`, the sender's `WantTopic`) whose request failed was never
+    /// asked for again (no waiter schedules a retry, and a second `want_topic` found it in the
+    /// set), so the sender's batches for it waited until `delivery.timeout.ms`.
+    #[test]
+    fn a_wanted_topic_whose_request_failed_is_asked_for_again() {
+        let (mut m, cluster, t0) = core(&[("retry.backoff.ms", "100")]);
+        let mut out = Vec::new();
+        m.want_topic(t0, "t".into(), &cluster, &mut out);
+        assert_eq!(requests(&out).len(), 1);
+        out.clear();
+        let lost = ConnectionError::RequestTimeout {
+            broker: "b:9092".into(),
+            timeout_ms: 30_000,
+        };
+        m.on_response(
+            t0 + Duration::from_millis(10),
+            Err(lost),
+            &cluster,
+            &mut out,
+        );
+        out.clear();
+        m.want_topic(
+            t0 + Duration::from_millis(200),
+            "t".into(),
+            &cluster,
+            &mut out,
+        );
+        assert_eq!(requests(&out).len(), 1, "asked for again: {out:?}");
     }
 
     #[test]

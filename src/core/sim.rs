@@ -1,4 +1,14 @@
-//! Deterministic simulation of the sender core against a model cluster.
+//! Deterministic simulation of the sender, connection and metadata cores against a model
+//! cluster.
+//!
+//! Besides [`SenderCore`], every Produce call goes through a [`ConnectionCore`] per broker as
+//! the `BrokerConnection` shell runs it (model sockets: connect attempts that fail, a broker
+//! that stops reading a session so writes block until it reads again or the writer's stall
+//! resets the session, `acks=0` calls done once written), every refresh, topic request and
+//! leader hint goes through a [`MetadataCore`] answered from the model (topics used once, some
+//! unknown, asked for by `try_send` and by waiting sends), and `flush` calls (some cancelled,
+//! some in storms of more than the 64 generations tracked) poll the real
+//! `PendingRecords::wait_flushed`.
 //!
 //! One seed fixes everything: the configuration (partitions, brokers, idempotence,
 //! `max.in.flight`, timeouts), the records and when they arrive, every latency, and every
@@ -27,11 +37,16 @@
 //! `possibly_written: false` is not in the log; with idempotence no record is written twice
 //! and records of a partition are written in the order they were sent; nothing is sent to a
 //! throttled broker; the sender never holds more batches of a partition than the accumulator's
-//! `max.pending.batches.per.partition` lets through.
+//! `max.pending.batches.per.partition` lets through; nothing is written on a session after it
+//! ended and no session opens while another is open; a connection holds no more calls than
+//! `max.in.flight`; a `flush` returns only once every record sent before it has its outcome,
+//! and returns; a send waiting for a topic is answered by `max.block.ms`; and liveness once the
+//! faults stop (see `Sim::quiet` and `Sim::check_progress`).
 //!
 //! `SIM_SEEDS=n` runs seeds `0..n` (default 2000); `SIM_SEED=s` replays one seed with its trace.
 
 use super::connection::{self as conn, ConnectionCore, ConnectionRules};
+use super::metadata::{MetadataAction, MetadataCore};
 use super::sender::{Action, NoTransaction, SenderCore};
 use crate::batch::{Delivery, ProducerBatch, RecordThunk, Shared};
 use crate::cluster::{BrokerInfo, Cluster, PartitionInfo, TopicInfo};
@@ -48,6 +63,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 const TOPIC: &str = "sim";
 
@@ -56,6 +72,8 @@ const TOPIC: &str = "sim";
 static CONNECT_FAILURES: AtomicU64 = AtomicU64::new(0);
 static WRITE_STALLS: AtomicU64 = AtomicU64::new(0);
 static SESSIONS: AtomicU64 = AtomicU64::new(0);
+static FLUSHES_RETURNED: AtomicU64 = AtomicU64::new(0);
+static FLUSHES_CANCELLED: AtomicU64 = AtomicU64::new(0);
 /// The `Sender` actor's expiry tick (`run_interval` in `src/actors/sender.rs`).
 const TICK_MS: u64 = 100;
 
@@ -94,6 +112,10 @@ struct Params {
     /// `acks=0` (without idempotence only): the broker answers nothing, and a request is done
     /// once its frame is on the socket.
     acks_zero: bool,
+    /// `max.block.ms`: a send waiting for a topic's metadata is answered by then.
+    max_block_ms: u64,
+    /// Sends to other topics, used once each: half exist (one partition), half do not.
+    side_topics: usize,
 }
 
 impl Params {
@@ -124,6 +146,8 @@ impl Params {
             p_connect_fail: 0.0,
             p_stop_reading: 0.0,
             acks_zero: false,
+            max_block_ms: 60_000,
+            side_topics: 0,
         }
     }
 
@@ -146,6 +170,8 @@ impl Params {
             self.p_stop_reading = rng.f64() * 0.06;
         }
         self.acks_zero = !self.idempotence && rng.u8(..3) == 0;
+        self.max_block_ms = rng.u64(300..=3_000);
+        self.side_topics = rng.usize(0..=6);
         self
     }
 
@@ -163,6 +189,7 @@ impl Params {
             self.max_in_flight.to_string(),
         );
         b = set(b, "request.timeout.ms", self.request_timeout_ms.to_string());
+        b = set(b, "max.block.ms", self.max_block_ms.to_string());
         b = set(
             b,
             "reconnect.backoff.ms",
@@ -204,10 +231,19 @@ enum Ev {
     WriteStall(i32, u64),
     /// The broker reads session `u64`'s socket again.
     ResumeReading(i32, u64),
+    /// A user calls `flush` (after `usize` flushes started and cancelled at once).
+    Flush(usize),
+    /// A waiting `flush` is cancelled (its future dropped, as by a timeout).
+    CancelFlush(u64),
     /// The answer to InitProducerId call `u64`.
     InitRespond(u64),
     InitTimeout(u64),
-    Metadata,
+    /// The answer to the metadata manager's request `u64` arrives (lost: a timeout).
+    Metadata(u64),
+    /// `MetadataCore::tick` is due.
+    MetadataTick,
+    /// A send to side topic `usize` (see `Params::side_topics`).
+    SideTopic(usize),
     Wake,
     Tick,
     LeaderMove,
@@ -308,7 +344,17 @@ struct Sim {
     inits: HashMap<u64, Option<(i16, i64, i16)>>,
     next_init: u64,
     next_producer_id: i64,
-    metadata_pending: bool,
+    /// The metadata manager's core: the sender's refreshes, leader hints and topic requests go
+    /// through it, and it writes `cluster` from the model's answers.
+    meta: MetadataCore,
+    /// Its request out: (number, lost).
+    meta_request: Option<(u64, bool)>,
+    next_meta_request: u64,
+    /// The earliest `MetadataTick` scheduled.
+    meta_tick_at: Option<u64>,
+    /// Sends waiting for a side topic's metadata: (topic, since, answer), each to be answered
+    /// by `max.block.ms`.
+    topic_waits: Vec<(Arc<str>, u64, TopicAnswer)>,
     batches_made: usize,
     batch_numbers: Vec<u64>,
     /// Batches handed to the core and not resolved, per partition.
@@ -342,6 +388,24 @@ struct Sim {
     /// (request timeout): written later, it gets no outcome but the broker still applies it.
     unwritten: HashMap<u64, (super::sender::ProduceCall, bool)>,
     conn_rng: fastrand::Rng,
+    /// `flush` calls waiting: the real `PendingRecords::wait_flushed` future, polled after
+    /// every step, and how many records were sent before it (it must return only once all of
+    /// them have outcomes).
+    flushes: BTreeMap<u64, (FlushWait, usize)>,
+    next_flush: u64,
+    flush_rng: fastrand::Rng,
+}
+
+/// The answer a send waiting for a topic gets.
+type TopicAnswer = oneshot::Receiver<Result<Arc<TopicInfo>, ProduceError>>;
+
+type FlushWait = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+/// Polls `f` once (no runtime: the simulation polls again after every step, so no wake-up is
+/// needed); `true` once it has returned.
+fn poll_once(f: &mut FlushWait) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    f.as_mut().poll(&mut cx).is_ready()
 }
 
 fn lock(book: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
@@ -363,7 +427,8 @@ impl Sim {
         fastrand::seed(seed ^ 0x5eed);
         let shared = Arc::new(Shared::default());
         let config = Arc::new(p.config());
-        let core = SenderCore::new(config, shared.clone());
+        let core = SenderCore::new(config.clone(), shared.clone());
+        let base = Instant::now();
         let model = (0..p.partitions)
             .map(|i| ModelPartition {
                 leader: (i % p.brokers) as i32,
@@ -374,7 +439,7 @@ impl Sim {
             .collect();
         let mut sim = Sim {
             rng,
-            base: Instant::now(),
+            base,
             now_ms: 0,
             clock: Arc::new(AtomicU64::new(0)),
             events: BinaryHeap::new(),
@@ -399,9 +464,16 @@ impl Sim {
             conns: HashMap::new(),
             unwritten: HashMap::new(),
             conn_rng,
+            flushes: BTreeMap::new(),
+            next_flush: 0,
+            flush_rng: fastrand::Rng::with_seed(seed ^ 0xf1_005e),
             next_init: 0,
             next_producer_id: 1000,
-            metadata_pending: false,
+            meta: MetadataCore::new(config, base),
+            meta_request: None,
+            next_meta_request: 0,
+            meta_tick_at: None,
+            topic_waits: Vec::new(),
             batches_made: 0,
             batch_numbers: vec![0; p.partitions],
             trace,
@@ -416,7 +488,17 @@ impl Sim {
                 },
             );
         }
-        sim.publish_metadata();
+        // The producer knows only its bootstrap brokers; the topic's metadata comes through
+        // the metadata core like any other.
+        let mut out = Vec::new();
+        let now = sim.now();
+        sim.meta
+            .want_topic(now, TOPIC.into(), &sim.cluster, &mut out);
+        sim.run_meta(out);
+        for i in 0..sim.p.side_topics {
+            let at = sim.conn_rng.u64(0..sim.p.delivery_timeout_ms * 2);
+            sim.at(at, Ev::SideTopic(i));
+        }
         let window = sim.p.delivery_timeout_ms * 2;
         for _ in 0..sim.p.batches {
             let at = sim.rng.u64(0..window);
@@ -429,6 +511,17 @@ impl Sim {
         if sim.p.strict && sim.p.p_error > 0.0 {
             let at = sim.rng.u64(0..window);
             sim.at(at, Ev::LoseState);
+        }
+        for _ in 0..sim.flush_rng.usize(0..=4) {
+            let at = sim.flush_rng.u64(0..window);
+            // Sometimes a storm of flushes cancelled at once first (more than the 64
+            // generations `PendingRecords` tracks: issue 19's defect 6).
+            let storm = if sim.flush_rng.u8(..3) == 0 {
+                sim.flush_rng.usize(1..=80)
+            } else {
+                0
+            };
+            sim.at(at, Ev::Flush(storm));
         }
         sim.at(window, Ev::Quiet);
         sim.at(TICK_MS, Ev::Tick);
@@ -452,28 +545,14 @@ impl Sim {
         self.rng.u64(0..=self.p.max_latency_ms)
     }
 
-    fn publish_metadata(&mut self) {
-        let partitions = self
-            .model
-            .iter()
-            .map(|m| PartitionInfo {
-                leader: m.leader,
-                leader_epoch: m.leader_epoch,
-            })
-            .collect();
-        self.cluster.topics.insert(
-            TOPIC.into(),
-            Arc::new(TopicInfo {
-                name: TOPIC.into(),
-                partitions,
-                topic_id: [7; 16],
-            }),
-        );
+    /// No run lasts longer (a seed still running then is a violation).
+    fn horizon_ms(&self) -> u64 {
+        self.p.delivery_timeout_ms * 4 + 60_000
     }
 
     /// Runs the seed to its end; returns the violations found.
     fn run(mut self) -> Vec<String> {
-        let horizon = self.p.delivery_timeout_ms * 4 + 60_000;
+        let horizon = self.horizon_ms();
         while let Some(Reverse((at, _, ev))) = self.events.pop() {
             if at > horizon {
                 self.violation(format!("still running at {at} ms (horizon {horizon} ms)"));
@@ -497,12 +576,70 @@ impl Sim {
     fn step(&mut self, ev: Ev) {
         self.event(ev);
         self.core.settle_now();
+        self.poll_flushes();
+    }
+
+    /// A `flush` call: its future is polled now and after every step.
+    fn flush(&mut self, storm: usize) {
+        for _ in 0..storm {
+            // Started and cancelled at once (a zero timeout): polled once, then dropped.
+            let mut f = self.flush_future();
+            let _ = poll_once(&mut f);
+            FLUSHES_CANCELLED.fetch_add(1, Ordering::Relaxed);
+        }
+        let before = lock(&self.book).records.len();
+        let id = self.next_flush;
+        self.next_flush += 1;
+        self.flushes.insert(id, (self.flush_future(), before));
+        if self.flush_rng.u8(..4) == 0 {
+            let at = self.now_ms + self.flush_rng.u64(0..=self.p.delivery_timeout_ms);
+            self.at(at, Ev::CancelFlush(id));
+        }
+        self.poll_flushes();
+    }
+
+    fn flush_future(&self) -> FlushWait {
+        let shared = self.shared.clone();
+        Box::pin(async move { shared.pending.wait_flushed().await })
+    }
+
+    /// Polls every waiting flush; one that returns must find every record sent before it
+    /// with its outcome.
+    fn poll_flushes(&mut self) {
+        let mut returned = Vec::new();
+        for (id, (f, before)) in self.flushes.iter_mut() {
+            if poll_once(f) {
+                returned.push((*id, *before));
+            }
+        }
+        for (id, before) in returned {
+            self.flushes.remove(&id);
+            FLUSHES_RETURNED.fetch_add(1, Ordering::Relaxed);
+            let waiting = lock(&self.book)
+                .records
+                .iter()
+                .take(before)
+                .position(|r| r.outcome.is_none());
+            if let Some(i) = waiting {
+                self.violation(format!(
+                    "flush {id} returned at {} ms while record {i} (of the {before} sent before it) has no outcome",
+                    self.now_ms
+                ));
+            }
+        }
     }
 
     fn event(&mut self, ev: Ev) {
         let now = self.now();
         let mut out = Vec::new();
         match ev {
+            Ev::Flush(storm) => return self.flush(storm),
+            Ev::CancelFlush(id) => {
+                if self.flushes.remove(&id).is_some() {
+                    FLUSHES_CANCELLED.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
             Ev::NewBatch => {
                 if !self.new_batch() {
                     // The accumulator's batch slots are full: try again later.
@@ -646,14 +783,53 @@ impl Sim {
                     }),
                 );
             }
-            Ev::Metadata => {
-                self.metadata_pending = false;
-                self.publish_metadata();
+            Ev::Metadata(id) => {
+                let Some((current, lost)) = self.meta_request else {
+                    return;
+                };
+                if current != id {
+                    return;
+                }
+                self.meta_request = None;
+                let res = if lost {
+                    Err(ConnectionError::RequestTimeout {
+                        broker: "sim-0:9092".into(),
+                        timeout_ms: self.p.request_timeout_ms,
+                    })
+                } else {
+                    Ok(Some(self.metadata_answer()))
+                };
+                let mut mout = Vec::new();
+                self.meta.on_response(now, res, &self.cluster, &mut mout);
+                self.run_meta(mout);
+            }
+            Ev::MetadataTick => {
+                if self.meta_tick_at.is_some_and(|at| at <= self.now_ms) {
+                    self.meta_tick_at = None;
+                }
+                let mut mout = Vec::new();
+                self.meta.tick(now, &self.cluster, &mut mout);
+                self.run_meta(mout);
+                self.check_topic_waits();
+            }
+            Ev::SideTopic(i) => {
+                // A topic sent to once: `try_send` (no waiter) then `send` (waits up to
+                // max.block.ms); even ones exist, odd ones do not.
+                let topic: Arc<str> = format!("side-{i}").into();
+                let (tx, rx) = oneshot::channel();
+                let mut mout = Vec::new();
+                self.meta
+                    .want_topic(now, topic.clone(), &self.cluster, &mut mout);
+                self.meta
+                    .wait_for_topic(now, topic.clone(), 0, tx, &self.cluster, &mut mout);
+                self.topic_waits.push((topic, self.now_ms, rx));
+                self.run_meta(mout);
             }
             Ev::Wake => {}
             Ev::Tick => {
                 self.check_overdue();
                 self.check_progress();
+                self.check_topic_waits();
                 let mut nodes: Vec<i32> = self.conns.keys().copied().collect();
                 nodes.sort_unstable();
                 for node in nodes {
@@ -761,34 +937,138 @@ impl Sim {
                     let at = self.now_ms + self.p.request_timeout_ms;
                     self.at(at, Ev::InitTimeout(id));
                 }
-                Action::RefreshMetadata | Action::WantTopic(_) => {
-                    if !self.metadata_pending {
-                        self.metadata_pending = true;
-                        let at = self.now_ms + 1 + self.latency();
-                        self.at(at, Ev::Metadata);
-                    }
+                Action::RefreshMetadata => {
+                    let mut mout = Vec::new();
+                    self.meta
+                        .refresh_requested(self.now(), &self.cluster, &mut mout);
+                    self.run_meta(mout);
+                }
+                Action::WantTopic(topic) => {
+                    let mut mout = Vec::new();
+                    self.meta
+                        .want_topic(self.now(), topic, &self.cluster, &mut mout);
+                    self.run_meta(mout);
                 }
                 Action::Wake(at) => {
                     let ms = at.saturating_duration_since(self.base).as_millis() as u64;
                     self.at(ms.max(self.now_ms), Ev::Wake);
                 }
                 Action::LeaderHint(hint) => {
-                    // As the metadata manager: a newer leader epoch is applied at once.
-                    let tp = &hint.topic_partition;
-                    if let Some(info) = self.cluster.topic(&tp.topic) {
-                        let mut updated = (*info).clone();
-                        if let Some(p) = updated.partitions.get_mut(tp.partition as usize) {
-                            if hint.leader_epoch > p.leader_epoch {
-                                p.leader = hint.leader;
-                                p.leader_epoch = hint.leader_epoch;
-                                self.cluster
-                                    .topics
-                                    .insert(tp.topic.clone(), Arc::new(updated));
-                            }
-                        }
-                    }
+                    let mut mout = Vec::new();
+                    self.meta
+                        .leader_hint(self.now(), &hint, &self.cluster, &mut mout);
+                    self.run_meta(mout);
                 }
             }
+        }
+    }
+
+    /// Carries out the metadata core's actions as the `MetadataManager` shell does.
+    fn run_meta(&mut self, actions: Vec<MetadataAction>) {
+        for action in actions {
+            match action {
+                MetadataAction::Request { .. } => {
+                    if self.meta_request.is_some() {
+                        self.violation(format!(
+                            "a metadata request at {} ms while one is out",
+                            self.now_ms
+                        ));
+                    }
+                    let id = self.next_meta_request;
+                    self.next_meta_request += 1;
+                    let lost = self.conn_rng.f64() < self.p.p_lost_response;
+                    self.meta_request = Some((id, lost));
+                    let at = if lost {
+                        self.now_ms + self.p.request_timeout_ms
+                    } else {
+                        self.now_ms + 1 + self.latency()
+                    };
+                    self.at(at, Ev::Metadata(id));
+                }
+                MetadataAction::Wake(at) => {
+                    let ms = at.saturating_duration_since(self.base).as_millis() as u64;
+                    let ms = ms.max(self.now_ms);
+                    // The periodic refresh (`metadata.max.age.ms`) lies beyond the run.
+                    if ms <= self.horizon_ms() && self.meta_tick_at.is_none_or(|t| ms < t) {
+                        self.meta_tick_at = Some(ms);
+                        self.at(ms, Ev::MetadataTick);
+                    }
+                }
+                MetadataAction::Updated
+                | MetadataAction::Changed
+                | MetadataAction::Forgotten(_) => {}
+            }
+        }
+    }
+
+    /// What the model cluster answers a Metadata request with: its brokers, the topic's
+    /// partitions with their leaders and epochs, the even side topics (one partition), and
+    /// UNKNOWN_TOPIC_OR_PARTITION for the odd ones.
+    fn metadata_answer(&self) -> kafka_protocol::messages::MetadataResponse {
+        use kafka_protocol::messages::metadata_response::{
+            MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+        };
+        use kafka_protocol::messages::BrokerId;
+        let brokers = (0..self.p.brokers as i32)
+            .map(|b| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b))
+                    .with_host(StrBytes::from_string(format!("sim-{b}")))
+                    .with_port(9092)
+            })
+            .collect();
+        let name = |t: &str| Some(TopicName(StrBytes::from_string(t.to_string())));
+        let mut topics = vec![MetadataResponseTopic::default()
+            .with_name(name(TOPIC))
+            .with_partitions(
+                self.model
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        MetadataResponsePartition::default()
+                            .with_partition_index(i as i32)
+                            .with_leader_id(BrokerId(m.leader))
+                            .with_leader_epoch(m.leader_epoch)
+                    })
+                    .collect(),
+            )];
+        for i in 0..self.p.side_topics {
+            let topic = MetadataResponseTopic::default().with_name(name(&format!("side-{i}")));
+            topics.push(if i % 2 == 0 {
+                topic.with_partitions(vec![MetadataResponsePartition::default()
+                    .with_partition_index(0)
+                    .with_leader_id(BrokerId(0))])
+            } else {
+                topic.with_error_code(3)
+            });
+        }
+        kafka_protocol::messages::MetadataResponse::default()
+            .with_brokers(brokers)
+            .with_topics(topics)
+    }
+
+    /// Every send waiting for a topic's metadata is answered by `max.block.ms` (plus the
+    /// sender's tick), an existing topic's with its metadata once the faults stopped.
+    fn check_topic_waits(&mut self) {
+        let now = self.now_ms;
+        let bound = self.p.max_block_ms + TICK_MS;
+        let mut late = Vec::new();
+        self.topic_waits.retain_mut(|(topic, since, rx)| match rx.try_recv() {
+            Ok(_) | Err(oneshot::error::TryRecvError::Closed) => false,
+            Err(oneshot::error::TryRecvError::Empty) => {
+                if now > *since + bound {
+                    late.push(format!(
+                        "a send waiting for {topic} since {since} ms is unanswered at {now} ms (max.block.ms {})",
+                        bound - TICK_MS
+                    ));
+                    false
+                } else {
+                    true
+                }
+            }
+        });
+        for v in late {
+            self.violation(v);
         }
     }
 
@@ -1262,6 +1542,8 @@ impl Sim {
         let mut thunks = Vec::with_capacity(n);
         let batch = self.batches_made;
         self.batches_made += 1;
+        // Counted in the flush generation current now, as `send` does.
+        let slot = self.shared.pending.add(n as u64);
         let mut book = lock(&self.book);
         book.open_in_batch.push(n);
         for _ in 0..n {
@@ -1316,7 +1598,7 @@ impl Sim {
                 timestamp: self.now_ms as i64,
                 key_size: -1,
                 value_size: value.len() as i32,
-                pending_slot: 0,
+                pending_slot: slot,
             });
         }
         drop(book);
@@ -1337,7 +1619,6 @@ impl Sim {
             eprintln!("         new batch {batch} (number {number}) of {tp}: {n} records");
         }
         self.batch_numbers[partition] += 1;
-        self.shared.pending.add(n as u64);
         self.core.enqueue(ProducerBatch::new(
             tp,
             records,
@@ -1422,6 +1703,13 @@ impl Sim {
 
     fn finish(self) -> Vec<String> {
         let mut v = std::mem::take(&mut lock(&self.book).violations);
+        if v.is_empty() && !self.flushes.is_empty() {
+            v.push(format!(
+                "{} flushes never returned (pending records: {})",
+                self.flushes.len(),
+                self.shared.pending.get()
+            ));
+        }
         let book = lock(&self.book);
         let limit = self.p.delivery_timeout_ms + TICK_MS;
         for (i, r) in book.records.iter().enumerate() {
@@ -1585,12 +1873,14 @@ fn simulation() {
         }
     }
     println!(
-        "simulation: {seeds} seeds in {:.2} s, {} failed; connections: {} sessions, {} failed connects, {} writes stalled",
+        "simulation: {seeds} seeds in {:.2} s, {} failed; connections: {} sessions, {} failed connects, {} writes stalled; flushes: {} returned, {} cancelled",
         started.elapsed().as_secs_f64(),
         failed.len(),
         SESSIONS.load(Ordering::Relaxed),
         CONNECT_FAILURES.load(Ordering::Relaxed),
         WRITE_STALLS.load(Ordering::Relaxed),
+        FLUSHES_RETURNED.load(Ordering::Relaxed),
+        FLUSHES_CANCELLED.load(Ordering::Relaxed),
     );
     assert!(
         failed.is_empty(),
