@@ -283,6 +283,27 @@ impl TxnStateMachine {
         }
     }
 
+    /// The one rule for "may a batch go in this state" (issue 19; Java:
+    /// `TransactionManager.isSendToPartitionAllowed` and `abortUndrainedBatches`). The sender
+    /// applies it to a batch arriving, to the batches queued at each drain and before adding
+    /// partitions; `ending`: EndTxn is out.
+    pub(crate) fn batch_rule(&self, ending: bool) -> BatchRule {
+        match self.state {
+            TxnState::InTransaction | TxnState::Committing if !ending => BatchRule::Send,
+            TxnState::InTransaction | TxnState::Committing => BatchRule::Wait,
+            // Retried batches of an aborting transaction are not sent again.
+            TxnState::Aborting => BatchRule::Fail(TransactionError::Aborted),
+            // Batches that wait can never be sent in this transaction: they fail with its error.
+            TxnState::FatalError | TxnState::AbortableError => {
+                BatchRule::Fail(self.error_or_state(TxnOp::Commit))
+            }
+            state => BatchRule::Fail(TransactionError::InvalidState {
+                operation: "send",
+                state,
+            }),
+        }
+    }
+
     fn error_or_state(&self, op: TxnOp) -> TransactionError {
         self.error
             .clone()
@@ -324,6 +345,17 @@ impl TxnStateMachine {
             self.error.get_or_insert(err);
         }
     }
+}
+
+/// What [`TxnStateMachine::batch_rule`] allows a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum BatchRule {
+    /// It may be sent (once the coordinator added its partition).
+    Send,
+    /// Not now: EndTxn is out (a queued batch waits; one arriving now is refused).
+    Wait,
+    /// It can never be sent in this transaction: it fails with this error.
+    Fail(TransactionError),
 }
 
 /// How the coordinator's answer (or a failed produce inside a transaction) is handled.
@@ -552,6 +584,42 @@ impl TxnPartitions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The batch rule for every state, ending or not (a validation table, as franz-go's).
+    #[test]
+    fn one_rule_says_where_a_batch_may_go() {
+        use TxnState::*;
+        let aborted = BatchRule::Fail(TransactionError::Aborted);
+        let invalid = |state| {
+            BatchRule::Fail(TransactionError::InvalidState {
+                operation: "send",
+                state,
+            })
+        };
+        let cause = TransactionError::Fenced {
+            code: crate::error::KafkaCode(90),
+        };
+        let table = [
+            (Uninitialized, false, invalid(Uninitialized)),
+            (Initializing, false, invalid(Initializing)),
+            (Ready, false, invalid(Ready)),
+            (InTransaction, false, BatchRule::Send),
+            (InTransaction, true, BatchRule::Wait),
+            (Committing, false, BatchRule::Send),
+            (Committing, true, BatchRule::Wait),
+            (Aborting, false, aborted.clone()),
+            (Aborting, true, aborted),
+            (AbortableError, false, BatchRule::Fail(cause.clone())),
+            (FatalError, true, BatchRule::Fail(cause.clone())),
+        ];
+        for (state, ending, want) in table {
+            let m = TxnStateMachine {
+                state,
+                error: matches!(state, AbortableError | FatalError).then(|| cause.clone()),
+            };
+            assert_eq!(m.batch_rule(ending), want, "{state:?}, ending {ending}");
+        }
+    }
 
     #[test]
     fn happy_path_and_repeated_calls() {

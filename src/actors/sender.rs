@@ -255,17 +255,15 @@ impl Handler<BatchReady> for Sender {
     fn handle(&mut self, msg: BatchReady, ctx: &mut Context<Self>) {
         let batch = msg.0;
         if let Some(t) = &self.txn {
-            use crate::transaction::{TransactionError, TxnState};
-            match t.sm.state() {
-                TxnState::InTransaction | TxnState::Committing if !t.ending() => {}
-                TxnState::Aborting => {
-                    return batch.fail(ProduceError::Transaction(TransactionError::Aborted));
-                }
-                state => {
-                    // Sent outside a transaction (a send racing its commit or abort).
+            use crate::transaction::{BatchRule, TransactionError};
+            match t.sm.batch_rule(t.ending()) {
+                BatchRule::Send => {}
+                BatchRule::Fail(e) => return batch.fail(ProduceError::Transaction(e)),
+                // A send racing its commit: EndTxn is out, this batch is too late for it.
+                BatchRule::Wait => {
                     return batch.fail(ProduceError::Transaction(TransactionError::InvalidState {
                         operation: "send",
-                        state,
+                        state: t.sm.state(),
                     }));
                 }
             }

@@ -17,8 +17,8 @@ use crate::core::sender::{DrainGate, ProducerIdState};
 use crate::error::{KafkaCode, ProduceError};
 use crate::record::TopicPartition;
 use crate::transaction::{
-    classify, txn_error_of, ConsumerGroupMetadata, ErrorClass, TransactionError, TxnApi, TxnOp,
-    TxnPartitions, TxnState, TxnStateMachine,
+    classify, txn_error_of, BatchRule, ConsumerGroupMetadata, ErrorClass, TransactionError, TxnApi,
+    TxnOp, TxnPartitions, TxnState, TxnStateMachine,
 };
 use actix::prelude::*;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -140,15 +140,9 @@ impl DrainGate for Option<TxnCore> {
 
     fn refuse_queued(&self) -> Option<ProduceError> {
         let t = self.as_ref()?;
-        match t.sm.state() {
-            // Retried batches of an aborting transaction are not sent again.
-            TxnState::Aborting => Some(ProduceError::Transaction(TransactionError::Aborted)),
-            // Batches that wait can never be sent in this transaction: fail them now (Java's
-            // abortUndrainedBatches), with the transaction's error.
-            TxnState::FatalError | TxnState::AbortableError => {
-                Some(ProduceError::Transaction(t.sm.refuse(TxnOp::Commit)))
-            }
-            _ => None,
+        match t.sm.batch_rule(t.ending()) {
+            BatchRule::Fail(e) => Some(ProduceError::Transaction(e)),
+            BatchRule::Send | BatchRule::Wait => None,
         }
     }
 
@@ -475,8 +469,7 @@ impl Sender {
         let Some(t) = self.txn.as_mut() else { return };
         if t.partitions.adding
             || t.partitions.pending.is_empty()
-            || t.ending()
-            || !matches!(t.sm.state(), TxnState::InTransaction | TxnState::Committing)
+            || t.sm.batch_rule(t.ending()) != BatchRule::Send
         {
             return;
         }
