@@ -14,7 +14,7 @@
 use crate::actors::sender::{BatchReady, Sender};
 use crate::batch::{ProducerBatch, Shared};
 use crate::config::ProducerConfig;
-use crate::core::accumulator::{AccumulatorCore, Idle, Refused};
+use crate::core::accumulator::{AccumulatorCore, Idle};
 use crate::error::ProduceError;
 use crate::mailbox::{Pushed, RecordMailbox};
 use crate::record::TopicPartition;
@@ -265,14 +265,7 @@ impl PartitionAccumulator {
     /// Fails what the core refused (the records' callbacks run here, not in the core).
     fn fail_refused(&mut self) {
         for r in self.core.take_refused() {
-            let shared = self.core.shared();
-            match r {
-                Refused::Record(delivery, slot, err) => {
-                    shared.deliver(delivery, Err(err));
-                    shared.finished_one(slot, false);
-                }
-                Refused::Records(thunks, err) => shared.fail_thunks(thunks, &err),
-            }
+            r.carry_out(self.core.shared());
         }
     }
 

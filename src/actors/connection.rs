@@ -243,8 +243,8 @@ pub struct BrokerConnection {
     core: ConnectionCore<Pending, Completion>,
     /// The current session's versions (set before the core opens it).
     versions: NegotiatedVersions,
-    /// A session connected and not opened yet (the core's `Open` takes it).
-    connected: Option<Session>,
+    /// The stream of a session connected and not opened yet (the core's `Open` takes it).
+    connected: Option<BoxStream>,
     /// The current session's writer task (see [`SessionWriter`]).
     writer: Option<SessionWriter>,
     /// Timers and the reader of the current session, cancelled when it ends.
@@ -381,9 +381,13 @@ impl BrokerConnection {
             let actions = match res {
                 Ok(session) => {
                     tracing::debug!(broker = %act.broker, node = act.node_id, "connected");
-                    let lifetime = session.lifetime;
-                    act.versions = session.versions.clone();
-                    act.connected = Some(session);
+                    let Session {
+                        stream,
+                        versions,
+                        lifetime,
+                    } = session;
+                    act.versions = versions;
+                    act.connected = Some(stream);
                     act.core.connected(now, lifetime, fastrand::f64())
                 }
                 Err(e) => {
@@ -397,13 +401,13 @@ impl BrokerConnection {
 
     /// Starts session `session`'s reader, writer task and timers.
     fn open(&mut self, session_id: u64, reauth_in: Option<Duration>, ctx: &mut Context<Self>) {
-        let Some(session) = self.connected.take() else {
+        let Some(stream) = self.connected.take() else {
             return; // unreachable: the core opens only what `dial` connected
         };
         for h in self.session_handles.drain(..) {
             ctx.cancel_future(h);
         }
-        let (read, mut write) = tokio::io::split(session.stream);
+        let (read, mut write) = tokio::io::split(stream);
         let codec = LengthDelimitedCodec::builder()
             .length_field_length(4)
             .max_frame_length(MAX_RESPONSE_SIZE)

@@ -13,7 +13,7 @@ use crate::actors::{guarded, WakeTimer};
 use crate::batch::{ProducerBatch, Shared};
 use crate::cluster::Cluster;
 use crate::config::{Acks, ProducerConfig};
-use crate::core::sender::{Action, ProduceCall, SenderCore, Settle};
+use crate::core::sender::{Action, ProduceCall, SenderCore};
 use crate::error::{ConnectionError, ProduceError};
 use actix::prelude::*;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -115,12 +115,7 @@ impl Sender {
     /// wake their futures here, in the shell, never inside the core.
     pub(crate) fn settle(&mut self) {
         for s in self.core.take_settled() {
-            match s {
-                Settle::Batch(b, Ok((offset, time))) => b.complete(offset, time),
-                Settle::Batch(b, Err(e)) => b.fail(e),
-                Settle::Records(thunks, e) => self.shared.fail_thunks(thunks, &e),
-                Settle::Health(event) => self.shared.health.emit(event),
-            }
+            s.carry_out(&self.shared);
         }
     }
 

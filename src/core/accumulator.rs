@@ -53,6 +53,20 @@ pub(crate) enum Refused {
     Records(Vec<RecordThunk>, ProduceError),
 }
 
+impl Refused {
+    /// Fails the records: for the shell to call once the core call has returned (their
+    /// callbacks run here).
+    pub(crate) fn carry_out(self, shared: &Shared) {
+        match self {
+            Refused::Record(delivery, slot, err) => {
+                shared.deliver(delivery, Err(err));
+                shared.finished_one(slot, false);
+            }
+            Refused::Records(thunks, err) => shared.fail_thunks(thunks, &err),
+        }
+    }
+}
+
 pub(crate) struct AccumulatorCore {
     tp: TopicPartition,
     config: Arc<ProducerConfig>,
@@ -382,15 +396,9 @@ mod tests {
             0,
             "no user code runs in the core"
         );
+        let shared = c.shared().clone();
         for r in c.take_refused() {
-            let shared = c.shared();
-            match r {
-                Refused::Record(delivery, slot, err) => {
-                    shared.deliver(delivery, Err(err));
-                    shared.finished_one(slot, false);
-                }
-                Refused::Records(thunks, err) => shared.fail_thunks(thunks, &err),
-            }
+            r.carry_out(&shared);
         }
         assert_eq!(log.lock().unwrap().len(), 2);
         drop((closed, last));

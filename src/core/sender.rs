@@ -50,6 +50,19 @@ pub(crate) enum Settle {
     Health(crate::health::HealthEvent),
 }
 
+impl Settle {
+    /// Carries it out: for the shell to call once the core call has returned (the batch's
+    /// callbacks run here).
+    pub(crate) fn carry_out(self, shared: &Shared) {
+        match self {
+            Settle::Batch(b, Ok((offset, time))) => b.complete(offset, time),
+            Settle::Batch(b, Err(e)) => b.fail(e),
+            Settle::Records(thunks, e) => shared.fail_thunks(thunks, &e),
+            Settle::Health(event) => shared.health.emit(event),
+        }
+    }
+}
+
 /// What the core asks its shell to do.
 #[derive(Debug)]
 pub(crate) enum Action {
@@ -486,14 +499,9 @@ impl SenderCore {
     /// Tests: carries out what was settled, as a shell does.
     #[cfg(test)]
     pub(crate) fn settle_now(&mut self) {
-        let settled: Vec<Settle> = self.take_settled().collect();
-        for s in settled {
-            match s {
-                Settle::Batch(b, Ok((offset, time))) => b.complete(offset, time),
-                Settle::Batch(b, Err(e)) => b.fail(e),
-                Settle::Records(thunks, e) => self.shared.fail_thunks(thunks, &e),
-                Settle::Health(event) => self.shared.health.emit(event),
-            }
+        let shared = self.shared.clone();
+        for s in self.take_settled() {
+            s.carry_out(&shared);
         }
     }
 
