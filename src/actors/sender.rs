@@ -68,7 +68,7 @@ pub struct Sender {
     wake: WakeTimer,
     shared: Arc<Shared>,
     /// The transaction (with `transactional.id`): state machine, partitions in it, calls.
-    txn: Option<transactions::TxnCore>,
+    txn: Option<transactions::Txn>,
 }
 
 impl Sender {
@@ -80,9 +80,10 @@ impl Sender {
         metadata: Addr<MetadataManager>,
         shared: Arc<Shared>,
     ) -> Self {
-        let txn = config.transactional_id.as_deref().map(|id| {
-            transactions::TxnCore::new(id, pool.clone(), cluster.clone(), config.clone())
-        });
+        let txn = config
+            .transactional_id
+            .as_deref()
+            .map(|id| transactions::txn_core(id, &config));
         Sender {
             core: SenderCore::new(config.clone(), shared.clone()),
             txn,
@@ -249,19 +250,8 @@ impl Handler<BatchReady> for Sender {
     type Result = ();
     fn handle(&mut self, msg: BatchReady, ctx: &mut Context<Self>) {
         let batch = msg.0;
-        if let Some(t) = &self.txn {
-            use crate::transaction::{BatchRule, TransactionError};
-            match t.sm.batch_rule(t.ending()) {
-                BatchRule::Send => {}
-                BatchRule::Fail(e) => return batch.fail(ProduceError::Transaction(e)),
-                // A send racing its commit: EndTxn is out, this batch is too late for it.
-                BatchRule::Wait => {
-                    return batch.fail(ProduceError::Transaction(TransactionError::InvalidState {
-                        operation: "send",
-                        state: t.sm.state(),
-                    }));
-                }
-            }
+        if let Some(Err(e)) = self.txn.as_ref().map(|t| t.admit()) {
+            return batch.fail(ProduceError::Transaction(e));
         }
         // metadata.max.idle.ms counts from the last batch of the topic.
         self.cluster.touch(&batch.tp.topic, Instant::now());

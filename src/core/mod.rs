@@ -7,6 +7,7 @@ pub(crate) mod accumulator;
 pub(crate) mod connection;
 pub(crate) mod metadata;
 pub(crate) mod sender;
+pub(crate) mod txn;
 
 #[cfg(test)]
 mod sim;
