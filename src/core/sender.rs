@@ -251,6 +251,8 @@ pub(crate) struct SenderCore {
     shared: Arc<Shared>,
     /// Outcomes decided and not yet carried out by the shell (see [`Settle`]).
     settled: Vec<Settle>,
+    /// See [`SenderCore::sequence_gap`].
+    sequence_gap: bool,
     /// The partitions with batches queued, in flight or used within `metadata.max.idle.ms`
     /// (older idle ones are dropped by `sweep`), found by `index`.
     queues: Vec<PartitionQueue>,
@@ -316,6 +318,7 @@ impl SenderCore {
         };
         SenderCore {
             settled: Vec::new(),
+            sequence_gap: false,
             transactional: config.transactional_id.is_some(),
             config,
             shared,
@@ -525,6 +528,7 @@ impl SenderCore {
     pub(crate) fn fail_queued(&mut self, err: ProduceError) {
         for q in self.queues.iter_mut().filter(|q| q.listed) {
             for b in q.queue.drain(..) {
+                self.sequence_gap |= b.base_sequence >= 0;
                 self.settled.push(Settle::Batch(b, Err(err.clone())));
             }
         }
@@ -536,10 +540,19 @@ impl SenderCore {
         if let Some(i) = self.index.get(tp) {
             if let Some(q) = self.queues.get_mut(*i) {
                 for b in q.queue.drain(..) {
+                    self.sequence_gap |= b.base_sequence >= 0;
                     self.settled.push(Settle::Batch(b, Err(err.clone())));
                 }
             }
         }
+    }
+
+    /// A batch that had been given a sequence (sent at least once) was failed from the queue
+    /// since the producer id was set: its partition's next sequence skips it, so the broker
+    /// would answer the next batch `OUT_OF_ORDER_SEQUENCE_NUMBER`. With a transactional id
+    /// the abort then bumps the epoch (KIP-360), which restarts every sequence.
+    pub(crate) fn sequence_gap(&self) -> bool {
+        self.sequence_gap
     }
 
     /// Exponential backoff with +-20% jitter (KIP-580).
@@ -559,6 +572,7 @@ impl SenderCore {
         self.previous_pid = None;
         self.init_after = None;
         self.pid_generation += 1;
+        self.sequence_gap = false;
         for q in &mut self.queues {
             q.next_sequence = 0;
         }

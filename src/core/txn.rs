@@ -46,6 +46,14 @@ pub(crate) enum TxnRequest {
 }
 
 impl TxnRequest {
+    /// Repeated while it runs or waits (its caller gave up), it is joined, not run again.
+    fn joins(&self) -> bool {
+        matches!(
+            self,
+            TxnRequest::Init | TxnRequest::Commit | TxnRequest::Abort
+        )
+    }
+
     pub(crate) fn op(&self) -> TxnOp {
         match self {
             TxnRequest::Init => TxnOp::Init,
@@ -193,6 +201,11 @@ pub(crate) struct TxnView {
     pub(crate) busy: bool,
     /// The sender's producer id and epoch.
     pub(crate) producer: Option<(i64, i16)>,
+    /// A batch with a sequence was failed unwritten-or-unknown ([`SenderCore::sequence_gap`]):
+    /// an abort must bump the epoch.
+    ///
+    /// [`SenderCore::sequence_gap`]: crate::core::sender::SenderCore::sequence_gap
+    pub(crate) sequence_gap: bool,
 }
 
 /// The limits of the coordinator calls (from the producer's configuration).
@@ -300,8 +313,9 @@ pub(crate) struct TxnCore<R> {
     pub(crate) partitions: TxnPartitions,
     /// Coordinators found so far: (key type, key) → (node id, address).
     coordinators: HashMap<(i8, Arc<str>), (i32, Arc<str>)>,
-    /// The handle's calls not started yet, in order.
-    queue: VecDeque<(TxnRequest, R)>,
+    /// The handle's calls not started yet, in order, each with its callers (a call repeated
+    /// while it waits here joins it).
+    queue: VecDeque<(TxnRequest, Vec<R>)>,
     running: Option<Running<R>>,
     /// AddPartitionsToTxn out, with the partitions it adds.
     adding: Option<(CoordCall, Vec<TopicPartition>)>,
@@ -370,17 +384,18 @@ impl<R: TxnWaiter> TxnCore<R> {
         out: &mut Vec<Action<R>>,
     ) {
         let op = request.op();
-        let joins = matches!(
-            request,
-            TxnRequest::Init | TxnRequest::Commit | TxnRequest::Abort
-        );
-        match &mut self.running {
-            Some(r) if joins && r.op == op => r.waiters.push(reply),
-            _ => {
-                self.queue.push_back((request, reply));
-                self.pump(now, view, out);
-            }
+        let joins = request.joins();
+        if let Some(r) = self.running.as_mut().filter(|r| joins && r.op == op) {
+            return r.waiters.push(reply);
         }
+        // Also while it waits for its turn (a commit waits for its records): else each
+        // repetition would run after it, and find the transaction ended.
+        let same = |queued: &TxnRequest| queued.op() == op && queued.joins();
+        if let Some((_, waiters)) = self.queue.iter_mut().find(|(q, _)| joins && same(q)) {
+            return waiters.push(reply);
+        }
+        self.queue.push_back((request, vec![reply]));
+        self.pump(now, view, out);
     }
 
     /// Timers: retries whose backoff passed, a commit waiting for its records.
@@ -831,7 +846,7 @@ impl<R: TxnWaiter> TxnCore<R> {
             if self.running.is_some() {
                 return;
             }
-            let Some((req, reply)) = self.queue.pop_front() else {
+            let Some((req, replies)) = self.queue.pop_front() else {
                 return;
             };
             let op = req.op();
@@ -857,7 +872,7 @@ impl<R: TxnWaiter> TxnCore<R> {
                             self.last_done = None;
                         }
                         out.push(Action::Publish(self.sm.state()));
-                        out.push(Action::Reply(reply, res));
+                        reply_all(out, replies, res);
                         continue;
                     }
                 }
@@ -874,7 +889,7 @@ impl<R: TxnWaiter> TxnCore<R> {
                         view.failure = None;
                     }
                     out.push(Action::Publish(self.sm.state()));
-                    out.push(Action::Reply(reply, res));
+                    reply_all(out, replies, res);
                 }
                 TxnRequest::PrepareCommit => {
                     if let Some(e) = view.failure.clone() {
@@ -884,12 +899,12 @@ impl<R: TxnWaiter> TxnCore<R> {
                     }
                     let res = self.sm.start(TxnOp::Commit).map(|_| ());
                     out.push(Action::Publish(self.sm.state()));
-                    out.push(Action::Reply(reply, res));
+                    reply_all(out, replies, res);
                 }
                 TxnRequest::PrepareAbort => {
                     let res = self.sm.start(TxnOp::Abort).map(|_| ());
                     out.push(Action::Publish(self.sm.state()));
-                    out.push(Action::Reply(reply, res));
+                    reply_all(out, replies, res);
                     if self.sm.state() == TxnState::Aborting {
                         // Batches not sent yet will not be: Java's abortUndrainedBatches.
                         out.push(Action::FailQueued(ProduceError::Transaction(
@@ -906,7 +921,7 @@ impl<R: TxnWaiter> TxnCore<R> {
                     };
                     if self.sm.state() != expected {
                         out.push(Action::Publish(self.sm.state()));
-                        out.push(Action::Reply(reply, Err(self.sm.refuse(op))));
+                        reply_all(out, replies, Err(self.sm.refuse(op)));
                         continue;
                     }
                     if commit {
@@ -917,7 +932,7 @@ impl<R: TxnWaiter> TxnCore<R> {
                                 _ => self.sm.refuse(op),
                             };
                             out.push(Action::Publish(self.sm.state()));
-                            out.push(Action::Reply(reply, Err(err)));
+                            reply_all(out, replies, Err(err));
                             continue;
                         }
                     }
@@ -927,7 +942,7 @@ impl<R: TxnWaiter> TxnCore<R> {
                     // AddPartitionsToTxn may still be out. Bounded: records fail by
                     // delivery.timeout.ms at the latest (and then the commit fails).
                     if self.partitions.adding || view.busy {
-                        self.queue.push_front((req, reply));
+                        self.queue.push_front((req, replies));
                         let at = now + END_POLL;
                         self.end_poll = Some(at);
                         out.push(Action::WakeAt(at));
@@ -935,7 +950,10 @@ impl<R: TxnWaiter> TxnCore<R> {
                     }
                     let producer = view.producer.unwrap_or((-1, -1));
                     let started = self.partitions.started();
-                    let bump = !commit && view.failure.is_some();
+                    // A new epoch restarts every sequence (KIP-360): after a failed record, and
+                    // after the abort failed a batch that had a sequence (sent once, its answer
+                    // lost: the next transaction's batches would find a gap).
+                    let bump = !commit && (view.failure.is_some() || view.sequence_gap);
                     let (request, ended) = if started {
                         (Some(CoordRequest::EndTxn { producer, commit }), false)
                     } else if bump {
@@ -951,7 +969,7 @@ impl<R: TxnWaiter> TxnCore<R> {
                     let go = call.is_some();
                     self.running = Some(Running {
                         op,
-                        waiters: vec![reply],
+                        waiters: replies,
                         job: Job::End {
                             bump,
                             producer,
@@ -969,7 +987,7 @@ impl<R: TxnWaiter> TxnCore<R> {
                 TxnRequest::Init => {
                     if let Err(e) = self.sm.start(TxnOp::Init) {
                         out.push(Action::Publish(self.sm.state()));
-                        out.push(Action::Reply(reply, Err(e)));
+                        reply_all(out, replies, Err(e));
                         continue;
                     }
                     out.push(Action::Publish(self.sm.state()));
@@ -981,7 +999,7 @@ impl<R: TxnWaiter> TxnCore<R> {
                     let call = new_call(&self.id, now, request);
                     self.running = Some(Running {
                         op,
-                        waiters: vec![reply],
+                        waiters: replies,
                         job: Job::Init,
                         call: Some(call),
                     });
@@ -991,7 +1009,7 @@ impl<R: TxnWaiter> TxnCore<R> {
                 TxnRequest::SendOffsets { offsets, group } => {
                     if let Err(e) = self.sm.start(TxnOp::SendOffsets) {
                         out.push(Action::Publish(self.sm.state()));
-                        out.push(Action::Reply(reply, Err(e)));
+                        reply_all(out, replies, Err(e));
                         continue;
                     }
                     let producer = view.producer.unwrap_or((-1, -1));
@@ -1011,7 +1029,7 @@ impl<R: TxnWaiter> TxnCore<R> {
                     let call = new_call(&self.id, now, request);
                     self.running = Some(Running {
                         op,
-                        waiters: vec![reply],
+                        waiters: replies,
                         job: Job::Offsets {
                             producer,
                             offsets,
@@ -1025,6 +1043,13 @@ impl<R: TxnWaiter> TxnCore<R> {
                 }
             }
         }
+    }
+}
+
+/// The result of a call, for each of its callers.
+fn reply_all<R>(out: &mut Vec<Action<R>>, replies: Vec<R>, res: Result<(), TransactionError>) {
+    for r in replies {
+        out.push(Action::Reply(r, res.clone()));
     }
 }
 
@@ -1124,6 +1149,7 @@ mod tests {
             failure: None,
             busy: false,
             producer: Some((7, 0)),
+            sequence_gap: false,
         }
     }
 
@@ -1312,6 +1338,72 @@ mod tests {
             &replies(&out)[..],
             [(4, Err(TransactionError::InvalidState { .. }))]
         ));
+    }
+
+    /// Found by the transactional simulation (seed 340): a commit or abort repeated while it
+    /// waited for its records was queued again behind itself, so its result went to the
+    /// callers that had given up and the last one found the transaction ended (`InvalidState`).
+    #[test]
+    fn a_call_repeated_while_it_waits_for_its_records_joins_it() {
+        let (mut t, now) = core();
+        ready_in_transaction(&mut t, now);
+        t.partitions.added.insert(TopicPartition::new("t", 0));
+        let mut out = Vec::new();
+        t.request(now, TxnRequest::PrepareCommit, caller(3), &idle(), &mut out);
+        let busy = TxnView {
+            busy: true,
+            ..idle()
+        };
+        let callers = [caller(4), caller(5), caller(6)];
+        for c in &callers {
+            // Each gives up (max.block.ms) and the next calls again.
+            t.request(now, TxnRequest::Commit, c.clone(), &busy, &mut out);
+            c.1.store(true, Ordering::SeqCst);
+        }
+        callers[2].1.store(false, Ordering::SeqCst);
+        out.clear();
+        t.tick(now + END_POLL, &idle(), &mut out);
+        let [(token, Some(CoordRequest::EndTxn { .. }))] = &calls(&out)[..] else {
+            panic!("one EndTxn: {out:?}");
+        };
+        out.clear();
+        t.answered(now, *token, Answer::Codes(vec![0]), &idle(), &mut out);
+        assert_eq!(replies(&out), vec![(4, Ok(())), (5, Ok(())), (6, Ok(()))]);
+        assert_eq!(t.sm.state(), TxnState::Ready);
+    }
+
+    /// Found by the transactional simulation (seed 36): an abort that failed a batch which
+    /// had a sequence (sent once, its answer lost) left a gap, and every batch of the next
+    /// transaction to that partition was refused `OUT_OF_ORDER_SEQUENCE_NUMBER`.
+    #[test]
+    fn an_abort_that_failed_a_sequenced_batch_bumps_the_epoch() {
+        let (mut t, now) = core();
+        ready_in_transaction(&mut t, now);
+        t.partitions.added.insert(TopicPartition::new("t", 0));
+        let gap = TxnView {
+            sequence_gap: true,
+            ..idle()
+        };
+        let mut out = Vec::new();
+        t.request(now, TxnRequest::PrepareAbort, caller(3), &idle(), &mut out);
+        out.clear();
+        t.request(now, TxnRequest::Abort, caller(4), &gap, &mut out);
+        let token = calls(&out)[0].0;
+        out.clear();
+        t.answered(now, token, Answer::Codes(vec![0]), &gap, &mut out);
+        assert!(
+            matches!(
+                &calls(&out)[..],
+                [(
+                    _,
+                    Some(CoordRequest::InitProducerId {
+                        current: Some((7, 0)),
+                        ..
+                    })
+                )]
+            ),
+            "the abort bumps the epoch: {out:?}"
+        );
     }
 
     #[test]

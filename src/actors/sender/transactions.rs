@@ -86,6 +86,7 @@ impl Sender {
                 || self.shared.pending.get() > 0
                 || self.core.has_queued(),
             producer: self.core.producer(),
+            sequence_gap: self.core.sequence_gap(),
         }
     }
 

@@ -48,6 +48,7 @@
 use super::connection::{self as conn, ConnectionCore, ConnectionRules};
 use super::metadata::{MetadataAction, MetadataCore};
 use super::sender::{Action, NoTransaction, SenderCore};
+use super::txn::TxnCore;
 use crate::batch::{Delivery, ProducerBatch, RecordThunk, Shared};
 use crate::cluster::{BrokerInfo, Cluster, PartitionInfo, TopicInfo};
 use crate::config::ProducerConfig;
@@ -64,6 +65,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+mod txn;
 
 const TOPIC: &str = "sim";
 
@@ -116,6 +119,8 @@ struct Params {
     max_block_ms: u64,
     /// Sends to other topics, used once each: half exist (one partition), half do not.
     side_topics: usize,
+    /// With a transactional id (see `txn.rs`).
+    transactional: bool,
 }
 
 impl Params {
@@ -148,6 +153,7 @@ impl Params {
             acks_zero: false,
             max_block_ms: 60_000,
             side_topics: 0,
+            transactional: false,
         }
     }
 
@@ -201,6 +207,9 @@ impl Params {
             (self.reconnect_backoff_ms * 10).to_string(),
         );
         b = set(b, "linger.ms", "0".into());
+        if self.transactional {
+            b = set(b, "transactional.id", "sim-tx".into());
+        }
         b = set(
             b,
             "delivery.timeout.ms",
@@ -252,6 +261,22 @@ enum Ev {
     Quiet,
     /// The quiet phase's probe batch for partition `usize` (see `Sim::quiet`).
     Probe(usize),
+    /// The application's next step in transaction `usize` (see `txn.rs`).
+    App(usize),
+    /// The application sends offsets in transaction `usize`.
+    AppOffsets(usize),
+    /// The application's caller `u64` gives up waiting (`max.block.ms`) and calls again.
+    GiveUp(u64),
+    /// `TxnCore::tick` is due.
+    TxnTick,
+    /// The model coordinator reads call `u64`.
+    CoordApply(u64),
+    /// The answer (or the timeout) of coordinator call `u64` reaches the producer.
+    CoordAnswer(u64),
+    /// Another instance of the transactional id fences this producer.
+    Fence,
+    /// The transaction or group coordinator moves to another broker.
+    CoordMove,
 }
 
 struct ProducerEntry {
@@ -394,6 +419,10 @@ struct Sim {
     flushes: BTreeMap<u64, (FlushWait, usize)>,
     next_flush: u64,
     flush_rng: fastrand::Rng,
+    /// With a transactional id: the transaction core as the shell holds it, and the
+    /// application and coordinator models (`txn.rs`).
+    txn_core: Option<TxnCore<txn::SimCaller>>,
+    txn: Option<txn::TxnSim>,
 }
 
 /// The answer a send waiting for a topic gets.
@@ -414,9 +443,23 @@ fn lock(book: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
 
 impl Sim {
     fn new(seed: u64, trace: bool) -> Sim {
+        Sim::with_mode(seed, trace, false)
+    }
+
+    /// A seed; `transactional`: with a transactional id (idempotence on, `acks=all`), an
+    /// application running transactions and a model coordinator (see `txn.rs`).
+    fn with_mode(seed: u64, trace: bool, transactional: bool) -> Sim {
         let mut rng = fastrand::Rng::with_seed(seed);
         let mut conn_rng = Params::connection_rng(seed);
-        let p = Params::of(&mut rng).with_connections(&mut conn_rng);
+        let mut p = Params::of(&mut rng).with_connections(&mut conn_rng);
+        if transactional {
+            p.idempotence = true;
+            p.acks_zero = false;
+            p.transactional = true;
+            // Partitions verify transactional batches (KIP-890, Kafka 3.6+): no broker before
+            // 2.5 answers them.
+            p.strict = false;
+        }
         let mut poison_rng = fastrand::Rng::with_seed(seed ^ 0x9015_0a11);
         let p_poison = if poison_rng.u8(..3) == 0 {
             poison_rng.f64() * 0.1
@@ -425,7 +468,10 @@ impl Sim {
         };
         // The backoff jitter uses fastrand's thread-local generator.
         fastrand::seed(seed ^ 0x5eed);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            txn: crate::transaction::TxnShared::new(transactional),
+            ..Shared::default()
+        });
         let config = Arc::new(p.config());
         let core = SenderCore::new(config.clone(), shared.clone());
         let base = Instant::now();
@@ -477,6 +523,9 @@ impl Sim {
             batches_made: 0,
             batch_numbers: vec![0; p.partitions],
             trace,
+            txn_core: transactional.then(|| txn::txn_core(&p)),
+            txn: transactional
+                .then(|| txn::TxnSim::new(seed, p.brokers, p.delivery_timeout_ms * 2)),
             p,
         };
         for b in 0..sim.p.brokers as i32 {
@@ -525,6 +574,7 @@ impl Sim {
         }
         sim.at(window, Ev::Quiet);
         sim.at(TICK_MS, Ev::Tick);
+        sim.txn_start();
         sim
     }
 
@@ -577,6 +627,8 @@ impl Sim {
         self.event(ev);
         self.core.settle_now();
         self.poll_flushes();
+        self.poll_app();
+        self.core.settle_now();
     }
 
     /// A `flush` call: its future is polled now and after every step.
@@ -640,6 +692,17 @@ impl Sim {
                 }
                 return;
             }
+            Ev::NewBatch if self.txn.as_ref().is_some_and(|t| t.done()) => {
+                // The application stopped: what it would have sent is not.
+                self.p.batches = self.p.batches.saturating_sub(1);
+                return;
+            }
+            Ev::NewBatch if !self.may_send() => {
+                // No transaction open (or `send` would refuse): later.
+                let at = self.now_ms + 20;
+                self.at(at, Ev::NewBatch);
+                return;
+            }
             Ev::NewBatch => {
                 if !self.new_batch() {
                     // The accumulator's batch slots are full: try again later.
@@ -676,6 +739,7 @@ impl Sim {
                 let answer = r.answer.take();
                 match answer {
                     Some(resp) => {
+                        self.txn_check_answer(&resp);
                         if resp.throttle_time_ms > 0 {
                             let until = self.now_ms + resp.throttle_time_ms as u64;
                             self.throttled_until.insert(node, until);
@@ -825,6 +889,12 @@ impl Sim {
                 self.topic_waits.push((topic, self.now_ms, rx));
                 self.run_meta(mout);
             }
+            Ev::App(_) | Ev::AppOffsets(_) | Ev::GiveUp(_) => self.app_event(ev),
+            Ev::TxnTick => self.txn_tick(),
+            Ev::CoordApply(id) => return self.coord_apply(id),
+            Ev::CoordAnswer(id) => self.coord_answer(id),
+            Ev::Fence => return self.fence(),
+            Ev::CoordMove => return self.coord_move(),
             Ev::Wake => {}
             Ev::Tick => {
                 self.check_overdue();
@@ -839,7 +909,8 @@ impl Sim {
                     }
                 }
                 let open = lock(&self.book).open_in_batch.iter().any(|n| *n > 0);
-                if open || self.batches_made < self.p.batches {
+                let app = self.txn.as_ref().is_some_and(|t| !t.done());
+                if open || app || self.batches_made < self.p.batches {
                     let at = self.now_ms + TICK_MS;
                     self.at(at, Ev::Tick);
                 }
@@ -861,11 +932,12 @@ impl Sim {
                         .any(|r| r.partition == partition && r.outcome.is_none());
                     (behind, book.records.len())
                 };
-                if !self.new_batch_for(Some(partition)) {
+                if !self.may_send() || !self.new_batch_for(Some(partition)) {
                     let at = self.now_ms + 20;
                     self.at(at, Ev::Probe(partition));
                     return;
                 }
+                self.txn_probe_made();
                 if behind {
                     let after = lock(&self.book).records.len();
                     self.probes_behind.extend(before..after);
@@ -899,10 +971,7 @@ impl Sim {
             }
         }
         self.execute(out);
-        let mut out = Vec::new();
-        self.core
-            .drain(self.now(), &self.cluster, &mut NoTransaction, &mut out);
-        self.execute(out);
+        self.drain_all();
         self.check_holdings();
     }
 
@@ -1416,6 +1485,21 @@ impl Sim {
             return (19, -1);
         }
         let timed_out_after_append = roll < self.p.p_error;
+        // With a transactional id, the partition verifies the batch with the coordinator
+        // (KIP-890 part 1): appended only inside the open transaction of its epoch.
+        let txn_of = if self.txn.is_some() {
+            if !header.transactional {
+                lock(&self.book)
+                    .violations
+                    .push(format!("a batch to {tp} without the transactional flag"));
+            }
+            match self.verify_txn_batch(tp.partition as usize, header.producer_id, header.epoch) {
+                Ok(n) => Some((n, ids.clone())),
+                Err(code) => return (code, -1),
+            }
+        } else {
+            None
+        };
         let m = &mut self.model[tp.partition as usize];
         let last_seq = header.base_sequence.wrapping_add(header.count - 1);
         if header.producer_id >= 0 {
@@ -1470,10 +1554,22 @@ impl Sim {
                 e.recent.pop_front();
             }
         }
+        if let Some((n, ids)) = txn_of {
+            self.txn_appended(&ids, n);
+        }
         if timed_out_after_append {
             return (7, -1);
         }
         (0, offset)
+    }
+
+    /// Whether `send` takes records now: always, or with a transactional id while the
+    /// application's transaction is open and the state allows it (`TxnShared::check_send`).
+    fn may_send(&self) -> bool {
+        match &self.txn {
+            None => true,
+            Some(t) => t.open() && self.shared.txn.check_send().is_ok(),
+        }
     }
 
     /// What the accumulator does: closes a batch of 1..=5 records for a random partition, if
@@ -1495,6 +1591,14 @@ impl Sim {
         self.p_poison = 0.0;
         if self.trace {
             eprintln!("{:>6} ms quiet: faults stop, probes follow", self.now_ms);
+        }
+        if self.txn.is_some() {
+            // Records go only into transactions: the application's own end is the probe
+            // (every transaction ends, and the run does; see `txn.rs`).
+            self.txn_quiet();
+            let at = self.now_ms + TICK_MS;
+            self.at(at, Ev::Tick);
+            return;
         }
         let settle = self.p.request_timeout_ms + self.p.retry_backoff_ms * 10 + TICK_MS;
         for partition in 0..self.p.partitions {
@@ -1547,6 +1651,9 @@ impl Sim {
         let mut book = lock(&self.book);
         book.open_in_batch.push(n);
         for _ in 0..n {
+            if let Some(t) = self.txn.as_mut() {
+                t.record_made();
+            }
             let rid = book.records.len() as u64;
             book.records.push(RecordState {
                 partition,
@@ -1619,14 +1726,14 @@ impl Sim {
             eprintln!("         new batch {batch} (number {number}) of {tp}: {n} records");
         }
         self.batch_numbers[partition] += 1;
-        self.core.enqueue(ProducerBatch::new(
-            tp,
-            records,
-            thunks,
-            self.now(),
-            number,
-            self.shared.clone(),
-        ));
+        let batch =
+            ProducerBatch::new(tp, records, thunks, self.now(), number, self.shared.clone());
+        // As the `Sender` shell's `BatchReady`: the transaction's rule first.
+        if let Some(Err(e)) = self.txn_core.as_ref().map(|t| t.admit()) {
+            batch.fail(ProduceError::Transaction(e));
+            return true;
+        }
+        self.core.enqueue(batch);
         true
     }
 
@@ -1747,7 +1854,9 @@ impl Sim {
                 Err(_) => {}
             }
         }
-        if let Some(first) = self.quiet {
+        if self.txn.is_some() {
+            // (Liveness is the application's: `txn_finish`.)
+        } else if let Some(first) = self.quiet {
             let probed: std::collections::BTreeSet<usize> = book
                 .records
                 .iter()
@@ -1799,6 +1908,8 @@ impl Sim {
                 }
             }
         }
+        drop(book);
+        self.txn_finish(&mut v);
         v.truncate(5);
         v
     }
@@ -1824,6 +1935,8 @@ fn poisoned(bytes: &Bytes) -> Vec<usize> {
 
 /// The v2 batch header fields the model checks.
 struct Header {
+    /// Attribute bit 4 (KIP-98).
+    transactional: bool,
     producer_id: i64,
     epoch: i16,
     base_sequence: i32,
@@ -1837,6 +1950,7 @@ impl Header {
             return None;
         }
         Some(Header {
+            transactional: u16::from_be_bytes(b.get(21..23)?.try_into().ok()?) & 0x10 != 0,
             producer_id: i64::from_be_bytes(b.get(43..51)?.try_into().ok()?),
             epoch: i16::from_be_bytes(b.get(51..53)?.try_into().ok()?),
             base_sequence: i32::from_be_bytes(b.get(53..57)?.try_into().ok()?),
@@ -1885,6 +1999,53 @@ fn simulation() {
     assert!(
         failed.is_empty(),
         "failing seeds (replay one with SIM_SEED=<seed> cargo test --lib core::sim -- --nocapture):\n{failed:#?}"
+    );
+}
+
+/// The simulation with a transactional id (`txn.rs`): every seed's configuration with
+/// idempotence, an application running transactions, a model coordinator that moves, loses
+/// calls and fences. `SIM_TXN_SEEDS=n` (default 1000); `SIM_TXN_SEED=s` replays one.
+#[test]
+fn transactional_simulation() {
+    let run = |seed: u64, trace: bool| Sim::with_mode(seed, trace, true).run();
+    if let Some(seed) = std::env::var("SIM_TXN_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        let v = run(seed, true);
+        eprintln!("seed {seed}: {:?}", Params::for_seed(seed));
+        assert!(v.is_empty(), "transactional seed {seed}: {v:#?}");
+        return;
+    }
+    let seeds: u64 = std::env::var("SIM_TXN_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    for seed in 0..seeds {
+        let v = run(seed, false);
+        if !v.is_empty() {
+            failed.push((seed, v));
+            if failed.len() >= 5 {
+                break;
+            }
+        }
+    }
+    println!(
+        "transactional simulation: {seeds} seeds in {:.2} s, {} failed; transactions: {} committed, {} aborted, {} unknown; {} runs fenced, {} coordinator moves, {} calls given up and made again",
+        started.elapsed().as_secs_f64(),
+        failed.len(),
+        txn::COMMITTED.load(Ordering::Relaxed),
+        txn::ABORTED.load(Ordering::Relaxed),
+        txn::UNKNOWN.load(Ordering::Relaxed),
+        txn::FENCED_RUNS.load(Ordering::Relaxed),
+        txn::COORDINATOR_MOVES_SEEN.load(Ordering::Relaxed),
+        txn::GIVEN_UP.load(Ordering::Relaxed),
+    );
+    assert!(
+        failed.is_empty(),
+        "failing transactional seeds (replay one with SIM_TXN_SEED=<seed> cargo test --release --features mock --lib core::sim::transactional_simulation -- --nocapture):\n{failed:#?}"
     );
 }
 
