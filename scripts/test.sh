@@ -73,15 +73,16 @@ if ((selects_targets)); then
     cargo test --release --no-fail-fast --features mock,cli,serde_json,actix-web "$@"
 else
     rc=0
-    # The deterministic simulation of the sender core first, with its seed count and time shown
-    # (SIM_SEEDS=n for more seeds; a failing seed replays with SIM_SEED=s).
+    # The deterministic simulations first (the producer's cores; the same with a transactional
+    # id), with their seed counts and times shown (SIM_SEEDS=n / SIM_TXN_SEEDS=n for more
+    # seeds; a failing seed replays with SIM_SEED=s / SIM_TXN_SEED=s).
     if sim_out="$(cargo test --release --features mock,cli,serde_json,actix-web --lib core::sim -- --nocapture 2>&1)"; then
-        grep -E '^simulation:' <<<"$sim_out"
+        grep -E '^(transactional )?simulation:' <<<"$sim_out"
     else
         rc=1
         echo "$sim_out" | tail -n 60
     fi
-    skip=(--skip core::sim::simulation)
+    skip=(--skip core::sim::simulation --skip core::sim::transactional_simulation)
     if [[ " $* " == *" -- "* ]]; then
         cargo test --release --no-fail-fast --features mock,cli,serde_json,actix-web --lib --tests --examples "$@" "${skip[@]}" || rc=$?
     else

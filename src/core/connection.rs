@@ -702,6 +702,82 @@ mod tests {
         assert!(matches!(c.state(), Lifecycle::Down { refusing: None }));
     }
 
+    /// The error a call fails with (its text).
+    fn failure(out: &[Action<u32, u32>]) -> Option<String> {
+        out.iter().find_map(|a| match a {
+            Action::Fail(_, e) | Action::Refuse(_, e) => Some(e.to_string()),
+            _ => None,
+        })
+    }
+
+    /// A broker that closes the socket: what is in flight fails; before any answer on a
+    /// plaintext connection the error says to check `security.protocol` (a SASL listener
+    /// drops a client that skips the handshake), after an answer or with SASL it does not.
+    #[test]
+    fn a_close_by_the_broker_fails_what_is_in_flight_with_a_hint_only_before_any_answer() {
+        let t0 = Instant::now();
+        for (sasl, answered, hint) in [
+            (false, false, true),
+            (false, true, false),
+            (true, false, false),
+        ] {
+            let mut c =
+                ConnectionCore::new(ConnectionRules { sasl, ..rules() }, 1, "b:9092".into(), t0);
+            up(&mut c, t0);
+            if answered {
+                let (call, cid, _) = sends(&c.call(t0, 1))[0];
+                c.sent(t0, cid, call);
+                assert_eq!(c.response(t0, Some(cid)).0, Some(1));
+            }
+            let (call, cid, _) = sends(&c.call(t0, 2))[0];
+            c.sent(t0, cid, call);
+            let out = c.closed_by_peer(t0);
+            assert_eq!(failed(&out), vec![2], "sasl {sasl} answered {answered}");
+            let text = failure(&out).unwrap_or_default();
+            assert_eq!(
+                text.contains("security.protocol"),
+                hint,
+                "sasl {sasl} answered {answered}: {text}"
+            );
+            assert!(has(&out, |a| matches!(a, Action::Restart)));
+            // Ended already: a second close (the old reader) does nothing.
+            assert!(c.closed_by_peer(t0).is_empty());
+        }
+    }
+
+    /// KIP-368: re-authentication is due for the current session only, and with nothing in
+    /// flight the session is replaced at once (no backoff, no health episode).
+    #[test]
+    fn a_reauthentication_due_with_nothing_in_flight_reconnects_at_once() {
+        let t0 = Instant::now();
+        let mut c = core(t0);
+        c.start(t0);
+        let out = c.connected(t0, Some(ms(10_000)), 0.5);
+        let Some(session) = out.iter().find_map(|a| match a {
+            Action::Open { session, reauth_in } => {
+                assert_eq!(*reauth_in, Some(ms(9_000)));
+                Some(*session)
+            }
+            _ => None,
+        }) else {
+            panic!("a session: {out:?}");
+        };
+        assert!(c.reauth_due(t0, session + 1).is_empty(), "not this session");
+        let out = c.reauth_due(t0 + ms(9_000), session);
+        assert!(has(&out, |a| matches!(a, Action::CloseSession)));
+        assert!(has(
+            &out,
+            |a| matches!(a, Action::Dial { delay } if delay.is_zero())
+        ));
+        assert!(!has(&out, |a| matches!(a, Action::Health(_))));
+        assert!(matches!(
+            c.state(),
+            Lifecycle::Connecting { reauth: true, .. }
+        ));
+        // Not `Up` any more: a second timer for it does nothing.
+        assert!(c.reauth_due(t0 + ms(9_000), session).is_empty());
+    }
+
     #[test]
     fn a_request_older_than_the_request_timeout_resets_the_session() {
         let t0 = Instant::now();
