@@ -75,6 +75,7 @@ const TOPIC: &str = "sim";
 static CONNECT_FAILURES: AtomicU64 = AtomicU64::new(0);
 static WRITE_STALLS: AtomicU64 = AtomicU64::new(0);
 static SESSIONS: AtomicU64 = AtomicU64::new(0);
+static PEER_CLOSES: AtomicU64 = AtomicU64::new(0);
 static FLUSHES_RETURNED: AtomicU64 = AtomicU64::new(0);
 static FLUSHES_CANCELLED: AtomicU64 = AtomicU64::new(0);
 /// The `Sender` actor's expiry tick (`run_interval` in `src/actors/sender.rs`).
@@ -240,6 +241,8 @@ enum Ev {
     WriteStall(i32, u64),
     /// The broker reads session `u64`'s socket again.
     ResumeReading(i32, u64),
+    /// Broker `i32` closes session `u64`'s socket (what it had not read is lost).
+    PeerClose(i32, u64),
     /// A user calls `flush` (after `usize` flushes started and cancelled at once).
     Flush(usize),
     /// A waiting `flush` is cancelled (its future dropped, as by a timeout).
@@ -413,6 +416,10 @@ struct Sim {
     /// (request timeout): written later, it gets no outcome but the broker still applies it.
     unwritten: HashMap<u64, (super::sender::ProduceCall, bool)>,
     conn_rng: fastrand::Rng,
+    /// Share of writes after which the broker closes the session's socket soon; drawn from a
+    /// generator of its own (`close_rng`), so the seeds of earlier runs keep every other choice.
+    p_peer_close: f64,
+    close_rng: fastrand::Rng,
     /// `flush` calls waiting: the real `PendingRecords::wait_flushed` future, polled after
     /// every step, and how many records were sent before it (it must return only once all of
     /// them have outcomes).
@@ -460,6 +467,12 @@ impl Sim {
             // 2.5 answers them.
             p.strict = false;
         }
+        let mut close_rng = fastrand::Rng::with_seed(seed ^ 0xc105_ed00);
+        let p_peer_close = if close_rng.u8(..3) == 0 {
+            close_rng.f64() * 0.03
+        } else {
+            0.0
+        };
         let mut poison_rng = fastrand::Rng::with_seed(seed ^ 0x9015_0a11);
         let p_poison = if poison_rng.u8(..3) == 0 {
             poison_rng.f64() * 0.1
@@ -510,6 +523,8 @@ impl Sim {
             conns: HashMap::new(),
             unwritten: HashMap::new(),
             conn_rng,
+            p_peer_close,
+            close_rng,
             flushes: BTreeMap::new(),
             next_flush: 0,
             flush_rng: fastrand::Rng::with_seed(seed ^ 0xf1_005e),
@@ -830,6 +845,17 @@ impl Sim {
                     }
                     self.deliver(id);
                 }
+            }
+            Ev::PeerClose(node, session) => {
+                let Some(c) = self.conns.get_mut(&node) else {
+                    return;
+                };
+                if c.open != Some(session) || self.quiet.is_some() {
+                    return;
+                }
+                PEER_CLOSES.fetch_add(1, Ordering::Relaxed);
+                let acts = c.core.closed_by_peer(now);
+                self.run_conn(node, acts);
             }
             Ev::InitRespond(id) => match self.inits.remove(&id) {
                 Some(Some(answer)) => self.core.on_init_producer_id(now, Ok(answer)),
@@ -1302,6 +1328,10 @@ impl Sim {
                 silent: false,
             },
         );
+        if self.p_peer_close > 0.0 && self.close_rng.f64() < self.p_peer_close {
+            let at = self.now_ms + self.close_rng.u64(0..=self.p.max_latency_ms * 2);
+            self.at(at, Ev::PeerClose(node, session));
+        }
         let stop = self.conn_rng.f64() < self.p.p_stop_reading;
         let Some(c) = self.conns.get_mut(&node) else {
             return;
@@ -1589,6 +1619,7 @@ impl Sim {
         self.p.p_connect_fail = 0.0;
         self.p.p_stop_reading = 0.0;
         self.p_poison = 0.0;
+        self.p_peer_close = 0.0;
         if self.trace {
             eprintln!("{:>6} ms quiet: faults stop, probes follow", self.now_ms);
         }
@@ -1987,12 +2018,13 @@ fn simulation() {
         }
     }
     println!(
-        "simulation: {seeds} seeds in {:.2} s, {} failed; connections: {} sessions, {} failed connects, {} writes stalled; flushes: {} returned, {} cancelled",
+        "simulation: {seeds} seeds in {:.2} s, {} failed; connections: {} sessions, {} failed connects, {} writes stalled, {} closed by the broker; flushes: {} returned, {} cancelled",
         started.elapsed().as_secs_f64(),
         failed.len(),
         SESSIONS.load(Ordering::Relaxed),
         CONNECT_FAILURES.load(Ordering::Relaxed),
         WRITE_STALLS.load(Ordering::Relaxed),
+        PEER_CLOSES.load(Ordering::Relaxed),
         FLUSHES_RETURNED.load(Ordering::Relaxed),
         FLUSHES_CANCELLED.load(Ordering::Relaxed),
     );
