@@ -1488,6 +1488,15 @@ mod tests {
         assert!(out.iter().any(|a| matches!(a, Action::ProducerIdUnknown)));
     }
 
+    /// The shell's callers: gone once the handle stopped waiting (dropped its receiver).
+    #[test]
+    fn a_reply_channel_is_gone_once_its_receiver_is_dropped() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<(), TransactionError>>();
+        assert!(!tx.gone());
+        drop(rx);
+        assert!(tx.gone());
+    }
+
     #[test]
     fn the_first_real_error_of_an_answer() {
         for (add, codes, want) in [

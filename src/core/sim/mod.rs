@@ -968,6 +968,10 @@ impl Sim {
                         .any(|r| r.partition == partition && r.outcome.is_none());
                     (behind, book.records.len())
                 };
+                if self.txn.as_ref().is_some_and(|t| !t.open()) {
+                    // The probe transaction ended without it (the producer failed).
+                    return;
+                }
                 if !self.may_send() || !self.new_batch_for(Some(partition)) {
                     let at = self.now_ms + 20;
                     self.at(at, Ev::Probe(partition));

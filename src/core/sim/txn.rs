@@ -325,11 +325,15 @@ impl Sim {
             match action {
                 TxnAction::FindCoordinator {
                     token, key_type, ..
-                } => self.coord_send(ModelCall::Find {
-                    token,
-                    key_type,
-                    answer: None,
-                }),
+                } => {
+                    // Something sent: the progress check counts it.
+                    self.last_sent_ms = self.now_ms;
+                    self.coord_send(ModelCall::Find {
+                        token,
+                        key_type,
+                        answer: None,
+                    })
+                }
                 TxnAction::Call {
                     token,
                     node,
@@ -549,6 +553,9 @@ impl Sim {
         let now_ms = self.now_ms;
         let abortable = self.shared.txn.state() == TxnState::AbortableError
             || self.shared.txn.first_failure().is_some();
+        // The probes wait for the transaction to take them, unless it cannot any more (the
+        // producer failed meanwhile): then the application ends it and learns why.
+        let sendable = self.shared.txn.check_send().is_ok();
         let Some(t) = self.txn.as_mut() else { return };
         let call = match ev {
             Ev::App(_) if matches!(t.phase, Phase::Start) => {
@@ -556,7 +563,7 @@ impl Sim {
                 Call::Init
             }
             Ev::App(n) if t.current == n && t.open() => {
-                if t.call.is_some() || (t.probe == Some(n) && t.probes_left > 0) {
+                if t.call.is_some() || (t.probe == Some(n) && t.probes_left > 0 && sendable) {
                     // One call at a time, as a program makes them.
                     return self.at(now_ms + 20, Ev::App(n));
                 }
@@ -573,7 +580,12 @@ impl Sim {
                 }
                 GIVEN_UP.fetch_add(1, Ordering::Relaxed);
                 caller.gone.store(true, Ordering::SeqCst);
-                call
+                match call {
+                    // As the handle's `commit_transaction` / `abort_transaction` called again:
+                    // the prepare step, the flush, then the end.
+                    Call::End { commit } => Call::Prepare { commit },
+                    call => call,
+                }
             }
             _ => return,
         };
@@ -621,6 +633,16 @@ impl Sim {
         let id = t.next_call;
         t.next_call += 1;
         let lost = t.rng.f64() < t.p.p_coord_lost / 2.0;
+        if self.trace {
+            match &call {
+                ModelCall::Find { token, key_type, .. } => eprintln!(
+                    "         coordinator call {id}: FindCoordinator key type {key_type} (token {token}) lost {lost}"
+                ),
+                ModelCall::Request { token, node, request, .. } => eprintln!(
+                    "         coordinator call {id}: {request:?} to {node} (token {token}) lost {lost}"
+                ),
+            }
+        }
         t.calls.insert(id, call);
         if lost {
             // Never read by the coordinator: the caller's request timeout ends it.
@@ -692,6 +714,16 @@ impl Sim {
         let Some(call) = t.calls.remove(&id) else {
             return;
         };
+        if self.trace {
+            match &call {
+                ModelCall::Find { answer, .. } => {
+                    eprintln!("         coordinator call {id} answered {answer:?}")
+                }
+                ModelCall::Request { answer, .. } => {
+                    eprintln!("         coordinator call {id} answered {answer:?}")
+                }
+            }
+        }
         let mut out = Vec::new();
         match call {
             ModelCall::Find { token, answer, .. } => {
