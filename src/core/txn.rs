@@ -1488,6 +1488,105 @@ mod tests {
         assert!(out.iter().any(|a| matches!(a, Action::ProducerIdUnknown)));
     }
 
+    /// Answers every call out with success until none is; the replies given meanwhile.
+    fn complete_calls(
+        t: &mut TxnCore<Caller>,
+        now: Instant,
+        mut out: Vec<Action<Caller>>,
+    ) -> Vec<(u32, Result<(), TransactionError>)> {
+        let mut given = replies(&out);
+        while let Some((token, req)) = calls(&out).pop() {
+            out.clear();
+            match req {
+                None => {
+                    let node = Found::Node {
+                        node: 1,
+                        address: "b1:9092".into(),
+                    };
+                    t.found(now, token, node, &idle(), &mut out)
+                }
+                Some(CoordRequest::InitProducerId { .. }) => {
+                    let answer = Answer::ProducerId {
+                        code: 0,
+                        id: 7,
+                        epoch: 1,
+                    };
+                    t.answered(now, token, answer, &idle(), &mut out)
+                }
+                Some(_) => t.answered(now, token, Answer::Codes(vec![0]), &idle(), &mut out),
+            }
+            given.extend(replies(&out));
+        }
+        given
+    }
+
+    /// Only a repeated init/commit/abort joins, and only a call of its own kind: a commit
+    /// arriving while a prepare of it waits is not answered by the prepare, and a prepare
+    /// arriving while a commit waits is not answered by the commit.
+    #[test]
+    fn only_a_repeated_call_joins_and_only_a_call_of_its_own_kind() {
+        let (mut t, now) = core();
+        ready_in_transaction(&mut t, now);
+        let mut out = Vec::new();
+        let offsets = TxnRequest::SendOffsets {
+            offsets: vec![(TopicPartition::new("in", 0), 5)],
+            group: ConsumerGroupMetadata::new("g"),
+        };
+        t.request(now, offsets, caller(3), &idle(), &mut out);
+        // Queued behind the offsets: prepare, commit, and a prepare again.
+        t.request(now, TxnRequest::PrepareCommit, caller(4), &idle(), &mut out);
+        t.request(now, TxnRequest::Commit, caller(5), &idle(), &mut out);
+        t.request(now, TxnRequest::PrepareCommit, caller(6), &idle(), &mut out);
+        assert!(replies(&out).is_empty(), "{out:?}");
+        let given = complete_calls(&mut t, now, out);
+        let order: Vec<u32> = given.iter().map(|(c, _)| *c).collect();
+        assert_eq!(order, vec![3, 4, 5, 6], "{given:?}");
+        assert!(given[..3].iter().all(|(_, r)| r.is_ok()), "{given:?}");
+        assert!(
+            matches!(given[3].1, Err(TransactionError::InvalidState { .. })),
+            "a prepare after the commit ended is judged by the state: {given:?}"
+        );
+    }
+
+    /// AddPartitionsToTxn's error is the first real one, not `OPERATION_NOT_ATTEMPTED`; a
+    /// producer id of 0 is a producer id.
+    #[test]
+    fn answers_are_read_as_the_coordinator_means_them() {
+        let (mut t, now) = core();
+        ready_in_transaction(&mut t, now);
+        t.partitions.pending.insert(TopicPartition::new("t", 0));
+        t.partitions.pending.insert(TopicPartition::new("t", 1));
+        let mut out = Vec::new();
+        t.add_partitions(now, &idle(), &mut out);
+        let token = calls(&out)[0].0;
+        out.clear();
+        t.answered(now, token, Answer::Codes(vec![55, 29]), &idle(), &mut out);
+        let reason = out
+            .iter()
+            .find_map(|a| match a {
+                Action::FailPartitions(_, e) => Some(e.to_string()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        assert!(
+            reason.contains(&KafkaCode(29).to_string()),
+            "the real error: {reason}"
+        );
+        let (mut t, now) = core();
+        let mut out = Vec::new();
+        t.request(now, TxnRequest::Init, caller(1), &idle(), &mut out);
+        let token = found(&mut t, now, &mut out);
+        out.clear();
+        let answer = Answer::ProducerId {
+            code: 0,
+            id: 0,
+            epoch: 0,
+        };
+        t.answered(now, token, answer, &idle(), &mut out);
+        assert_eq!(replies(&out), vec![(1, Ok(()))]);
+        assert!(out.iter().any(|a| matches!(a, Action::ProducerId(0, 0))));
+    }
+
     /// The shell's callers: gone once the handle stopped waiting (dropped its receiver).
     #[test]
     fn a_reply_channel_is_gone_once_its_receiver_is_dropped() {
