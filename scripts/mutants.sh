@@ -25,6 +25,8 @@ for f in "${files[@]}"; do
 done
 # The library tests only (the simulation at its default 2000 seeds, the cores' unit tests and
 # scenarios); the broker tests are not what judges a core.
+rc=0
 SIM_SEEDS="${SIM_SEEDS:-2000}" cargo mutants "${args[@]}" --features mock --profile mutants \
-    --cargo-arg=--lib --timeout-multiplier 3 "$@"
+    --cargo-arg=--lib --timeout-multiplier 3 "$@" || rc=$?
 echo "scripts/mutants.sh: caught $(wc -l <mutants.out/caught.txt), missed $(wc -l <mutants.out/missed.txt), timeout $(wc -l <mutants.out/timeout.txt 2>/dev/null || echo 0), unviable $(wc -l <mutants.out/unviable.txt 2>/dev/null || echo 0) (details: mutants.out/missed.txt)"
+exit "$rc"
