@@ -1340,9 +1340,12 @@ mod tests {
         ));
     }
 
-    /// Found by the transactional simulation (seed 340): a commit or abort repeated while it
-    /// waited for its records was queued again behind itself, so its result went to the
-    /// callers that had given up and the last one found the transaction ended (`InvalidState`).
+    /// Found by the transactional simulation (seed 340, when its callers repeated the end step
+    /// alone): a commit or abort repeated while it waited for its records was queued again
+    /// behind itself, so its result went to the callers that had given up and the last one
+    /// found the transaction ended (`InvalidState`). The handle repeats the prepare step
+    /// first, which gets the kept result, so its users never saw it; the core's contract
+    /// ("a repeated call joins") now holds whoever calls it.
     #[test]
     fn a_call_repeated_while_it_waits_for_its_records_joins_it() {
         let (mut t, now) = core();

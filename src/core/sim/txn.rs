@@ -115,6 +115,8 @@ enum Phase {
     },
     /// Then EndTxn.
     Ending,
+    /// Between transactions, until the probe may begin.
+    Between,
     /// Nothing more: the run's window is over, or the producer is fatal.
     Done,
 }
@@ -183,6 +185,9 @@ pub(super) struct TxnSim {
     /// partition; it must commit (unless the producer was fenced before).
     probe: Option<usize>,
     probes_left: usize,
+    /// The probe begins no sooner (as the plain simulation's probes): what the faults left in
+    /// flight (a lost metadata request) has timed out and the longest retry backoff passed.
+    probe_not_before: u64,
     /// Why the application stopped early (only a fence may stop it).
     stopped: Option<TransactionError>,
     fenced: bool,
@@ -227,6 +232,7 @@ impl TxnSim {
             quiet: false,
             probe: None,
             probes_left: 0,
+            probe_not_before: 0,
             stopped: None,
             fenced: false,
         }
@@ -280,8 +286,10 @@ impl Sim {
 
     /// The faults of the transactional model stop too.
     pub(super) fn txn_quiet(&mut self) {
+        let settle = self.p.request_timeout_ms + self.p.retry_backoff_ms * 10 + TICK_MS;
         if let Some(t) = self.txn.as_mut() {
             t.quiet = true;
+            t.probe_not_before = self.now_ms + settle;
             t.p.p_coord_error = 0.0;
             t.p.p_coord_lost = 0.0;
         }
@@ -540,6 +548,11 @@ impl Sim {
             t.phase = Phase::Done;
             return;
         }
+        if t.quiet && self.now_ms < t.probe_not_before {
+            t.phase = Phase::Between;
+            let at = t.probe_not_before;
+            return self.at(at, Ev::App(usize::MAX));
+        }
         t.current = t.fates.len();
         t.fates.push(Fate::Open);
         if t.quiet {
@@ -557,6 +570,9 @@ impl Sim {
         // producer failed meanwhile): then the application ends it and learns why.
         let sendable = self.shared.txn.check_send().is_ok();
         let Some(t) = self.txn.as_mut() else { return };
+        if matches!((ev, &t.phase), (Ev::App(usize::MAX), Phase::Between)) {
+            return self.app_begin();
+        }
         let call = match ev {
             Ev::App(_) if matches!(t.phase, Phase::Start) => {
                 t.phase = Phase::Initializing;
