@@ -1616,6 +1616,33 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// InitProducerId asks for `transaction.timeout.ms`, saturated to what the field holds.
+    #[test]
+    fn init_asks_for_the_configured_transaction_timeout() {
+        for (timeout, want) in [(Duration::from_secs(60), 60_000), (Duration::MAX, i32::MAX)] {
+            let (t, now) = core();
+            let mut t = TxnCore::<Caller>::new(
+                "tx",
+                TxnRules {
+                    transaction_timeout: timeout,
+                    ..t.rules.clone()
+                },
+            );
+            let mut out = Vec::new();
+            t.request(now, TxnRequest::Init, caller(1), &idle(), &mut out);
+            let token = found(&mut t, now, &mut out);
+            let _ = token;
+            let asked = calls(&out).into_iter().find_map(|(_, r)| match r {
+                Some(CoordRequest::InitProducerId {
+                    transaction_timeout_ms,
+                    ..
+                }) => Some(transaction_timeout_ms),
+                _ => None,
+            });
+            assert_eq!(asked, Some(want));
+        }
+    }
+
     /// The shell's callers: gone once the handle stopped waiting (dropped its receiver).
     #[test]
     fn a_reply_channel_is_gone_once_its_receiver_is_dropped() {
