@@ -926,13 +926,11 @@ impl<R: TxnWaiter> TxnCore<R> {
                     }
                     if commit {
                         if let Some(e) = view.failure.clone() {
-                            self.sm.fail(e.clone());
-                            let err = match self.sm.state() {
-                                TxnState::Committing => e,
-                                _ => self.sm.refuse(op),
-                            };
+                            // A failed record's error is fatal or abortable (`txn_error_of`):
+                            // the state leaves `Committing`, and the commit fails with it.
+                            self.sm.fail(e);
                             out.push(Action::Publish(self.sm.state()));
-                            reply_all(out, replies, Err(err));
+                            reply_all(out, replies, Err(self.sm.refuse(op)));
                             continue;
                         }
                     }
@@ -1641,6 +1639,65 @@ mod tests {
             });
             assert_eq!(asked, Some(want));
         }
+    }
+
+    /// A commit that timed out unheard is run again by the repeated commit (the state is
+    /// still `Committing`): only a call that ended the transaction hands its result on.
+    #[test]
+    fn a_commit_that_timed_out_unheard_runs_again() {
+        let (mut t, now) = core();
+        ready_in_transaction(&mut t, now);
+        t.partitions.offsets_added = true;
+        let mut out = Vec::new();
+        t.request(now, TxnRequest::PrepareCommit, caller(3), &idle(), &mut out);
+        let first = caller(4);
+        out.clear();
+        t.request(now, TxnRequest::Commit, first.clone(), &idle(), &mut out);
+        first.1.store(true, Ordering::SeqCst);
+        // CONCURRENT_TRANSACTIONS until the call's delivery.timeout.ms: Timeout, unheard.
+        let mut at = now;
+        loop {
+            let token = calls(&out).pop().expect("EndTxn").0;
+            out.clear();
+            t.answered(at, token, Answer::Codes(vec![51]), &idle(), &mut out);
+            if !replies(&out).is_empty() {
+                break;
+            }
+            at = t.next_wake().expect("retried");
+            out.clear();
+            t.tick(at, &idle(), &mut out);
+        }
+        assert!(matches!(
+            &replies(&out)[..],
+            [(4, Err(TransactionError::Timeout { .. }))]
+        ));
+        assert_eq!(t.sm.state(), TxnState::Committing);
+        out.clear();
+        t.request(at, TxnRequest::Commit, caller(5), &idle(), &mut out);
+        assert!(
+            matches!(
+                &calls(&out)[..],
+                [(_, Some(CoordRequest::EndTxn { commit: true, .. }))]
+            ),
+            "EndTxn again, not the old Timeout: {out:?}"
+        );
+    }
+
+    /// An abort with no failed record and no sequence gap keeps the epoch (no InitProducerId).
+    #[test]
+    fn a_clean_abort_keeps_the_epoch() {
+        let (mut t, now) = core();
+        ready_in_transaction(&mut t, now);
+        t.partitions.added.insert(TopicPartition::new("t", 0));
+        let mut out = Vec::new();
+        t.request(now, TxnRequest::PrepareAbort, caller(3), &idle(), &mut out);
+        out.clear();
+        t.request(now, TxnRequest::Abort, caller(4), &idle(), &mut out);
+        let token = calls(&out)[0].0;
+        out.clear();
+        t.answered(now, token, Answer::Codes(vec![0]), &idle(), &mut out);
+        assert!(calls(&out).is_empty(), "no bump: {out:?}");
+        assert_eq!(replies(&out), vec![(4, Ok(()))]);
     }
 
     /// The shell's callers: gone once the handle stopped waiting (dropped its receiver).
