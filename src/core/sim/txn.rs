@@ -188,6 +188,8 @@ pub(super) struct TxnSim {
     /// The probe begins no sooner (as the plain simulation's probes): what the faults left in
     /// flight (a lost metadata request) has timed out and the longest retry backoff passed.
     probe_not_before: u64,
+    /// The probe's `send_offsets` returned (it must have succeeded).
+    probe_offsets_done: bool,
     /// Why the application stopped early (only a fence may stop it).
     stopped: Option<TransactionError>,
     fenced: bool,
@@ -233,6 +235,7 @@ impl TxnSim {
             probe: None,
             probes_left: 0,
             probe_not_before: 0,
+            probe_offsets_done: false,
             stopped: None,
             fenced: false,
         }
@@ -469,9 +472,13 @@ impl Sim {
             }
             (Call::Offsets, Ok(())) => {
                 t.offsets.insert(cur);
+                t.probe_offsets_done |= t.probe == Some(cur);
                 Next::Nothing
             }
-            (Call::Offsets, Err(_)) if !fatal => Next::Nothing,
+            (Call::Offsets, Err(_)) if !fatal => {
+                t.probe_offsets_done |= t.probe == Some(cur);
+                Next::Nothing
+            }
             (Call::Prepare { commit }, Ok(())) => Next::Flush(commit),
             (Call::Prepare { commit: true } | Call::End { commit: true }, Err(e))
                 if e.is_abortable() =>
@@ -525,6 +532,8 @@ impl Sim {
                 for partition in 0..self.p.partitions {
                     self.at(now_ms, Ev::Probe(partition));
                 }
+                // Offsets too: the group coordinator's side must work once the faults stop.
+                self.at(now_ms, Ev::AppOffsets(cur));
                 self.at(end, Ev::App(cur));
             }
             Next::Flush(commit) => {
@@ -579,7 +588,9 @@ impl Sim {
                 Call::Init
             }
             Ev::App(n) if t.current == n && t.open() => {
-                if t.call.is_some() || (t.probe == Some(n) && t.probes_left > 0 && sendable) {
+                let probing =
+                    t.probe == Some(n) && (t.probes_left > 0 || !t.probe_offsets_done) && sendable;
+                if t.call.is_some() || probing {
                     // One call at a time, as a program makes them.
                     return self.at(now_ms + 20, Ev::App(n));
                 }
@@ -587,6 +598,10 @@ impl Sim {
                 Call::Prepare { commit }
             }
             Ev::AppOffsets(n) if t.current == n && t.open() && t.call.is_none() => Call::Offsets,
+            // The probe's offsets wait for a call in progress.
+            Ev::AppOffsets(n) if t.probe == Some(n) && t.open() => {
+                return self.at(now_ms + 20, Ev::AppOffsets(n));
+            }
             Ev::GiveUp(id) => {
                 let Some((call, caller)) = t.call.clone() else {
                     return;
@@ -861,6 +876,9 @@ impl Sim {
                 if fenced { "after a" } else { "with no" }
             )),
             (None, _) => match t.probe.map(|n| (n, t.fates.get(n))) {
+                Some((n, Some(Fate::Committed))) if !t.offsets.contains(&n) => v.push(format!(
+                    "liveness: the send_offsets of the transaction begun after the faults stopped ({n}) failed"
+                )),
                 Some((_, Some(Fate::Committed))) => {}
                 Some((n, fate)) => v.push(format!(
                     "liveness: the transaction begun after the faults stopped ({n}) ended {fate:?}"
