@@ -560,8 +560,6 @@ impl TxnShared {
 pub(crate) struct TxnPartitions {
     pub(crate) added: std::collections::HashSet<TopicPartition>,
     pub(crate) pending: std::collections::BTreeSet<TopicPartition>,
-    /// An AddPartitionsToTxn request is out.
-    pub(crate) adding: bool,
     /// AddOffsetsToTxn succeeded: the coordinator has the transaction open even with no
     /// partition.
     pub(crate) offsets_added: bool,
@@ -576,7 +574,6 @@ impl TxnPartitions {
     pub(crate) fn clear(&mut self) {
         self.added.clear();
         self.pending.clear();
-        self.adding = false;
         self.offsets_added = false;
     }
 }

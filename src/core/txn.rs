@@ -18,7 +18,8 @@
 //! [`TransactionError::Timeout`]). Two may be out at once: the running call of the handle and
 //! AddPartitionsToTxn for the partitions the drain found new.
 
-use crate::core::sender::DrainGate;
+use crate::batch::Shared;
+use crate::core::sender::{DrainGate, SenderCore};
 use crate::error::{KafkaCode, ProduceError};
 use crate::record::TopicPartition;
 use crate::transaction::{
@@ -206,6 +207,19 @@ pub(crate) struct TxnView {
     ///
     /// [`SenderCore::sequence_gap`]: crate::core::sender::SenderCore::sequence_gap
     pub(crate) sequence_gap: bool,
+}
+
+impl TxnView {
+    /// The view of the producer a shell holds: its sender core and the shared completion
+    /// context (where failed records record themselves and pending records are counted).
+    pub(crate) fn of(core: &SenderCore, shared: &Shared) -> TxnView {
+        TxnView {
+            failure: shared.txn.first_failure().map(|e| txn_error_of(&e)),
+            busy: core.has_in_flight() || shared.pending.get() > 0 || core.has_queued(),
+            producer: core.producer(),
+            sequence_gap: core.sequence_gap(),
+        }
+    }
 }
 
 /// The limits of the coordinator calls (from the producer's configuration).
@@ -449,7 +463,6 @@ impl<R: TxnWaiter> TxnCore<R> {
         {
             return;
         }
-        self.partitions.adding = true;
         let partitions: Vec<TopicPartition> = std::mem::take(&mut self.partitions.pending)
             .into_iter()
             .collect();
@@ -676,7 +689,6 @@ impl<R: TxnWaiter> TxnCore<R> {
         let Some((_, partitions)) = self.adding.take() else {
             return;
         };
-        self.partitions.adding = false;
         match res {
             Ok(()) => {
                 tracing::debug!(
@@ -939,7 +951,7 @@ impl<R: TxnWaiter> TxnCore<R> {
                     // commit may still be enqueueing (Java's `hasIncomplete`), and an
                     // AddPartitionsToTxn may still be out. Bounded: records fail by
                     // delivery.timeout.ms at the latest (and then the commit fails).
-                    if self.partitions.adding || view.busy {
+                    if self.adding.is_some() || view.busy {
                         self.queue.push_front((req, replies));
                         let at = now + END_POLL;
                         self.end_poll = Some(at);

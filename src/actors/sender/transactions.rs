@@ -13,7 +13,7 @@ pub(crate) use crate::core::txn::TxnRequest;
 use crate::core::txn::{Action, Answer, CoordRequest, Found, TxnCore, TxnRules, TxnView};
 use crate::error::ConnectionError;
 use crate::record::TopicPartition;
-use crate::transaction::{txn_error_of, TransactionError};
+use crate::transaction::TransactionError;
 use actix::prelude::*;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::txn_offset_commit_request::{
@@ -63,14 +63,13 @@ impl Handler<Transactional> for Sender {
 
     fn handle(&mut self, msg: Transactional, ctx: &mut Context<Self>) {
         let Transactional { request, reply } = msg;
-        let view = self.txn_view();
-        let Some(t) = self.txn.as_mut() else {
+        if self.txn.is_none() {
             let _ = reply.send(Err(TransactionError::NotTransactional));
             return;
-        };
-        let mut out = Vec::new();
-        t.request(Instant::now(), request, reply, &view, &mut out);
-        self.txn_execute(out, ctx);
+        }
+        self.txn_step(ctx, |t, now, view, out| {
+            t.request(now, request, reply, view, out)
+        });
     }
 }
 
@@ -78,51 +77,41 @@ impl Handler<Transactional> for Sender {
 type Pending = Pin<Box<dyn Future<Output = Answer>>>;
 
 impl Sender {
-    /// What the transaction core needs of the rest of the producer now.
-    fn txn_view(&self) -> TxnView {
-        TxnView {
-            failure: self.shared.txn.first_failure().map(|e| txn_error_of(&e)),
-            busy: self.core.has_in_flight()
-                || self.shared.pending.get() > 0
-                || self.core.has_queued(),
-            producer: self.core.producer(),
-            sequence_gap: self.core.sequence_gap(),
-        }
-    }
-
-    /// Sends AddPartitionsToTxn for the partitions the drain found new.
-    pub(super) fn txn_add_partitions(&mut self, ctx: &mut Context<Self>) {
-        let view = self.txn_view();
+    /// Runs `step` on the transaction core with the time and the view of now, then carries
+    /// out what it decided (every way into the core goes through here).
+    fn txn_step(
+        &mut self,
+        ctx: &mut Context<Self>,
+        step: impl FnOnce(&mut Txn, Instant, &TxnView, &mut Vec<Action<Reply>>),
+    ) {
+        let view = TxnView::of(&self.core, &self.shared);
         let Some(t) = self.txn.as_mut() else { return };
         let mut out = Vec::new();
-        t.add_partitions(Instant::now(), &view, &mut out);
+        step(t, Instant::now(), &view, &mut out);
         if !out.is_empty() {
             self.txn_execute(out, ctx);
         }
     }
 
+    /// Sends AddPartitionsToTxn for the partitions the drain found new.
+    pub(super) fn txn_add_partitions(&mut self, ctx: &mut Context<Self>) {
+        self.txn_step(ctx, |t, now, view, out| t.add_partitions(now, view, out));
+    }
+
     fn txn_tick(&mut self, ctx: &mut Context<Self>) {
-        let view = self.txn_view();
-        let Some(t) = self.txn.as_mut() else { return };
-        let mut out = Vec::new();
-        t.tick(Instant::now(), &view, &mut out);
-        self.txn_execute(out, ctx);
+        self.txn_step(ctx, |t, now, view, out| t.tick(now, view, out));
     }
 
     fn txn_found(&mut self, token: u64, found: Found, ctx: &mut Context<Self>) {
-        let view = self.txn_view();
-        let Some(t) = self.txn.as_mut() else { return };
-        let mut out = Vec::new();
-        t.found(Instant::now(), token, found, &view, &mut out);
-        self.txn_execute(out, ctx);
+        self.txn_step(ctx, |t, now, view, out| {
+            t.found(now, token, found, view, out)
+        });
     }
 
     fn txn_answered(&mut self, token: u64, answer: Answer, ctx: &mut Context<Self>) {
-        let view = self.txn_view();
-        let Some(t) = self.txn.as_mut() else { return };
-        let mut out = Vec::new();
-        t.answered(Instant::now(), token, answer, &view, &mut out);
-        self.txn_execute(out, ctx);
+        self.txn_step(ctx, |t, now, view, out| {
+            t.answered(now, token, answer, view, out)
+        });
     }
 
     /// Carries out what the transaction core decided, in order.

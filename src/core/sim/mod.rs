@@ -2008,22 +2008,33 @@ fn run_seed(seed: u64, trace: bool) -> Vec<String> {
     Sim::new(seed, trace).run()
 }
 
-#[test]
-fn simulation() {
-    if let Some(seed) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
-        let v = run_seed(seed, true);
+/// A seed that failed, with its violations.
+type FailedSeed = (u64, Vec<String>);
+
+/// The seeds `0..$seeds_var` (default `default`) through `run`, stopping at the fifth that
+/// fails: (seeds, when it started, the failing seeds). With `$replay_var` set, replays that
+/// seed with its trace instead (and asserts it passes): `None`.
+fn sweep(
+    replay_var: &str,
+    seeds_var: &str,
+    default: u64,
+    label: &str,
+    run: impl Fn(u64, bool) -> Vec<String>,
+) -> Option<(u64, Instant, Vec<FailedSeed>)> {
+    if let Some(seed) = std::env::var(replay_var).ok().and_then(|s| s.parse().ok()) {
+        let v = run(seed, true);
         eprintln!("seed {seed}: {:?}", Params::for_seed(seed));
-        assert!(v.is_empty(), "seed {seed}: {v:#?}");
-        return;
+        assert!(v.is_empty(), "{label} {seed}: {v:#?}");
+        return None;
     }
-    let seeds: u64 = std::env::var("SIM_SEEDS")
+    let seeds: u64 = std::env::var(seeds_var)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(2000);
+        .unwrap_or(default);
     let started = Instant::now();
     let mut failed = Vec::new();
     for seed in 0..seeds {
-        let v = run_seed(seed, false);
+        let v = run(seed, false);
         if !v.is_empty() {
             failed.push((seed, v));
             if failed.len() >= 5 {
@@ -2031,6 +2042,15 @@ fn simulation() {
             }
         }
     }
+    Some((seeds, started, failed))
+}
+
+#[test]
+fn simulation() {
+    let Some((seeds, started, failed)) = sweep("SIM_SEED", "SIM_SEEDS", 2000, "seed", run_seed)
+    else {
+        return;
+    };
     println!(
         "simulation: {seeds} seeds in {:.2} s, {} failed; connections: {} sessions, {} failed connects, {} writes stalled, {} closed by the broker; flushes: {} returned, {} cancelled",
         started.elapsed().as_secs_f64(),
@@ -2054,30 +2074,15 @@ fn simulation() {
 #[test]
 fn transactional_simulation() {
     let run = |seed: u64, trace: bool| Sim::with_mode(seed, trace, true).run();
-    if let Some(seed) = std::env::var("SIM_TXN_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        let v = run(seed, true);
-        eprintln!("seed {seed}: {:?}", Params::for_seed(seed));
-        assert!(v.is_empty(), "transactional seed {seed}: {v:#?}");
+    let Some((seeds, started, failed)) = sweep(
+        "SIM_TXN_SEED",
+        "SIM_TXN_SEEDS",
+        1000,
+        "transactional seed",
+        run,
+    ) else {
         return;
-    }
-    let seeds: u64 = std::env::var("SIM_TXN_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
-    let started = Instant::now();
-    let mut failed = Vec::new();
-    for seed in 0..seeds {
-        let v = run(seed, false);
-        if !v.is_empty() {
-            failed.push((seed, v));
-            if failed.len() >= 5 {
-                break;
-            }
-        }
-    }
+    };
     println!(
         "transactional simulation: {seeds} seeds in {:.2} s, {} failed; transactions: {} committed, {} aborted, {} unknown; {} runs fenced, {} coordinator moves, {} calls given up and made again",
         started.elapsed().as_secs_f64(),

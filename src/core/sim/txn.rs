@@ -26,7 +26,7 @@ use crate::core::txn::{
     Action as TxnAction, Answer, CoordRequest, Found, TxnCore, TxnRequest, TxnRules, TxnView,
     TxnWaiter, KEY_TRANSACTION,
 };
-use crate::transaction::{txn_error_of, ConsumerGroupMetadata, TransactionError, TxnState};
+use crate::transaction::{ConsumerGroupMetadata, TransactionError, TxnState};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::AtomicBool;
 
@@ -299,14 +299,7 @@ impl Sim {
     }
 
     fn txn_view(&self) -> TxnView {
-        TxnView {
-            failure: self.shared.txn.first_failure().map(|e| txn_error_of(&e)),
-            busy: self.core.has_in_flight()
-                || self.shared.pending.get() > 0
-                || self.core.has_queued(),
-            producer: self.core.producer(),
-            sequence_gap: self.core.sequence_gap(),
-        }
+        TxnView::of(&self.core, &self.shared)
     }
 
     /// As the shell's `drain`: the sender's drain, then AddPartitionsToTxn for what it found.
