@@ -84,6 +84,104 @@ impl Default for Metrics {
     }
 }
 
+/// A metric update a core decided, for its shell to apply ([`Metrics::apply`]): the cores
+/// (`src/core/`) update no shared state themselves (issue 19), they emit these as actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Count {
+    /// `connection-creation-total`.
+    Created,
+    /// `connection-count` + 1.
+    Opened,
+    /// `connection-count` - 1.
+    Closed,
+    /// `successful-authentication-total`.
+    Authenticated,
+    /// `successful-reauthentication-total`.
+    Reauthenticated,
+    /// `failed-authentication-total`.
+    AuthenticationFailed,
+    /// A batch goes out for the first time: `batch-size-*` (bytes) and `record-queue-time-*`
+    /// (ms since its first record was sent).
+    BatchSent {
+        /// Its size on the wire, bytes.
+        bytes: u64,
+        /// Time queued, ms.
+        queue_ms: u64,
+    },
+    /// A batch goes out again: `record-retry-total` += its records.
+    Retried {
+        /// Records in the batch.
+        records: u64,
+    },
+    /// A Produce request goes out: `records-per-request-*`, `outgoing-byte-total`,
+    /// `requests-in-flight` + 1.
+    Request {
+        /// Records in the request.
+        records: u64,
+        /// Bytes of its batches.
+        bytes: u64,
+    },
+    /// A Produce request is answered or failed: `request-latency-*` (ms),
+    /// `produce-throttle-time-*` (ms, when answered), `requests-in-flight` - 1.
+    Answered {
+        /// Since it was sent, ms.
+        latency_ms: u64,
+        /// The broker's `throttle_time_ms`, if it answered.
+        throttle_ms: Option<u64>,
+    },
+    /// A batch too large for the broker was split in two: `batch-split-total`.
+    Split,
+    /// A batch was built: compressed / uncompressed, parts per million
+    /// (`compression-rate-*`).
+    Compression {
+        /// Parts per million.
+        ppm: u64,
+    },
+}
+
+impl Metrics {
+    /// Applies what a core counted.
+    pub(crate) fn apply(&self, count: Count) {
+        let add = |c: &AtomicU64, n: u64| {
+            c.fetch_add(n, Relaxed);
+        };
+        match count {
+            Count::Created => add(&self.connections_created, 1),
+            Count::Opened => {
+                self.connections_open.fetch_add(1, Relaxed);
+            }
+            Count::Closed => {
+                self.connections_open.fetch_sub(1, Relaxed);
+            }
+            Count::Authenticated => add(&self.successful_authentications, 1),
+            Count::Reauthenticated => add(&self.successful_reauthentications, 1),
+            Count::AuthenticationFailed => add(&self.failed_authentications, 1),
+            Count::BatchSent { bytes, queue_ms } => {
+                self.batch_size.record(bytes);
+                self.record_queue_time_ms.record(queue_ms);
+            }
+            Count::Retried { records } => add(&self.records_retried, records),
+            Count::Request { records, bytes } => {
+                self.records_per_request.record(records);
+                add(&self.outgoing_bytes, bytes);
+                self.requests_in_flight.fetch_add(1, Relaxed);
+            }
+            Count::Answered {
+                latency_ms,
+                throttle_ms,
+            } => {
+                self.request_latency_ms.record(latency_ms);
+                self.requests_in_flight.fetch_sub(1, Relaxed);
+                if let Some(t) = throttle_ms {
+                    self.throttle_time_ms.record(t);
+                }
+            }
+            Count::Split => add(&self.batches_split, 1),
+            Count::Compression { ppm } => self.compression_ppm.record(ppm),
+        }
+    }
+}
+
 /// A point-in-time view of the metrics.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MetricsSnapshot {

@@ -349,23 +349,7 @@ impl BrokerConnection {
     }
 
     fn count(&self, count: Count) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let m = &self.settings.shared.metrics;
-        let add = |c: &std::sync::atomic::AtomicU64| {
-            c.fetch_add(1, Relaxed);
-        };
-        match count {
-            Count::Created => add(&m.connections_created),
-            Count::Opened => {
-                m.connections_open.fetch_add(1, Relaxed);
-            }
-            Count::Closed => {
-                m.connections_open.fetch_sub(1, Relaxed);
-            }
-            Count::Authenticated => add(&m.successful_authentications),
-            Count::Reauthenticated => add(&m.successful_reauthentications),
-            Count::AuthenticationFailed => add(&m.failed_authentications),
-        }
+        self.settings.shared.metrics.apply(count);
     }
 
     /// Connects after `delay` and reports the outcome to the core.

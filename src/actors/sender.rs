@@ -85,7 +85,7 @@ impl Sender {
             .as_deref()
             .map(|id| transactions::txn_core(id, &config));
         Sender {
-            core: SenderCore::new(config.clone(), shared.clone()),
+            core: SenderCore::new(config.clone()),
             txn,
             config,
             cluster,

@@ -77,22 +77,7 @@ pub(crate) enum Lifecycle {
     },
 }
 
-/// A count the shell adds to the producer's metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Count {
-    /// `connection-creation-total`.
-    Created,
-    /// `connection-count` + 1.
-    Opened,
-    /// `connection-count` - 1.
-    Closed,
-    /// `successful-authentication-total`.
-    Authenticated,
-    /// `successful-reauthentication-total`.
-    Reauthenticated,
-    /// `failed-authentication-total`.
-    AuthenticationFailed,
-}
+pub(crate) use crate::metrics::Count;
 
 /// What the shell carries out, in order.
 #[derive(Debug)]

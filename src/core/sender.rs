@@ -26,12 +26,12 @@ use crate::cluster::Cluster;
 use crate::codes::ErrorCode;
 use crate::config::ProducerConfig;
 use crate::error::{ConnectionError, KafkaCode, ProduceError};
+use crate::metrics::Count;
 use crate::protocol::decode::DecodedRecord;
 use crate::record::TopicPartition;
 use bytes::Bytes;
 use kafka_protocol::messages::ProduceResponse;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,8 @@ pub(crate) enum Settle {
     Records(Vec<crate::batch::RecordThunk>, ProduceError),
     /// A health event to emit.
     Health(crate::health::HealthEvent),
+    /// A metric update.
+    Count(Count),
 }
 
 impl Settle {
@@ -59,6 +61,7 @@ impl Settle {
             Settle::Batch(b, Err(e)) => b.fail(e),
             Settle::Records(thunks, e) => shared.fail_thunks(thunks, &e),
             Settle::Health(event) => shared.health.emit(event),
+            Settle::Count(count) => shared.metrics.apply(count),
         }
     }
 }
@@ -248,7 +251,6 @@ pub(crate) enum ProducerIdState {
 /// See the module docs.
 pub(crate) struct SenderCore {
     config: Arc<ProducerConfig>,
-    shared: Arc<Shared>,
     /// Outcomes decided and not yet carried out by the shell (see [`Settle`]).
     settled: Vec<Settle>,
     /// See [`SenderCore::sequence_gap`].
@@ -310,7 +312,7 @@ struct InFlight {
 
 impl SenderCore {
     /// A core for `config` (idempotence and `transactional.id` read from it).
-    pub(crate) fn new(config: Arc<ProducerConfig>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(config: Arc<ProducerConfig>) -> Self {
         let pid = if config.enable_idempotence {
             ProducerIdState::Unknown
         } else {
@@ -321,7 +323,6 @@ impl SenderCore {
             sequence_gap: false,
             transactional: config.transactional_id.is_some(),
             config,
-            shared,
             queues: Vec::new(),
             index: HashMap::new(),
             with_data: Vec::new(),
@@ -501,10 +502,9 @@ impl SenderCore {
 
     /// Tests: carries out what was settled, as a shell does.
     #[cfg(test)]
-    pub(crate) fn settle_now(&mut self) {
-        let shared = self.shared.clone();
+    pub(crate) fn settle_now(&mut self, shared: &Shared) {
         for s in self.take_settled() {
-            s.carry_out(&shared);
+            s.carry_out(shared);
         }
     }
 
@@ -912,18 +912,17 @@ impl SenderCore {
                     batch.pid_generation = pid_generation;
                 }
             }
-            let metrics = &self.shared.metrics;
             if batch.attempts > 0 {
                 self.stats.batches_retried += 1;
                 self.stats.records_retried += batch.record_count() as u64;
-                metrics
-                    .records_retried
-                    .fetch_add(batch.record_count() as u64, Relaxed);
+                self.settled.push(Settle::Count(Count::Retried {
+                    records: batch.record_count() as u64,
+                }));
             } else {
-                metrics.batch_size.record(batch.size_in_bytes() as u64);
-                metrics
-                    .record_queue_time_ms
-                    .record(now.saturating_duration_since(batch.created).as_millis() as u64);
+                self.settled.push(Settle::Count(Count::BatchSent {
+                    bytes: batch.size_in_bytes() as u64,
+                    queue_ms: now.saturating_duration_since(batch.created).as_millis() as u64,
+                }));
             }
             batch.attempts += 1;
             size += batch.size_in_bytes();
@@ -944,10 +943,10 @@ impl SenderCore {
         self.stats.requests_sent += 1;
         let bytes: usize = batches.iter().map(|b| b.size_in_bytes()).sum();
         let records: usize = batches.iter().map(|b| b.record_count()).sum();
-        let metrics = &self.shared.metrics;
-        metrics.records_per_request.record(records as u64);
-        metrics.outgoing_bytes.fetch_add(bytes as u64, Relaxed);
-        metrics.requests_in_flight.fetch_add(1, Relaxed);
+        self.settled.push(Settle::Count(Count::Request {
+            records: records as u64,
+            bytes: bytes as u64,
+        }));
         // The partitions' in-flight state, counted where the request is registered (so the
         // counts and the registered batches cannot drift apart).
         for b in &batches {
@@ -999,13 +998,13 @@ impl SenderCore {
             return;
         };
         let node = request.node;
-        let m = &self.shared.metrics;
-        m.request_latency_ms
-            .record(now.saturating_duration_since(request.sent).as_millis() as u64);
-        m.requests_in_flight.fetch_sub(1, Relaxed);
-        if let Ok(Some(r)) = &res {
-            m.throttle_time_ms.record(r.throttle_time_ms.max(0) as u64);
-        }
+        self.settled.push(Settle::Count(Count::Answered {
+            latency_ms: now.saturating_duration_since(request.sent).as_millis() as u64,
+            throttle_ms: match &res {
+                Ok(Some(r)) => Some(r.throttle_time_ms.max(0) as u64),
+                _ => None,
+            },
+        }));
         if let Some(n) = self.broker_in_flight.get_mut(&node) {
             *n = n.saturating_sub(1);
         }
@@ -1510,7 +1509,7 @@ impl SenderCore {
         let second_thunks = thunks.split_off(mid);
         let slot = b._slot.take();
         tracing::info!(tp = %b.tp, records = mid * 2, "batch too large for the broker; split in two");
-        self.shared.metrics.batches_split.fetch_add(1, Relaxed);
+        self.settled.push(Settle::Count(Count::Split));
         let mut halves = Vec::with_capacity(2);
         for (i, (records, thunks)) in [(first_records, thunks), (second_records, second_thunks)]
             .into_iter()

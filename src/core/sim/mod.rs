@@ -66,6 +66,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
+mod acc;
 mod txn;
 
 const TOPIC: &str = "sim";
@@ -122,6 +123,9 @@ struct Params {
     side_topics: usize,
     /// With a transactional id (see `txn.rs`).
     transactional: bool,
+    /// Records sent one by one through the accumulators (see `acc.rs`), else as ready-made
+    /// batches.
+    acc: Option<acc::AccParams>,
 }
 
 impl Params {
@@ -155,6 +159,7 @@ impl Params {
             max_block_ms: 60_000,
             side_topics: 0,
             transactional: false,
+            acc: None,
         }
     }
 
@@ -207,7 +212,19 @@ impl Params {
             "reconnect.backoff.max.ms",
             (self.reconnect_backoff_ms * 10).to_string(),
         );
-        b = set(b, "linger.ms", "0".into());
+        match &self.acc {
+            Some(a) => {
+                b = set(b, "linger.ms", a.linger_ms.to_string());
+                b = set(b, "batch.size", a.batch_size.to_string());
+                b = set(b, "mailbox.capacity", a.mailbox_capacity.to_string());
+                b = set(
+                    b,
+                    "max.pending.batches.per.partition",
+                    self.max_pending_batches.to_string(),
+                );
+            }
+            None => b = set(b, "linger.ms", "0".into()),
+        }
         if self.transactional {
             b = set(b, "transactional.id", "sim-tx".into());
         }
@@ -229,6 +246,12 @@ impl Params {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
     NewBatch,
+    /// Accumulator `usize` gets a `Drain` (see `acc.rs`).
+    AccDrain(usize),
+    /// Accumulator `usize`'s linger timer fires.
+    Linger(usize),
+    /// Accumulator `usize` gets a `FlushBatch`.
+    AccFlush(usize),
     /// The broker processes request `u64` (appends, builds its answer).
     Process(u64),
     /// The answer of request `u64` reaches the client.
@@ -430,6 +453,8 @@ struct Sim {
     /// application and coordinator models (`txn.rs`).
     txn_core: Option<TxnCore<txn::SimCaller>>,
     txn: Option<txn::TxnSim>,
+    /// The accumulators, when records go through them (see `acc.rs`).
+    acc: Option<acc::AccSim>,
 }
 
 /// The answer a send waiting for a topic gets.
@@ -466,6 +491,8 @@ impl Sim {
             // Partitions verify transactional batches (KIP-890, Kafka 3.6+): no broker before
             // 2.5 answers them.
             p.strict = false;
+        } else {
+            p.acc = acc::AccParams::for_seed(seed);
         }
         let mut close_rng = fastrand::Rng::with_seed(seed ^ 0xc105_ed00);
         let p_peer_close = if close_rng.u8(..3) == 0 {
@@ -486,7 +513,7 @@ impl Sim {
             ..Shared::default()
         });
         let config = Arc::new(p.config());
-        let core = SenderCore::new(config.clone(), shared.clone());
+        let core = SenderCore::new(config.clone());
         let base = Instant::now();
         let model = (0..p.partitions)
             .map(|i| ModelPartition {
@@ -496,6 +523,10 @@ impl Sim {
                 producers: HashMap::new(),
             })
             .collect();
+        let acc = p
+            .acc
+            .clone()
+            .map(|a| acc::AccSim::new(a, p.partitions, &config, &shared, base));
         let mut sim = Sim {
             rng,
             base,
@@ -541,6 +572,7 @@ impl Sim {
             txn_core: transactional.then(|| txn::txn_core(&p)),
             txn: transactional
                 .then(|| txn::TxnSim::new(seed, p.brokers, p.delivery_timeout_ms * 2)),
+            acc,
             p,
         };
         for b in 0..sim.p.brokers as i32 {
@@ -650,10 +682,12 @@ impl Sim {
     /// core call, on every path).
     fn step(&mut self, ev: Ev) {
         self.event(ev);
-        self.core.settle_now();
+        self.core.settle_now(&self.shared);
+        self.acc_poll();
+        self.core.settle_now(&self.shared);
         self.poll_flushes();
         self.poll_app();
-        self.core.settle_now();
+        self.core.settle_now(&self.shared);
     }
 
     /// A `flush` call: its future is polled now and after every step.
@@ -664,6 +698,8 @@ impl Sim {
             let _ = poll_once(&mut f);
             FLUSHES_CANCELLED.fetch_add(1, Ordering::Relaxed);
         }
+        // `Producer::flush`: a `FlushBatch` to every accumulator, then the wait.
+        self.acc_flush();
         let before = lock(&self.book).records.len();
         let id = self.next_flush;
         self.next_flush += 1;
@@ -728,6 +764,12 @@ impl Sim {
                 self.at(at, Ev::NewBatch);
                 return;
             }
+            Ev::NewBatch if self.acc.is_some() => {
+                self.acc_send(None, false);
+            }
+            Ev::AccDrain(i) => self.acc_step(i, |c, now, out| c.drain(now, out)),
+            Ev::Linger(i) => self.acc_linger(i),
+            Ev::AccFlush(i) => self.acc_step(i, |c, now, out| c.flush(now, out)),
             Ev::NewBatch => {
                 if !self.new_batch() {
                     // The accumulator's batch slots are full: try again later.
@@ -946,7 +988,8 @@ impl Sim {
                 }
                 let open = lock(&self.book).open_in_batch.iter().any(|n| *n > 0);
                 let app = self.txn.as_ref().is_some_and(|t| !t.done());
-                if open || app || self.batches_made < self.p.batches {
+                let acc = self.acc.as_ref().is_some_and(|a| a.busy());
+                if open || app || acc || self.batches_made < self.p.batches {
                     let at = self.now_ms + TICK_MS;
                     self.at(at, Ev::Tick);
                 }
@@ -972,7 +1015,13 @@ impl Sim {
                     // The probe transaction ended without it (the producer failed).
                     return;
                 }
-                if !self.may_send() || !self.new_batch_for(Some(partition)) {
+                let sent = self.may_send()
+                    && if self.acc.is_some() {
+                        self.acc_send(Some(partition), true)
+                    } else {
+                        self.new_batch_for(Some(partition))
+                    };
+                if !sent {
                     let at = self.now_ms + 20;
                     self.at(at, Ev::Probe(partition));
                     return;
@@ -1669,6 +1718,53 @@ impl Sim {
             + 2 * TICK_MS
     }
 
+    /// Record `rid`'s value: its id, and sometimes the poison byte the model broker refuses.
+    fn record_value(&mut self, rid: u64) -> Vec<u8> {
+        let mut value = rid.to_be_bytes().to_vec();
+        if self.p_poison > 0.0 && self.poison_rng.f64() < self.p_poison {
+            value.push(POISON);
+        }
+        value
+    }
+
+    /// Record `rid`'s delivery: a callback that books its outcome.
+    fn record_delivery(&self, rid: u64) -> Delivery {
+        let (book_ref, clock, trace) = (self.book.clone(), self.clock.clone(), self.trace);
+        let callback: crate::batch::Callback = Box::new(move |res| {
+            let at_ms = clock.load(Ordering::SeqCst);
+            let mut book = lock(&book_ref);
+            let result = match res {
+                Ok(md) => Ok(md.offset),
+                Err(e) => {
+                    let written = match &e {
+                        ProduceError::DeliveryTimeout {
+                            possibly_written, ..
+                        } => Some(*possibly_written),
+                        _ => None,
+                    };
+                    Err((e.to_string(), written))
+                }
+            };
+            if trace {
+                eprintln!("         outcome of record {rid}: {result:?}");
+            }
+            let Some(r) = book.records.get_mut(rid as usize) else {
+                return;
+            };
+            r.outcomes += 1;
+            let first = r.outcome.is_none();
+            let b = r.batch;
+            r.outcome.get_or_insert(Outcome { at_ms, result });
+            if first {
+                book.last_outcome_ms = book.last_outcome_ms.max(at_ms);
+                if let Some(open) = book.open_in_batch.get_mut(b) {
+                    *open = open.saturating_sub(1);
+                }
+            }
+        });
+        Delivery::Callback(crate::batch::inline_callback(callback))
+    }
+
     /// A batch for `partition` (else one drawn at random) if it has a free batch slot.
     fn new_batch_for(&mut self, partition: Option<usize>) -> bool {
         let partition = partition.unwrap_or_else(|| self.rng.usize(..self.p.partitions));
@@ -1693,7 +1789,8 @@ impl Sim {
         self.batches_made += 1;
         // Counted in the flush generation current now, as `send` does.
         let slot = self.shared.pending.add(n as u64);
-        let mut book = lock(&self.book);
+        let book_ref = self.book.clone();
+        let mut book = lock(&book_ref);
         book.open_in_batch.push(n);
         for _ in 0..n {
             if let Some(t) = self.txn.as_mut() {
@@ -1707,46 +1804,10 @@ impl Sim {
                 outcome: None,
                 outcomes: 0,
             });
-            let mut value = rid.to_be_bytes().to_vec();
-            if self.p_poison > 0.0 && self.poison_rng.f64() < self.p_poison {
-                value.push(POISON);
-            }
+            let value = self.record_value(rid);
             builder.try_append(self.now_ms as i64, None, Some(&value[..]), &[], usize::MAX);
-            let (book_ref, clock, trace) = (self.book.clone(), self.clock.clone(), self.trace);
-            let callback: crate::batch::Callback = Box::new(move |res| {
-                let at_ms = clock.load(Ordering::SeqCst);
-                let mut book = lock(&book_ref);
-                let result = match res {
-                    Ok(md) => Ok(md.offset),
-                    Err(e) => {
-                        let written = match &e {
-                            ProduceError::DeliveryTimeout {
-                                possibly_written, ..
-                            } => Some(*possibly_written),
-                            _ => None,
-                        };
-                        Err((e.to_string(), written))
-                    }
-                };
-                if trace {
-                    eprintln!("         outcome of record {rid}: {result:?}");
-                }
-                let Some(r) = book.records.get_mut(rid as usize) else {
-                    return;
-                };
-                r.outcomes += 1;
-                let first = r.outcome.is_none();
-                let b = r.batch;
-                r.outcome.get_or_insert(Outcome { at_ms, result });
-                if first {
-                    book.last_outcome_ms = book.last_outcome_ms.max(at_ms);
-                    if let Some(open) = book.open_in_batch.get_mut(b) {
-                        *open = open.saturating_sub(1);
-                    }
-                }
-            });
             thunks.push(RecordThunk {
-                delivery: Delivery::Callback(crate::batch::inline_callback(callback)),
+                delivery: self.record_delivery(rid),
                 timestamp: self.now_ms as i64,
                 key_size: -1,
                 value_size: value.len() as i32,
@@ -1855,6 +1916,9 @@ impl Sim {
 
     fn finish(self) -> Vec<String> {
         let mut v = std::mem::take(&mut lock(&self.book).violations);
+        if v.is_empty() {
+            self.acc_finish(&mut v);
+        }
         if v.is_empty() && !self.flushes.is_empty() {
             v.push(format!(
                 "{} flushes never returned (pending records: {})",
@@ -2062,6 +2126,14 @@ fn simulation() {
         FLUSHES_RETURNED.load(Ordering::Relaxed),
         FLUSHES_CANCELLED.load(Ordering::Relaxed),
     );
+    println!(
+        "simulation: {} seeds through the accumulators: {} sends waited for a mailbox slot, {} gave up after max.block.ms, {} batch-slot waits, {} batches closed by linger",
+        acc::ACC_SEEDS.load(Ordering::Relaxed),
+        acc::SENDS_BLOCKED.load(Ordering::Relaxed),
+        acc::SENDS_TIMED_OUT.load(Ordering::Relaxed),
+        acc::SLOT_WAITS.load(Ordering::Relaxed),
+        acc::LINGER_CLOSES.load(Ordering::Relaxed),
+    );
     assert!(
         failed.is_empty(),
         "failing seeds (replay one with SIM_SEED=<seed> cargo test --lib core::sim -- --nocapture):\n{failed:#?}"
@@ -2126,7 +2198,7 @@ mod scenarios {
             .and_then(|b| b.build())
             .unwrap_or_else(|e| panic!("{e}"));
         let shared = Arc::new(Shared::default());
-        (SenderCore::new(Arc::new(config), shared.clone()), shared)
+        (SenderCore::new(Arc::new(config)), shared)
     }
 
     fn cluster(partitions: usize) -> Cluster {
@@ -2179,7 +2251,7 @@ mod scenarios {
     fn drain(core: &mut SenderCore, c: &Cluster, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         core.drain(now, c, &mut NoTransaction, &mut out);
-        core.settle_now();
+        core.settle_now(&Shared::default());
         out
     }
 
