@@ -2051,6 +2051,93 @@ async fn close_returns_by_its_timeout() {
     assert_no_foreign_panics(NAME);
 }
 
+/// Review defect 3: with `acks=0` a Produce call is answered once its frame is on the socket,
+/// not when it enters the writer's queue, so a broker that stops reading holds the batches'
+/// slots and `send` stops accepting records (`QueueFull` by `max.block.ms`) instead of every
+/// record "succeeding" into an unbounded queue. Behind a proxy that stops reading, 64 KiB records:
+/// what is accepted is bounded by the producer's own bound (`mailbox.capacity` records +
+/// batches held per partition + in flight) plus the loopback socket buffers, far below what
+/// an unbounded queue takes in the same time. Once the proxy reads again, every accepted record
+/// gets its outcome and a librdkafka reader finds them (acks=0 reports no offsets).
+#[actix_rt::test]
+async fn acks_zero_is_back_pressured_by_a_broker_that_stops_reading() {
+    const NAME: &str = "acks_zero_is_back_pressured_by_a_broker_that_stops_reading";
+    let _serial = scenario_start();
+    const RECORD: usize = 64 * 1024;
+    const MAILBOX: usize = 32;
+    let broker = TestBroker::start();
+    let topic = unique_topic("acks0stall");
+    broker.create_topic(&topic, 1);
+    let proxy = Proxy::start(broker.bootstrap.parse().unwrap());
+    let cfg = mock_config(&proxy.bootstrap())
+        .acks(actix_kafka::config::Acks::None)
+        .enable_idempotence(false)
+        .mailbox_capacity(MAILBOX)
+        .max_pending_batches_per_partition(5)
+        .max_block(Duration::from_millis(500))
+        .request_timeout(Duration::from_secs(60))
+        .delivery_timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let producer = Producer::start(cfg).await.unwrap();
+    let value = bytes::Bytes::from("v".repeat(RECORD));
+    let record = |i: u64| ProducerRecord::new(topic.as_str(), value.clone()).key(format!("{i}"));
+    // Warm-up: metadata and the connection.
+    producer.send(record(0)).await.unwrap().await.unwrap();
+    proxy.stop_reading();
+    // Sockets and the proxy hold at most a few MiB each way; with the producer's own bound
+    // (32 mailbox records + 6 batches held + 5 in flight, each one record) well under 400.
+    const BOUND: u64 = 400;
+    let mut accepted = Vec::new();
+    let mut queue_full = 0u32;
+    let mut slowest_refusal = Duration::ZERO;
+    let started = Instant::now();
+    let mut i = 1u64;
+    while started.elapsed() < Duration::from_secs(4) && (accepted.len() as u64) < 4 * BOUND {
+        let t = Instant::now();
+        match producer.send(record(i)).await {
+            Ok(d) => accepted.push(d),
+            Err(ProduceError::QueueFull { .. }) => {
+                queue_full += 1;
+                slowest_refusal = slowest_refusal.max(t.elapsed());
+            }
+            Err(e) => panic!("send {i}: {e}"),
+        }
+        i += 1;
+    }
+    println!(
+        "SCENARIO {NAME} broker not reading: {} records of 64 KiB accepted, {queue_full} sends refused (QueueFull, the slowest after {} ms)",
+        accepted.len(),
+        slowest_refusal.as_millis()
+    );
+    assert!(
+        (accepted.len() as u64) <= BOUND,
+        "{} records accepted while the broker read nothing: acks=0 is not back-pressured",
+        accepted.len()
+    );
+    assert!(queue_full > 0, "send never waited for room");
+    assert!(
+        slowest_refusal < Duration::from_millis(1500),
+        "a refusal took {slowest_refusal:?} (max.block.ms 500)"
+    );
+    proxy.resume_reading();
+    let n = accepted.len();
+    for (k, d) in accepted.into_iter().enumerate() {
+        let res = tokio::time::timeout(Duration::from_secs(60), d)
+            .await
+            .unwrap_or_else(|_| panic!("record {k} has no outcome after the broker read again"));
+        res.unwrap_or_else(|e| panic!("record {k}: {e}"));
+    }
+    producer.close(Duration::from_secs(10)).await;
+    let read = read_all(&broker.bootstrap, &topic, Duration::from_secs(30)).await;
+    assert_eq!(
+        read.len(),
+        n + 1,
+        "every accepted record (and the warm-up) is in the log"
+    );
+    assert_no_foreign_panics(NAME);
+}
+
 /// Review defect 1: after a producer-id reset (UNKNOWN_PRODUCER_ID, answered by the proxy for
 /// one request while others of the same partitions are in flight), no batch of the new producer
 /// id may be sent while batches of the old one are in flight, else a retried old batch lands

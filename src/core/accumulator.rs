@@ -815,7 +815,9 @@ mod tests {
         let (first, rest) = split(out);
         assert_eq!(first.len(), 1, "one batch slot: one batch out");
         assert_eq!(
-            rest.iter().filter(|a| matches!(a, Action::WaitSlot)).count(),
+            rest.iter()
+                .filter(|a| matches!(a, Action::WaitSlot))
+                .count(),
             1,
             "one wait for the next slot: {rest:?}"
         );
@@ -825,18 +827,29 @@ mod tests {
         }
         let mut out = Vec::new();
         c.drain(now, &mut out);
-        assert!(!c.mailbox().try_reserve(1), "the mailbox fills while a slot is awaited");
-        assert_eq!(c.holdings(), (5, 2), "4 queued + 1 open; 1 sent + 1 waiting");
+        assert!(
+            !c.mailbox().try_reserve(1),
+            "the mailbox fills while a slot is awaited"
+        );
+        assert_eq!(
+            c.holdings(),
+            (5, 2),
+            "4 queued + 1 open; 1 sent + 1 waiting"
+        );
         // A drain or a flush meanwhile sends nothing and asks for no second wait.
         c.flush(now, &mut out);
         assert!(
-            out.iter().all(|a| !matches!(a, Action::Ready(_) | Action::WaitSlot)),
+            out.iter()
+                .all(|a| !matches!(a, Action::Ready(_) | Action::WaitSlot)),
             "{out:?}"
         );
         // The slot frees (the first batch completes): the next batch goes with it.
         let numbers = |b: &[ProducerBatch]| b.iter().map(|b| b.number).collect::<Vec<_>>();
         assert_eq!(numbers(&first), vec![0]);
-        assert!(log.lock().unwrap().is_empty(), "no user code ran in the core");
+        assert!(
+            log.lock().unwrap().is_empty(),
+            "no user code ran in the core"
+        );
         // (Dropping a batch fails its records, as one the sender gave up.)
         drop(first);
         let mut sent = Vec::new();
@@ -886,7 +899,10 @@ mod tests {
         c.abort(ProduceError::closed("closing"), now, &mut out);
         send(&c, &[3; 10], &log);
         c.drain(now, &mut out);
-        assert!(log.lock().unwrap().is_empty(), "no user code ran in the core");
+        assert!(
+            log.lock().unwrap().is_empty(),
+            "no user code ran in the core"
+        );
         let shared = c.shared().clone();
         for a in out {
             match a {

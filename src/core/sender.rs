@@ -725,6 +725,10 @@ impl SenderCore {
         }
         if let Some(err) = self.aborted.clone() {
             self.fail_queued(err);
+            // What is in flight still expires by its `delivery.timeout.ms` (a `close` that
+            // aborted waits for it up to its own timeout, which may be longer).
+            let wake_at = self.expire(now);
+            out.extend(wake_at.map(Action::Wake));
             return;
         }
         let mut wake_at = self.expire(now);

@@ -116,6 +116,8 @@ struct Shared {
     rewrite: Arc<Mutex<HashMap<u16, u16>>>,
     counters: Counters,
     connections: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// [`Proxy::stop_reading`]: the proxy reads nothing from its clients.
+    not_reading: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -175,6 +177,7 @@ impl Proxy {
             rewrite,
             counters: Counters::default(),
             connections: Mutex::new(Vec::new()),
+            not_reading: std::sync::atomic::AtomicBool::new(false),
         });
         let (tx, rx) = oneshot::channel();
         let s = shared.clone();
@@ -251,6 +254,18 @@ impl Proxy {
     /// Response faults ([`Proxy::inject`]) queued and not applied yet.
     pub fn response_faults_pending(&self) -> usize {
         self.shared.response_faults.lock().unwrap().len()
+    }
+
+    /// A broker that stops reading: from now on the proxy reads nothing more from its clients'
+    /// sockets (requests already read are still forwarded and answered), so once the socket
+    /// buffers are full the clients' writes block. [`Proxy::resume_reading`] undoes it.
+    pub fn stop_reading(&self) {
+        self.shared.not_reading.store(true, Ordering::SeqCst);
+    }
+
+    /// Reads from the clients again (see [`Proxy::stop_reading`]).
+    pub fn resume_reading(&self) {
+        self.shared.not_reading.store(false, Ordering::SeqCst);
     }
 
     /// Drops every queued fault.
@@ -384,6 +399,9 @@ async fn pump_requests(
     shared: Arc<Shared>,
 ) -> std::io::Result<()> {
     loop {
+        while shared.not_reading.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let frame = read_frame(&mut cr).await?;
         if frame.len() < 8 {
             return Err(closed("short request"));

@@ -90,6 +90,11 @@ impl AccSim {
         }
     }
 
+    /// The producer stopped: the sends still waiting fail (nothing was enqueued).
+    pub(super) fn stop(&mut self) {
+        self.blocked.clear();
+    }
+
     /// Something is still held or waiting (the run goes on).
     pub(super) fn busy(&self) -> bool {
         !self.blocked.is_empty()
@@ -246,6 +251,9 @@ impl Sim {
 
     /// `flush`: a `FlushBatch` to every accumulator.
     pub(super) fn acc_flush(&mut self) {
+        if self.acc.is_none() {
+            return;
+        }
         for partition in 0..self.p.partitions {
             let at = self.now_ms;
             self.at(at, Ev::AccFlush(partition));

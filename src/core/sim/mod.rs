@@ -67,6 +67,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 mod acc;
+mod close;
 mod txn;
 
 const TOPIC: &str = "sim";
@@ -270,6 +271,12 @@ enum Ev {
     Flush(usize),
     /// A waiting `flush` is cancelled (its future dropped, as by a timeout).
     CancelFlush(u64),
+    /// The application calls `close` (see `close.rs`).
+    Close(Duration),
+    /// The close's deliver window ends.
+    CloseAbort,
+    /// The close's timeout ends: the actors stop.
+    CloseStop,
     /// The answer to InitProducerId call `u64`.
     InitRespond(u64),
     InitTimeout(u64),
@@ -455,6 +462,8 @@ struct Sim {
     txn: Option<txn::TxnSim>,
     /// The accumulators, when records go through them (see `acc.rs`).
     acc: Option<acc::AccSim>,
+    /// The application closes the producer (see `close.rs`).
+    closing: Option<close::Closing>,
 }
 
 /// The answer a send waiting for a topic gets.
@@ -573,6 +582,7 @@ impl Sim {
             txn: transactional
                 .then(|| txn::TxnSim::new(seed, p.brokers, p.delivery_timeout_ms * 2)),
             acc,
+            closing: None,
             p,
         };
         for b in 0..sim.p.brokers as i32 {
@@ -618,6 +628,11 @@ impl Sim {
                 0
             };
             sim.at(at, Ev::Flush(storm));
+        }
+        if !transactional {
+            if let Some(c) = close::CloseParams::for_seed(seed, window, sim.p.delivery_timeout_ms) {
+                sim.at(c.at_ms, Ev::Close(c.timeout));
+            }
         }
         sim.at(window, Ev::Quiet);
         sim.at(TICK_MS, Ev::Tick);
@@ -686,6 +701,7 @@ impl Sim {
         self.acc_poll();
         self.core.settle_now(&self.shared);
         self.poll_flushes();
+        self.close_poll();
         self.poll_app();
         self.core.settle_now(&self.shared);
     }
@@ -753,6 +769,14 @@ impl Sim {
                 }
                 return;
             }
+            Ev::Close(timeout) => return self.close_start(timeout),
+            Ev::CloseAbort => self.close_abort(),
+            Ev::CloseStop => return self.close_stop(),
+            Ev::NewBatch | Ev::SideTopic(_) | Ev::Probe(_) if self.closed() => {
+                // `send` after close: refused, nothing enqueued.
+                return;
+            }
+            Ev::Quiet if self.closed() => return,
             Ev::NewBatch if self.txn.as_ref().is_some_and(|t| t.done()) => {
                 // The application stopped: what it would have sent is not.
                 self.p.batches = self.p.batches.saturating_sub(1);
@@ -1965,6 +1989,9 @@ impl Sim {
         }
         if self.txn.is_some() {
             // (Liveness is the application's: `txn_finish`.)
+        } else if self.closing.is_some() {
+            // Closed before the faults stopped: every record has its outcome by the close's end
+            // (`close.rs`), there is no quiet phase.
         } else if let Some(first) = self.quiet {
             let probed: std::collections::BTreeSet<usize> = book
                 .records
@@ -2134,6 +2161,13 @@ fn simulation() {
         acc::SLOT_WAITS.load(Ordering::Relaxed),
         acc::LINGER_CLOSES.load(Ordering::Relaxed),
     );
+    println!(
+        "simulation: {} closes ({} returned from their flush, {} aborted what was left), {} records still without an outcome when the actors stopped (they fail Closed)",
+        close::CLOSES.load(Ordering::Relaxed),
+        close::CLOSES_FLUSHED.load(Ordering::Relaxed),
+        close::CLOSES_ABORTED.load(Ordering::Relaxed),
+        close::RECORDS_CLOSED.load(Ordering::Relaxed),
+    );
     assert!(
         failed.is_empty(),
         "failing seeds (replay one with SIM_SEED=<seed> cargo test --lib core::sim -- --nocapture):\n{failed:#?}"
@@ -2178,7 +2212,7 @@ fn transactional_simulation() {
 /// acknowledging later batches first (2553, 17069, 19735), a lost answer mid-connection (60).
 #[test]
 fn regression_seeds() {
-    for seed in [7, 18, 33, 60, 274, 2553, 17069, 19735] {
+    for seed in [7, 18, 33, 60, 274, 1450, 2553, 17069, 19735] {
         let v = run_seed(seed, false);
         assert!(v.is_empty(), "seed {seed}: {v:#?}");
     }
@@ -2371,6 +2405,39 @@ mod scenarios {
                 );
             }
         }
+    }
+
+    /// Found by the close model (`close.rs`, seed 1450): once `close` aborted the sender, a
+    /// batch in flight to a broker that never answered got its outcome only when the actors
+    /// stopped at the close's timeout, past its `delivery.timeout.ms`. It still expires by its
+    /// deadline; a later answer changes nothing.
+    #[test]
+    fn an_aborted_sender_still_expires_what_is_in_flight() {
+        let (mut core, shared) = core(false);
+        let c = cluster(1);
+        let t0 = Instant::now();
+        core.enqueue(batch(&shared, 0, 0, t0));
+        let calls = requests(&drain(&mut core, &c, t0));
+        assert_eq!(calls.len(), 1);
+        core.abort(ProduceError::closed("closing"));
+        drain(&mut core, &c, t0 + Duration::from_secs(1));
+        assert_eq!(
+            shared.pending.get(),
+            1,
+            "in flight: not failed by the abort"
+        );
+        // delivery.timeout.ms (120 s by default) passes without an answer.
+        let out = drain(&mut core, &c, t0 + Duration::from_secs(121));
+        assert_eq!(shared.pending.get(), 0, "expired by its deadline: {out:?}");
+        let mut out = Vec::new();
+        core.on_produce_response(
+            t0 + Duration::from_secs(122),
+            calls[0].0,
+            Ok(Some(answer(0, 0, 5))),
+            &mut out,
+        );
+        core.settle_now(&Shared::default());
+        assert_eq!(shared.pending.get(), 0);
     }
 
     /// With every broker at `max.in.flight.requests.per.connection` a drain can send nothing:
