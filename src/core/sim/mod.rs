@@ -1,5 +1,10 @@
-//! Deterministic simulation of the sender, connection and metadata cores against a model
-//! cluster.
+//! Deterministic simulation of the sender, connection, metadata and accumulator cores against a
+//! model cluster, with `close(timeout)` in some seeds.
+//!
+//! In half the seeds records are sent one by one through each partition's real `RecordMailbox`
+//! and an [`AccumulatorCore`](super::accumulator::AccumulatorCore) (`acc.rs`: back-pressure,
+//! linger, flush, a memory invariant after every step); in the others they arrive as ready-made
+//! batches. In a quarter of the seeds the application closes the producer (`close.rs`).
 //!
 //! Besides [`SenderCore`], every Produce call goes through a [`ConnectionCore`] per broker as
 //! the `BrokerConnection` shell runs it (model sockets: connect attempts that fail, a broker
