@@ -84,6 +84,8 @@ impl PartitionAccumulator {
         for action in out.drain(..) {
             self.execute(action, ctx);
         }
+        // An abort fails a whole mailbox one action each: do not keep that much room.
+        out.shrink_to(64);
         self.actions = out;
     }
 

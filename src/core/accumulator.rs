@@ -238,8 +238,16 @@ impl AccumulatorCore {
 
     /// The linger timer fired: appends what the mailbox holds, closes the open batch if its
     /// `linger.ms` has passed, and arms the timer for the batch open then.
+    ///
+    /// Not while a batch slot is awaited: the open batch would only wait behind the others,
+    /// and under back-pressure its first record has usually waited out `linger.ms` in the
+    /// mailbox already, so closing it now would send about every other batch with one record.
+    /// The slot's arrival appends the backlog into it first and arms the timer again.
     pub(crate) fn linger_fired(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.linger_armed = false;
+        if self.slot_waiter && self.aborted.is_none() {
+            return;
+        }
         self.drain_records(now, out);
         let due = self
             .open
@@ -270,6 +278,8 @@ impl AccumulatorCore {
         if !self.slot_waiter {
             self.drain_and_flush(now, out);
         }
+        // A linger timer that fired during the wait closed nothing (see `linger_fired`).
+        self.arm_linger(now, out);
         self.settle(out);
     }
 
@@ -873,6 +883,50 @@ mod tests {
         assert_eq!(c.holdings(), (0, 0));
         assert!(c.mailbox().try_reserve(4), "the mailbox emptied");
         c.mailbox().release(4);
+    }
+
+    /// Found in review: under back-pressure the open batch's first record has usually waited
+    /// out `linger.ms` in the mailbox, so a linger timer that fired while a slot was awaited
+    /// closed a one-record batch each time (about every other batch sent). It closes nothing
+    /// then; the slot's arrival appends the backlog into the batch and arms the timer again.
+    #[test]
+    fn a_linger_timer_closes_nothing_while_a_slot_is_awaited() {
+        let mut c = core(&[
+            ("batch.size", "120"),
+            ("linger.ms", "5"),
+            ("max.pending.batches.per.partition", "1"),
+            ("mailbox.capacity", "8"),
+            ("enable.idempotence", "false"),
+        ]);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let now = Instant::now();
+        for _ in 0..3 {
+            send(&c, &[1; 50], &log);
+        }
+        let mut out = Vec::new();
+        c.drain(now, &mut out);
+        let (first, _) = split(out);
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            c.holdings(),
+            (1, 2),
+            "one record open, one batch out, one waiting"
+        );
+        let mut out = Vec::new();
+        c.linger_fired(now + std::time::Duration::from_millis(10), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(c.holdings(), (1, 2), "the open batch stays open");
+        drop(first);
+        let permit = c.slots().clone().try_acquire_owned().ok();
+        let mut out = Vec::new();
+        c.slot_arrived(permit, now + std::time::Duration::from_millis(10), &mut out);
+        assert!(
+            out.iter().any(|a| matches!(a, Action::ArmLinger(_))),
+            "the timer is armed again: {out:?}"
+        );
+        let (sent, _) = split(out);
+        assert_eq!(sent.iter().map(|b| b.number).collect::<Vec<_>>(), vec![1]);
+        drop(sent);
     }
 
     /// `close` aborts: the batches waiting for a slot and every queued record fail at once,

@@ -220,7 +220,11 @@ impl Params {
         );
         match &self.acc {
             Some(a) => {
-                b = set(b, "linger.ms", a.linger_ms.to_string());
+                // Kafka's rule: delivery.timeout.ms >= linger.ms + request.timeout.ms.
+                let room = self
+                    .delivery_timeout_ms
+                    .saturating_sub(self.request_timeout_ms);
+                b = set(b, "linger.ms", a.linger_ms.min(room).to_string());
                 b = set(b, "batch.size", a.batch_size.to_string());
                 b = set(b, "mailbox.capacity", a.mailbox_capacity.to_string());
                 b = set(
