@@ -163,8 +163,9 @@ pub(crate) struct AccumulatorCore {
     /// cancels by scanning a list, which showed in profiles at one batch per 15 records): when
     /// it fires it closes the open batch if that batch is due, else re-arms for it.
     linger_armed: bool,
-    /// Drains in a row that used far less of the backlog's allocation than it has.
-    oversized_drains: u8,
+    /// Records the recent drains needed: the largest drain, decaying by an eighth per drain
+    /// (see [`Self::drain_records`]).
+    recent_need: usize,
 }
 
 /// The smallest buffer a new batch starts with (bytes).
@@ -199,7 +200,7 @@ impl AccumulatorCore {
             backlog: VecDeque::new(),
             flush_requested: false,
             linger_armed: false,
-            oversized_drains: 0,
+            recent_need: 0,
         }
     }
 
@@ -301,8 +302,11 @@ impl AccumulatorCore {
     /// numbers batches from 0 again, and none of the old ones can be left). On
     /// [`Idle::Retire`] the mailbox is retired too (a later `send` starts a new accumulator).
     pub(crate) fn idle_check(&self, now: Instant) -> Idle {
-        let (records, batches) = self.holdings();
-        let held = records > 0 || batches > 0 || !self.backlog.is_empty() || self.slot_waiter;
+        // Closed batches (waiting, or holding a slot) keep it. Records queued or in the backlog
+        // hold mailbox slots, which `retire_if_unused` never retires over (and a slot is awaited
+        // only for a waiting batch), so they need no test of their own here.
+        let (_, batches) = self.holdings();
+        let held = batches > 0;
         let idle = self
             .config
             .metadata_max_idle
@@ -382,18 +386,15 @@ impl AccumulatorCore {
                 break;
             }
             // The emptied queue becomes the mailbox's at the next swap: keep it about the size
-            // of this drain, not of the largest burst seen (two queues per partition at their
-            // peak added up to tens of MiB over 2,000 partitions, benches/scale.sh).
-            // Only after 8 drains in a row that needed far less: a busy partition whose drains
-            // vary in size does not reallocate back and forth.
-            if self.backlog.capacity() > 2 * appended + 16 {
-                self.oversized_drains = self.oversized_drains.saturating_add(1);
-                if self.oversized_drains >= 8 {
-                    self.backlog.shrink_to(appended.max(8));
-                    self.oversized_drains = 0;
-                }
-            } else {
-                self.oversized_drains = 0;
+            // the recent drains needed, not of the largest burst seen (two queues per partition
+            // at their peak added up to tens of MiB over 2,000 partitions, benches/scale.sh).
+            // The need decays by an eighth per drain, so a busy partition whose drains vary in
+            // size does not reallocate back and forth. (The two queues trade places at every
+            // swap, so each is judged when it is the backlog; a count of oversized drains in a
+            // row was reset by the other, small queue every second drain and never shrank.)
+            self.recent_need = appended.max(self.recent_need - self.recent_need / 8);
+            if self.backlog.capacity() > 2 * self.recent_need + 16 {
+                self.backlog.shrink_to(self.recent_need.max(8));
             }
         }
         out.append(&mut self.deferred);
@@ -927,6 +928,33 @@ mod tests {
         let (sent, _) = split(out);
         assert_eq!(sent.iter().map(|b| b.number).collect::<Vec<_>>(), vec![1]);
         drop(sent);
+    }
+
+    /// Found by a missed mutant: the queues that trade places between the mailbox and the
+    /// backlog at each drain both come back to what recent drains need after one burst.
+    #[test]
+    fn the_record_queues_shrink_after_a_burst() {
+        let mut c = core(&[("linger.ms", "0"), ("mailbox.capacity", "4096")]);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for _ in 0..2000 {
+            send(&c, &[1; 10], &log);
+        }
+        c.drain(now, &mut out);
+        assert!(c.backlog.capacity() >= 2000, "the burst's queue");
+        for _ in 0..40 {
+            send(&c, &[1; 10], &log);
+            c.drain(now, &mut out);
+            out.clear();
+        }
+        let mut taken = VecDeque::new();
+        c.mailbox().take_all(&mut taken);
+        let (backlog, mailbox) = (c.backlog.capacity(), taken.capacity());
+        assert!(
+            backlog <= 64 && mailbox <= 64,
+            "after the burst: backlog {backlog}, mailbox {mailbox} records of room"
+        );
     }
 
     /// `close` aborts: the batches waiting for a slot and every queued record fail at once,
