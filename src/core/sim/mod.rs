@@ -1904,12 +1904,16 @@ impl Sim {
         if self.quiet.is_none() || self.stalled_reported {
             return;
         }
-        let (waiting, last_outcome) = {
+        let (waiting, last_outcome, last_record) = {
             let book = lock(&self.book);
             let waiting = book.records.iter().filter(|r| r.outcome.is_none()).count();
-            (waiting, book.last_outcome_ms)
+            let last_record = book.records.last().map_or(0, |r| r.created_ms);
+            (waiting, book.last_outcome_ms, last_record)
         };
-        let progress = self.last_sent_ms.max(last_outcome);
+        // From the last record sent too: records that wait in an open batch (linger) or a
+        // mailbox have asked for nothing to be sent before (seeds 405390, 461409, 467459 of
+        // the million: records sent just before the faults stopped, after a long quiet spell).
+        let progress = self.last_sent_ms.max(last_outcome).max(last_record);
         let bound = self.probe_bound_ms();
         if waiting > 0 && self.now_ms > progress + bound {
             self.stalled_reported = true;
