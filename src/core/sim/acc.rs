@@ -141,18 +141,10 @@ impl Sim {
         let pending_slot = self.shared.pending.add(1);
         let rid = {
             let mut book = lock(&self.book);
-            let rid = book.records.len() as u64;
             // One entry per record in `open_in_batch` (its batch is not known yet).
             let batch = book.open_in_batch.len();
             book.open_in_batch.push(1);
-            book.records.push(RecordState {
-                partition,
-                batch,
-                created_ms: self.now_ms,
-                outcome: None,
-                outcomes: 0,
-            });
-            rid
+            book.add_record(partition, batch, self.now_ms)
         };
         let value = self.record_value(rid);
         let record = AppendRecord {

@@ -134,32 +134,25 @@ impl Sim {
     /// the abort, stops the actors now.
     pub(super) fn close_poll(&mut self) {
         let stop = match &mut self.closing {
-            Some(Closing::Flushing { flush, before, .. }) => {
-                let done = poll_once(flush);
-                if done {
-                    CLOSES_FLUSHED.fetch_add(1, Ordering::Relaxed);
-                    // Every record sent before the close has its outcome, from the sender.
-                    let before = *before;
-                    let waiting = lock(&self.book)
-                        .records
-                        .iter()
-                        .take(before)
-                        .position(|r| r.outcome.is_none());
-                    if let Some(i) = waiting {
-                        self.violation(format!(
-                            "close's flush returned at {} ms while record {i} has no outcome",
-                            self.now_ms
-                        ));
-                    }
-                }
-                done
-            }
-            Some(Closing::Aborted) => self.shared.pending.get() == 0,
-            _ => false,
+            Some(Closing::Flushing { flush, before, .. }) => poll_once(flush).then_some(*before),
+            Some(Closing::Aborted) => (self.shared.pending.get() == 0).then_some(0),
+            _ => None,
         };
-        if stop {
-            self.close_stop();
+        let Some(before) = stop else {
+            return;
+        };
+        if matches!(self.closing, Some(Closing::Flushing { .. })) {
+            CLOSES_FLUSHED.fetch_add(1, Ordering::Relaxed);
+            // Every record sent before the close has its outcome, from the sender.
+            let waiting = lock(&self.book).first_without_outcome(before);
+            if let Some(i) = waiting {
+                self.violation(format!(
+                    "close's flush returned at {} ms while record {i} has no outcome",
+                    self.now_ms
+                ));
+            }
         }
+        self.close_stop();
     }
 
     /// The actors stop: what they hold fails `Closed`; the run ends here.

@@ -376,6 +376,28 @@ struct Book {
     last_outcome_ms: u64,
 }
 
+impl Book {
+    /// Books a record sent now; returns its id.
+    fn add_record(&mut self, partition: usize, batch: usize, created_ms: u64) -> u64 {
+        self.records.push(RecordState {
+            partition,
+            batch,
+            created_ms,
+            outcome: None,
+            outcomes: 0,
+        });
+        self.records.len() as u64 - 1
+    }
+
+    /// The first of the first `before` records without an outcome.
+    fn first_without_outcome(&self, before: usize) -> Option<usize> {
+        self.records
+            .iter()
+            .take(before)
+            .position(|r| r.outcome.is_none())
+    }
+}
+
 /// The model of one broker connection: the client's [`ConnectionCore`] and the socket.
 struct SimConn {
     core: ConnectionCore<u64, u64>,
@@ -753,11 +775,7 @@ impl Sim {
         for (id, before) in returned {
             self.flushes.remove(&id);
             FLUSHES_RETURNED.fetch_add(1, Ordering::Relaxed);
-            let waiting = lock(&self.book)
-                .records
-                .iter()
-                .take(before)
-                .position(|r| r.outcome.is_none());
+            let waiting = lock(&self.book).first_without_outcome(before);
             if let Some(i) = waiting {
                 self.violation(format!(
                     "flush {id} returned at {} ms while record {i} (of the {before} sent before it) has no outcome",
@@ -1829,14 +1847,7 @@ impl Sim {
             if let Some(t) = self.txn.as_mut() {
                 t.record_made();
             }
-            let rid = book.records.len() as u64;
-            book.records.push(RecordState {
-                partition,
-                batch,
-                created_ms: self.now_ms,
-                outcome: None,
-                outcomes: 0,
-            });
+            let rid = book.add_record(partition, batch, self.now_ms);
             let value = self.record_value(rid);
             builder.try_append(self.now_ms as i64, None, Some(&value[..]), &[], usize::MAX);
             thunks.push(RecordThunk {
