@@ -175,6 +175,19 @@ running_pid() {
     echo "$pid"
 }
 
+# Whether process $1 has exited: gone, or a zombie (its sockets and files are closed by then). Not
+# `running_pid`: a process being killed loses its command line (its memory) before its files,
+# so a listening port can still be open when `running_pid` already says "not running".
+pid_gone() {
+    kill -0 "$1" 2>/dev/null || return 0
+    local state
+    state="$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null || true)"
+    [[ "$state" == Z || "$state" == X ]] || return 1
+    # A zombie leader's other threads may still be exiting, holding the shared file table.
+    local tasks=("/proc/$1/task/"*)
+    ((${#tasks[@]} <= 1))
+}
+
 nodes() { seq 1 "$NODES"; }
 var() { local n="$1"; echo "${!n}"; }
 
@@ -597,11 +610,11 @@ signal_broker() { # $1 = signal, $2 = id
     if [[ "$1" == KILL ]]; then
         # SIGKILL is delivered asynchronously: return once the process is really gone.
         local t
-        for ((t = 0; t < 100; t++)); do
-            running_pid "$2" >/dev/null || break
+        for ((t = 0; t < 200; t++)); do
+            pid_gone "$pid" && break
             sleep 0.05
         done
-        running_pid "$2" >/dev/null && die "broker $2 (pid ${pid}) still runs 5 s after SIGKILL"
+        pid_gone "$pid" || die "broker $2 (pid ${pid}) still runs 10 s after SIGKILL"
         rm -f "$(pid_file "$2")"
     fi
     log "sent SIG$1 to broker $2 (pid ${pid})"
@@ -640,12 +653,12 @@ stop_all() { # $1 = TERM (default) or KILL
     done
     for ((t = 0; t < STOP_TIMEOUT_SECS * 5; t++)); do
         local alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        for pid in "${pids[@]}"; do pid_gone "$pid" || alive=1; done
         ((alive)) || break
         sleep 0.2
     done
     for pid in "${pids[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
+        if ! pid_gone "$pid"; then
             log "pid ${pid} ignored SIGTERM for ${STOP_TIMEOUT_SECS} s; killing it"
             kill -KILL "$pid" 2>/dev/null || true
         fi
@@ -661,10 +674,10 @@ cmd_stop_broker() {
     pid="$(running_pid "$id")" || { log "broker ${id} is not running"; return 0; }
     stop_node "$id" TERM >/dev/null
     for ((t = 0; t < STOP_TIMEOUT_SECS * 5; t++)); do
-        kill -0 "$pid" 2>/dev/null || break
+        pid_gone "$pid" && break
         sleep 0.2
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if ! pid_gone "$pid"; then
         log "broker ${id} ignored SIGTERM for ${STOP_TIMEOUT_SECS} s; killing it"
         kill -KILL "$pid" 2>/dev/null || true
     fi

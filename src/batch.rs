@@ -138,19 +138,22 @@ impl Shared {
         if n > 0 && self.txn.enabled {
             self.txn.record_failed(err);
         }
+        // Counted before the first delivery: a caller woken by it sees the metric include it.
+        self.count(n, false);
         let mut done = DoneRuns::new(&self.pending);
         for t in thunks {
             done.add(t.pending_slot);
             self.deliver(t.delivery, Err(err.clone()));
         }
         done.finish();
-        self.count(n, false);
     }
 
-    /// One record completed outside a batch (`pending_slot` from [`PendingRecords::add`]).
-    pub(crate) fn finished_one(&self, pending_slot: u8, ok: bool) {
+    /// Fails one record that is not in a batch (`pending_slot` from [`PendingRecords::add`]):
+    /// counted, delivered, then no longer pending (so `flush` returns after its delivery).
+    pub(crate) fn fail_one(&self, delivery: Delivery, pending_slot: u8, err: ProduceError) {
+        self.count(1, false);
+        self.deliver(delivery, Err(err));
         self.pending.done(pending_slot, 1);
-        self.count(1, ok);
     }
 
     fn count(&self, n: u64, ok: bool) {
@@ -459,6 +462,8 @@ impl ProducerBatch {
     pub(crate) fn complete(mut self, base_offset: i64, log_append_time: i64) {
         let n = self.thunks.len() as u64;
         let shared = self.shared.clone();
+        // Counted before the first delivery: a caller woken by it sees the metric include it.
+        shared.count(n, true);
         let mut done = DoneRuns::new(&shared.pending);
         for (i, t) in self.thunks.drain(..).enumerate() {
             done.add(t.pending_slot);
@@ -482,7 +487,6 @@ impl ProducerBatch {
             self.shared.deliver(t.delivery, Ok(md));
         }
         done.finish();
-        self.shared.count(n, true);
     }
 
     /// Fails every record with `err`.
@@ -551,6 +555,65 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), pending.wait_flushed())
             .await
             .expect("flush returns once the records are done");
+    }
+
+    /// The record counters include a record by the time its delivery runs (CI, stop 29:
+    /// `metrics_match_a_known_workload` read `record-send-total` right after the last future
+    /// resolved, on another thread, before the batch was counted).
+    #[test]
+    fn a_record_is_counted_before_its_delivery_runs() {
+        let shared = Arc::new(Shared::default());
+        let seen = Arc::new(AtomicU64::new(u64::MAX));
+        let observer = |shared: &Arc<Shared>, seen: &Arc<AtomicU64>, ok: bool| {
+            let (shared, seen) = (shared.clone(), seen.clone());
+            Delivery::Callback(inline_callback(move |_| {
+                let m = &shared.metrics;
+                let counter = if ok {
+                    &m.records_sent
+                } else {
+                    &m.records_errored
+                };
+                seen.store(counter.load(Ordering::SeqCst), Ordering::SeqCst);
+            }))
+        };
+        let thunk = |delivery, slot| RecordThunk {
+            delivery,
+            timestamp: 0,
+            key_size: -1,
+            value_size: 1,
+            pending_slot: slot,
+        };
+        let tp = TopicPartition::new("t", 0);
+
+        let slot = shared.pending.add(2);
+        let thunks = vec![
+            thunk(Delivery::Callback(inline_callback(|_| {})), slot),
+            thunk(observer(&shared, &seen, true), slot),
+        ];
+        let batch = ProducerBatch::new(
+            tp.clone(),
+            Bytes::new(),
+            thunks,
+            Instant::now(),
+            0,
+            shared.clone(),
+        );
+        batch.complete(0, -1);
+        assert_eq!(seen.load(Ordering::SeqCst), 2, "a completed batch");
+
+        let slot = shared.pending.add(1);
+        let thunks = vec![thunk(observer(&shared, &seen, false), slot)];
+        shared.fail_thunks(thunks, &ProduceError::closed("x"));
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "failed records");
+
+        let slot = shared.pending.add(1);
+        shared.fail_one(
+            observer(&shared, &seen, false),
+            slot,
+            ProduceError::closed("x"),
+        );
+        assert_eq!(seen.load(Ordering::SeqCst), 2, "one failed record");
+        assert_eq!(shared.pending.get(), 0);
     }
 
     /// A record completed while its batch panics midway is still given back to its slot.

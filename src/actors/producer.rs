@@ -486,8 +486,7 @@ impl Producer {
                         let err = ProduceError::closed(format!("accumulator for {tp} stopped"));
                         let shared = &self.inner.shared;
                         for r in slot.mailbox.close() {
-                            shared.deliver(r.delivery, Err(err.clone()));
-                            shared.finished_one(r.pending_slot, false);
+                            shared.fail_one(r.delivery, r.pending_slot, err.clone());
                         }
                     }
                 }

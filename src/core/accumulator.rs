@@ -108,8 +108,7 @@ impl Refused {
     pub(crate) fn carry_out(self, shared: &Shared) {
         match self {
             Refused::Record(delivery, slot, err) => {
-                shared.deliver(delivery, Err(err));
-                shared.finished_one(slot, false);
+                shared.fail_one(delivery, slot, err);
             }
             Refused::Records(thunks, err) => shared.fail_thunks(thunks, &err),
         }

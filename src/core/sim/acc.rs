@@ -168,9 +168,11 @@ impl Sim {
             Err(back) => {
                 // The accumulator stopped (it never does in the simulation): never lost.
                 for r in back {
-                    self.shared
-                        .deliver(r.delivery, Err(ProduceError::closed("stopped")));
-                    self.shared.finished_one(r.pending_slot, false);
+                    self.shared.fail_one(
+                        r.delivery,
+                        r.pending_slot,
+                        ProduceError::closed("stopped"),
+                    );
                 }
             }
         }
