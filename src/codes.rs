@@ -48,7 +48,7 @@ macro_rules! error_codes {
             }
 
             /// The wire value.
-            pub fn code(self) -> i16 {
+            pub const fn code(self) -> i16 {
                 match self {
                     $( ErrorCode::$name => $code, )*
                     ErrorCode::Other(code) => code,
@@ -99,7 +99,10 @@ error_codes! {
     19 NotEnoughReplicas "NOT_ENOUGH_REPLICAS" Retriable,
     20 NotEnoughReplicasAfterAppend "NOT_ENOUGH_REPLICAS_AFTER_APPEND" Retriable,
     21 InvalidRequiredAcks "INVALID_REQUIRED_ACKS" Permanent,
+    22 IllegalGeneration "ILLEGAL_GENERATION" Permanent,
+    25 UnknownMemberId "UNKNOWN_MEMBER_ID" Permanent,
     29 TopicAuthorizationFailed "TOPIC_AUTHORIZATION_FAILED" Permanent,
+    30 GroupAuthorizationFailed "GROUP_AUTHORIZATION_FAILED" Permanent,
     31 ClusterAuthorizationFailed "CLUSTER_AUTHORIZATION_FAILED" Fatal,
     32 InvalidTimestamp "INVALID_TIMESTAMP" Permanent,
     35 UnsupportedVersion "UNSUPPORTED_VERSION" Permanent,
@@ -115,6 +118,7 @@ error_codes! {
     50 InvalidTransactionTimeout "INVALID_TRANSACTION_TIMEOUT" Permanent,
     51 ConcurrentTransactions "CONCURRENT_TRANSACTIONS" Permanent,
     53 TransactionalIdAuthorizationFailed "TRANSACTIONAL_ID_AUTHORIZATION_FAILED" Fatal,
+    55 OperationNotAttempted "OPERATION_NOT_ATTEMPTED" Permanent,
     56 KafkaStorageError "KAFKA_STORAGE_ERROR" RefreshMetadata,
     58 SaslAuthenticationFailed "SASL_AUTHENTICATION_FAILED" Fatal,
     59 UnknownProducerId "UNKNOWN_PRODUCER_ID" Permanent,
@@ -123,6 +127,7 @@ error_codes! {
     75 UnknownLeaderEpoch "UNKNOWN_LEADER_EPOCH" RefreshMetadata,
     76 UnsupportedCompressionType "UNSUPPORTED_COMPRESSION_TYPE" Permanent,
     80 PreferredLeaderNotAvailable "PREFERRED_LEADER_NOT_AVAILABLE" Retriable,
+    82 FencedInstanceId "FENCED_INSTANCE_ID" Permanent,
     83 EligibleLeadersNotAvailable "ELIGIBLE_LEADERS_NOT_AVAILABLE" Retriable,
     87 InvalidRecord "INVALID_RECORD" Permanent,
     89 ThrottlingQuotaExceeded "THROTTLING_QUOTA_EXCEEDED" Retriable,

@@ -62,6 +62,12 @@ impl fmt::Display for KafkaCode {
     }
 }
 
+impl From<ErrorCode> for KafkaCode {
+    fn from(code: ErrorCode) -> KafkaCode {
+        KafkaCode(code.code())
+    }
+}
+
 /// Errors of one broker connection (TCP, framing, protocol).
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ConnectionError {
@@ -135,6 +141,20 @@ impl ConnectionError {
         !matches!(
             self,
             ConnectionError::UnsupportedVersion { .. }
+                | ConnectionError::Authentication { .. }
+                | ConnectionError::Tls { .. }
+        )
+    }
+
+    /// Whether a request that failed with this error may have reached the broker (and been
+    /// written): every error but those raised before a request is written (no connection, an
+    /// API version the broker lacks, failed authentication or TLS). A request that cannot have
+    /// been written is retried without leaving its batch's sequence unresolved.
+    pub fn reached_broker(&self) -> bool {
+        !matches!(
+            self,
+            ConnectionError::Connect { .. }
+                | ConnectionError::UnsupportedVersion { .. }
                 | ConnectionError::Authentication { .. }
                 | ConnectionError::Tls { .. }
         )
@@ -318,19 +338,81 @@ mod http_tests {
 mod tests {
     use super::*;
 
+    /// Only the errors raised before a request is written leave it unwritten (so its batch's
+    /// sequence is not in doubt); every other one may have reached the broker.
+    #[test]
+    fn which_connection_errors_may_have_reached_the_broker() {
+        let b: Arc<str> = "b:9092".into();
+        let r: Arc<str> = "why".into();
+        for (e, reached) in [
+            (
+                ConnectionError::Connect {
+                    broker: b.clone(),
+                    reason: r.clone(),
+                },
+                false,
+            ),
+            (
+                ConnectionError::UnsupportedVersion {
+                    broker: b.clone(),
+                    api_key: 0,
+                },
+                false,
+            ),
+            (
+                ConnectionError::Authentication {
+                    broker: b.clone(),
+                    reason: r.clone(),
+                },
+                false,
+            ),
+            (
+                ConnectionError::Tls {
+                    broker: b.clone(),
+                    reason: r.clone(),
+                },
+                false,
+            ),
+            (
+                ConnectionError::Disconnected {
+                    broker: b.clone(),
+                    reason: r.clone(),
+                },
+                true,
+            ),
+            (
+                ConnectionError::RequestTimeout {
+                    broker: b.clone(),
+                    timeout_ms: 1,
+                },
+                true,
+            ),
+            (
+                ConnectionError::Malformed {
+                    broker: b.clone(),
+                    reason: r.clone(),
+                },
+                true,
+            ),
+        ] {
+            assert_eq!(e.reached_broker(), reached, "{e}");
+        }
+    }
+
     #[test]
     fn codes_have_names_and_retriable_flags() {
-        let nl = KafkaCode(6);
+        let nl = KafkaCode::from(ErrorCode::NotLeaderOrFollower);
         assert_eq!(nl.name(), "NotLeaderOrFollower");
         assert!(nl.is_retriable());
         assert!(nl.needs_metadata_refresh());
-        let too_large = KafkaCode(10);
+        let too_large = KafkaCode::from(ErrorCode::MessageTooLarge);
         assert!(!too_large.is_retriable());
         assert!(!too_large.needs_metadata_refresh());
         assert!(!KafkaCode::NONE.is_retriable());
         assert_eq!(KafkaCode::NONE.name(), "NONE");
-        assert!(KafkaCode(19).is_retriable()); // NOT_ENOUGH_REPLICAS
-        assert!(!KafkaCode(19).needs_metadata_refresh());
+        let replicas = KafkaCode::from(ErrorCode::NotEnoughReplicas);
+        assert!(replicas.is_retriable());
+        assert!(!replicas.needs_metadata_refresh());
         for code in [9, 72, 103] {
             assert!(KafkaCode(code).needs_metadata_refresh(), "{code}");
         }

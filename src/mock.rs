@@ -10,12 +10,12 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use actix_kafka::mock::MockProducer;
-//! use actix_kafka::{KafkaCode, ProducerRecord};
+//! use actix_kafka::{ErrorCode, ProducerRecord};
 //! let mock = MockProducer::new(false);
 //! let first = mock.send(ProducerRecord::new("orders", "a")).await.unwrap();
 //! let second = mock.send(ProducerRecord::new("orders", "b")).await.unwrap();
 //! assert!(mock.complete_next());
-//! assert!(mock.error_next(KafkaCode(7))); // REQUEST_TIMED_OUT
+//! assert!(mock.error_next(ErrorCode::RequestTimedOut.into()));
 //! assert_eq!(first.await.unwrap().offset, 0);
 //! assert!(second.await.is_err());
 //! assert_eq!(mock.history().len(), 2);
@@ -246,6 +246,7 @@ impl crate::send::RecordSender for MockProducer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codes::ErrorCode;
 
     #[tokio::test(flavor = "current_thread")]
     async fn auto_complete_partitions_and_offsets() {
@@ -283,13 +284,10 @@ mod tests {
         assert_eq!(m.pending(), 3);
         assert!(m.complete_next());
         assert_eq!(rx.recv().unwrap(), Ok(0));
-        assert!(m.error_next(KafkaCode(10)));
+        assert!(m.error_next(ErrorCode::MessageTooLarge.into()));
         assert!(matches!(
             second.await,
-            Err(ProduceError::Broker {
-                code: KafkaCode(10),
-                ..
-            })
+            Err(ProduceError::Broker { code, .. }) if code.named() == ErrorCode::MessageTooLarge
         ));
         m.close(std::time::Duration::ZERO).await;
         assert!(matches!(third.await, Err(ProduceError::Closed(_))));

@@ -41,6 +41,7 @@
 //!            any state ── PRODUCER_FENCED, INVALID_PRODUCER_EPOCH, authorization ──▶ FatalError
 //! ```
 
+use crate::codes::ErrorCode;
 use crate::error::{KafkaCode, ProduceError};
 use crate::record::TopicPartition;
 use std::fmt;
@@ -358,9 +359,11 @@ pub(crate) enum BatchRule {
     Fail(TransactionError),
 }
 
-/// How the coordinator's answer (or a failed produce inside a transaction) is handled.
+/// How the coordinator's answer (or a failed produce inside a transaction) is handled: the
+/// transactional calls' per-request outcome, beside the per-code [`crate::codes`] table (which
+/// classes a code for a plain produce).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ErrorClass {
+pub(crate) enum TxnOutcome {
     /// No error.
     Ok,
     /// Retry after a backoff; `true`: look the coordinator up again first.
@@ -387,44 +390,53 @@ pub(crate) enum TxnApi {
 
 /// Java's handling of each error code per transactional request (`TransactionManager`'s
 /// handlers): coordinator moves and loads are retried, fencing and authorization are fatal,
-/// the rest makes the transaction abortable.
-pub(crate) fn classify(api: TxnApi, code: i16) -> ErrorClass {
-    use ErrorClass::*;
-    match (api, code) {
-        (_, 0) => Ok,
-        // COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR
-        (_, 15 | 16) if api != TxnApi::Produce => Retry {
+/// the rest makes the transaction abortable. Codes by name ([`ErrorCode`]), one row per rule.
+pub(crate) fn classify(api: TxnApi, code: i16) -> TxnOutcome {
+    use ErrorCode as E;
+    use TxnOutcome::*;
+    let coordinator_call = api != TxnApi::Produce;
+    match (api, ErrorCode::from_code(code)) {
+        (_, E::None) => Ok,
+        // The coordinator moved or is not up: find it again.
+        (_, E::CoordinatorNotAvailable | E::NotCoordinator) if coordinator_call => Retry {
             find_coordinator: true,
         },
-        // COORDINATOR_LOAD_IN_PROGRESS, CONCURRENT_TRANSACTIONS
-        (_, 14 | 51) if api != TxnApi::Produce => Retry {
-            find_coordinator: false,
-        },
-        // REQUEST_TIMED_OUT on an offset commit: the group coordinator may have moved.
-        (TxnApi::TxnOffsetCommit, 7) => Retry {
+        // It is loading, or still writing the markers of the last transaction.
+        (_, E::CoordinatorLoadInProgress | E::ConcurrentTransactions) if coordinator_call => {
+            Retry {
+                find_coordinator: false,
+            }
+        }
+        // A timed-out offset commit: the group coordinator may have moved.
+        (TxnApi::TxnOffsetCommit, E::RequestTimedOut) => Retry {
             find_coordinator: true,
         },
-        // UNKNOWN_TOPIC_OR_PARTITION while adding partitions / offsets: metadata lag.
-        (TxnApi::AddPartitions | TxnApi::TxnOffsetCommit, 3) => Retry {
+        // An unknown partition while adding partitions / offsets: metadata lag.
+        (TxnApi::AddPartitions | TxnApi::TxnOffsetCommit, E::UnknownTopicOrPartition) => Retry {
             find_coordinator: false,
         },
-        // PRODUCER_FENCED, INVALID_PRODUCER_EPOCH
-        (_, 90 | 47) => Fenced,
-        // TRANSACTIONAL_ID_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED
-        (_, 53 | 31) => Fatal,
-        // INVALID_TXN_STATE, UNSUPPORTED_VERSION, UNSUPPORTED_FOR_MESSAGE_FORMAT
-        (_, 48 | 35 | 43) => Fatal,
-        // UNKNOWN_PRODUCER_ID, INVALID_PRODUCER_ID_MAPPING, OUT_OF_ORDER_SEQUENCE_NUMBER:
-        // abort, then a new epoch resets the sequences (KIP-360).
-        (_, 59 | 49 | 45) => Abortable { bump_epoch: true },
-        // TOPIC_/GROUP_AUTHORIZATION_FAILED, UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION,
-        // FENCED_INSTANCE_ID, TRANSACTION_ABORTABLE, OPERATION_NOT_ATTEMPTED, and every
-        // failed record.
-        // (INVALID_PRODUCER_EPOCH above stays fatal on produce too, as this project's issue
-        // asks; Java since KIP-588 makes it abortable there and fatal on coordinator calls.)
+        (_, E::ProducerFenced | E::InvalidProducerEpoch) => Fenced,
+        (_, E::TransactionalIdAuthorizationFailed | E::ClusterAuthorizationFailed) => Fatal,
+        (_, E::InvalidTxnState | E::UnsupportedVersion | E::UnsupportedForMessageFormat) => Fatal,
+        // Abort, then a new epoch resets the sequences (KIP-360).
+        (_, E::UnknownProducerId | E::InvalidProducerIdMapping | E::OutOfOrderSequenceNumber) => {
+            Abortable { bump_epoch: true }
+        }
+        // Every other failed record. (INVALID_PRODUCER_EPOCH above stays fatal on produce too,
+        // as this project's issue asks; Java since KIP-588 makes it abortable there and fatal
+        // on coordinator calls.)
         (TxnApi::Produce, _) => Abortable { bump_epoch: false },
-        (_, 29 | 30 | 25 | 22 | 82 | 120 | 55) => Abortable { bump_epoch: false },
-        (TxnApi::InitProducerId, _) if KafkaCode(code).is_retriable() => Retry {
+        (
+            _,
+            E::TopicAuthorizationFailed
+            | E::GroupAuthorizationFailed
+            | E::UnknownMemberId
+            | E::IllegalGeneration
+            | E::FencedInstanceId
+            | E::TransactionAbortable
+            | E::OperationNotAttempted,
+        ) => Abortable { bump_epoch: false },
+        (TxnApi::InitProducerId, named) if named.is_retriable() => Retry {
             find_coordinator: true,
         },
         _ => Fatal,
@@ -454,8 +466,8 @@ pub(crate) fn txn_error_of(err: &ProduceError) -> TransactionError {
             reason: format!("a record of the transaction failed: {e}").into(),
         },
         ProduceError::Broker { code, .. } => match classify(TxnApi::Produce, code.0) {
-            ErrorClass::Fenced => TransactionError::Fenced { code: *code },
-            ErrorClass::Fatal => TransactionError::Fatal {
+            TxnOutcome::Fenced => TransactionError::Fenced { code: *code },
+            TxnOutcome::Fatal => TransactionError::Fatal {
                 reason: err.to_string().into(),
             },
             _ => TransactionError::Abortable {
@@ -594,7 +606,7 @@ mod tests {
             })
         };
         let cause = TransactionError::Fenced {
-            code: crate::error::KafkaCode(90),
+            code: KafkaCode(ErrorCode::ProducerFenced.code()),
         };
         let table = [
             (Uninitialized, false, invalid(Uninitialized)),
@@ -675,7 +687,7 @@ mod tests {
         m.complete();
         m.start(TxnOp::Begin).unwrap();
         m.fail(TransactionError::Fenced {
-            code: KafkaCode(90),
+            code: KafkaCode(ErrorCode::ProducerFenced.code()),
         });
         for op in [
             TxnOp::Begin,
@@ -705,7 +717,7 @@ mod tests {
 
     #[test]
     fn error_classes_follow_java() {
-        use ErrorClass::*;
+        use TxnOutcome::*;
         for api in [
             TxnApi::InitProducerId,
             TxnApi::AddPartitions,
@@ -713,48 +725,91 @@ mod tests {
             TxnApi::EndTxn,
         ] {
             assert_eq!(
-                classify(api, 51),
+                classify(api, ErrorCode::ConcurrentTransactions.code()),
                 Retry {
                     find_coordinator: false
                 }
             );
             assert_eq!(
-                classify(api, 16),
+                classify(api, ErrorCode::NotCoordinator.code()),
                 Retry {
                     find_coordinator: true
                 }
             );
             assert_eq!(
-                classify(api, 15),
+                classify(api, ErrorCode::CoordinatorNotAvailable.code()),
                 Retry {
                     find_coordinator: true
                 }
             );
             assert_eq!(
-                classify(api, 14),
+                classify(api, ErrorCode::CoordinatorLoadInProgress.code()),
                 Retry {
                     find_coordinator: false
                 }
             );
-            assert_eq!(classify(api, 90), Fenced);
-            assert_eq!(classify(api, 47), Fenced);
-            assert_eq!(classify(api, 53), Fatal);
+            assert_eq!(classify(api, ErrorCode::ProducerFenced.code()), Fenced);
+            assert_eq!(
+                classify(api, ErrorCode::InvalidProducerEpoch.code()),
+                Fenced
+            );
+            assert_eq!(
+                classify(api, ErrorCode::TransactionalIdAuthorizationFailed.code()),
+                Fatal
+            );
         }
         assert_eq!(
-            classify(TxnApi::AddPartitions, 29),
+            classify(
+                TxnApi::AddPartitions,
+                ErrorCode::TopicAuthorizationFailed.code()
+            ),
             Abortable { bump_epoch: false }
         );
         assert_eq!(
-            classify(TxnApi::TxnOffsetCommit, 22),
+            classify(TxnApi::TxnOffsetCommit, ErrorCode::IllegalGeneration.code()),
             Abortable { bump_epoch: false }
         );
-        assert_eq!(classify(TxnApi::EndTxn, 59), Abortable { bump_epoch: true });
-        assert_eq!(classify(TxnApi::Produce, 90), Fenced);
         assert_eq!(
-            classify(TxnApi::Produce, 6),
+            classify(TxnApi::EndTxn, ErrorCode::UnknownProducerId.code()),
+            Abortable { bump_epoch: true }
+        );
+        assert_eq!(
+            classify(TxnApi::Produce, ErrorCode::ProducerFenced.code()),
+            Fenced
+        );
+        assert_eq!(
+            classify(TxnApi::Produce, ErrorCode::NotLeaderOrFollower.code()),
             Abortable { bump_epoch: false }
         );
-        assert_eq!(classify(TxnApi::EndTxn, 48), Fatal);
+        assert_eq!(
+            classify(TxnApi::EndTxn, ErrorCode::InvalidTxnState.code()),
+            Fatal
+        );
+        // The group side of an offset commit, authorization and TRANSACTION_ABORTABLE abort
+        // the transaction; an unknown code on a coordinator call is fatal.
+        for named in [
+            ErrorCode::GroupAuthorizationFailed,
+            ErrorCode::UnknownMemberId,
+            ErrorCode::FencedInstanceId,
+            ErrorCode::TransactionAbortable,
+            ErrorCode::OperationNotAttempted,
+        ] {
+            assert_eq!(
+                classify(TxnApi::TxnOffsetCommit, named.code()),
+                Abortable { bump_epoch: false },
+                "{named:?}"
+            );
+        }
+        assert_eq!(
+            classify(TxnApi::EndTxn, ErrorCode::Other(999).code()),
+            Fatal
+        );
+        assert_eq!(
+            classify(TxnApi::InitProducerId, ErrorCode::NotEnoughReplicas.code()),
+            Retry {
+                find_coordinator: true
+            }
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! The number of requests in flight is bounded by the callers (the sender keeps
 //! `max.in.flight.requests.per.connection`), not here.
 
+use crate::codes::ErrorCode;
 use crate::core::connection::{Action, ConnectionCore, ConnectionRules, Count};
 use crate::error::ConnectionError;
 use crate::protocol::frame::{
@@ -676,7 +677,9 @@ async fn connect(
             }
             Err(e) => return Err(err(format!("ApiVersions decode: {e}"))),
         };
-        if response.error_code == 35 && version > 0 {
+        // UNSUPPORTED_VERSION: the broker answers in v0 with the versions it has; ask again.
+        if ErrorCode::from_code(response.error_code) == ErrorCode::UnsupportedVersion && version > 0
+        {
             continue;
         }
         if response.error_code != 0 {

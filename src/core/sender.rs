@@ -1035,13 +1035,7 @@ impl SenderCore {
                 out.push(Action::RefreshMetadata);
                 let retriable = e.is_retriable();
                 // A request that never reached a socket cannot have been written.
-                let maybe_written = !matches!(
-                    e,
-                    ConnectionError::Connect { .. }
-                        | ConnectionError::UnsupportedVersion { .. }
-                        | ConnectionError::Authentication { .. }
-                        | ConnectionError::Tls { .. }
-                );
+                let maybe_written = e.reached_broker();
                 for mut b in batches {
                     b.maybe_written |= maybe_written;
                     b.unresolved |= maybe_written;

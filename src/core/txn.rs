@@ -19,12 +19,13 @@
 //! AddPartitionsToTxn for the partitions the drain found new.
 
 use crate::batch::Shared;
+use crate::codes::ErrorCode;
 use crate::core::sender::{DrainGate, SenderCore};
 use crate::error::{KafkaCode, ProduceError};
 use crate::record::TopicPartition;
 use crate::transaction::{
-    classify, txn_error_of, BatchRule, ConsumerGroupMetadata, ErrorClass, TransactionError, TxnApi,
-    TxnOp, TxnPartitions, TxnState, TxnStateMachine,
+    classify, txn_error_of, BatchRule, ConsumerGroupMetadata, TransactionError, TxnApi, TxnOp,
+    TxnOutcome, TxnPartitions, TxnState, TxnStateMachine,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -237,11 +238,6 @@ pub(crate) struct TxnRules {
 /// How long a commit or abort waits before looking again whether every record of the
 /// transaction has its outcome.
 const END_POLL: Duration = Duration::from_millis(10);
-
-/// `CONCURRENT_TRANSACTIONS`: the previous transaction is still ending; Java retries it sooner.
-const CONCURRENT_TRANSACTIONS: i16 = 51;
-/// `OPERATION_NOT_ATTEMPTED`: AddPartitionsToTxn's echo of another partition's error.
-const OPERATION_NOT_ATTEMPTED: i16 = 55;
 
 /// Where one coordinator call is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -617,18 +613,18 @@ impl<R: TxnWaiter> TxnCore<R> {
         };
         let named = || format!("{api:?}: {}", KafkaCode(code));
         match classify(api, code) {
-            ErrorClass::Ok => Outcome::Retry { code, find: false },
-            ErrorClass::Retry { find_coordinator } => Outcome::Retry {
+            TxnOutcome::Ok => Outcome::Retry { code, find: false },
+            TxnOutcome::Retry { find_coordinator } => Outcome::Retry {
                 code,
                 find: find_coordinator,
             },
-            ErrorClass::Fenced => Outcome::Done(Err(TransactionError::Fenced {
+            TxnOutcome::Fenced => Outcome::Done(Err(TransactionError::Fenced {
                 code: KafkaCode(code),
             })),
-            ErrorClass::Abortable { .. } => Outcome::Done(Err(TransactionError::Abortable {
+            TxnOutcome::Abortable { .. } => Outcome::Done(Err(TransactionError::Abortable {
                 reason: named().into(),
             })),
-            ErrorClass::Fatal => Outcome::Done(Err(TransactionError::Fatal {
+            TxnOutcome::Fatal => Outcome::Done(Err(TransactionError::Fatal {
                 reason: named().into(),
             })),
         }
@@ -653,7 +649,9 @@ impl<R: TxnWaiter> TxnCore<R> {
                 };
                 let key = (call.key_type, call.key.clone());
                 call.attempt = call.attempt.saturating_add(1);
-                let base = if code == CONCURRENT_TRANSACTIONS {
+                // CONCURRENT_TRANSACTIONS: the previous transaction is still ending; Java retries it
+                // sooner.
+                let base = if ErrorCode::from_code(code) == ErrorCode::ConcurrentTransactions {
                     Duration::from_millis(20).min(rules.retry_backoff)
                 } else {
                     rules.retry_backoff
@@ -1087,7 +1085,8 @@ fn new_call(id: &Arc<str>, now: Instant, request: CoordRequest) -> CoordCall {
 fn first_error(add_partitions: bool, codes: &[i16]) -> i16 {
     let mut first = 0;
     for &c in codes {
-        if c != 0 && (first == 0 || (add_partitions && first == OPERATION_NOT_ATTEMPTED)) {
+        let echo = ErrorCode::from_code(first) == ErrorCode::OperationNotAttempted;
+        if c != 0 && (first == 0 || (add_partitions && echo)) {
             first = c;
         }
     }
@@ -1128,6 +1127,7 @@ impl<R: TxnWaiter> DrainGate for Option<TxnCore<R>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codes::ErrorCode as E;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     /// A caller: `gone` once it gave up waiting.
@@ -1281,7 +1281,13 @@ mod tests {
         let (token, _) = calls(&out)[0].clone();
         out.clear();
         // NOT_COORDINATOR: no call until the backoff passed, then FindCoordinator again.
-        t.answered(now, token, Answer::Codes(vec![16]), &idle(), &mut out);
+        t.answered(
+            now,
+            token,
+            Answer::Codes(vec![E::NotCoordinator.code()]),
+            &idle(),
+            &mut out,
+        );
         assert!(calls(&out).is_empty());
         let at = t.next_wake().expect("a retry");
         assert!(at > now);
@@ -1299,7 +1305,13 @@ mod tests {
         let mut token = token2;
         let res = loop {
             out.clear();
-            t.found(now2, token, Found::Code(15), &idle(), &mut out);
+            t.found(
+                now2,
+                token,
+                Found::Code(E::CoordinatorNotAvailable.code()),
+                &idle(),
+                &mut out,
+            );
             if let Some((_, r)) = replies(&out).pop() {
                 break r;
             }
@@ -1429,7 +1441,13 @@ mod tests {
         t.add_partitions(now, &idle(), &mut out);
         let token = calls(&out)[0].0;
         out.clear();
-        t.answered(now, token, Answer::Codes(vec![90]), &idle(), &mut out);
+        t.answered(
+            now,
+            token,
+            Answer::Codes(vec![E::ProducerFenced.code()]),
+            &idle(),
+            &mut out,
+        );
         assert!(out.iter().any(|a| matches!(a, Action::Fenced)));
         assert!(out.iter().any(
             |a| matches!(a, Action::FailPartitions(p, ProduceError::Transaction(TransactionError::Fenced { .. })) if p == &vec![tp.clone()])
@@ -1573,7 +1591,16 @@ mod tests {
         t.add_partitions(now, &idle(), &mut out);
         let token = calls(&out)[0].0;
         out.clear();
-        t.answered(now, token, Answer::Codes(vec![55, 29]), &idle(), &mut out);
+        t.answered(
+            now,
+            token,
+            Answer::Codes(vec![
+                E::OperationNotAttempted.code(),
+                E::TopicAuthorizationFailed.code(),
+            ]),
+            &idle(),
+            &mut out,
+        );
         let reason = out
             .iter()
             .find_map(|a| match a {
@@ -1582,7 +1609,7 @@ mod tests {
             })
             .unwrap_or_default();
         assert!(
-            reason.contains(&KafkaCode(29).to_string()),
+            reason.contains(&KafkaCode(E::TopicAuthorizationFailed.code()).to_string()),
             "the real error: {reason}"
         );
         let (mut t, now) = core();
@@ -1604,7 +1631,10 @@ mod tests {
     /// than other retriable answers: 20 ms, Java's short retry.
     #[test]
     fn concurrent_transactions_is_retried_sooner() {
-        for (code, low, high) in [(51, 0, 24), (14, 80, 120)] {
+        for (code, low, high) in [
+            (E::ConcurrentTransactions, 0, 24),
+            (E::CoordinatorLoadInProgress, 80, 120),
+        ] {
             let (mut t, now) = core();
             ready_in_transaction(&mut t, now);
             t.partitions.pending.insert(TopicPartition::new("t", 0));
@@ -1612,12 +1642,18 @@ mod tests {
             t.add_partitions(now, &idle(), &mut out);
             let token = calls(&out)[0].0;
             out.clear();
-            t.answered(now, token, Answer::Codes(vec![code]), &idle(), &mut out);
+            t.answered(
+                now,
+                token,
+                Answer::Codes(vec![code.code()]),
+                &idle(),
+                &mut out,
+            );
             let at = t.next_wake().expect("a retry");
             let wait = at.saturating_duration_since(now);
             assert!(
                 wait >= ms(low) && wait <= ms(high),
-                "code {code}: retried after {wait:?}"
+                "code {code:?}: retried after {wait:?}"
             );
         }
     }
@@ -1671,7 +1707,13 @@ mod tests {
         loop {
             let token = calls(&out).pop().expect("EndTxn").0;
             out.clear();
-            t.answered(at, token, Answer::Codes(vec![51]), &idle(), &mut out);
+            t.answered(
+                at,
+                token,
+                Answer::Codes(vec![E::ConcurrentTransactions.code()]),
+                &idle(),
+                &mut out,
+            );
             if !replies(&out).is_empty() {
                 break;
             }
@@ -1723,14 +1765,21 @@ mod tests {
 
     #[test]
     fn the_first_real_error_of_an_answer() {
+        const NOT_TRIED: E = E::OperationNotAttempted;
+        const DENIED: E = E::TopicAuthorizationFailed;
         for (add, codes, want) in [
-            (true, vec![0, 0], 0),
-            (true, vec![55, 29, 55], 29),
-            (true, vec![0, 55], 55),
-            (false, vec![55, 29], 55),
-            (false, vec![0, 3, 16], 3),
+            (true, vec![E::None, E::None], E::None),
+            (true, vec![NOT_TRIED, DENIED, NOT_TRIED], DENIED),
+            (true, vec![E::None, NOT_TRIED], NOT_TRIED),
+            (false, vec![NOT_TRIED, DENIED], NOT_TRIED),
+            (
+                false,
+                vec![E::None, E::UnknownTopicOrPartition, E::NotCoordinator],
+                E::UnknownTopicOrPartition,
+            ),
         ] {
-            assert_eq!(first_error(add, &codes), want, "{add} {codes:?}");
+            let codes: Vec<i16> = codes.iter().map(|c| c.code()).collect();
+            assert_eq!(first_error(add, &codes), want.code(), "{add} {codes:?}");
         }
     }
 }

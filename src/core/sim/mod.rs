@@ -56,6 +56,7 @@ use super::sender::{Action, NoTransaction, SenderCore};
 use super::txn::TxnCore;
 use crate::batch::{Delivery, ProducerBatch, RecordThunk, Shared};
 use crate::cluster::{BrokerInfo, Cluster, PartitionInfo, TopicInfo};
+use crate::codes::ErrorCode as E;
 use crate::config::ProducerConfig;
 use crate::error::{ConnectionError, ProduceError};
 use crate::protocol::record_batch::{Compression, RecordBatchBuilder};
@@ -348,6 +349,8 @@ struct Request {
     done: bool,
     /// The connection was reset before the broker read it.
     cancelled: bool,
+    /// The broker read it (applied what it accepts).
+    processed: bool,
     /// Answers are lost (the broker applies, never answers).
     silent: bool,
 }
@@ -1096,11 +1099,26 @@ impl Sim {
                 // As `producer.id.expiration.ms` does: only a producer idle on the partition
                 // (nothing of it unanswered) loses its state there. (State lost under a batch
                 // whose answer was lost would let its retry be written twice, for any client.)
+                // Idle means no record without its outcome and no request for the partition
+                // the broker has yet to read: a batch that expired while its request waited in
+                // a socket the broker did not read has its outcome ("possibly written"), but
+                // the broker reads it later (seed 84718: the expiration took the state that
+                // would have answered it as a duplicate; the real expiration, a day by
+                // default, cannot pass while a request waits `request.timeout.ms` at most).
                 let i = self.rng.usize(..self.p.partitions);
-                let idle = lock(&self.book)
-                    .records
-                    .iter()
-                    .all(|r| r.partition != i || r.outcome.is_some());
+                let of_i = |batches: &[(TopicPartition, Bytes)]| {
+                    batches.iter().any(|(tp, _)| tp.partition as usize == i)
+                };
+                let unread = self.unwritten.values().any(|(c, _)| of_i(&c.batches))
+                    || self
+                        .requests
+                        .values()
+                        .any(|r| !r.processed && !r.cancelled && of_i(&r.batches));
+                let idle = !unread
+                    && lock(&self.book)
+                        .records
+                        .iter()
+                        .all(|r| r.partition != i || r.outcome.is_some());
                 if idle {
                     self.model[i].producers.clear();
                 } else {
@@ -1439,6 +1457,7 @@ impl Sim {
                 answer: None,
                 done: gone,
                 cancelled: false,
+                processed: false,
                 silent: false,
             },
         );
@@ -1528,12 +1547,13 @@ impl Sim {
 
     /// The broker reads request `id`: appends what it accepts, writes its answer.
     fn process(&mut self, id: u64) {
-        let Some(r) = self.requests.get(&id) else {
+        let Some(r) = self.requests.get_mut(&id) else {
             return;
         };
         if r.cancelled {
             return;
         }
+        r.processed = true;
         let node = r.node;
         let batches = r.batches.clone();
         let silent = r.silent;
@@ -1546,7 +1566,7 @@ impl Sim {
                 .with_error_code(code)
                 .with_base_offset(base_offset)
                 .with_log_append_time_ms(-1);
-            if code == 87 {
+            if code == E::InvalidRecord.code() {
                 // KIP-467: the records refused, by index in the batch.
                 answer.record_errors = poisoned(bytes)
                     .into_iter()
@@ -1556,7 +1576,7 @@ impl Sim {
                     })
                     .collect();
             }
-            if code == 6 && self.p.leader_hints {
+            if code == E::NotLeaderOrFollower.code() && self.p.leader_hints {
                 // KIP-951: the broker names the current leader.
                 if let Some(m) = self.model.get(tp.partition as usize) {
                     answer.current_leader.leader_id = m.leader.into();
@@ -1586,22 +1606,22 @@ impl Sim {
     /// Kafka's append of one batch to a partition: `(error code, base offset)`.
     fn append(&mut self, node: i32, tp: &TopicPartition, bytes: &Bytes) -> (i16, i64) {
         let Some(m) = self.model.get_mut(tp.partition as usize) else {
-            return (3, -1);
+            return (E::UnknownTopicOrPartition.code(), -1);
         };
         if m.leader != node {
-            return (6, -1);
+            return (E::NotLeaderOrFollower.code(), -1);
         }
         let Some(header) = Header::read(bytes) else {
             lock(&self.book)
                 .violations
                 .push(format!("unreadable batch sent to {tp}"));
-            return (87, -1);
+            return (E::InvalidRecord.code(), -1);
         };
         let Some(records) = crate::protocol::decode::decode_batch(bytes) else {
             lock(&self.book)
                 .violations
                 .push(format!("undecodable batch sent to {tp}"));
-            return (87, -1);
+            return (E::InvalidRecord.code(), -1);
         };
         let ids: Vec<u64> = records
             .iter()
@@ -1615,18 +1635,18 @@ impl Sim {
                 ids.len(),
                 header.count
             ));
-            return (87, -1);
+            return (E::InvalidRecord.code(), -1);
         }
         // Record validation comes before the producer-state check (Kafka's LogValidator):
         // a batch with a refused record is not written at all.
         if !poisoned(bytes).is_empty() {
-            return (87, -1);
+            return (E::InvalidRecord.code(), -1);
         }
         // Injected errors: before the append (NOT_ENOUGH_REPLICAS) or after it
         // (REQUEST_TIMED_OUT waiting for the replicas).
         let roll = self.rng.f64();
         if roll < self.p.p_error / 2.0 {
-            return (19, -1);
+            return (E::NotEnoughReplicas.code(), -1);
         }
         let timed_out_after_append = roll < self.p.p_error;
         // With a transactional id, the partition verifies the batch with the coordinator
@@ -1648,10 +1668,10 @@ impl Sim {
         let last_seq = header.base_sequence.wrapping_add(header.count - 1);
         if header.producer_id >= 0 {
             match m.producers.get(&header.producer_id) {
-                Some(e) if header.epoch < e.epoch => return (47, -1),
+                Some(e) if header.epoch < e.epoch => return (E::InvalidProducerEpoch.code(), -1),
                 Some(e) if header.epoch > e.epoch => {
                     if header.base_sequence != 0 {
-                        return (45, -1);
+                        return (E::OutOfOrderSequenceNumber.code(), -1);
                     }
                 }
                 Some(e) => {
@@ -1660,16 +1680,20 @@ impl Sim {
                         .iter()
                         .find(|(f, l, _)| *f == header.base_sequence && *l == last_seq)
                     {
-                        let code = if self.p.duplicate_code { 46 } else { 0 };
+                        let code = if self.p.duplicate_code {
+                            E::DuplicateSequenceNumber.code()
+                        } else {
+                            0
+                        };
                         return (code, *offset);
                     }
                     if header.base_sequence != e.last_seq.wrapping_add(1) {
-                        return (45, -1);
+                        return (E::OutOfOrderSequenceNumber.code(), -1);
                     }
                 }
                 None => {
                     if self.p.strict && header.base_sequence != 0 {
-                        return (59, -1);
+                        return (E::UnknownProducerId.code(), -1);
                     }
                 }
             }
@@ -1702,7 +1726,7 @@ impl Sim {
             self.txn_appended(&ids, n);
         }
         if timed_out_after_append {
-            return (7, -1);
+            return (E::RequestTimedOut.code(), -1);
         }
         (0, offset)
     }
@@ -2233,10 +2257,11 @@ fn transactional_simulation() {
 /// Seeds that failed before the fixes they led to (see the closing note of issue 9): a
 /// producer-id reset re-sequencing a batch whose answer was lost (7, 18, 33), a resend pushed
 /// out of the broker's five-batch window by batches sent behind it (274) or by a new leader
-/// acknowledging later batches first (2553, 17069, 19735), a lost answer mid-connection (60).
+/// acknowledging later batches first (2553, 17069, 19735), a lost answer mid-connection (60);
+/// and of the model: producer state expired under a request the broker had yet to read (84718).
 #[test]
 fn regression_seeds() {
-    for seed in [7, 18, 33, 60, 274, 1450, 2553, 17069, 19735] {
+    for seed in [7, 18, 33, 60, 274, 1450, 2553, 17069, 19735, 84718] {
         let v = run_seed(seed, false);
         assert!(v.is_empty(), "seed {seed}: {v:#?}");
     }

@@ -22,6 +22,7 @@
 //! - the application is never left waiting: every call is answered, and its run ends.
 
 use super::*;
+use crate::codes::ErrorCode as E;
 use crate::core::txn::{
     Action as TxnAction, Answer, CoordRequest, Found, TxnCore, TxnRequest, TxnRules, TxnView,
     TxnWaiter, KEY_TRANSACTION,
@@ -697,7 +698,7 @@ impl Sim {
                     t.coord.group_node
                 };
                 *answer = Some(if error {
-                    Found::Code(15)
+                    Found::Code(E::CoordinatorNotAvailable.code())
                 } else {
                     Found::Node {
                         node,
@@ -763,7 +764,7 @@ impl Sim {
                 ..
             } => {
                 if let Some(Answer::Codes(codes)) = &answer {
-                    if codes.contains(&48) {
+                    if codes.contains(&E::InvalidTxnState.code()) {
                         self.violation(format!(
                             "transactions: the coordinator answered INVALID_TXN_STATE to {request:?}"
                         ));
@@ -822,15 +823,15 @@ impl Sim {
         epoch: i16,
     ) -> Result<u32, i16> {
         let Some(t) = self.txn.as_ref() else {
-            return Err(-1);
+            return Err(E::UnknownServerError.code());
         };
         let c = &t.coord;
         if producer_id != c.pid || epoch < c.epoch {
-            return Err(47); // INVALID_PRODUCER_EPOCH
+            return Err(E::InvalidProducerEpoch.code());
         }
         match c.ongoing {
             Some(n) if epoch == c.epoch && c.partitions.contains(&partition) => Ok(n),
-            _ => Err(48), // INVALID_TXN_STATE: not in an open transaction
+            _ => Err(E::InvalidTxnState.code()), // not in an open transaction
         }
     }
 
@@ -1002,7 +1003,7 @@ impl Sim {
         }
         for t in &resp.responses {
             for p in &t.partition_responses {
-                if p.error_code == 48 {
+                if p.error_code == E::InvalidTxnState.code() {
                     self.violation(format!(
                         "transactions: partition {} answered INVALID_TXN_STATE: a batch sent outside its transaction",
                         p.index
@@ -1049,17 +1050,17 @@ fn coordinator_answer(
         _ => c.node,
     };
     if node != owner {
-        return fail(16); // NOT_COORDINATOR
+        return fail(E::NotCoordinator.code());
     }
     if error {
-        return fail(14); // COORDINATOR_LOAD_IN_PROGRESS
+        return fail(E::CoordinatorLoadInProgress.code());
     }
     let concurrent = now_ms < c.busy_until;
     let current = |producer: (i64, i16)| producer == (c.pid, c.epoch);
     match request {
         CoordRequest::InitProducerId { current: None, .. } => {
             if concurrent {
-                return fail(51);
+                return fail(E::ConcurrentTransactions.code());
             }
             end_ongoing(c, rng, now_ms, false);
             if c.pid < 0 {
@@ -1090,10 +1091,10 @@ fn coordinator_answer(
                 }
             }
             if !current(*asked) {
-                return fail(90); // PRODUCER_FENCED
+                return fail(E::ProducerFenced.code());
             }
             if concurrent {
-                return fail(51);
+                return fail(E::ConcurrentTransactions.code());
             }
             end_ongoing(c, rng, now_ms, false);
             c.epoch += 1;
@@ -1109,10 +1110,13 @@ fn coordinator_answer(
             partitions,
         } => {
             if !current(*producer) {
-                return Answer::Codes(vec![90; partitions.len().max(1)]);
+                return Answer::Codes(vec![E::ProducerFenced.code(); partitions.len().max(1)]);
             }
             if concurrent {
-                return Answer::Codes(vec![51; partitions.len().max(1)]);
+                return Answer::Codes(vec![
+                    E::ConcurrentTransactions.code();
+                    partitions.len().max(1)
+                ]);
             }
             if c.ongoing.is_none() {
                 c.ongoing = Some(c.next_txn);
@@ -1125,10 +1129,10 @@ fn coordinator_answer(
         }
         CoordRequest::AddOffsets { producer, .. } => {
             if !current(*producer) {
-                return fail(90);
+                return fail(E::ProducerFenced.code());
             }
             if concurrent {
-                return fail(51);
+                return fail(E::ConcurrentTransactions.code());
             }
             if c.ongoing.is_none() {
                 c.ongoing = Some(c.next_txn);
@@ -1141,24 +1145,24 @@ fn coordinator_answer(
             producer, offsets, ..
         } => {
             if !current(*producer) {
-                return fail(90);
+                return fail(E::ProducerFenced.code());
             }
             if c.ongoing.is_none() || !c.offsets_added {
-                return fail(48); // not in the transaction: the producer skipped AddOffsetsToTxn
+                return fail(E::InvalidTxnState.code()); // not in the transaction: the producer skipped AddOffsetsToTxn
             }
             c.pending_offsets.extend(offsets.iter().map(|(_, o)| *o));
             Answer::Codes(vec![0; offsets.len()])
         }
         CoordRequest::EndTxn { producer, commit } => {
             if !current(*producer) {
-                return fail(90);
+                return fail(E::ProducerFenced.code());
             }
             if c.ongoing.is_none() {
                 // A retry of the EndTxn applied already is answered as it was.
                 return if c.last_end == Some((producer.0, producer.1, *commit)) {
                     Answer::Codes(vec![0])
                 } else {
-                    fail(48)
+                    fail(E::InvalidTxnState.code())
                 };
             }
             end_ongoing(c, rng, now_ms, *commit);
