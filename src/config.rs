@@ -375,6 +375,24 @@ impl ProducerConfig {
         DOCUMENTED_KEYS
     }
 
+    /// The configuration table as Markdown (`| key | default | meaning |`, one row per
+    /// [`ProducerConfig::documented_keys`] entry): the README's "Configuration keys" table,
+    /// printed by `cargo run --example config_keys`. A key without a default shows `(none)`
+    /// (unset; `bootstrap.servers` says in its meaning that it is required).
+    pub fn keys_markdown() -> String {
+        let mut table = String::from("| key | default | meaning |\n|---|---|---|\n");
+        for (key, default, meaning) in DOCUMENTED_KEYS {
+            let default = if default.is_empty() {
+                "(none)".to_string()
+            } else {
+                format!("`{default}`")
+            };
+            let meaning = meaning.replace('|', "\\|");
+            table.push_str(&format!("| `{key}` | {default} | {meaning} |\n"));
+        }
+        table
+    }
+
     /// The KIP-390 levels of all codecs in the form
     /// [`RecordBatchBuilder::with_levels`](crate::protocol::record_batch::RecordBatchBuilder::with_levels)
     /// takes: gzip -1 becomes `None` (the codec default), lz4 and zstd are always `Some`.
@@ -1442,6 +1460,27 @@ mod tests {
         let mut from_docs = from_docs;
         from_docs.enable_idempotence_explicit = false;
         assert_eq!(format!("{from_docs:?}"), format!("{defaults:?}"));
+    }
+
+    /// The README's configuration table is the generated one: this fails when a key, default
+    /// or meaning changed and the README was not regenerated
+    /// (`cargo run --example config_keys`).
+    #[test]
+    fn the_readme_configuration_table_is_current() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        let start = readme
+            .find("| key | default | meaning |")
+            .expect("the README has the configuration table");
+        let table: String = readme[start..]
+            .lines()
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            table,
+            ProducerConfig::keys_markdown(),
+            "README.md is stale: regenerate its table with `cargo run --example config_keys`"
+        );
     }
 
     #[test]

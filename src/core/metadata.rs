@@ -819,4 +819,201 @@ mod tests {
         m.on_response(t0, Ok(Some(answer("t", 1, &[1]))), &cluster, &mut out);
         assert!(cluster.topic("t").is_some());
     }
+
+    fn reply() -> (
+        TopicReply,
+        oneshot::Receiver<Result<Arc<TopicInfo>, ProduceError>>,
+    ) {
+        oneshot::channel()
+    }
+
+    fn with_topic_code(mut a: MetadataResponse, code: ErrorCode) -> MetadataResponse {
+        a.topics[0].error_code = code.code();
+        a
+    }
+
+    fn wake_at(out: &[MetadataAction]) -> Option<Instant> {
+        out.iter().rev().find_map(|a| match a {
+            MetadataAction::Wake(at) => Some(*at),
+            _ => None,
+        })
+    }
+
+    /// The first request, with no broker known yet, goes to `bootstrap.servers` as a
+    /// bootstrap, not a KIP-899 rebootstrap (there is no known set to give up on).
+    #[test]
+    fn the_first_request_is_not_a_rebootstrap() {
+        let (mut m, cluster, t0) = core(&[]);
+        let mut out = Vec::new();
+        let (tx, _rx) = reply();
+        m.wait_for_topic(t0, "t".into(), 0, tx, &cluster, &mut out);
+        assert_eq!(requests(&out), vec![false]);
+    }
+
+    /// Wrong credentials or an untrusted certificate: every waiting `send` fails at once with
+    /// the cause, not at `max.block.ms`; other failures keep it waiting.
+    #[test]
+    fn an_authentication_failure_answers_the_waiters_at_once() {
+        let (mut m, cluster, t0) = core(&[]);
+        let mut out = Vec::new();
+        let (tx, mut rx) = reply();
+        m.wait_for_topic(t0, "t".into(), 0, tx, &cluster, &mut out);
+        let lost = ConnectionError::Disconnected {
+            broker: "b:9092".into(),
+            reason: "reset".into(),
+        };
+        m.on_response(t0, Err(lost), &cluster, &mut out);
+        assert!(rx.try_recv().is_err(), "still waiting");
+        out.clear();
+        m.tick(t0 + Duration::from_secs(1), &cluster, &mut out);
+        assert_eq!(requests(&out), vec![false]);
+        let denied = ConnectionError::Authentication {
+            broker: "b:9092".into(),
+            reason: "bad password".into(),
+        };
+        m.on_response(
+            t0 + Duration::from_secs(1),
+            Err(denied.clone()),
+            &cluster,
+            &mut out,
+        );
+        match rx.try_recv() {
+            Ok(Err(ProduceError::Connection(e))) => assert_eq!(e, denied),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A failed request with `send`s waiting is retried after `retry.backoff.ms`, not sooner
+    /// and not only at the periodic refresh; with nobody waiting, no retry is scheduled (the
+    /// next wake-up is the periodic refresh).
+    #[test]
+    fn a_failed_request_is_retried_after_the_backoff_while_sends_wait() {
+        let (mut m, cluster, t0) = core(&[
+            ("retry.backoff.ms", "100"),
+            ("metadata.max.age.ms", "60000"),
+        ]);
+        let lost = || {
+            Err(ConnectionError::Disconnected {
+                broker: "b:9092".into(),
+                reason: "reset".into(),
+            })
+        };
+        let mut out = Vec::new();
+        let (tx, _rx) = reply();
+        m.wait_for_topic(t0, "t".into(), 0, tx, &cluster, &mut out);
+        let t1 = t0 + Duration::from_millis(5);
+        out.clear();
+        m.on_response(t1, lost(), &cluster, &mut out);
+        assert!(requests(&out).is_empty());
+        assert_eq!(wake_at(&out), Some(t1 + Duration::from_millis(100)));
+        out.clear();
+        m.tick(t1 + Duration::from_millis(99), &cluster, &mut out);
+        assert!(requests(&out).is_empty(), "{out:?}");
+        m.tick(t1 + Duration::from_millis(100), &cluster, &mut out);
+        assert_eq!(requests(&out), vec![false]);
+        // Nobody waiting: a failure schedules nothing before the periodic refresh.
+        let (mut m, cluster, t0) = core(&[
+            ("retry.backoff.ms", "100"),
+            ("metadata.max.age.ms", "60000"),
+        ]);
+        out.clear();
+        m.refresh_requested(t0, &cluster, &mut out);
+        out.clear();
+        m.on_response(t0, lost(), &cluster, &mut out);
+        assert_eq!(wake_at(&out), Some(t0 + Duration::from_secs(60)));
+    }
+
+    /// The periodic refresh comes every `metadata.max.age.ms`, also while one is unanswered: a
+    /// tick just after it starts asks for nothing more.
+    #[test]
+    fn the_periodic_refresh_is_once_per_max_age() {
+        let (mut m, cluster, t0) = core(&[("metadata.max.age.ms", "1000")]);
+        let mut out = Vec::new();
+        m.tick(t0 + Duration::from_millis(999), &cluster, &mut out);
+        assert!(requests(&out).is_empty());
+        let t1 = t0 + Duration::from_millis(1000);
+        m.tick(t1, &cluster, &mut out);
+        assert_eq!(requests(&out), vec![false]);
+        out.clear();
+        m.tick(t1 + Duration::from_millis(1), &cluster, &mut out);
+        m.on_response(
+            t1 + Duration::from_millis(2),
+            Ok(Some(answer("t", 1, &[1]))),
+            &cluster,
+            &mut out,
+        );
+        assert!(requests(&out).is_empty(), "asked again at once: {out:?}");
+    }
+
+    /// `Changed` (a health event, and what wakes the sender for new leaders) is emitted when
+    /// brokers or partitions change, and only then.
+    #[test]
+    fn changed_only_when_brokers_or_partitions_change() {
+        let (mut m, cluster, t0) = core(&[]);
+        let mut out = Vec::new();
+        let (tx, _rx) = reply();
+        m.wait_for_topic(t0, "t".into(), 0, tx, &cluster, &mut out);
+        let changed = |m: &mut MetadataCore, a: MetadataResponse| {
+            let mut out = Vec::new();
+            m.on_response(t0, Ok(Some(a)), &cluster, &mut out);
+            out.contains(&MetadataAction::Changed)
+        };
+        assert!(changed(&mut m, answer("t", 1, &[1])), "a new topic");
+        assert!(!changed(&mut m, answer("t", 1, &[1])), "the same answer");
+        assert!(changed(&mut m, answer("t", 1, &[1, 2])), "a broker joined");
+        assert!(!changed(&mut m, answer("t", 1, &[1, 2])));
+        assert!(
+            changed(&mut m, answer("t", 2, &[1, 2])),
+            "a partition added"
+        );
+        assert!(changed(&mut m, answer("t", 2, &[1])), "a broker left");
+    }
+
+    /// Topic-level errors: a retriable one (LEADER_NOT_AVAILABLE while the topic is created)
+    /// keeps the `send` waiting, also when the answer lists partitions beside it; a final one
+    /// (TOPIC_AUTHORIZATION_FAILED) fails it at once. At `max.block.ms` an unknown topic is
+    /// `UnknownTopic`, anything else `MetadataTimeout`.
+    #[test]
+    fn topic_errors_keep_waiting_or_fail_by_their_class() {
+        let (mut m, cluster, t0) = core(&[("max.block.ms", "1000")]);
+        let mut out = Vec::new();
+        let (tx, mut rx) = reply();
+        m.wait_for_topic(t0, "t".into(), 0, tx, &cluster, &mut out);
+        let busy = with_topic_code(answer("t", 1, &[1]), ErrorCode::LeaderNotAvailable);
+        m.on_response(t0, Ok(Some(busy)), &cluster, &mut out);
+        assert!(
+            rx.try_recv().is_err(),
+            "answered from an answer with a topic error"
+        );
+        assert!(cluster.topic("t").is_none());
+        m.tick(t0 + Duration::from_millis(1000), &cluster, &mut out);
+        match rx.try_recv() {
+            Ok(Err(ProduceError::MetadataTimeout { .. })) => {}
+            other => panic!("{other:?}"),
+        }
+        let (tx, mut rx) = reply();
+        let t1 = t0 + Duration::from_secs(2);
+        m.wait_for_topic(t1, "u".into(), 0, tx, &cluster, &mut out);
+        let unknown = with_topic_code(answer("u", 0, &[1]), ErrorCode::UnknownTopicOrPartition);
+        m.on_response(t1, Ok(Some(unknown)), &cluster, &mut out);
+        assert!(rx.try_recv().is_err());
+        m.tick(t1 + Duration::from_millis(1000), &cluster, &mut out);
+        match rx.try_recv() {
+            Ok(Err(ProduceError::UnknownTopic {
+                waited_ms: 1000, ..
+            })) => {}
+            other => panic!("{other:?}"),
+        }
+        let (tx, mut rx) = reply();
+        let t2 = t1 + Duration::from_secs(2);
+        m.wait_for_topic(t2, "v".into(), 0, tx, &cluster, &mut out);
+        let denied = with_topic_code(answer("v", 0, &[1]), ErrorCode::TopicAuthorizationFailed);
+        m.on_response(t2, Ok(Some(denied)), &cluster, &mut out);
+        match rx.try_recv() {
+            Ok(Err(ProduceError::TopicError { code, .. })) => {
+                assert_eq!(code.named(), ErrorCode::TopicAuthorizationFailed)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
