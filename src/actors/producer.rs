@@ -32,6 +32,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
+/// Whether the enqueue path may wait (franz-go's `produce(ctx, r, promise, block)`): for
+/// metadata, for a partition the metadata does not have yet, for mailbox room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Block {
+    /// Up to `max.block.ms` (`send`, `send_with_callback`, `send_returning`).
+    Wait,
+    /// Not at all: what would wait fails at once (`try_send`).
+    Never,
+}
+
 /// What [`Producer::send_now`] did.
 enum Now {
     /// Enqueued, or failed for good.
@@ -483,7 +493,7 @@ impl Producer {
                         // The actor is gone without closing its mailbox (its arbiter
                         // stopped): whatever is queued fails now, these records included.
                         tracing::warn!(%tp, "accumulator stopped");
-                        let err = ProduceError::closed(format!("accumulator for {tp} stopped"));
+                        let err = Self::stopped(tp);
                         let shared = &self.inner.shared;
                         for r in slot.mailbox.close() {
                             shared.fail_one(r.delivery, r.pending_slot, err.clone());
@@ -500,22 +510,50 @@ impl Producer {
         }
     }
 
-    async fn send_inner(
-        &self,
-        record: ProducerRecord,
-        delivery: Delivery,
-    ) -> Result<(), ProduceError> {
-        let shared = &self.inner.shared;
-        if shared.interceptors.is_empty() {
-            return self.send_checked(record, delivery).await;
+    /// Interceptors' `on_send`, once per record, before anything else (Java's
+    /// `KafkaProducer.send`).
+    fn intercepted(&self, record: ProducerRecord) -> ProducerRecord {
+        let interceptors = &self.inner.shared.interceptors;
+        if interceptors.is_empty() {
+            record
+        } else {
+            interceptors.on_send(record)
         }
-        let record = shared.interceptors.on_send(record);
-        let res = self.send_checked(record, delivery).await;
-        if let Err(e) = &res {
-            // Java's onSendError: interceptors see errors raised before enqueueing too.
-            shared.interceptors.on_acknowledgement(&Err(e.clone()));
+    }
+
+    /// Interceptors see the errors raised before enqueueing too (Java's `onSendError`).
+    fn refused_before_enqueue(&self, error: &ProduceError) {
+        let interceptors = &self.inner.shared.interceptors;
+        if !interceptors.is_empty() {
+            interceptors.on_acknowledgement(&Err(error.clone()));
         }
-        res
+    }
+
+    /// The one enqueue path of single records: interceptors, admission, metadata, routing,
+    /// back-pressure, as `block` allows. An error before the record is enqueued gives it back
+    /// (the record `on_send` returned).
+    fn produce_now(&self, record: ProducerRecord, delivery: Delivery, block: Block) -> Now {
+        let record = self.intercepted(record);
+        let now = self.send_now(record, delivery, block);
+        if let Now::Done(Err(e)) = &now {
+            self.refused_before_enqueue(&e.error);
+        }
+        now
+    }
+
+    /// [`Self::produce_now`], then what it could not do without waiting (`Block::Wait`).
+    #[allow(clippy::result_large_err)]
+    async fn produce(&self, record: ProducerRecord, delivery: Delivery) -> Result<(), SendError> {
+        match self.produce_now(record, delivery, Block::Wait) {
+            Now::Done(res) => res,
+            Now::Wait(record, delivery, routed) => {
+                let res = self.send_waiting(record, delivery, routed).await;
+                if let Err(e) = &res {
+                    self.refused_before_enqueue(&e.error);
+                }
+                res
+            }
+        }
     }
 
     /// Waits for at least one of `n` mailbox slots until `deadline`; returns how many it took.
@@ -567,16 +605,6 @@ impl Producer {
         }
     }
 
-    async fn send_checked(
-        &self,
-        record: ProducerRecord,
-        delivery: Delivery,
-    ) -> Result<(), ProduceError> {
-        self.send_keeping(record, delivery)
-            .await
-            .map_err(|e| e.error)
-    }
-
     /// The checks before anything else: the producer is open, the transaction state allows
     /// sends.
     fn admit(&self) -> Result<(), ProduceError> {
@@ -612,37 +640,91 @@ impl Producer {
     }
 
     /// The send path without awaiting anything: metadata cached, the partition known and a
-    /// free mailbox slot. Anything that would wait (metadata, a partition not yet in the
-    /// metadata, a full mailbox) gives the record and its delivery back for
+    /// free mailbox slot. With `Block::Wait`, anything that would wait (metadata, a partition
+    /// not yet in the metadata, a full mailbox) gives the record and its delivery back for
     /// [`Self::send_waiting`], with its route once it has one (a record is partitioned once);
-    /// errors are final.
-    fn send_now(&self, record: ProducerRecord, delivery: Delivery) -> Now {
+    /// with `Block::Never` it fails at once. Errors are final.
+    fn send_now(&self, record: ProducerRecord, delivery: Delivery, block: Block) -> Now {
+        let fail = |error, record| Now::Done(Err(SendError { error, record }));
         if let Err(error) = self.admit() {
-            return Now::Done(Err(SendError { error, record }));
+            return fail(error, record);
         }
         let Some(info) = self.inner.cluster.topic(&record.topic) else {
-            return Now::Wait(record, delivery, None);
+            return match block {
+                Block::Wait => Now::Wait(record, delivery, None),
+                Block::Never => fail(self.fetch_without_waiting(&record.topic), record),
+            };
         };
         let tp = match self.route(&record, &info) {
             Ok(tp) => tp,
-            Err(ProduceError::InvalidPartition { .. }) if record.partition.is_some() => {
+            Err(ProduceError::InvalidPartition { .. })
+                if record.partition.is_some() && block == Block::Wait =>
+            {
                 return Now::Wait(record, delivery, None)
             }
-            Err(error) => return Now::Done(Err(SendError { error, record })),
+            Err(error) => return fail(error, record),
         };
-        let routed = Routed {
+        let mut routed = Routed {
             slot: self.accumulator(&tp),
             tp,
         };
-        if !self.inner.shared.pending.has_room(1) || !routed.slot.mailbox.try_reserve(1) {
-            return Now::Wait(record, delivery, Some(routed));
+        let room = self.inner.shared.pending.has_room(1);
+        let mut reserved = room && routed.slot.mailbox.try_reserve(1);
+        if !reserved && room && routed.slot.mailbox.retired() {
+            // It retired between the lookup and the reservation: its successor.
+            routed.slot = self.accumulator(&routed.tp);
+            reserved = routed.slot.mailbox.try_reserve(1);
         }
-        Now::Done(self.commit(&routed, record, delivery))
+        if reserved {
+            return Now::Done(self.commit(&routed, record, delivery));
+        }
+        match block {
+            Block::Wait => Now::Wait(record, delivery, Some(routed)),
+            Block::Never => fail(
+                ProduceError::QueueFull {
+                    topic_partition: routed.tp,
+                    waited_ms: 0,
+                },
+                record,
+            ),
+        }
+    }
+
+    /// `try_send` found no metadata for `topic`: starts fetching it so a later `try_send` can
+    /// succeed (no waiter, no task: the core keeps one entry per topic; at most one message
+    /// per topic per `retry.backoff.ms`, so the metadata manager's mailbox does not grow with
+    /// calls) and returns the error.
+    fn fetch_without_waiting(&self, topic: &Arc<str>) -> ProduceError {
+        let now = Instant::now();
+        let backoff = self.inner.config.retry_backoff;
+        let asked = &self.inner.fetch_asked;
+        let recent = asked
+            .get(topic)
+            .is_some_and(|t| now < crate::time::deadline_after(*t, backoff));
+        if !recent {
+            if asked.len() >= 1024 {
+                asked.retain(|_, t| now < crate::time::deadline_after(*t, backoff));
+            }
+            asked.insert(topic.clone(), now);
+            self.inner
+                .metadata
+                .do_send(crate::actors::metadata::FetchTopic(topic.clone()));
+        }
+        ProduceError::MetadataTimeout {
+            topic: topic.clone(),
+            waited_ms: 0,
+            reason: "metadata not cached yet (try_send does not wait)".into(),
+        }
+    }
+
+    /// The error of records an accumulator that stopped did not take.
+    fn stopped(tp: &TopicPartition) -> ProduceError {
+        ProduceError::closed(format!("accumulator for {tp} stopped"))
     }
 
     /// The error (and the record, rebuilt) of a push the accumulator refused.
     fn refused(tp: &TopicPartition, mut recs: Vec<AppendRecord>) -> SendError {
-        let error = ProduceError::closed(format!("accumulator for {tp} stopped"));
+        let error = Self::stopped(tp);
         let Some(r) = recs.pop() else {
             return SendError {
                 error,
@@ -659,20 +741,6 @@ impl Producer {
                 headers: r.headers,
                 timestamp: Some(r.timestamp),
             },
-        }
-    }
-
-    /// The send path; an error before the record is enqueued gives it back.
-    async fn send_keeping(
-        &self,
-        record: ProducerRecord,
-        delivery: Delivery,
-    ) -> Result<(), SendError> {
-        match self.send_now(record, delivery) {
-            Now::Done(res) => res,
-            Now::Wait(record, delivery, routed) => {
-                self.send_waiting(record, delivery, routed).await
-            }
         }
     }
 
@@ -733,23 +801,8 @@ impl Producer {
         record: ProducerRecord,
     ) -> Result<DeliveryFuture, SendError> {
         let (tx, rx) = crate::completion::pair();
-        let shared = &self.inner.shared;
-        let record = if shared.interceptors.is_empty() {
-            record
-        } else {
-            shared.interceptors.on_send(record)
-        };
-        match self.send_keeping(record, Delivery::Future(tx)).await {
-            Ok(()) => Ok(rx),
-            Err(e) => {
-                if !shared.interceptors.is_empty() {
-                    shared
-                        .interceptors
-                        .on_acknowledgement(&Err(e.error.clone()));
-                }
-                Err(e)
-            }
-        }
+        self.produce(record, Delivery::Future(tx)).await?;
+        Ok(rx)
     }
 
     /// Sends many records with one accumulator message per partition (and chunk of at most
@@ -807,23 +860,14 @@ impl Producer {
         let start = Instant::now();
         let deadline = start + self.inner.config.max_block;
         let capacity = self.inner.config.mailbox_capacity.max(1);
-        let interceptors = self.inner.shared.interceptors.clone();
         let mut results: Vec<Result<(), ProduceError>> = Vec::new();
         let mut groups: Vec<PartitionChunk> = Vec::new();
         let mut last_topic: Option<Arc<TopicInfo>> = None;
         let mut call_ms: Option<i64> = None;
         for (i, record) in records.into_iter().enumerate() {
-            let record = if interceptors.is_empty() {
-                record
-            } else {
-                interceptors.on_send(record)
-            };
+            let record = self.intercepted(record);
             results.push(Ok(()));
-            if self.inner.closed.load(Ordering::Acquire) {
-                results[i] = Err(ProduceError::closed("send after close"));
-                continue;
-            }
-            if let Err(e) = self.inner.shared.txn.check_send() {
+            if let Err(e) = self.admit() {
                 results[i] = Err(e);
                 continue;
             }
@@ -903,7 +947,7 @@ impl Producer {
                     r.pending_slot = pending_slot;
                 }
                 if let Err(back) = self.enqueue(&tp, &slot, records, n as u64, pending_slot) {
-                    let err = ProduceError::closed(format!("accumulator for {tp} stopped"));
+                    let err = Self::stopped(&tp);
                     drop(back);
                     for i in indices {
                         results[i] = Err(err.clone());
@@ -911,12 +955,8 @@ impl Producer {
                 }
             }
         }
-        if !interceptors.is_empty() {
-            for r in &results {
-                if let Err(e) = r {
-                    interceptors.on_acknowledgement(&Err(e.clone()));
-                }
-            }
+        for e in results.iter().filter_map(|r| r.as_ref().err()) {
+            self.refused_before_enqueue(e);
         }
         results
     }
@@ -932,26 +972,8 @@ impl Producer {
     /// The delivery future carries the errors after enqueueing (timeouts, broker errors).
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
         let (tx, rx) = crate::completion::pair();
-        self.send_delivery(record, Delivery::Future(tx)).await?;
+        self.produce(record, Delivery::Future(tx)).await?;
         Ok(rx)
-    }
-
-    /// `send` and `send_with_callback`: without interceptors, the synchronous path first.
-    async fn send_delivery(
-        &self,
-        record: ProducerRecord,
-        delivery: Delivery,
-    ) -> Result<(), ProduceError> {
-        if !self.inner.shared.interceptors.is_empty() {
-            return self.send_inner(record, delivery).await;
-        }
-        match self.send_now(record, delivery) {
-            Now::Done(res) => res.map_err(|e| e.error),
-            Now::Wait(record, delivery, routed) => self
-                .send_waiting(record, delivery, routed)
-                .await
-                .map_err(|e| e.error),
-        }
     }
 
     /// Sends a record and calls `callback` with its result (Java's `send(record, callback)`).
@@ -966,7 +988,9 @@ impl Producer {
         callback: impl FnOnce(crate::batch::DeliveryResult) + Send + 'static,
     ) -> Result<(), ProduceError> {
         let cb = crate::batch::inline_callback(callback);
-        self.send_delivery(record, Delivery::Callback(cb)).await
+        self.produce(record, Delivery::Callback(cb))
+            .await
+            .map_err(ProduceError::from)
     }
 
     /// Sends without waiting: fails at once if the topic's metadata is not cached yet or the
@@ -976,66 +1000,12 @@ impl Producer {
     /// [`ProduceError::QueueFull`] (`waited_ms` 0), [`ProduceError::MetadataTimeout`] (`waited_ms`
     /// 0: no metadata cached yet), and the routing errors of [`Producer::send`].
     pub fn try_send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
-        let interceptors = &self.inner.shared.interceptors;
-        if interceptors.is_empty() {
-            return self.try_send_checked(record);
-        }
-        let res = self.try_send_checked(interceptors.on_send(record));
-        if let Err(e) = &res {
-            interceptors.on_acknowledgement(&Err(e.clone()));
-        }
-        res
-    }
-
-    fn try_send_checked(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
-        self.admit()?;
-        let Some(info) = self.inner.cluster.topic(&record.topic) else {
-            // Start fetching so a later try_send can succeed: no waiter, no task (the core
-            // keeps one entry per topic), and at most one message per topic per
-            // `retry.backoff.ms`, so the metadata manager's mailbox does not grow with calls.
-            let now = Instant::now();
-            let backoff = self.inner.config.retry_backoff;
-            let asked = &self.inner.fetch_asked;
-            let recent = asked
-                .get(&record.topic)
-                .is_some_and(|t| now < crate::time::deadline_after(*t, backoff));
-            if !recent {
-                if asked.len() >= 1024 {
-                    asked.retain(|_, t| now < crate::time::deadline_after(*t, backoff));
-                }
-                asked.insert(record.topic.clone(), now);
-                self.inner
-                    .metadata
-                    .do_send(crate::actors::metadata::FetchTopic(record.topic.clone()));
-            }
-            return Err(ProduceError::MetadataTimeout {
-                topic: record.topic.clone(),
-                waited_ms: 0,
-                reason: "metadata not cached yet (try_send does not wait)".into(),
-            });
-        };
-        let tp = self.route(&record, &info)?;
-        let mut routed = Routed {
-            slot: self.accumulator(&tp),
-            tp,
-        };
-        let mut reserved =
-            self.inner.shared.pending.has_room(1) && routed.slot.mailbox.try_reserve(1);
-        if !reserved && routed.slot.mailbox.retired() && self.inner.shared.pending.has_room(1) {
-            // It retired between the lookup and the reservation: its successor.
-            routed.slot = self.accumulator(&routed.tp);
-            reserved = routed.slot.mailbox.try_reserve(1);
-        }
-        if !reserved {
-            return Err(ProduceError::QueueFull {
-                topic_partition: routed.tp.clone(),
-                waited_ms: 0,
-            });
-        }
         let (tx, rx) = crate::completion::pair();
-        self.commit(&routed, record, Delivery::Future(tx))
-            .map_err(|e| e.error)?;
-        Ok(rx)
+        match self.produce_now(record, Delivery::Future(tx), Block::Never) {
+            Now::Done(res) => res.map(|()| rx).map_err(ProduceError::from),
+            // Block::Never never waits.
+            Now::Wait(..) => Err(ProduceError::closed("try_send would wait")),
+        }
     }
 
     /// Transactions (KIP-98): registers the `transactional.id` with its transaction coordinator
