@@ -929,6 +929,41 @@ mod tests {
         drop(sent);
     }
 
+    /// Found by missed mutants (settle, open_room): a push wakes the accumulator only when it
+    /// must. With no batch open, or with `linger.ms=0`, every push after a drain wakes it;
+    /// while a batch lingers (its timer will drain the queue) a small push does not, and one
+    /// that brings enough bytes to fill the open batch does. Outcomes do not depend on it
+    /// (the simulation could not tell); the actor wake-ups per batch do.
+    #[test]
+    fn a_push_wakes_the_accumulator_only_when_it_must() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut c = core(&[
+            ("linger.ms", "1000"),
+            ("batch.size", "1000"),
+            ("mailbox.capacity", "64"),
+            ("enable.idempotence", "false"),
+        ]);
+        assert!(send(&c, &[1; 10], &log), "no batch open: wake");
+        c.drain(now, &mut out);
+        assert!(c.open_room().is_some(), "a batch lingers");
+        assert!(
+            !send(&c, &[1; 10], &log),
+            "a small push while the batch lingers"
+        );
+        assert!(!send(&c, &[1; 10], &log));
+        assert!(
+            send(&c, &[1; 1000], &log),
+            "enough bytes to fill the open batch"
+        );
+        // linger.ms=0: nothing lingers, every push after a drain wakes.
+        let mut c = core(&[("linger.ms", "0"), ("enable.idempotence", "false")]);
+        assert!(send(&c, &[1; 10], &log));
+        c.drain(now, &mut out);
+        assert!(send(&c, &[1; 10], &log), "linger.ms=0: a push wakes");
+    }
+
     /// Found by a missed mutant: the queues that trade places between the mailbox and the
     /// backlog at each drain both come back to what recent drains need after one burst.
     #[test]
