@@ -532,7 +532,14 @@ impl Producer {
     /// The one enqueue path of single records: interceptors, admission, metadata, routing,
     /// back-pressure, as `block` allows. An error before the record is enqueued gives it back
     /// (the record `on_send` returned).
-    fn produce_now(&self, record: ProducerRecord, delivery: Delivery, block: Block) -> Now {
+    /// `delivery` is built only once the record is taken or handed to the waiting path (a
+    /// `try_send` that fails takes no completion slot).
+    fn produce_now(
+        &self,
+        record: ProducerRecord,
+        delivery: impl FnOnce() -> Delivery,
+        block: Block,
+    ) -> Now {
         let record = self.intercepted(record);
         let now = self.send_now(record, delivery, block);
         if let Now::Done(Err(e)) = &now {
@@ -544,7 +551,7 @@ impl Producer {
     /// [`Self::produce_now`], then what it could not do without waiting (`Block::Wait`).
     #[allow(clippy::result_large_err)]
     async fn produce(&self, record: ProducerRecord, delivery: Delivery) -> Result<(), SendError> {
-        match self.produce_now(record, delivery, Block::Wait) {
+        match self.produce_now(record, || delivery, Block::Wait) {
             Now::Done(res) => res,
             Now::Wait(record, delivery, routed) => {
                 let res = self.send_waiting(record, delivery, routed).await;
@@ -644,14 +651,19 @@ impl Producer {
     /// not yet in the metadata, a full mailbox) gives the record and its delivery back for
     /// [`Self::send_waiting`], with its route once it has one (a record is partitioned once);
     /// with `Block::Never` it fails at once. Errors are final.
-    fn send_now(&self, record: ProducerRecord, delivery: Delivery, block: Block) -> Now {
+    fn send_now(
+        &self,
+        record: ProducerRecord,
+        delivery: impl FnOnce() -> Delivery,
+        block: Block,
+    ) -> Now {
         let fail = |error, record| Now::Done(Err(SendError { error, record }));
         if let Err(error) = self.admit() {
             return fail(error, record);
         }
         let Some(info) = self.inner.cluster.topic(&record.topic) else {
             return match block {
-                Block::Wait => Now::Wait(record, delivery, None),
+                Block::Wait => Now::Wait(record, delivery(), None),
                 Block::Never => fail(self.fetch_without_waiting(&record.topic), record),
             };
         };
@@ -660,7 +672,7 @@ impl Producer {
             Err(ProduceError::InvalidPartition { .. })
                 if record.partition.is_some() && block == Block::Wait =>
             {
-                return Now::Wait(record, delivery, None)
+                return Now::Wait(record, delivery(), None)
             }
             Err(error) => return fail(error, record),
         };
@@ -676,10 +688,10 @@ impl Producer {
             reserved = routed.slot.mailbox.try_reserve(1);
         }
         if reserved {
-            return Now::Done(self.commit(&routed, record, delivery));
+            return Now::Done(self.commit(&routed, record, delivery()));
         }
         match block {
-            Block::Wait => Now::Wait(record, delivery, Some(routed)),
+            Block::Wait => Now::Wait(record, delivery(), Some(routed)),
             Block::Never => fail(
                 ProduceError::QueueFull {
                     topic_partition: routed.tp,
@@ -1000,9 +1012,17 @@ impl Producer {
     /// [`ProduceError::QueueFull`] (`waited_ms` 0), [`ProduceError::MetadataTimeout`] (`waited_ms`
     /// 0: no metadata cached yet), and the routing errors of [`Producer::send`].
     pub fn try_send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
-        let (tx, rx) = crate::completion::pair();
-        match self.produce_now(record, Delivery::Future(tx), Block::Never) {
-            Now::Done(res) => res.map(|()| rx).map_err(ProduceError::from),
+        let mut rx = None;
+        let delivery = || {
+            let (tx, future) = crate::completion::pair();
+            rx = Some(future);
+            Delivery::Future(tx)
+        };
+        match self.produce_now(record, delivery, Block::Never) {
+            Now::Done(Ok(())) => {
+                rx.ok_or_else(|| ProduceError::closed("accepted record without a delivery future"))
+            }
+            Now::Done(Err(e)) => Err(e.into()),
             // Block::Never never waits.
             Now::Wait(..) => Err(ProduceError::closed("try_send would wait")),
         }
