@@ -13,7 +13,7 @@ use crate::actors::accumulator::{
 use crate::actors::connection::{ConnectionPool, ConnectionSettings};
 use crate::actors::metadata::{MetadataManager, WaitForTopic};
 use crate::actors::sender::{
-    AbortAll, GetSenderStats, Sender, SenderStats, Transactional, TxnRequest,
+    AbortAll, GetSenderStats, Receipt, Reply, Sender, SenderStats, Transactional, TxnRequest,
 };
 use crate::batch::{Callback, Delivery, DeliveryFuture, DeliveryResult, IndexedCallback, Shared};
 use crate::cluster::{Cluster, TopicInfo};
@@ -1141,13 +1141,21 @@ impl Producer {
     ) -> Result<(), TransactionError> {
         let start = Instant::now();
         let deadline = deadline.unwrap_or(start + self.inner.config.max_block);
-        let (reply, rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel();
+        let receipt = Receipt::default();
         self.inner.sender.do_send(Transactional {
             request: req,
-            reply,
+            reply: Reply {
+                tx,
+                receipt: receipt.clone(),
+            },
         });
         match tokio::time::timeout_at(deadline.into(), rx).await {
-            Ok(Ok(res)) => res,
+            Ok(Ok(res)) => {
+                // The answer reached its caller: a repeated call is judged by the state now.
+                receipt.take();
+                res
+            }
             Ok(Err(_)) => Err(TransactionError::Fatal {
                 reason: "producer closed".into(),
             }),

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 mod transactions;
 pub use crate::core::sender::SenderStats;
-pub(crate) use transactions::{Transactional, TxnRequest};
+pub(crate) use transactions::{Receipt, Reply, Transactional, TxnRequest};
 
 /// A closed batch, from a [`crate::actors::accumulator::PartitionAccumulator`].
 #[derive(Message)]

@@ -7,7 +7,8 @@
 //!
 //! Requests from the handle are queued and run one at a time (Java's single pending
 //! transition); `init`, `commit` and `abort` called again while they run (after a `max.block.ms`
-//! timeout) join the running call, and called again after it ended get its result once. The
+//! timeout) join the running call, and called again after it ended get its result until a caller takes it
+//! (a [`Receipt`]). The
 //! rules of which call is allowed when are [`TxnStateMachine`]'s; the rule of where a batch may
 //! go is [`TxnStateMachine::batch_rule`].
 //!
@@ -28,6 +29,7 @@ use crate::transaction::{
     TxnOutcome, TxnPartitions, TxnState, TxnStateMachine,
 };
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,17 +69,30 @@ impl TxnRequest {
     }
 }
 
-/// Whoever waits for a transactional call's result: the shell's reply channel, or the
-/// simulation's id. The core only asks whether anyone still listens (a caller that gave up
-/// after `max.block.ms` dropped its receiver), to keep a result for the repeated call.
-pub(crate) trait TxnWaiter {
-    fn gone(&self) -> bool;
+/// Whether a caller took a transactional call's answer (Java's
+/// `TransactionalRequestResult.isAcked`): marked by whoever receives the answer (the handle, once
+/// its reply arrived within `max.block.ms`), read by the core when the call is repeated. Marked
+/// by the receiver, not guessed by the core when it answers: a caller may give up between the
+/// core's answer and its arrival, and that answer must still reach the repeated call.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Receipt(Arc<AtomicBool>);
+
+impl Receipt {
+    /// The caller has the answer.
+    pub(crate) fn take(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn taken(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
-impl TxnWaiter for tokio::sync::oneshot::Sender<Result<(), TransactionError>> {
-    fn gone(&self) -> bool {
-        self.is_closed()
-    }
+/// Whoever waits for a transactional call's result: the shell's reply channel, or the
+/// simulation's caller. The core only asks, when the call is repeated, whether any of its
+/// callers took the answer (else it keeps the result for the repeated call).
+pub(crate) trait TxnWaiter {
+    fn receipt(&self) -> &Receipt;
 }
 
 /// `FindCoordinator` key types.
@@ -329,9 +344,9 @@ pub(crate) struct TxnCore<R> {
     running: Option<Running<R>>,
     /// AddPartitionsToTxn out, with the partitions it adds.
     adding: Option<(CoordCall, Vec<TopicPartition>)>,
-    /// The last coordinator call that ended unheard (its caller timed out) and its result, for
-    /// the repeated call.
-    last_done: Option<(TxnOp, Result<(), TransactionError>)>,
+    /// The last call that ended, its result and its callers' receipts: the result of a call
+    /// repeated after it ended is this one if no caller took it (they timed out).
+    last_done: Option<(TxnOp, Result<(), TransactionError>, Vec<Receipt>)>,
     /// A commit or abort waits for records to have their outcome: look again then.
     end_poll: Option<Instant>,
     next_token: u64,
@@ -834,9 +849,9 @@ impl<R: TxnWaiter> TxnCore<R> {
             }
         }
         let waiters = self.running.take().map(|r| r.waiters).unwrap_or_default();
-        // Kept for a repeated call only if no caller was still waiting (it timed out): as
-        // Java, a call repeated after it returned is judged by the state.
-        let heard = waiters.iter().any(|w| !w.gone());
+        // Kept for a repeated call, which gets it unless a caller took it: as Java, a call
+        // repeated after one returned its result is judged by the state.
+        let receipts = waiters.iter().map(|w| w.receipt().clone()).collect();
         out.push(Action::Publish(self.sm.state()));
         for w in waiters {
             out.push(Action::Reply(w, res.clone()));
@@ -844,7 +859,7 @@ impl<R: TxnWaiter> TxnCore<R> {
         if let Err(TransactionError::Fenced { .. }) = &res {
             out.push(Action::Fenced);
         }
-        self.last_done = (!heard).then_some((op, res));
+        self.last_done = Some((op, res, receipts));
         self.pump(now, &view, out);
         out.push(Action::Drain);
     }
@@ -860,7 +875,8 @@ impl<R: TxnWaiter> TxnCore<R> {
                 return;
             };
             let op = req.op();
-            // A commit/abort/init repeated after it ended (its caller timed out): its result.
+            // A commit/abort/init repeated after it ended and no caller took its result (they
+            // timed out): that result, until a caller takes it.
             if matches!(
                 req,
                 TxnRequest::Init
@@ -870,16 +886,17 @@ impl<R: TxnWaiter> TxnCore<R> {
                     | TxnRequest::PrepareAbort
             ) && self.sm.state() == TxnState::Ready
             {
-                if let Some((done, res)) = &self.last_done {
-                    if *done == op {
+                if let Some((done, res, receipts)) = self.last_done.as_mut() {
+                    if *done == op && !receipts.iter().any(Receipt::taken) {
                         let res = res.clone();
-                        // Handed out once: the final step of the repeated call consumes it
-                        // (`Prepare*` only peeks), so a later call is judged by the state.
+                        // The final step of the repeated call is its caller now (`Prepare*`
+                        // only peeks): once it takes the result, a later call is judged by
+                        // the state.
                         if matches!(
                             req,
                             TxnRequest::Init | TxnRequest::Commit | TxnRequest::Abort
                         ) {
-                            self.last_done = None;
+                            *receipts = replies.iter().map(|r| r.receipt().clone()).collect();
                         }
                         out.push(Action::Publish(self.sm.state()));
                         reply_all(out, replies, res);
@@ -1128,20 +1145,19 @@ impl<R: TxnWaiter> DrainGate for Option<TxnCore<R>> {
 mod tests {
     use super::*;
     use crate::codes::ErrorCode as E;
-    use std::sync::atomic::{AtomicBool, Ordering};
 
-    /// A caller: `gone` once it gave up waiting.
+    /// A caller: its receipt is taken once it got its answer (one that gave up never does).
     #[derive(Debug, Clone)]
-    struct Caller(u32, Arc<AtomicBool>);
+    struct Caller(u32, Receipt);
 
     impl TxnWaiter for Caller {
-        fn gone(&self) -> bool {
-            self.1.load(Ordering::SeqCst)
+        fn receipt(&self) -> &Receipt {
+            &self.1
         }
     }
 
     fn caller(n: u32) -> Caller {
-        Caller(n, Arc::new(AtomicBool::new(false)))
+        Caller(n, Receipt::default())
     }
 
     fn core() -> (TxnCore<Caller>, Instant) {
@@ -1328,18 +1344,15 @@ mod tests {
     }
 
     #[test]
-    fn a_call_repeated_while_it_runs_joins_and_after_it_ended_unheard_gets_its_result_once() {
+    fn a_call_repeated_while_it_runs_joins_and_after_it_ended_untaken_gets_its_result() {
         let (mut t, now) = core();
         let mut out = Vec::new();
         let first = caller(1);
-        t.request(now, TxnRequest::Init, first.clone(), &idle(), &mut out);
+        t.request(now, TxnRequest::Init, first, &idle(), &mut out);
         // The caller gives up (max.block.ms) and calls again: one InitProducerId.
-        first.1.store(true, Ordering::SeqCst);
-        let second = caller(2);
-        t.request(now, TxnRequest::Init, second.clone(), &idle(), &mut out);
+        t.request(now, TxnRequest::Init, caller(2), &idle(), &mut out);
         assert_eq!(calls(&out).len(), 1, "joined: {out:?}");
         let token = found(&mut t, now, &mut out);
-        second.1.store(true, Ordering::SeqCst);
         out.clear();
         let answer = Answer::ProducerId {
             code: 0,
@@ -1348,17 +1361,65 @@ mod tests {
         };
         t.answered(now, token, answer, &idle(), &mut out);
         assert_eq!(replies(&out), vec![(1, Ok(())), (2, Ok(()))]);
-        // Nobody heard it: the next init gets that result, once; the one after is judged by
-        // the state.
+        // Nobody took it (both had given up): the next init gets that result, and again
+        // while its callers do not take it either; once one does, a call is judged by the
+        // state.
+        for n in [3, 4] {
+            out.clear();
+            t.request(now, TxnRequest::Init, caller(n), &idle(), &mut out);
+            assert_eq!(replies(&out), vec![(n, Ok(()))]);
+            assert!(calls(&out).is_empty());
+        }
         out.clear();
-        t.request(now, TxnRequest::Init, caller(3), &idle(), &mut out);
-        assert_eq!(replies(&out), vec![(3, Ok(()))]);
-        assert!(calls(&out).is_empty());
+        let taker = caller(5);
+        t.request(now, TxnRequest::Init, taker.clone(), &idle(), &mut out);
+        assert_eq!(replies(&out), vec![(5, Ok(()))]);
+        taker.1.take();
         out.clear();
-        t.request(now, TxnRequest::Init, caller(4), &idle(), &mut out);
+        t.request(now, TxnRequest::Init, caller(6), &idle(), &mut out);
         assert!(matches!(
             &replies(&out)[..],
-            [(4, Err(TransactionError::InvalidState { .. }))]
+            [(6, Err(TransactionError::InvalidState { .. }))]
+        ));
+    }
+
+    /// Found by `tests/transactions.rs::timed_out_commit_is_joined_by_the_next_call` in CI, then
+    /// by the transactional simulation once it delivered answers late: the core judged
+    /// "heard" when it answered (the caller's receiver was still there), the caller gave up
+    /// before the answer arrived, and the repeated commit found the transaction ended
+    /// (`InvalidState`) instead of the commit's result. Only the receiver knows it got the
+    /// answer; until it says so, the result is kept.
+    #[test]
+    fn a_result_answered_to_a_caller_that_gave_up_before_it_arrived_reaches_the_repeated_call() {
+        let (mut t, now) = core();
+        ready_in_transaction(&mut t, now);
+        t.partitions.added.insert(TopicPartition::new("t", 0));
+        let mut out = Vec::new();
+        t.request(now, TxnRequest::PrepareCommit, caller(3), &idle(), &mut out);
+        t.request(now, TxnRequest::Commit, caller(4), &idle(), &mut out);
+        let [(token, Some(CoordRequest::EndTxn { .. }))] = &calls(&out)[..] else {
+            panic!("one EndTxn: {out:?}");
+        };
+        let token = *token;
+        out.clear();
+        // Answered while caller 4 still waited; it gave up before the answer reached it.
+        t.answered(now, token, Answer::Codes(vec![0]), &idle(), &mut out);
+        assert_eq!(replies(&out), vec![(4, Ok(()))]);
+        assert_eq!(t.sm.state(), TxnState::Ready);
+        // The handle's repeated commit: the prepare step, then the end step.
+        for (n, req) in [(5, TxnRequest::PrepareCommit), (6, TxnRequest::Commit)] {
+            out.clear();
+            let c = caller(n);
+            t.request(now, req, c.clone(), &idle(), &mut out);
+            assert_eq!(replies(&out), vec![(n, Ok(()))], "the commit's result");
+            assert!(calls(&out).is_empty(), "not run again: {out:?}");
+            c.1.take();
+        }
+        out.clear();
+        t.request(now, TxnRequest::PrepareCommit, caller(7), &idle(), &mut out);
+        assert!(matches!(
+            &replies(&out)[..],
+            [(7, Err(TransactionError::InvalidState { .. }))]
         ));
     }
 
@@ -1383,9 +1444,7 @@ mod tests {
         for c in &callers {
             // Each gives up (max.block.ms) and the next calls again.
             t.request(now, TxnRequest::Commit, c.clone(), &busy, &mut out);
-            c.1.store(true, Ordering::SeqCst);
         }
-        callers[2].1.store(false, Ordering::SeqCst);
         out.clear();
         t.tick(now + END_POLL, &idle(), &mut out);
         let [(token, Some(CoordRequest::EndTxn { .. }))] = &calls(&out)[..] else {
@@ -1566,16 +1625,33 @@ mod tests {
         t.request(now, offsets, caller(3), &idle(), &mut out);
         // Queued behind the offsets: prepare, commit, and a prepare again.
         t.request(now, TxnRequest::PrepareCommit, caller(4), &idle(), &mut out);
-        t.request(now, TxnRequest::Commit, caller(5), &idle(), &mut out);
+        let committer = caller(5);
+        t.request(
+            now,
+            TxnRequest::Commit,
+            committer.clone(),
+            &idle(),
+            &mut out,
+        );
         t.request(now, TxnRequest::PrepareCommit, caller(6), &idle(), &mut out);
         assert!(replies(&out).is_empty(), "{out:?}");
         let given = complete_calls(&mut t, now, out);
         let order: Vec<u32> = given.iter().map(|(c, _)| *c).collect();
         assert_eq!(order, vec![3, 4, 5, 6], "{given:?}");
-        assert!(given[..3].iter().all(|(_, r)| r.is_ok()), "{given:?}");
+        // The prepare queued behind the commit runs once it ended, before its caller could
+        // take the answer: it gets the commit's result (as Java's cached result), not a rerun.
+        assert!(given.iter().all(|(_, r)| r.is_ok()), "{given:?}");
+        assert_eq!(t.sm.state(), TxnState::Ready);
+        // Once the commit's caller took its answer, a prepare is judged by the state.
+        committer.1.take();
+        let mut out = Vec::new();
+        t.request(now, TxnRequest::PrepareCommit, caller(7), &idle(), &mut out);
         assert!(
-            matches!(given[3].1, Err(TransactionError::InvalidState { .. })),
-            "a prepare after the commit ended is judged by the state: {given:?}"
+            matches!(
+                &replies(&out)[..],
+                [(7, Err(TransactionError::InvalidState { .. }))]
+            ),
+            "a prepare after the commit's answer was taken is judged by the state: {out:?}"
         );
     }
 
@@ -1700,8 +1776,7 @@ mod tests {
         t.request(now, TxnRequest::PrepareCommit, caller(3), &idle(), &mut out);
         let first = caller(4);
         out.clear();
-        t.request(now, TxnRequest::Commit, first.clone(), &idle(), &mut out);
-        first.1.store(true, Ordering::SeqCst);
+        t.request(now, TxnRequest::Commit, first, &idle(), &mut out);
         // CONCURRENT_TRANSACTIONS until the call's delivery.timeout.ms: Timeout, unheard.
         let mut at = now;
         loop {
@@ -1752,15 +1827,6 @@ mod tests {
         t.answered(now, token, Answer::Codes(vec![0]), &idle(), &mut out);
         assert!(calls(&out).is_empty(), "no bump: {out:?}");
         assert_eq!(replies(&out), vec![(4, Ok(()))]);
-    }
-
-    /// The shell's callers: gone once the handle stopped waiting (dropped its receiver).
-    #[test]
-    fn a_reply_channel_is_gone_once_its_receiver_is_dropped() {
-        let (tx, rx) = tokio::sync::oneshot::channel::<Result<(), TransactionError>>();
-        assert!(!tx.gone());
-        drop(rx);
-        assert!(tx.gone());
     }
 
     #[test]

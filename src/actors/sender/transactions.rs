@@ -9,8 +9,10 @@
 use super::Sender;
 use crate::actors::connection::call;
 use crate::core::sender::ProducerIdState;
-pub(crate) use crate::core::txn::TxnRequest;
-use crate::core::txn::{Action, Answer, CoordRequest, Found, TxnCore, TxnRules, TxnView};
+use crate::core::txn::{
+    Action, Answer, CoordRequest, Found, TxnCore, TxnRules, TxnView, TxnWaiter,
+};
+pub(crate) use crate::core::txn::{Receipt, TxnRequest};
 use crate::error::ConnectionError;
 use crate::record::TopicPartition;
 use crate::transaction::TransactionError;
@@ -31,16 +33,26 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// A transactional call, answered on `reply` when it is done. The caller awaits the reply under
-/// its `max.block.ms` and drops the receiver when it gives up, so the core knows whether the
-/// result reached anyone (else it keeps it for the repeated call).
+/// its `max.block.ms` and takes the reply's receipt once the answer reached it, so the core
+/// knows whether the result reached anyone (else it keeps it for the repeated call).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Transactional {
     pub(crate) request: TxnRequest,
-    pub(crate) reply: oneshot::Sender<Result<(), TransactionError>>,
+    pub(crate) reply: Reply,
 }
 
-type Reply = oneshot::Sender<Result<(), TransactionError>>;
+/// Where a transactional call's answer goes, and the receipt its receiver takes.
+pub(crate) struct Reply {
+    pub(crate) tx: oneshot::Sender<Result<(), TransactionError>>,
+    pub(crate) receipt: Receipt,
+}
+
+impl TxnWaiter for Reply {
+    fn receipt(&self) -> &Receipt {
+        &self.receipt
+    }
+}
 
 /// The transaction core as the sender holds it.
 pub(super) type Txn = TxnCore<Reply>;
@@ -64,7 +76,7 @@ impl Handler<Transactional> for Sender {
     fn handle(&mut self, msg: Transactional, ctx: &mut Context<Self>) {
         let Transactional { request, reply } = msg;
         if self.txn.is_none() {
-            let _ = reply.send(Err(TransactionError::NotTransactional));
+            let _ = reply.tx.send(Err(TransactionError::NotTransactional));
             return;
         }
         self.txn_step(ctx, |t, now, view, out| {
@@ -131,7 +143,7 @@ impl Sender {
                     request,
                 } => self.coordinator_request(token, node, address, request, ctx),
                 Action::Reply(reply, res) => {
-                    let _ = reply.send(res);
+                    let _ = reply.tx.send(res);
                 }
                 Action::Publish(state) => self.shared.txn.set_state(state),
                 Action::ClearFailure => self.shared.txn.clear_failure(),

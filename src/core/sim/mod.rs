@@ -310,6 +310,8 @@ enum Ev {
     AppOffsets(usize),
     /// The application's caller `u64` gives up waiting (`max.block.ms`) and calls again.
     GiveUp(u64),
+    /// A transactional answer `u64` that was on its way arrives (after its caller gave up).
+    TxnReply(u64),
     /// `TxnCore::tick` is due.
     TxnTick,
     /// The model coordinator reads call `u64`.
@@ -1023,6 +1025,7 @@ impl Sim {
             }
             Ev::App(_) | Ev::AppOffsets(_) | Ev::GiveUp(_) => self.app_event(ev),
             Ev::TxnTick => self.txn_tick(),
+            Ev::TxnReply(id) => self.txn_late_reply(id),
             Ev::CoordApply(id) => return self.coord_apply(id),
             Ev::CoordAnswer(id) => self.coord_answer(id),
             Ev::Fence => return self.fence(),
@@ -2264,6 +2267,19 @@ fn regression_seeds() {
     for seed in [7, 18, 33, 60, 274, 1450, 2553, 17069, 19735, 84718] {
         let v = run_seed(seed, false);
         assert!(v.is_empty(), "seed {seed}: {v:#?}");
+    }
+}
+
+/// Transactional seeds that failed before the fix they led to: a commit or abort answered while
+/// its caller still waited, the caller gave up before the answer reached it, and the repeated
+/// call found the transaction ended (`InvalidState`) instead of that result, because the core
+/// judged "heard" when it answered (1, 4, 5, 13; found once answers could arrive late, after CI
+/// hit it in `tests/transactions.rs::timed_out_commit_is_joined_by_the_next_call`).
+#[test]
+fn transactional_regression_seeds() {
+    for seed in [1, 4, 5, 13] {
+        let v = Sim::with_mode(seed, false, true).run();
+        assert!(v.is_empty(), "transactional seed {seed}: {v:#?}");
     }
 }
 

@@ -1,7 +1,8 @@
 //! The transactional side of the simulation (`transactional_simulation`): the [`TxnCore`] as
 //! the `Sender` shell runs it, an application running transactions one after the other
 //! (`init`, `begin`, sends, sometimes `send_offsets`, `commit` or `abort` after a flush, a call
-//! given up after `max.block.ms` and called again), and a model transaction coordinator:
+//! given up after `max.block.ms` and called again, its answer sometimes arriving only after it
+//! gave up), and a model transaction coordinator:
 //! FindCoordinator, InitProducerId (fencing older epochs, aborting what they left open,
 //! KIP-360 bumps), AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn (retries of an
 //! applied EndTxn answered as Kafka does), `CONCURRENT_TRANSACTIONS` while markers are written,
@@ -24,8 +25,8 @@
 use super::*;
 use crate::codes::ErrorCode as E;
 use crate::core::txn::{
-    Action as TxnAction, Answer, CoordRequest, Found, TxnCore, TxnRequest, TxnRules, TxnView,
-    TxnWaiter, KEY_TRANSACTION,
+    Action as TxnAction, Answer, CoordRequest, Found, Receipt, TxnCore, TxnRequest, TxnRules,
+    TxnView, TxnWaiter, KEY_TRANSACTION,
 };
 use crate::transaction::{ConsumerGroupMetadata, TransactionError, TxnState};
 use std::collections::{BTreeSet, HashSet};
@@ -39,16 +40,26 @@ pub(super) static FENCED_RUNS: AtomicU64 = AtomicU64::new(0);
 pub(super) static COORDINATOR_MOVES_SEEN: AtomicU64 = AtomicU64::new(0);
 pub(super) static GIVEN_UP: AtomicU64 = AtomicU64::new(0);
 
-/// A caller of the transactional API: `gone` once it gave up (`max.block.ms`).
+/// A caller of the transactional API: `gone` once it gave up (`max.block.ms`, at
+/// `give_up_at`); its receipt is taken once an answer reached it while it still waited (as the
+/// handle does).
 #[derive(Debug, Clone)]
 pub(super) struct SimCaller {
     id: u64,
     gone: Arc<AtomicBool>,
+    give_up_at: Option<u64>,
+    receipt: Receipt,
+}
+
+impl SimCaller {
+    fn gone(&self) -> bool {
+        self.gone.load(Ordering::SeqCst)
+    }
 }
 
 impl TxnWaiter for SimCaller {
-    fn gone(&self) -> bool {
-        self.gone.load(Ordering::SeqCst)
+    fn receipt(&self) -> &Receipt {
+        &self.receipt
     }
 }
 
@@ -166,6 +177,10 @@ pub(super) struct TxnSim {
     phase: Phase,
     call: Option<(Call, SimCaller)>,
     next_caller: u64,
+    /// Answers on their way to a caller that gives up before they arrive (by event id).
+    late: HashMap<u64, (SimCaller, Result<(), TransactionError>)>,
+    /// Whether an answer is late (its own generator, so other seeds keep their runs).
+    late_rng: fastrand::Rng,
     /// The current transaction's number (index into `fates`).
     current: usize,
     fates: Vec<Fate>,
@@ -208,6 +223,8 @@ impl TxnSim {
             phase: Phase::Start,
             call: None,
             next_caller: 0,
+            late: HashMap::new(),
+            late_rng: fastrand::Rng::with_seed(seed ^ 0x4e91),
             current: 0,
             fates: Vec::new(),
             offsets: HashSet::new(),
@@ -353,7 +370,7 @@ impl Sim {
                         answer: None,
                     })
                 }
-                TxnAction::Reply(caller, res) => self.app_reply(caller, res),
+                TxnAction::Reply(caller, res) => self.app_answer(caller, res),
                 TxnAction::Publish(state) => self.shared.txn.set_state(state),
                 TxnAction::ClearFailure => self.shared.txn.clear_failure(),
                 TxnAction::FailQueued(err) => self.core.fail_queued(err),
@@ -384,16 +401,21 @@ impl Sim {
     fn app_request(&mut self, request: TxnRequest, call: Call) {
         let now = self.now();
         let Some(t) = self.txn.as_mut() else { return };
-        let caller = SimCaller {
+        let mut caller = SimCaller {
             id: t.next_caller,
             gone: Arc::new(AtomicBool::new(false)),
+            give_up_at: None,
+            receipt: Receipt::default(),
         };
         t.next_caller += 1;
-        t.call = Some((call, caller.clone()));
         // Sometimes the caller gives up after a while (max.block.ms) and calls again.
         let joins = matches!(call, Call::Init | Call::End { .. });
         if joins && t.rng.f64() < t.p.p_give_up {
             let at = self.now_ms + t.rng.u64(1..=self.p.max_block_ms);
+            caller.give_up_at = Some(at);
+        }
+        t.call = Some((call, caller.clone()));
+        if let Some(at) = caller.give_up_at {
             self.at(at, Ev::GiveUp(caller.id));
         }
         let view = self.txn_view();
@@ -427,6 +449,30 @@ impl Sim {
         self.app_request(Self::request_of(call, current), call);
     }
 
+    /// The core answered a caller: the answer reaches it now, or (sometimes, for a caller that
+    /// gives up) only after it gave up, as a reply the handle's timeout beat.
+    fn app_answer(&mut self, caller: SimCaller, res: Result<(), TransactionError>) {
+        let now_ms = self.now_ms;
+        let Some(t) = self.txn.as_mut() else { return };
+        if let Some(at) = caller.give_up_at.filter(|&at| at > now_ms) {
+            if t.late_rng.u8(..4) == 0 {
+                let id = t.next_caller;
+                t.next_caller += 1;
+                t.late.insert(id, (caller, res));
+                return self.at(at, Ev::TxnReply(id));
+            }
+        }
+        self.app_reply(caller, res)
+    }
+
+    /// A late answer arrives.
+    pub(super) fn txn_late_reply(&mut self, id: u64) {
+        let Some(t) = self.txn.as_mut() else { return };
+        if let Some((caller, res)) = t.late.remove(&id) {
+            self.app_reply(caller, res);
+        }
+    }
+
     /// The application goes on after its call ended.
     fn app_reply(&mut self, caller: SimCaller, res: Result<(), TransactionError>) {
         let (trace, now_ms) = (self.trace, self.now_ms);
@@ -435,6 +481,8 @@ impl Sim {
             Some((_, c)) if c.id == caller.id && !caller.gone() => {}
             _ => return, // its caller gave up (the call made after it counts)
         }
+        // The answer reached a caller (as the handle's `txn_call` marks it).
+        caller.receipt.take();
         let Some((call, _)) = t.call.take() else {
             return;
         };
