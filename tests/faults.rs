@@ -44,8 +44,7 @@ mod common;
 
 use actix_kafka::SenderStats;
 use actix_kafka::{
-    DeliveryFuture, DeliveryResult, HealthEvent, ProduceError, Producer, ProducerConfig,
-    ProducerRecord,
+    DeliveryFuture, DeliveryResult, ProduceError, Producer, ProducerConfig, ProducerRecord,
 };
 use common::proxy::{Fault, Proxy, METADATA, PRODUCE};
 use common::{unique_topic, ConsumedRecord, MockKafka, TestBroker};
@@ -2439,8 +2438,11 @@ async fn stale_leader_epoch_in_metadata_is_ignored() {
 /// Issue 9 defect 10: a panic in the sender (injected through a test hook) is caught; the actor
 /// keeps its batches and state, reports `HealthEvent::InternalError`, and every record sent
 /// before and after is delivered (librdkafka's mock cluster reads them back).
+/// Needs the `test-hooks` feature (scripts/test.sh enables it).
+#[cfg(feature = "test-hooks")]
 #[actix_rt::test]
 async fn a_panic_in_the_sender_is_survived() {
+    use actix_kafka::HealthEvent;
     const NAME: &str = "a_panic_in_the_sender_is_survived";
     let _serial = scenario_start();
     let mk = MockKafka::new(1);

@@ -1285,8 +1285,9 @@ impl Producer {
         }
     }
 
-    /// Test hook (feature `mock`): makes the sender actor panic once. Not API.
-    #[cfg(feature = "mock")]
+    /// Test hook (feature `test-hooks`, not advertised): makes the sender actor panic once.
+    /// Not API.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub async fn inject_sender_panic(&self) {
         let _ = self

@@ -37,14 +37,14 @@ pub struct BatchReady(pub ProducerBatch);
 #[rtype(result = "()")]
 pub struct AbortAll(pub ProduceError);
 
-/// Test hook (feature `mock`): the sender's next drain panics. Not API.
-#[cfg(feature = "mock")]
+/// Test hook (feature `test-hooks`): the sender's next drain panics. Not API.
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct InjectPanic;
 
-#[cfg(feature = "mock")]
+#[cfg(feature = "test-hooks")]
 impl Handler<InjectPanic> for Sender {
     type Result = ();
     fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {

@@ -298,7 +298,7 @@ pub(crate) struct SenderCore {
     /// Since when the pending reset has waited with nothing in flight.
     reset_since: Option<Instant>,
     /// Test hook (feature `mock`): the next drain panics, to show the actor survives it.
-    #[cfg(feature = "mock")]
+    #[cfg(feature = "test-hooks")]
     pub(crate) panic_next_drain: bool,
 }
 
@@ -344,7 +344,7 @@ impl SenderCore {
             throttled_until: HashMap::new(),
             reset_pending: false,
             reset_since: None,
-            #[cfg(feature = "mock")]
+            #[cfg(feature = "test-hooks")]
             panic_next_drain: false,
         }
     }
@@ -711,7 +711,7 @@ impl SenderCore {
         gate: &mut dyn DrainGate,
         out: &mut Vec<Action>,
     ) {
-        #[cfg(feature = "mock")]
+        #[cfg(feature = "test-hooks")]
         if std::mem::take(&mut self.panic_next_drain) {
             // Fires only after `InjectPanic` (feature `mock`, a test hook); no network byte or
             // user input sets the flag.
