@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the tests that exercise the crate's `unsafe` code (the record writer's `put_slice` and
-# `set_len` in src/protocol/record_batch.rs, the forwarding `unsafe impl BufMut` of
+# `set_len` in src/protocol/record_batch/writer.rs, the forwarding `unsafe impl BufMut` of
 # src/protocol/frame.rs) and the shared delivery slots and mailbox under Miri, which checks
 # them for undefined behaviour and data races. Opt-in (not in CI): needs the nightly toolchain with the `miri` and
 # `rust-src` components (`rustup component add --toolchain nightly miri rust-src`).
