@@ -51,7 +51,7 @@ pub struct PartitionAccumulator {
     /// The actions buffer, kept between steps (no allocation per message).
     actions: Vec<Action>,
     /// The producer's accumulator directory, where a retiring accumulator removes its entry.
-    directory: std::sync::Weak<crate::actors::producer::Directory>,
+    directory: std::sync::Weak<crate::producer::Directory>,
 }
 
 impl PartitionAccumulator {
@@ -61,7 +61,7 @@ impl PartitionAccumulator {
         sender: Addr<Sender>,
         shared: Arc<Shared>,
         mailbox: Arc<RecordMailbox>,
-        directory: std::sync::Weak<crate::actors::producer::Directory>,
+        directory: std::sync::Weak<crate::producer::Directory>,
     ) -> Self {
         PartitionAccumulator {
             directory,
