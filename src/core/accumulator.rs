@@ -1068,4 +1068,74 @@ mod tests {
         );
         drop((small, closed));
     }
+
+    /// What a closed batch carries beyond its records (mutants of `append` and `close` the
+    /// simulation cannot see): a null key or value is size -1 in the record's thunk (it becomes
+    /// `RecordMetadata.serialized_key_size`, -1 as Java); without idempotence the batch is
+    /// sealed with no producer id, epoch or sequence (-1 each) and a valid CRC; every close
+    /// counts its compression ratio (`compression-rate`), in parts per million.
+    #[test]
+    fn a_closed_batch_carries_null_sizes_no_producer_state_and_its_compression_ratio() {
+        let mut c = core(&[("enable.idempotence", "false")]);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        c.append(record(b"vvv", &log));
+        let mut keyed = record(b"", &log);
+        keyed.key = Some(bytes::Bytes::from_static(b"kk"));
+        keyed.value = None;
+        c.append(keyed);
+        let Some(batch) = c.close() else {
+            panic!("a batch closes")
+        };
+        let sizes: Vec<(i32, i32)> = batch
+            .thunks
+            .iter()
+            .map(|t| (t.key_size, t.value_size))
+            .collect();
+        assert_eq!(sizes, vec![(-1, 3), (2, -1)]);
+        let r = &batch.records[..];
+        let i64_at = |at: usize| i64::from_be_bytes(r[at..at + 8].try_into().unwrap_or([0; 8]));
+        let i16_at = |at: usize| i16::from_be_bytes([r[at], r[at + 1]]);
+        let i32_at = |at: usize| i32::from_be_bytes(r[at..at + 4].try_into().unwrap_or([0; 4]));
+        assert_eq!((i64_at(43), i16_at(51), i32_at(53)), (-1, -1, -1));
+        assert_eq!(i32_at(17) as u32, crc32c::crc32c(&r[21..]), "sealed");
+        let ppm: Vec<u64> = c
+            .deferred
+            .iter()
+            .filter_map(|a| match a {
+                Action::Count(Count::Compression { ppm }) => Some(*ppm),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ppm,
+            vec![1_000_000],
+            "uncompressed: the wire size is the size"
+        );
+
+        #[cfg(feature = "gzip")]
+        {
+            let mut c = core(&[("compression.type", "gzip")]);
+            for _ in 0..50 {
+                c.append(record(&[7; 100], &log));
+            }
+            let Some(batch) = c.close() else {
+                panic!("a batch closes")
+            };
+            let uncompressed = c.last_batch_bytes as u64;
+            let expected = batch.records.len() as u64 * 1_000_000 / uncompressed;
+            let ppm: Vec<u64> = c
+                .deferred
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Count(Count::Compression { ppm }) => Some(*ppm),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(ppm, vec![expected]);
+            assert!(
+                expected < 200_000,
+                "50 equal records compress: {expected} ppm"
+            );
+        }
+    }
 }
