@@ -95,7 +95,11 @@ macro_rules! keys {
 
             /// Sets a key of this table from its properties text; `None` if the key is not
             /// one of them.
-            pub(super) fn set_field(&mut self, key: &str, v: &str) -> Option<Result<(), ConfigError>> {
+            pub(super) fn set_field(
+                &mut self,
+                key: &str,
+                v: &str,
+            ) -> Option<Result<(), ConfigError>> {
                 Some(match key {
                     $($key => Kind::parse(&$kind, $key, v).map(|value| {
                         self.config.$field = value;
@@ -139,14 +143,16 @@ keys! {
     acks: Acks = Acks::All;
         "acks", AcksKind;
         fn(acks: Acks);
-        "Replica acknowledgments required: all (= -1), 1 (leader only) or 0 (none). Default all since Kafka 3.0 (KIP-679).";
+        "Replica acknowledgments required: all (= -1), 1 (leader only) or 0 (none). Default all \
+        since Kafka 3.0 (KIP-679).";
 
     /// `linger.ms`: how long a batch waits for more records before it is sent.
     /// Milliseconds; default 5 ms (KIP-1030, Kafka 4.0).
     linger: Duration = Duration::from_millis(5);
         "linger.ms", Ms { min: 0, max: JAVA_LONG_MAX };
         fn(linger: Duration);
-        "Milliseconds a batch waits for more records before it is sent (default 5 since Kafka 4.0, KIP-1030).";
+        "Milliseconds a batch waits for more records before it is sent (default 5 since Kafka 4.0, \
+        KIP-1030).";
 
     /// `batch.size`: target size of one record batch, in bytes. Default 16384.
     /// 0 disables batching (one record per batch), as in Java.
@@ -176,7 +182,8 @@ keys! {
     delivery_timeout: Duration = Duration::from_millis(120_000);
         "delivery.timeout.ms", Ms { min: 0, max: JAVA_INT_MAX };
         fn(timeout: Duration);
-        "Milliseconds from send to success or failure, retries included (KIP-91); must be >= linger.ms + request.timeout.ms.";
+        "Milliseconds from send to success or failure, retries included (KIP-91); must be >= \
+        linger.ms + request.timeout.ms.";
 
     /// `max.block.ms`: how long `send` may wait for metadata or mailbox room before failing.
     /// Milliseconds; default 60000.
@@ -254,7 +261,8 @@ keys! {
     compression_lz4_level: i32 = DEFAULT_LZ4_LEVEL;
         "compression.lz4.level", Level { levels: LZ4_LEVELS, also: None };
         fn(level: i32);
-        "LZ4 level, 1..=17 (KIP-390); validated but not applied yet (the LZ4 encoder has one fast level).";
+        "LZ4 level, 1..=17 (KIP-390); validated but not applied yet (the LZ4 encoder has one fast \
+        level).";
 
     /// `compression.zstd.level`: zstd level (KIP-390, Kafka 3.8). Default 3; -131072..=22
     /// (negative levels are faster and compress less).
@@ -271,7 +279,8 @@ keys! {
     enable_idempotence: bool = true;
         "enable.idempotence", Flag;
         fn(enable: bool);
-        "Idempotent producer (no duplicates on retry); default true since Kafka 3.0 (KIP-679); silently disabled on conflicts unless set explicitly.";
+        "Idempotent producer (no duplicates on retry); default true since Kafka 3.0 (KIP-679); \
+        silently disabled on conflicts unless set explicitly.";
 
     /// `partitioner.ignore.keys`: if `true`, keyed records are spread like unkeyed ones
     /// instead of hashed by key (KIP-794, Kafka 3.3). Default `false`.
@@ -294,14 +303,16 @@ keys! {
     metadata_max_idle: Duration = Duration::from_millis(300_000);
         "metadata.max.idle.ms", Ms { min: 5000, max: JAVA_LONG_MAX };
         fn(idle: Duration);
-        "Milliseconds after which a topic nothing is sent to is dropped from the metadata kept (at least 5000).";
+        "Milliseconds after which a topic nothing is sent to is dropped from the metadata kept (at \
+        least 5000).";
 
     /// `metadata.recovery.strategy` (KIP-899): `rebootstrap` (default, as Java 4.0) goes back to
     /// `bootstrap.servers` for metadata when no known broker answers; `none` never does.
     metadata_rebootstrap: bool = true;
         "metadata.recovery.strategy", Choice { yes: "rebootstrap", no: "none" };
         fn(rebootstrap: bool);
-        "rebootstrap: ask bootstrap.servers again when no known broker answers (KIP-899); none: never.";
+        "rebootstrap: ask bootstrap.servers again when no known broker answers (KIP-899); none: \
+        never.";
 
     /// `metadata.recovery.rebootstrap.trigger.ms` (KIP-1102): rebootstrap also when no metadata
     /// answer came for this long. Default 5 min.
@@ -331,7 +342,8 @@ keys! {
     transactional_id: Option<String> = None;
         "transactional.id", OptText;
         fn(id: impl Into<String>) = Some(id.into());
-        "Makes the producer transactional (KIP-98); implies enable.idempotence. Use init_transactions, begin_transaction, commit_transaction / abort_transaction.";
+        "Makes the producer transactional (KIP-98); implies enable.idempotence. Use \
+        init_transactions, begin_transaction, commit_transaction / abort_transaction.";
 
     /// `transaction.timeout.ms`: how long the transaction coordinator lets a transaction stay
     /// open before aborting it (and fencing this producer's epoch). Milliseconds; default
@@ -341,7 +353,8 @@ keys! {
     transaction_timeout: Duration = Duration::from_millis(60_000);
         "transaction.timeout.ms", Ms { min: 0, max: JAVA_INT_MAX };
         fn(timeout: Duration);
-        "Milliseconds the coordinator lets a transaction stay open before aborting it; <= the broker's transaction.max.timeout.ms.";
+        "Milliseconds the coordinator lets a transaction stay open before aborting it; <= the \
+        broker's transaction.max.timeout.ms.";
 
     /// `mailbox.capacity` (actix-kafka only, not a Java key): records a per-partition
     /// accumulator mailbox holds before `send` waits. Count; default 1024; at least 1.
@@ -356,7 +369,8 @@ keys! {
     max_pending_batches_per_partition: usize = 5;
         "max.pending.batches.per.partition", count::<usize>(1, JAVA_INT_MAX);
         fn(batches: usize);
-        "actix-kafka only: closed, unacknowledged batches per partition before the accumulator stops taking records.";
+        "actix-kafka only: closed, unacknowledged batches per partition before the accumulator \
+        stops taking records.";
 
     /// `queue.buffering.max.messages` (librdkafka's name and default; Java bounds bytes with
     /// `buffer.memory` instead): records accepted by `send` and not yet completed, over all
@@ -368,5 +382,6 @@ keys! {
     queue_buffering_max_messages: usize = 100_000;
         "queue.buffering.max.messages", count::<usize>(1, JAVA_INT_MAX);
         fn(records: usize);
-        "librdkafka's key: records accepted and not yet completed, over all partitions, before send waits (max.block.ms) or try_send fails (QueueFull).";
+        "librdkafka's key: records accepted and not yet completed, over all partitions, before \
+        send waits (max.block.ms) or try_send fails (QueueFull).";
 }

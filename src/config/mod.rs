@@ -421,7 +421,10 @@ impl ProducerConfigBuilder {
 /// Why a Java producer key (or key family) is not supported; `None` for unknown keys.
 fn unsupported_reason(key: &str) -> Option<&'static str> {
     if key.starts_with("sasl.login.") || key.starts_with("sasl.oauthbearer.") {
-        return Some("OAUTHBEARER tokens come from an OAuthTokenProvider in code (or the unsecured JWS of sasl.jaas.config)");
+        return Some(
+            "OAUTHBEARER tokens come from an OAuthTokenProvider in code (or the unsecured JWS of \
+             sasl.jaas.config)",
+        );
     }
     if key.starts_with("sasl.kerberos.") {
         return Some("GSSAPI (Kerberos) is not supported");
@@ -430,7 +433,10 @@ fn unsupported_reason(key: &str) -> Option<&'static str> {
         return Some("this SASL setting is not supported; see the README's security section");
     }
     if key.starts_with("ssl.") {
-        return Some("this TLS setting is not supported (PEM stores, TLSv1.2/1.3, host name verification are)");
+        return Some(
+            "this TLS setting is not supported (PEM stores, TLSv1.2/1.3, host name verification \
+             are)",
+        );
     }
     Some(match key {
         "buffer.memory" => {

@@ -1,7 +1,8 @@
 //! Java `.properties` text as `(key, value)` pairs.
 
 /// Splits Java properties text into trimmed `(key, value)` pairs, in order (the parser behind
-/// [`ProducerConfig::from_properties_str`](super::ProducerConfig::from_properties_str); for tools that merge a file with overrides before
+/// [`ProducerConfig::from_properties_str`](super::ProducerConfig::from_properties_str); for
+/// tools that merge a file with overrides before
 /// [`ProducerConfig::from_map`](super::ProducerConfig::from_map)).
 pub fn parse_properties(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();

@@ -58,7 +58,8 @@ pub(super) static SECURITY_KEYS: &[SecurityKey] = &[
         key: "ssl.truststore.location",
         default: "",
         java_default: None,
-        meaning: "PEM file of the CA certificates to trust; without it (and without ssl.truststore.certificates) the system's roots.",
+        meaning: "PEM file of the CA certificates to trust; without it (and without \
+            ssl.truststore.certificates) the system's roots.",
         apply: |c, v| {
             c.security.tls.truststore = (!v.is_empty()).then(|| PemSource::File(PathBuf::from(v)));
             Ok(())
@@ -129,7 +130,9 @@ pub(super) static SECURITY_KEYS: &[SecurityKey] = &[
         key: "ssl.key.password",
         default: "",
         java_default: None,
-        meaning: "Password of an encrypted PKCS#8 private key (PBES2: PBKDF2 + AES-CBC, as openssl pkcs8 -topk8 -v2 aes-256-cbc writes).",
+        meaning:
+            "Password of an encrypted PKCS#8 private key (PBES2: PBKDF2 + AES-CBC, as openssl \
+            pkcs8 -topk8 -v2 aes-256-cbc writes).",
         apply: |c, v| {
             c.security.tls.key_password = secret(v);
             Ok(())
@@ -173,7 +176,8 @@ pub(super) static SECURITY_KEYS: &[SecurityKey] = &[
         key: "sasl.mechanism",
         default: "GSSAPI",
         java_default: None,
-        meaning: "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER; the Java default GSSAPI (Kerberos) is refused.",
+        meaning: "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER; the Java default GSSAPI \
+            (Kerberos) is refused.",
         apply: |c, v| {
             c.security.sasl.mechanism_name = v.to_ascii_uppercase();
             c.security.sasl.mechanism = SaslMechanism::parse(v).ok();
@@ -184,7 +188,9 @@ pub(super) static SECURITY_KEYS: &[SecurityKey] = &[
         key: "sasl.jaas.config",
         default: "",
         java_default: None,
-        meaning: "Java JAAS line: PlainLoginModule / ScramLoginModule required username=\"..\" password=\"..\"; or OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"..\";",
+        meaning: "Java JAAS line: PlainLoginModule / ScramLoginModule required username=\"..\" \
+            password=\"..\"; or OAuthBearerLoginModule required \
+            unsecuredLoginStringClaim_sub=\"..\";",
         apply: jaas,
     },
     SecurityKey {
