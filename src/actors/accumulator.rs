@@ -1,5 +1,5 @@
 //! `PartitionAccumulator`: one actor per `TopicPartition`, created on first use. A thin shell
-//! around [`AccumulatorCore`] (`src/core/accumulator.rs`), which owns the partition's open
+//! around `AccumulatorCore` (`src/core/accumulator.rs`), which owns the partition's open
 //! batch, its batch slots and its record mailbox's consumer side, and decides when a batch
 //! closes (the next record would not fit in `batch.size` bytes, `linger.ms` passed since its
 //! first record, [`FlushBatch`]) and when it may go to the [`Sender`]. The actor carries out

@@ -232,7 +232,7 @@ where
 
 type Act = Action<Pending, Completion>;
 
-/// One session to one broker: a shell over [`ConnectionCore`], which decides; this moves bytes
+/// One session to one broker: a shell over `ConnectionCore`, which decides; this moves bytes
 /// (connects, writes frames through the session's writer task, reads frames) and carries out
 /// the core's actions. See the module docs.
 pub struct BrokerConnection {

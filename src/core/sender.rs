@@ -1608,3 +1608,56 @@ fn malformed(node: i32, reason: String) -> ProduceError {
         reason: reason.into(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{Delivery, RecordThunk, Shared};
+    use crate::protocol::record_batch::{Compression, RecordBatchBuilder};
+
+    fn batch(now: Instant) -> ProducerBatch {
+        let mut builder = RecordBatchBuilder::new(1024, Compression::None, None);
+        builder.try_append(0, None, Some(&b"v"[..]), &[], usize::MAX);
+        let records = builder.build_unsealed().unwrap_or_else(|e| panic!("{e}"));
+        let shared = Arc::new(Shared::default());
+        shared.pending.add(1);
+        ProducerBatch::new(
+            TopicPartition::new("t", 0),
+            records,
+            vec![RecordThunk {
+                delivery: Delivery::Callback(crate::batch::inline_callback(|_| {})),
+                timestamp: 0,
+                key_size: -1,
+                value_size: 1,
+                pending_slot: 0,
+            }],
+            now,
+            0,
+            shared,
+        )
+    }
+
+    /// A retried head waits out its backoff exactly: not ready before `retry_at`, ready at it
+    /// (a mutant of `ready_head`'s `at > now` that the simulation missed: its timers fire at
+    /// or after the deadline, and an early retry changes no outcome it checks).
+    #[test]
+    fn a_retried_head_waits_until_its_backoff_ends_and_not_longer() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        let mut q = PartitionQueue::new(TopicPartition::new("t", 0), now);
+        let mut b = batch(now);
+        b.attempts = 1;
+        b.retry_at = Some(now + ms(100));
+        q.queue.push_back(b);
+        for early in [0, 50, 99] {
+            assert!(
+                q.ready_head(now + ms(early), 5, None).is_none(),
+                "{early} ms"
+            );
+        }
+        assert!(q.ready_head(now + ms(100), 5, None).is_some());
+        // A retry also waits until nothing of its partition is in flight.
+        q.in_flight = 1;
+        assert!(q.ready_head(now + ms(100), 5, None).is_none());
+    }
+}

@@ -2533,6 +2533,37 @@ mod scenarios {
         assert!(!idem.saturated(&c));
     }
 
+    /// `SenderStats` (what `Producer::sender_stats` shows): queued batches, Produce requests
+    /// sent and in flight, counted as the core sees them (a mutant returning zeros was missed:
+    /// the simulation never reads them).
+    #[test]
+    fn the_sender_stats_count_what_is_queued_sent_and_in_flight() {
+        let (mut core, shared) = core(false);
+        let c = cluster(1);
+        let t0 = Instant::now();
+        for n in 0..6 {
+            core.enqueue(batch(&shared, 0, n, t0));
+        }
+        let s = core.stats();
+        assert_eq!(
+            (s.queued_batches, s.requests_sent, s.requests_in_flight),
+            (6, 0, 0)
+        );
+        let ids: Vec<u64> = requests(&drain(&mut core, &c, t0))
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let s = core.stats();
+        assert_eq!(
+            (s.queued_batches, s.requests_sent, s.requests_in_flight),
+            (1, 5, 5)
+        );
+        let mut out = Vec::new();
+        core.on_produce_response(t0, ids[0], Ok(Some(answer(0, 0, 0))), &mut out);
+        assert_eq!(core.stats().requests_in_flight, 4);
+        assert_eq!(core.stats().producer_id, (-1, -1), "no idempotence");
+    }
+
     /// A batch whose topic left the metadata cache (dropped as idle while its record was being
     /// sent) asks for the topic by name: a refresh fetches only the topics in the manager's
     /// set, so the batch would otherwise wait for a leader until it expires.
