@@ -531,6 +531,36 @@ impl Drop for ProducerBatch {
     }
 }
 
+/// A batch of one record (value `v`, no key, built unsealed) for the cores' tests, counted as
+/// pending in `shared`.
+#[cfg(test)]
+pub(crate) fn one_record_batch(
+    tp: TopicPartition,
+    number: u64,
+    now: Instant,
+    shared: &Arc<Shared>,
+) -> ProducerBatch {
+    use crate::protocol::record_batch::{Compression, RecordBatchBuilder};
+    let mut builder = RecordBatchBuilder::new(1024, Compression::None, None);
+    builder.try_append(0, None, Some(&b"v"[..]), &[], usize::MAX);
+    let records = builder.build_unsealed().unwrap_or_else(|e| panic!("{e}"));
+    shared.pending.add(1);
+    ProducerBatch::new(
+        tp,
+        records,
+        vec![RecordThunk {
+            delivery: Delivery::Callback(inline_callback(|_| {})),
+            timestamp: 0,
+            key_size: -1,
+            value_size: 1,
+            pending_slot: 0,
+        }],
+        now,
+        number,
+        shared.clone(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1098,16 +1098,17 @@ mod tests {
         let i32_at = |at: usize| i32::from_be_bytes(r[at..at + 4].try_into().unwrap_or([0; 4]));
         assert_eq!((i64_at(43), i16_at(51), i32_at(53)), (-1, -1, -1));
         assert_eq!(i32_at(17) as u32, crc32c::crc32c(&r[21..]), "sealed");
-        let ppm: Vec<u64> = c
-            .deferred
-            .iter()
-            .filter_map(|a| match a {
-                Action::Count(Count::Compression { ppm }) => Some(*ppm),
-                _ => None,
-            })
-            .collect();
+        let ppm = |c: &AccumulatorCore| -> Vec<u64> {
+            c.deferred
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Count(Count::Compression { ppm }) => Some(*ppm),
+                    _ => None,
+                })
+                .collect()
+        };
         assert_eq!(
-            ppm,
+            ppm(&c),
             vec![1_000_000],
             "uncompressed: the wire size is the size"
         );
@@ -1123,15 +1124,7 @@ mod tests {
             };
             let uncompressed = c.last_batch_bytes as u64;
             let expected = batch.records.len() as u64 * 1_000_000 / uncompressed;
-            let ppm: Vec<u64> = c
-                .deferred
-                .iter()
-                .filter_map(|a| match a {
-                    Action::Count(Count::Compression { ppm }) => Some(*ppm),
-                    _ => None,
-                })
-                .collect();
-            assert_eq!(ppm, vec![expected]);
+            assert_eq!(ppm(&c), vec![expected]);
             assert!(
                 expected < 200_000,
                 "50 equal records compress: {expected} ppm"

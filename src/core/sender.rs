@@ -1612,29 +1612,11 @@ fn malformed(node: i32, reason: String) -> ProduceError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{Delivery, RecordThunk, Shared};
-    use crate::protocol::record_batch::{Compression, RecordBatchBuilder};
+    use crate::cluster::BrokerInfo;
 
     fn batch(now: Instant) -> ProducerBatch {
-        let mut builder = RecordBatchBuilder::new(1024, Compression::None, None);
-        builder.try_append(0, None, Some(&b"v"[..]), &[], usize::MAX);
-        let records = builder.build_unsealed().unwrap_or_else(|e| panic!("{e}"));
         let shared = Arc::new(Shared::default());
-        shared.pending.add(1);
-        ProducerBatch::new(
-            TopicPartition::new("t", 0),
-            records,
-            vec![RecordThunk {
-                delivery: Delivery::Callback(crate::batch::inline_callback(|_| {})),
-                timestamp: 0,
-                key_size: -1,
-                value_size: 1,
-                pending_slot: 0,
-            }],
-            now,
-            0,
-            shared,
-        )
+        crate::batch::one_record_batch(TopicPartition::new("t", 0), 0, now, &shared)
     }
 
     /// A retried head waits out its backoff exactly: not ready before `retry_at`, ready at it
@@ -1659,5 +1641,191 @@ mod tests {
         // A retry also waits until nothing of its partition is in flight.
         q.in_flight = 1;
         assert!(q.ready_head(now + ms(100), 5, None).is_none());
+    }
+
+    /// With idempotence the sender is saturated (an arriving batch skips the drain) only while
+    /// no producer-id reset is due: a reset's drain must run (mutants of `saturated` shard 1/8
+    /// missed; they cost drains, not outcomes, so the simulation cannot see them).
+    #[test]
+    fn saturated_with_idempotence_only_while_no_reset_is_due() {
+        let config = ProducerConfig::builder()
+            .bootstrap_servers(["b:9092"])
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut core = SenderCore::new(Arc::new(config));
+        let cluster = Cluster::default();
+        cluster.brokers.insert(
+            0,
+            BrokerInfo {
+                node_id: 0,
+                address: "b:9092".into(),
+            },
+        );
+        core.broker_in_flight.insert(0, 5);
+        assert!(
+            !core.saturated(&cluster),
+            "no producer id yet: the drain asks for one"
+        );
+        core.set_producer_id(1, 0);
+        assert!(
+            core.saturated(&cluster),
+            "5 requests out to the only broker"
+        );
+        core.reset_pending = true;
+        assert!(
+            !core.saturated(&cluster),
+            "a reset is due: the drain starts it"
+        );
+        core.reset_pending = false;
+        core.broker_in_flight.insert(0, 4);
+        assert!(!core.saturated(&cluster), "a free slot");
+    }
+
+    /// A partition is dropped as idle only when all of it holds: nothing queued, nothing in
+    /// flight, nothing unresolved in flight, not listed with data, and `metadata.max.idle.ms`
+    /// since it was last active (the sweep's `&&`→`||` mutants of shard 1/8 missed: with the
+    /// simulation's timeouts a partition idle that long never has work left).
+    #[test]
+    fn a_partition_is_dropped_as_idle_only_when_every_condition_holds() {
+        let config = ProducerConfig::builder()
+            .bootstrap_servers(["b:9092"])
+            .set("metadata.max.idle.ms", "5000")
+            .and_then(|b| b.build())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let config = Arc::new(config);
+        let t0 = Instant::now();
+        let tp = TopicPartition::new("t", 0);
+        for case in 0..6 {
+            let mut core = SenderCore::new(config.clone());
+            let mut q = PartitionQueue::new(tp.clone(), t0);
+            match case {
+                0 => q.queue.push_back(batch(t0)),
+                1 => q.in_flight = 1,
+                2 => q.unresolved_in_flight = 1,
+                3 => q.listed = true,
+                4 => q.last_active = t0 + Duration::from_secs(10),
+                _ => {}
+            }
+            core.queues.push(q);
+            core.index.insert(tp.clone(), 0);
+            core.next_sweep = Some(t0);
+            core.sweep(t0 + Duration::from_secs(6));
+            assert_eq!(core.queues.len() == 1, case < 5, "case {case}");
+        }
+    }
+
+    /// With idempotence an idle partition dropped by the sweep keeps its sequence state
+    /// (`dormant`) if it has any: a next sequence, or a confirmed generation (mutants of the
+    /// sweep's keep rule, shard 1/8, missed).
+    #[test]
+    fn an_idle_partition_keeps_its_sequence_state_when_it_has_any() {
+        let config = ProducerConfig::builder()
+            .bootstrap_servers(["b:9092"])
+            .set("metadata.max.idle.ms", "5000")
+            .and_then(|b| b.build())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let config = Arc::new(config);
+        let t0 = Instant::now();
+        let tp = TopicPartition::new("t", 0);
+        for (next, confirmed, kept) in [(3, 0, true), (0, 2, true), (3, 2, true), (0, 0, false)] {
+            let mut core = SenderCore::new(config.clone());
+            core.set_producer_id(1, 0);
+            let mut q = PartitionQueue::new(tp.clone(), t0);
+            q.next_sequence = next;
+            q.confirmed_generation = confirmed;
+            core.queues.push(q);
+            core.index.insert(tp.clone(), 0);
+            core.next_sweep = Some(t0);
+            core.sweep(t0 + Duration::from_secs(6));
+            assert!(core.queues.is_empty(), "dropped as idle");
+            let dormant = core.dormant.get(&tp).copied();
+            assert_eq!(
+                dormant.is_some(),
+                kept,
+                "({next}, {confirmed}): {dormant:?}"
+            );
+            if kept {
+                assert_eq!(dormant, Some((next, confirmed)));
+            }
+        }
+        // Without idempotence there is no sequence state to keep.
+        let plain = ProducerConfig::builder()
+            .bootstrap_servers(["b:9092"])
+            .set("metadata.max.idle.ms", "5000")
+            .and_then(|b| b.set("enable.idempotence", "false"))
+            .and_then(|b| b.build())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut core = SenderCore::new(Arc::new(plain));
+        let mut q = PartitionQueue::new(tp.clone(), t0);
+        q.next_sequence = 3;
+        q.confirmed_generation = 2;
+        core.queues.push(q);
+        core.index.insert(tp.clone(), 0);
+        core.next_sweep = Some(t0);
+        core.sweep(t0 + Duration::from_secs(6));
+        assert!(core.queues.is_empty() && core.dormant.is_empty());
+    }
+
+    /// The sweep runs at most every quarter of `metadata.max.idle.ms`: not before its time,
+    /// at its time, and then a quarter later (mutants of its pacing, shard 1/8, missed: pacing
+    /// costs scans, not outcomes).
+    #[test]
+    fn the_idle_sweep_runs_every_quarter_of_the_idle_time() {
+        let config = ProducerConfig::builder()
+            .bootstrap_servers(["b:9092"])
+            .set("metadata.max.idle.ms", "8000")
+            .and_then(|b| b.build())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let config = Arc::new(config);
+        let t0 = Instant::now();
+        let at = t0 + Duration::from_secs(9);
+        let tp = TopicPartition::new("t", 0);
+        for (now, swept) in [(at - Duration::from_millis(1), false), (at, true)] {
+            let mut core = SenderCore::new(config.clone());
+            core.queues.push(PartitionQueue::new(tp.clone(), t0));
+            core.index.insert(tp.clone(), 0);
+            core.next_sweep = Some(at);
+            core.sweep(now);
+            assert_eq!(core.queues.is_empty(), swept, "{now:?}");
+            let next = if swept {
+                now + Duration::from_secs(2)
+            } else {
+                at
+            };
+            assert_eq!(core.next_sweep, Some(next));
+        }
+        let mut core = SenderCore::new(config);
+        core.sweep(t0);
+        assert_eq!(
+            core.next_sweep,
+            Some(t0 + Duration::from_secs(2)),
+            "the first is armed"
+        );
+    }
+
+    /// An `OUT_OF_ORDER_SEQUENCE_NUMBER` is the echo of an earlier batch's retry (retriable,
+    /// no producer-id reset) only while the partition has a batch in flight or an earlier one
+    /// queued (`queue` returning nothing, a mutant of shard 1/8, cost a reset the simulation
+    /// could not tell from a needed one).
+    #[test]
+    fn a_sequence_error_is_an_echo_only_with_something_earlier_pending() {
+        let config = ProducerConfig::builder()
+            .bootstrap_servers(["b:9092"])
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut core = SenderCore::new(Arc::new(config));
+        let t0 = Instant::now();
+        let tp = TopicPartition::new("t", 0);
+        let mut late = batch(t0);
+        late.number = 5;
+        assert!(!core.has_earlier(&late), "no queue at all");
+        core.queues.push(PartitionQueue::new(tp.clone(), t0));
+        core.index.insert(tp.clone(), 0);
+        assert!(!core.has_earlier(&late), "nothing pending");
+        core.queues[0].in_flight = 1;
+        assert!(core.has_earlier(&late), "a batch in flight");
+        core.queues[0].in_flight = 0;
+        core.queues[0].queue.push_back(batch(t0));
+        assert!(core.has_earlier(&late), "batch 0 queued before batch 5");
     }
 }

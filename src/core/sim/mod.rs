@@ -2327,24 +2327,7 @@ mod scenarios {
     }
 
     fn batch(shared: &Arc<Shared>, partition: i32, number: u64, now: Instant) -> ProducerBatch {
-        let mut builder = RecordBatchBuilder::new(1024, Compression::None, None);
-        builder.try_append(0, None, Some(&b"v"[..]), &[], usize::MAX);
-        let records = builder.build_unsealed().unwrap_or_else(|e| panic!("{e}"));
-        shared.pending.add(1);
-        ProducerBatch::new(
-            TopicPartition::new(TOPIC, partition),
-            records,
-            vec![RecordThunk {
-                delivery: Delivery::Callback(crate::batch::inline_callback(|_| {})),
-                timestamp: 0,
-                key_size: -1,
-                value_size: 1,
-                pending_slot: 0,
-            }],
-            now,
-            number,
-            shared.clone(),
-        )
+        crate::batch::one_record_batch(TopicPartition::new(TOPIC, partition), number, now, shared)
     }
 
     fn drain(core: &mut SenderCore, c: &Cluster, now: Instant) -> Vec<Action> {
