@@ -10,7 +10,7 @@ use std::ops::RangeInclusive;
 /// Compression codec of a record batch: the low three bits of the batch `attributes`
 /// (Kafka protocol guide, "Record Batch"; config `compression.type`).
 ///
-/// All five codecs are implemented; see the [module docs](self#compression) for the exact
+/// All five codecs are implemented; see the [module docs](super#compression) for the exact
 /// format of each and [`CompressionLevels`] for their levels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Compression {
