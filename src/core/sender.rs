@@ -1614,6 +1614,21 @@ mod tests {
     use super::*;
     use crate::cluster::BrokerInfo;
 
+    fn config(props: &[(&str, &str)]) -> Arc<ProducerConfig> {
+        let mut b = ProducerConfig::builder().bootstrap_servers(["b:9092"]);
+        for (k, v) in props {
+            b = b.set(k, v).unwrap_or_else(|e| panic!("{e}"));
+        }
+        Arc::new(b.build().unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    /// `core` holds `q` as its only partition; its sweep is due at `sweep_at`.
+    fn hold(core: &mut SenderCore, q: PartitionQueue, sweep_at: Instant) {
+        core.index.insert(q.tp.clone(), 0);
+        core.queues.push(q);
+        core.next_sweep = Some(sweep_at);
+    }
+
     fn batch(now: Instant) -> ProducerBatch {
         let shared = Arc::new(Shared::default());
         crate::batch::one_record_batch(TopicPartition::new("t", 0), 0, now, &shared)
@@ -1648,11 +1663,7 @@ mod tests {
     /// missed; they cost drains, not outcomes, so the simulation cannot see them).
     #[test]
     fn saturated_with_idempotence_only_while_no_reset_is_due() {
-        let config = ProducerConfig::builder()
-            .bootstrap_servers(["b:9092"])
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut core = SenderCore::new(Arc::new(config));
+        let mut core = SenderCore::new(config(&[]));
         let cluster = Cluster::default();
         cluster.brokers.insert(
             0,
@@ -1687,12 +1698,7 @@ mod tests {
     /// simulation's timeouts a partition idle that long never has work left).
     #[test]
     fn a_partition_is_dropped_as_idle_only_when_every_condition_holds() {
-        let config = ProducerConfig::builder()
-            .bootstrap_servers(["b:9092"])
-            .set("metadata.max.idle.ms", "5000")
-            .and_then(|b| b.build())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let config = Arc::new(config);
+        let config = config(&[("metadata.max.idle.ms", "5000")]);
         let t0 = Instant::now();
         let tp = TopicPartition::new("t", 0);
         for case in 0..6 {
@@ -1706,9 +1712,7 @@ mod tests {
                 4 => q.last_active = t0 + Duration::from_secs(10),
                 _ => {}
             }
-            core.queues.push(q);
-            core.index.insert(tp.clone(), 0);
-            core.next_sweep = Some(t0);
+            hold(&mut core, q, t0);
             core.sweep(t0 + Duration::from_secs(6));
             assert_eq!(core.queues.len() == 1, case < 5, "case {case}");
         }
@@ -1719,23 +1723,16 @@ mod tests {
     /// sweep's keep rule, shard 1/8, missed).
     #[test]
     fn an_idle_partition_keeps_its_sequence_state_when_it_has_any() {
-        let config = ProducerConfig::builder()
-            .bootstrap_servers(["b:9092"])
-            .set("metadata.max.idle.ms", "5000")
-            .and_then(|b| b.build())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let config = Arc::new(config);
+        let idempotent = config(&[("metadata.max.idle.ms", "5000")]);
         let t0 = Instant::now();
         let tp = TopicPartition::new("t", 0);
         for (next, confirmed, kept) in [(3, 0, true), (0, 2, true), (3, 2, true), (0, 0, false)] {
-            let mut core = SenderCore::new(config.clone());
+            let mut core = SenderCore::new(idempotent.clone());
             core.set_producer_id(1, 0);
             let mut q = PartitionQueue::new(tp.clone(), t0);
             q.next_sequence = next;
             q.confirmed_generation = confirmed;
-            core.queues.push(q);
-            core.index.insert(tp.clone(), 0);
-            core.next_sweep = Some(t0);
+            hold(&mut core, q, t0);
             core.sweep(t0 + Duration::from_secs(6));
             assert!(core.queues.is_empty(), "dropped as idle");
             let dormant = core.dormant.get(&tp).copied();
@@ -1749,19 +1746,15 @@ mod tests {
             }
         }
         // Without idempotence there is no sequence state to keep.
-        let plain = ProducerConfig::builder()
-            .bootstrap_servers(["b:9092"])
-            .set("metadata.max.idle.ms", "5000")
-            .and_then(|b| b.set("enable.idempotence", "false"))
-            .and_then(|b| b.build())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut core = SenderCore::new(Arc::new(plain));
+        let plain = config(&[
+            ("metadata.max.idle.ms", "5000"),
+            ("enable.idempotence", "false"),
+        ]);
+        let mut core = SenderCore::new(plain);
         let mut q = PartitionQueue::new(tp.clone(), t0);
         q.next_sequence = 3;
         q.confirmed_generation = 2;
-        core.queues.push(q);
-        core.index.insert(tp.clone(), 0);
-        core.next_sweep = Some(t0);
+        hold(&mut core, q, t0);
         core.sweep(t0 + Duration::from_secs(6));
         assert!(core.queues.is_empty() && core.dormant.is_empty());
     }
@@ -1771,20 +1764,13 @@ mod tests {
     /// costs scans, not outcomes).
     #[test]
     fn the_idle_sweep_runs_every_quarter_of_the_idle_time() {
-        let config = ProducerConfig::builder()
-            .bootstrap_servers(["b:9092"])
-            .set("metadata.max.idle.ms", "8000")
-            .and_then(|b| b.build())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let config = Arc::new(config);
+        let config = config(&[("metadata.max.idle.ms", "8000")]);
         let t0 = Instant::now();
         let at = t0 + Duration::from_secs(9);
         let tp = TopicPartition::new("t", 0);
         for (now, swept) in [(at - Duration::from_millis(1), false), (at, true)] {
             let mut core = SenderCore::new(config.clone());
-            core.queues.push(PartitionQueue::new(tp.clone(), t0));
-            core.index.insert(tp.clone(), 0);
-            core.next_sweep = Some(at);
+            hold(&mut core, PartitionQueue::new(tp.clone(), t0), at);
             core.sweep(now);
             assert_eq!(core.queues.is_empty(), swept, "{now:?}");
             let next = if swept {
@@ -1809,18 +1795,13 @@ mod tests {
     /// could not tell from a needed one).
     #[test]
     fn a_sequence_error_is_an_echo_only_with_something_earlier_pending() {
-        let config = ProducerConfig::builder()
-            .bootstrap_servers(["b:9092"])
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut core = SenderCore::new(Arc::new(config));
+        let mut core = SenderCore::new(config(&[]));
         let t0 = Instant::now();
         let tp = TopicPartition::new("t", 0);
         let mut late = batch(t0);
         late.number = 5;
         assert!(!core.has_earlier(&late), "no queue at all");
-        core.queues.push(PartitionQueue::new(tp.clone(), t0));
-        core.index.insert(tp.clone(), 0);
+        hold(&mut core, PartitionQueue::new(tp.clone(), t0), t0);
         assert!(!core.has_earlier(&late), "nothing pending");
         core.queues[0].in_flight = 1;
         assert!(core.has_earlier(&late), "a batch in flight");
