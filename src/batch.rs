@@ -151,6 +151,11 @@ impl Shared {
     /// Fails one record that is not in a batch (`pending_slot` from [`PendingRecords::add`]):
     /// counted, delivered, then no longer pending (so `flush` returns after its delivery).
     pub(crate) fn fail_one(&self, delivery: Delivery, pending_slot: u8, err: ProduceError) {
+        // A record of the open transaction that fails before joining a batch (purged from a
+        // mailbox) fails the transaction too, as one failed in a batch does.
+        if self.txn.enabled {
+            self.txn.record_failed(&err);
+        }
         self.count(1, false);
         self.deliver(delivery, Err(err));
         self.pending.done(pending_slot, 1);

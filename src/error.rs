@@ -268,6 +268,15 @@ pub enum ProduceError {
     /// [`crate::transaction::TransactionError`] for what to do next).
     #[error(transparent)]
     Transaction(#[from] crate::transaction::TransactionError),
+    /// The application purged the record ([`crate::Producer::purge`]; librdkafka's
+    /// `RD_KAFKA_RESP_ERR__PURGE_QUEUE` / `__PURGE_INFLIGHT`, franz-go's
+    /// `AbortBufferedRecords`) before the broker acknowledged it.
+    #[error("record purged before delivery; possibly written: {possibly_written}")]
+    Purged {
+        /// True if a request carrying the record had been sent (a batch in flight, or one
+        /// queued for a retry), so the broker may have written it.
+        possibly_written: bool,
+    },
 }
 
 impl ProduceError {
@@ -293,9 +302,9 @@ impl actix_web::ResponseError for ProduceError {
     fn status_code(&self) -> actix_web::http::StatusCode {
         use actix_web::http::StatusCode;
         match self {
-            ProduceError::QueueFull { .. } | ProduceError::Closed(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProduceError::QueueFull { .. }
+            | ProduceError::Closed(_)
+            | ProduceError::Purged { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProduceError::MetadataTimeout { .. } | ProduceError::DeliveryTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }

@@ -80,14 +80,14 @@ pub mod transaction;
 pub mod prelude {
     pub use crate::actors::producer::{
         AbortTransaction, BeginTransaction, Close, CommitTransaction, Flush, GetHandle, GetMetrics,
-        InitTransactions, KafkaProducer, SendOffsetsToTransaction, SendRecord,
+        InitTransactions, KafkaProducer, PurgeRecords, SendOffsetsToTransaction, SendRecord,
         SendRecordWithCallback,
     };
     pub use crate::batch::{DeliveryFuture, DeliveryResult};
     pub use crate::config::{Acks, ProducerConfig};
     pub use crate::error::{ConnectionError, ProduceError};
     pub use crate::health::HealthEvent;
-    pub use crate::producer::Producer;
+    pub use crate::producer::{Producer, Purge};
     pub use crate::record::{ProducerRecord, RecordMetadata, TopicPartition};
     pub use crate::security::{SaslMechanism, SecurityProtocol};
     pub use crate::send::RecordSender;
@@ -96,7 +96,8 @@ pub mod prelude {
 
 pub use actors::producer::{
     AbortTransaction, BeginTransaction, Close, CommitTransaction, Flush, GetHandle, GetMetrics,
-    InitTransactions, KafkaProducer, SendOffsetsToTransaction, SendRecord, SendRecordWithCallback,
+    InitTransactions, KafkaProducer, PurgeRecords, SendOffsetsToTransaction, SendRecord,
+    SendRecordWithCallback,
 };
 pub use actors::sender::SenderStats;
 pub use batch::{Callback, DeliveryFuture, DeliveryResult, IndexedCallback};
@@ -107,7 +108,7 @@ pub use error::{ConnectionError, KafkaCode, ProduceError};
 pub use health::HealthEvent;
 pub use interceptor::ProducerInterceptor;
 pub use metrics::MetricsSnapshot;
-pub use producer::{Producer, ProducerBuilder, SendError};
+pub use producer::{Producer, ProducerBuilder, Purge, SendError};
 pub use protocol::record_batch::{Compression, CompressionLevels};
 pub use record::{Header, ProducerRecord, RecordMetadata, TopicPartition};
 pub use secrecy::SecretString;

@@ -218,6 +218,18 @@ impl MockProducer {
         }
     }
 
+    /// [`crate::Producer::purge`]: fails every pending record with [`ProduceError::Purged`]
+    /// (`possibly_written` only with [`crate::Purge::QueuedAndInFlight`]: a mock has nothing
+    /// queued apart from what it would send); later sends are accepted as before.
+    pub async fn purge(&self, scope: crate::Purge) {
+        let pending: Vec<Pending> = self.state().pending.drain(..).collect();
+        let possibly_written = scope == crate::Purge::QueuedAndInFlight;
+        for p in pending {
+            p.delivery
+                .complete(Err(ProduceError::Purged { possibly_written }));
+        }
+    }
+
     /// Every record sent, in order.
     pub fn history(&self) -> Vec<ProducerRecord> {
         self.state().history.clone()
@@ -294,5 +306,33 @@ mod tests {
         assert!(m.send(ProducerRecord::new("t", "d")).await.is_err());
         assert!(!m.complete_next());
         m.fail_sends(Some(ProduceError::closed("x")));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn purge_fails_what_is_pending_and_later_sends_go_on() {
+        let m = MockProducer::new(false);
+        let a = m.send(ProducerRecord::new("t", "a")).await.unwrap();
+        let b = m.send(ProducerRecord::new("t", "b")).await.unwrap();
+        m.purge(crate::Purge::Queued).await;
+        for f in [a, b] {
+            assert_eq!(
+                f.await.err(),
+                Some(ProduceError::Purged {
+                    possibly_written: false
+                })
+            );
+        }
+        let c = m.send(ProducerRecord::new("t", "c")).await.unwrap();
+        m.purge(crate::Purge::QueuedAndInFlight).await;
+        assert_eq!(
+            c.await.err(),
+            Some(ProduceError::Purged {
+                possibly_written: true
+            })
+        );
+        let d = m.send(ProducerRecord::new("t", "d")).await.unwrap();
+        assert!(m.complete_next());
+        assert!(d.await.is_ok());
+        assert_eq!(m.history().len(), 4);
     }
 }

@@ -42,6 +42,13 @@ pub struct FlushBatch;
 #[rtype(result = "()")]
 pub struct AbortAccumulator(pub ProduceError);
 
+/// `Producer::purge`'s first step: fails what the accumulator holds and has not handed to the
+/// sender (mailbox, open batch, batches waiting for a slot) with `Purged`; later records are
+/// accepted as before. Answered once those records have their outcomes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PurgeAccumulator;
+
 /// See the module docs.
 pub struct PartitionAccumulator {
     config: Arc<ProducerConfig>,
@@ -211,5 +218,12 @@ impl Handler<AbortAccumulator> for PartitionAccumulator {
     type Result = ();
     fn handle(&mut self, msg: AbortAccumulator, ctx: &mut Context<Self>) {
         self.step(ctx, |c, now, out| c.abort(msg.0, now, out));
+    }
+}
+
+impl Handler<PurgeAccumulator> for PartitionAccumulator {
+    type Result = ();
+    fn handle(&mut self, _: PurgeAccumulator, ctx: &mut Context<Self>) {
+        self.step(ctx, |c, _, out| c.purge(out));
     }
 }

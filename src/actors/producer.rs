@@ -5,7 +5,7 @@ use crate::batch::{Callback, DeliveryFuture};
 use crate::config::ProducerConfig;
 use crate::error::ProduceError;
 use crate::metrics::MetricsSnapshot;
-use crate::producer::Producer;
+use crate::producer::{Producer, Purge};
 use crate::record::{ProducerRecord, TopicPartition};
 use crate::transaction::{ConsumerGroupMetadata, TransactionError};
 use actix::prelude::*;
@@ -34,6 +34,12 @@ pub struct SendRecordWithCallback {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Flush;
+
+/// Purges what is buffered (and, with [`Purge::QueuedAndInFlight`], in flight). See
+/// [`Producer::purge`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PurgeRecords(pub Purge);
 
 /// Closes. See [`Producer::close`].
 #[derive(Message)]
@@ -135,6 +141,14 @@ impl Handler<Flush> for KafkaProducer {
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
         let p = self.producer.clone();
         Box::pin(async move { p.flush().await })
+    }
+}
+
+impl Handler<PurgeRecords> for KafkaProducer {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, msg: PurgeRecords, _: &mut Context<Self>) -> Self::Result {
+        let p = self.producer.clone();
+        Box::pin(async move { p.purge(msg.0).await })
     }
 }
 

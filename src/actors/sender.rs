@@ -37,6 +37,15 @@ pub struct BatchReady(pub ProducerBatch);
 #[rtype(result = "()")]
 pub struct AbortAll(pub ProduceError);
 
+/// `Producer::purge`'s second step (after every accumulator's `PurgeAccumulator`): fails the
+/// batches queued here with `Purged`, and with `in_flight` those in flight too.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PurgeBatches {
+    /// Batches in flight are failed too (their answers are then ignored).
+    pub in_flight: bool,
+}
+
 /// Test hook (feature `test-hooks`): the sender's next drain panics. Not API.
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
@@ -275,6 +284,16 @@ impl Handler<AbortAll> for Sender {
     type Result = ();
     fn handle(&mut self, msg: AbortAll, ctx: &mut Context<Self>) {
         self.core.abort(msg.0);
+        self.drain(ctx);
+    }
+}
+
+impl Handler<PurgeBatches> for Sender {
+    type Result = ();
+    fn handle(&mut self, msg: PurgeBatches, ctx: &mut Context<Self>) {
+        let core = &mut self.core;
+        guarded("sender", &self.shared.health, || core.purge(msg.in_flight));
+        self.settle();
         self.drain(ctx);
     }
 }

@@ -293,6 +293,41 @@ impl AccumulatorCore {
         self.drain(now, out);
     }
 
+    /// `Producer::purge`: fails what the partition holds and has not handed to the sender —
+    /// the closed batches waiting for a batch slot, the open batch, the records taken from the
+    /// mailbox and not appended, and the mailbox's records — with `Purged` (none of them was
+    /// sent: not possibly written). Unlike [`Self::abort`], later records are accepted as
+    /// before. Closed batches already handed over are the sender's to purge.
+    pub(crate) fn purge(&mut self, out: &mut Vec<Action>) {
+        let err = ProduceError::Purged {
+            possibly_written: false,
+        };
+        for batch in self.waiting.drain(..) {
+            out.push(Action::FailBatch(batch, err.clone()));
+        }
+        if let Some(open) = self.open.take() {
+            self.deferred
+                .push(Action::Fail(Refused::Records(open.thunks, err.clone())));
+        }
+        // The backlog's records hold their mailbox slots; the mailbox's are taken with them.
+        let mut rest = std::mem::take(&mut self.backlog);
+        let mut queued = VecDeque::new();
+        self.mailbox.take_all(&mut queued);
+        self.mailbox.release(rest.len() + queued.len());
+        rest.append(&mut queued);
+        for r in rest {
+            self.deferred.push(Action::Fail(Refused::Record(
+                r.delivery,
+                r.pending_slot,
+                err.clone(),
+            )));
+        }
+        // Nothing is left to flush: a flush waiting for the open batch waits for none.
+        self.flush_requested = false;
+        out.append(&mut self.deferred);
+        self.settle(out);
+    }
+
     /// Whether the accumulator may retire at `now` (issue 19's defect 9: a partition nothing
     /// is sent to any more costs nothing): no open batch, nothing held (records in its mailbox
     /// or backlog, closed batches waiting or not completed), and no record appended for
@@ -1034,6 +1069,73 @@ mod tests {
         assert_eq!(c.holdings(), (0, 1));
         drop(held);
         assert_eq!(c.holdings(), (0, 0));
+    }
+
+    /// `purge` fails what waits here — the batches waiting for a slot, the backlog, the
+    /// mailbox, the open batch — with `Purged` (not possibly written), leaves the slot holder
+    /// to the sender, and accepts later records as before (unlike an abort). No callback runs
+    /// in the core.
+    #[test]
+    fn a_purge_fails_what_waits_here_and_later_records_are_accepted() {
+        let mut c = core(&[
+            ("batch.size", "120"),
+            ("linger.ms", "10000"),
+            ("max.pending.batches.per.partition", "1"),
+            ("mailbox.capacity", "8"),
+            ("enable.idempotence", "false"),
+        ]);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let now = Instant::now();
+        for _ in 0..5 {
+            send(&c, &[1; 50], &log);
+        }
+        let mut out = Vec::new();
+        c.drain(now, &mut out);
+        let (held, _) = split(out);
+        assert_eq!(held.len(), 1, "one batch holds the only slot");
+        // Two more records stay in the mailbox (the drain waits for the slot).
+        send(&c, &[2; 50], &log);
+        send(&c, &[2; 50], &log);
+        let mut out = Vec::new();
+        c.purge(&mut out);
+        assert!(
+            log.lock().unwrap().is_empty(),
+            "no user code ran in the core"
+        );
+        let shared = c.shared().clone();
+        for a in out {
+            match a {
+                Action::Fail(r) => r.carry_out(&shared),
+                Action::FailBatch(b, e) => b.fail(e),
+                Action::Ready(b) => panic!("a purge sent batch {}", b.number),
+                _ => {}
+            }
+        }
+        let purged = log.lock().unwrap().clone();
+        let sent = held[0].record_count();
+        assert_eq!(purged.len(), 7 - sent, "{purged:?}");
+        let expected = format!(
+            "{:?}",
+            Some(ProduceError::Purged {
+                possibly_written: false
+            })
+        );
+        assert!(purged.iter().all(|e| *e == expected), "{purged:?}");
+        assert_eq!(c.holdings(), (0, 1), "the slot holder is the sender's");
+        drop(held);
+        assert_eq!(c.holdings(), (0, 0));
+        let before = log.lock().unwrap().len();
+        // Not aborted: a later record joins a new open batch.
+        let mut out = Vec::new();
+        send(&c, &[3; 10], &log);
+        c.drain(now, &mut out);
+        assert_eq!(c.holdings(), (1, 0));
+        assert!(out.iter().all(|a| !matches!(a, Action::Fail(_))));
+        assert_eq!(
+            log.lock().unwrap().len(),
+            before,
+            "no outcome for the later record"
+        );
     }
 
     /// A partition with a record or two per batch does not allocate `batch.size` bytes (and

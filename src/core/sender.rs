@@ -535,6 +535,45 @@ impl SenderCore {
         self.unlist_empty();
     }
 
+    /// `Producer::purge`: fails every batch queued here with `Purged` (possibly written if a
+    /// request carried it before: a retry), and with `in_flight` every batch in flight too
+    /// (possibly written); their requests stay registered, so the answers only update counters
+    /// (as for a batch that expired in flight). A failed batch that had a sequence leaves a
+    /// gap in its partition: without a transactional id the producer id is reset once what may
+    /// have been written is settled (KIP-360); with one the abort bumps the epoch.
+    pub(crate) fn purge(&mut self, in_flight: bool) {
+        let mut sequenced: Vec<(u64, i32, TopicPartition)> = Vec::new();
+        for q in self.queues.iter_mut().filter(|q| q.listed) {
+            for b in q.queue.drain(..) {
+                if b.base_sequence >= 0 {
+                    sequenced.push((b.pid_generation, b.base_sequence, q.tp.clone()));
+                }
+                let possibly_written = b.maybe_written;
+                let err = ProduceError::Purged { possibly_written };
+                self.settled.push(Settle::Batch(b, Err(err)));
+            }
+        }
+        self.unlist_empty();
+        if in_flight {
+            for request in self.in_flight_requests.values_mut() {
+                for (tp, _, slot) in request.batches.iter_mut() {
+                    let Some(b) = slot.take() else { continue };
+                    if b.base_sequence >= 0 {
+                        sequenced.push((b.pid_generation, b.base_sequence, tp.clone()));
+                    }
+                    let err = ProduceError::Purged {
+                        possibly_written: true,
+                    };
+                    self.settled.push(Settle::Batch(b, Err(err)));
+                }
+            }
+        }
+        self.sequence_gap |= !sequenced.is_empty();
+        for (generation, seq, tp) in sequenced {
+            self.sequenced_batch_failed(generation, seq, &tp);
+        }
+    }
+
     /// Fails the batches waiting for `tp` with `err`.
     pub(crate) fn fail_partition(&mut self, tp: &TopicPartition, err: &ProduceError) {
         if let Some(i) = self.index.get(tp) {
@@ -1632,6 +1671,76 @@ mod tests {
     fn batch(now: Instant) -> ProducerBatch {
         let shared = Arc::new(Shared::default());
         crate::batch::one_record_batch(TopicPartition::new("t", 0), 0, now, &shared)
+    }
+
+    /// `purge` fails the queued batches with `Purged` (possibly written only if a request
+    /// carried one: a retry) and keeps what is in flight; `purge` of the in-flight ones too
+    /// fails the batches of the requests out (possibly written), whose answers then only
+    /// update counters. A purged batch that had a sequence resets the producer id (KIP-360):
+    /// the simulation cannot see a missing reset (the broker's `OUT_OF_ORDER_SEQUENCE_NUMBER`
+    /// to the next batch starts one too, a round trip later), so it is checked here.
+    #[test]
+    fn purge_fails_queued_then_in_flight_batches_and_resets_a_sequence_it_leaves_open() {
+        let now = Instant::now();
+        let mut core = SenderCore::new(config(&[]));
+        core.set_producer_id(7, 0);
+        let generation = core.pid_generation;
+        let outcomes = |core: &mut SenderCore| -> Vec<Option<bool>> {
+            core.take_settled()
+                .filter_map(|s| match s {
+                    Settle::Batch(_, Err(ProduceError::Purged { possibly_written })) => {
+                        Some(Some(possibly_written))
+                    }
+                    Settle::Batch(..) => Some(None),
+                    _ => None,
+                })
+                .collect()
+        };
+        // Queued: a fresh batch, then a retry of one sent under the producer id.
+        core.enqueue(batch(now));
+        let mut retry = batch(now);
+        retry.base_sequence = 0;
+        retry.pid_generation = generation;
+        retry.maybe_written = true;
+        core.enqueue(retry);
+        // In flight: one request with one sequenced batch.
+        let mut sent = batch(now);
+        sent.base_sequence = 1;
+        sent.pid_generation = generation;
+        let tp = sent.tp.clone();
+        core.in_flight_requests.insert(
+            0,
+            InFlight {
+                sent: now,
+                node: 0,
+                batches: vec![(tp.clone(), false, Some(sent))],
+            },
+        );
+        assert!(!core.reset_pending);
+
+        core.purge(false);
+        assert_eq!(outcomes(&mut core), [Some(false), Some(true)]);
+        assert!(!core.has_queued(), "nothing queued is left");
+        assert!(
+            core.in_flight_requests[&0].batches[0].2.is_some(),
+            "in flight kept"
+        );
+        assert!(core.reset_pending, "the retry's sequence is left open");
+        assert!(core.sequence_gap());
+        assert_eq!(core.stats().producer_id_resets, 1);
+
+        core.purge(true);
+        assert_eq!(outcomes(&mut core), [Some(true)]);
+        assert!(core.in_flight_requests[&0].batches[0].2.is_none());
+        assert_eq!(core.stats().producer_id_resets, 1, "one reset for both");
+
+        // A purge with nothing sequenced leaves the producer id alone.
+        let mut core = SenderCore::new(config(&[]));
+        core.set_producer_id(7, 0);
+        core.enqueue(batch(now));
+        core.purge(true);
+        assert_eq!(outcomes(&mut core), [Some(false)]);
+        assert!(!core.reset_pending && !core.sequence_gap());
     }
 
     /// A retried head waits out its backoff exactly: not ready before `retry_at`, ready at it

@@ -21,13 +21,14 @@ mod transactions;
 pub use runtime::ProducerBuilder;
 
 use crate::actors::accumulator::{
-    AbortAccumulator, AppendRecord, Drain, FlushBatch, PartitionAccumulator,
+    AbortAccumulator, AppendRecord, Drain, FlushBatch, PartitionAccumulator, PurgeAccumulator,
 };
 use crate::actors::connection::{ConnectionPool, ConnectionSettings};
 use crate::actors::metadata::{MetadataManager, WaitForTopic};
 use crate::actors::producer::KafkaProducer;
 use crate::actors::sender::{
-    AbortAll, GetSenderStats, Receipt, Reply, Sender, SenderStats, Transactional, TxnRequest,
+    AbortAll, GetSenderStats, PurgeBatches, Receipt, Reply, Sender, SenderStats, Transactional,
+    TxnRequest,
 };
 use crate::batch::{Delivery, DeliveryFuture, DeliveryResult, IndexedCallback, Shared};
 use crate::cluster::{Cluster, TopicInfo};
@@ -45,6 +46,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+/// What [`Producer::purge`] fails (librdkafka's `RD_KAFKA_PURGE_F_QUEUE` and
+/// `RD_KAFKA_PURGE_F_INFLIGHT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Purge {
+    /// Records not sent yet (`possibly_written` false), and batches queued for a retry
+    /// (`possibly_written` true: an earlier attempt reached the broker).
+    Queued,
+    /// [`Purge::Queued`], and the batches of requests in flight (`possibly_written` true).
+    QueuedAndInFlight,
+}
 
 /// Whether the enqueue path may wait (franz-go's `produce(ctx, r, promise, block)`): for
 /// metadata, for a partition the metadata does not have yet, for mailbox room.
@@ -317,6 +329,41 @@ impl Producer {
             slot.addr.do_send(FlushBatch);
         }
         self.inner.shared.pending.wait_flushed().await;
+    }
+
+    /// Fails, at once, every record accepted and not sent yet with [`ProduceError::Purged`]
+    /// (librdkafka's `rd_kafka_purge`, franz-go's `AbortBufferedRecords`): records in the
+    /// partition mailboxes, in open batches, and in closed batches waiting for a batch slot or
+    /// for the sender's drain; with [`Purge::QueuedAndInFlight`] also the batches of requests
+    /// in flight, whose answers are then ignored. `possibly_written` is true for a record that
+    /// a request carried (in flight, or queued for a retry): the broker may have written it.
+    /// Returns once every purged record has its result (callbacks run, futures resolved).
+    /// Later sends are accepted as before; records sent while the purge runs may or may not
+    /// be purged. Does nothing on a closed producer.
+    ///
+    /// A purged batch that had a sequence (idempotence) leaves a gap in its partition: the
+    /// producer id is then reset (KIP-360) once what is in flight has its answers, as after a
+    /// batch that expired. In a transaction a purged record fails the transaction as any
+    /// failed record does: `commit_transaction` then fails (abortable), and
+    /// `abort_transaction` ends it (bumping the epoch if a sequence was left open).
+    pub async fn purge(&self, scope: Purge) {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        // Every accumulator first: a batch one hands over before its purge is in the sender's
+        // mailbox before the sender's purge message, so the sender fails it too. The messages
+        // are queued at once, then awaited (a retired accumulator answers nothing: skipped).
+        let asked: Vec<_> = self
+            .inner
+            .accumulators
+            .iter()
+            .map(|slot| slot.addr.send(PurgeAccumulator))
+            .collect();
+        for answer in asked {
+            let _ = answer.await;
+        }
+        let in_flight = scope == Purge::QueuedAndInFlight;
+        let _ = self.inner.sender.send(PurgeBatches { in_flight }).await;
     }
 
     /// Stops accepting records, delivers what it can, fails what is left with

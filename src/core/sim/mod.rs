@@ -74,6 +74,7 @@ use tokio::sync::oneshot;
 
 mod acc;
 mod close;
+mod purge;
 mod txn;
 
 const TOPIC: &str = "sim";
@@ -281,6 +282,8 @@ enum Ev {
     Flush(usize),
     /// A waiting `flush` is cancelled (its future dropped, as by a timeout).
     CancelFlush(u64),
+    /// The application calls `purge`, of batches in flight too if `true` (see `purge.rs`).
+    Purge(bool),
     /// The application calls `close` (see `close.rs`).
     Close(Duration),
     /// The close's deliver window ends.
@@ -669,6 +672,9 @@ impl Sim {
             if let Some(c) = close::CloseParams::for_seed(seed, window, sim.p.delivery_timeout_ms) {
                 sim.at(c.at_ms, Ev::Close(c.timeout));
             }
+            for (at, in_flight) in purge::purges_for_seed(seed, window) {
+                sim.at(at, Ev::Purge(in_flight));
+            }
         }
         sim.at(window, Ev::Quiet);
         sim.at(TICK_MS, Ev::Tick);
@@ -801,6 +807,7 @@ impl Sim {
                 }
                 return;
             }
+            Ev::Purge(in_flight) => self.purge(in_flight),
             Ev::Close(timeout) => return self.close_start(timeout),
             Ev::CloseAbort => self.close_abort(),
             Ev::CloseStop => return self.close_stop(),
@@ -1818,6 +1825,13 @@ impl Sim {
                         ProduceError::DeliveryTimeout {
                             possibly_written, ..
                         } => Some(*possibly_written),
+                        ProduceError::Purged { possibly_written } => {
+                            purge::RECORDS_PURGED.fetch_add(1, Ordering::Relaxed);
+                            if *possibly_written {
+                                purge::RECORDS_PURGED_WRITTEN.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Some(*possibly_written)
+                        }
                         _ => None,
                     };
                     Err((e.to_string(), written))
@@ -2218,6 +2232,13 @@ fn simulation() {
         close::CLOSES_FLUSHED.load(Ordering::Relaxed),
         close::CLOSES_ABORTED.load(Ordering::Relaxed),
         close::RECORDS_CLOSED.load(Ordering::Relaxed),
+    );
+    println!(
+        "simulation: {} purges ({} of batches in flight too), {} records purged ({} possibly written)",
+        purge::PURGES.load(Ordering::Relaxed),
+        purge::PURGES_IN_FLIGHT.load(Ordering::Relaxed),
+        purge::RECORDS_PURGED.load(Ordering::Relaxed),
+        purge::RECORDS_PURGED_WRITTEN.load(Ordering::Relaxed),
     );
     assert!(
         failed.is_empty(),
