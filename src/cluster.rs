@@ -133,6 +133,9 @@ pub struct BrokerInfo {
 pub struct Cluster {
     pub(crate) topics: crate::FastMap<Arc<str>, Arc<TopicInfo>>,
     pub(crate) brokers: DashMap<i32, BrokerInfo>,
+    /// Each broker's `broker.rack` as metadata gives it (brokers without one are absent), for
+    /// `partitioner.rack.aware` (KIP-1123).
+    pub(crate) racks: DashMap<i32, Arc<str>>,
     /// When a batch of each topic last reached the sender (or a `send` waited for it):
     /// `metadata.max.idle.ms`.
     pub(crate) used: crate::FastMap<Arc<str>, std::time::Instant>,
@@ -173,6 +176,16 @@ impl Cluster {
             return None;
         }
         self.brokers.get(&p.leader).map(|b| b.value().clone())
+    }
+
+    /// Whether partition `partition` of `info` has its leader in rack `rack`.
+    pub(crate) fn led_in_rack(&self, info: &TopicInfo, partition: i32, rack: &str) -> bool {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| info.partitions.get(p))
+            .filter(|p| p.leader >= 0)
+            .and_then(|p| self.racks.get(&p.leader))
+            .is_some_and(|r| &**r == rack)
     }
 
     /// All known brokers.

@@ -8,6 +8,7 @@
 
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Java's 32-bit murmur2 hash (`org.apache.kafka.common.utils.Utils.murmur2`), seed
 /// `0x9747b28c`, bit-for-bit: the hash the Java producer uses to map keys to partitions.
@@ -116,6 +117,11 @@ pub trait Partitioner: Send + Sync + 'static {
 /// Unlike Java, partitions are not weighted by broker queue sizes
 /// (`partitioner.adaptive.partitioning.enable`): the choice is uniform.
 ///
+/// With `partitioner.rack.aware` (KIP-1123), which the producer applies to the partitioner it
+/// builds itself, a new sticky partition is one whose leader is in `client.rack` when such a
+/// partition has a leader, else any partition with a leader (Java 4.1+'s rule). Keyed records
+/// are hashed over all partitions as before.
+///
 /// Thread-safe: the per-topic state is a single atomic word behind a sharded map, so the
 /// common path is one shared shard read lock and one compare-and-swap.
 #[derive(Debug)]
@@ -125,6 +131,9 @@ pub struct DefaultPartitioner {
     ignore_keys: bool,
     /// Per topic: sticky partition (high 32 bits) and bytes assigned to it (low 32 bits).
     sticky: crate::FastMap<Box<str>, AtomicU64>,
+    /// `partitioner.rack.aware`: the producer's `client.rack`, and the cluster view that says
+    /// where each leader is.
+    rack: Option<(Arc<str>, Arc<crate::cluster::Cluster>)>,
 }
 
 /// Initial per-topic state: partition -1 (invalid), so the first record picks one at random.
@@ -167,7 +176,19 @@ impl DefaultPartitioner {
             sticky_bytes: batch_size.clamp(1, u32::MAX as usize) as u32,
             ignore_keys,
             sticky: crate::FastMap::default(),
+            rack: None,
         }
+    }
+
+    /// `partitioner.rack.aware` with `client.rack` = `rack`: new sticky partitions are chosen
+    /// among those led in `rack` (racks read from `cluster`) while any is.
+    pub(crate) fn rack_aware(
+        mut self,
+        rack: Arc<str>,
+        cluster: Arc<crate::cluster::Cluster>,
+    ) -> Self {
+        self.rack = Some((rack, cluster));
+        self
     }
 
     /// Keyed: murmur2 over all `n` partitions; keyless (or `ignore_keys`): uniform sticky.
@@ -210,7 +231,17 @@ impl DefaultPartitioner {
             if info.is_none() {
                 return random_partition(n, current);
             }
-            let available: Vec<i32> = (0..n).filter(|p| has_leader(*p)).collect();
+            let mut available: Vec<i32> = (0..n).filter(|p| has_leader(*p)).collect();
+            if let (Some((rack, cluster)), Some(info)) = (&self.rack, info) {
+                let local: Vec<i32> = available
+                    .iter()
+                    .copied()
+                    .filter(|p| cluster.led_in_rack(info, *p, rack))
+                    .collect();
+                if !local.is_empty() {
+                    available = local;
+                }
+            }
             let others: Vec<i32> = available
                 .iter()
                 .copied()
@@ -465,6 +496,59 @@ mod tests {
         for _ in 0..10 {
             assert_eq!(one.partition("t", None, 10, 1), 0);
         }
+    }
+
+    /// `partitioner.rack.aware` (KIP-1123): keyless records go only to partitions led in
+    /// `client.rack` while one is; none there (or its leaders gone): every partition with a
+    /// leader. Keyed records are hashed over all partitions as before.
+    #[test]
+    fn rack_aware_prefers_partitions_led_in_the_client_rack() {
+        use crate::cluster::{Cluster, PartitionInfo, TopicInfo};
+        let cluster = Arc::new(Cluster::default());
+        for (id, rack) in [(0, "a"), (1, "b"), (2, "c")] {
+            cluster.racks.insert(id, rack.into());
+        }
+        let topic = |leaders: &[i32]| TopicInfo {
+            name: "t".into(),
+            partitions: leaders
+                .iter()
+                .map(|l| PartitionInfo {
+                    leader: *l,
+                    leader_epoch: 0,
+                })
+                .collect(),
+            topic_id: [0; 16],
+        };
+        let info = topic(&[0, 1, 2, 0, 1, 2]);
+        let spread = |p: &DefaultPartitioner, info: &TopicInfo| {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..2000 {
+                seen.insert(p.partition_with_metadata("t", None, 10, info));
+            }
+            seen
+        };
+        let in_b = DefaultPartitioner::new(10, false).rack_aware("b".into(), cluster.clone());
+        assert_eq!(spread(&in_b, &info), [1, 4].into());
+        // Keys are hashed over all six partitions, whatever the rack.
+        for k in 0..100u32 {
+            let key = k.to_be_bytes();
+            assert_eq!(
+                in_b.partition_with_metadata("t", Some(&key), 10, &info),
+                partition_for_key(&key, 6)
+            );
+        }
+        // No partition led in the rack: all partitions with a leader.
+        let in_z = DefaultPartitioner::new(10, false).rack_aware("z".into(), cluster.clone());
+        assert_eq!(spread(&in_z, &info), (0..6).collect());
+        // The rack's leaders gone: the others.
+        let without_b = topic(&[0, -1, 2, 0, -1, 2]);
+        let p = DefaultPartitioner::new(10, false).rack_aware("b".into(), cluster.clone());
+        assert_eq!(spread(&p, &without_b), [0, 2, 3, 5].into());
+        // Not rack-aware: all partitions.
+        assert_eq!(
+            spread(&DefaultPartitioner::new(10, false), &info),
+            (0..6).collect()
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ mod common;
 
 use actix_kafka::partitioner::{murmur2, to_positive};
 use actix_kafka::{Acks, ProduceError, Producer, ProducerConfig, ProducerRecord};
-use common::{read_back, unique_topic, TestBroker};
+use common::{read_back, read_back_blocking, unique_topic, MockKafka, TestBroker};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -102,6 +102,87 @@ async fn hundred_thousand_keyed_records_with_headers_acks_all() {
             "record {seq} where we were told"
         );
     }
+}
+
+/// `partitioner.rack.aware` + `client.rack` (KIP-1123) on librdkafka's mock cluster, whose
+/// brokers are in racks az1, az2, az3 and lead 9 partitions round robin: every keyless record
+/// lands on a partition led in the producer's rack (az2), keyed records on their hash, and a
+/// librdkafka reader finds them where we were told. Without rack awareness keyless records
+/// spread over all partitions.
+#[actix_rt::test]
+async fn rack_aware_keyless_records_stay_in_the_client_rack() {
+    let mk = MockKafka::new(3);
+    for (broker, rack) in [(1, "az1"), (2, "az2"), (3, "az3")] {
+        mk.set_rack(broker, rack);
+    }
+    let topic = unique_topic("rack");
+    mk.create_topic(&topic, 9);
+    for p in 0..9 {
+        mk.set_leader(&topic, p, Some(p % 3 + 1));
+    }
+    let local: std::collections::BTreeSet<i32> = (0..9).filter(|p| p % 3 + 1 == 2).collect();
+    let run = |rack_aware: bool| {
+        let mk = mk.bootstrap();
+        let topic = topic.clone();
+        async move {
+            let mut b = config(&mk)
+                .bootstrap_servers(mk.split(',').map(str::to_string))
+                .batch_size(200)
+                .linger(Duration::ZERO);
+            if rack_aware {
+                b = b.set("partitioner.rack.aware", "true").unwrap();
+                b = b.set("client.rack", "az2").unwrap();
+            }
+            let producer = Producer::start(b.build().unwrap()).await.unwrap();
+            let mut seen = std::collections::BTreeSet::new();
+            let mut where_ = BTreeMap::new();
+            for i in 0..600 {
+                let v = format!("{rack_aware}-{i}");
+                let md = producer
+                    .send_and_wait(ProducerRecord::new(topic.as_str(), v.clone()))
+                    .await
+                    .expect("delivered");
+                seen.insert(md.partition);
+                where_.insert(v, (md.partition, md.offset));
+            }
+            let key = "customer-7";
+            let keyed = producer
+                .send_and_wait(ProducerRecord::new(topic.as_str(), "k").key(key))
+                .await
+                .expect("keyed");
+            assert_eq!(
+                keyed.partition,
+                to_positive(murmur2(key.as_bytes())) % 9,
+                "keys are hashed over every partition"
+            );
+            producer.close(Duration::from_secs(5)).await;
+            (seen, where_)
+        }
+    };
+    let (aware, placed) = run(true).await;
+    assert_eq!(aware, local, "keyless records outside the client rack");
+    let (plain, _) = run(false).await;
+    assert!(
+        plain.len() > local.len(),
+        "without rack awareness: {plain:?}"
+    );
+    // An independent reader finds them where we were told.
+    let (b, t) = (mk.bootstrap(), topic.clone());
+    let read = tokio::task::spawn_blocking(move || {
+        read_back_blocking(&b, &t, 1202, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    for r in &read {
+        if let Some(at) = r.value_str().and_then(|v| placed.get(&v)) {
+            assert_eq!(*at, (r.partition, r.offset));
+        }
+    }
+    let found = read
+        .iter()
+        .filter(|r| r.value_str().is_some_and(|v| placed.contains_key(&v)))
+        .count();
+    assert_eq!(found, 600);
 }
 
 #[actix_rt::test]

@@ -289,6 +289,21 @@ keys! {
         fn(ignore: bool);
         "If true, keyed records are partitioned like unkeyed ones (KIP-794).";
 
+    /// `partitioner.rack.aware`: keyless records prefer partitions whose leader is in
+    /// `client.rack` (KIP-1123, Kafka 4.1), falling back to every partition with a leader when
+    /// none is there. Needs `client.rack`. Default `false`. Only the built-in partitioner.
+    partitioner_rack_aware: bool = false;
+        "partitioner.rack.aware", Flag;
+        fn(rack_aware: bool);
+        "Keyless records prefer partitions led in client.rack (KIP-1123); needs client.rack.";
+
+    /// `client.rack`: the rack (availability zone) the producer runs in, compared with the
+    /// brokers' `broker.rack` by `partitioner.rack.aware`. Default empty.
+    client_rack: String = String::new();
+        "client.rack", Text;
+        fn(rack: impl Into<String>) = rack.into();
+        "The producer's rack, for partitioner.rack.aware (KIP-1123).";
+
     /// `allow.auto.create.topics`: let the broker auto-create topics the producer asks
     /// metadata for (KIP-487, if the broker allows it too). Default `true`.
     allow_auto_create_topics: bool = true;

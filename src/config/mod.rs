@@ -529,6 +529,33 @@ mod tests {
         assert_eq!(format!("{from_docs:?}"), format!("{defaults:?}"));
     }
 
+    /// `partitioner.rack.aware` needs `client.rack` (Java's `PartitionerConfig` check).
+    #[test]
+    fn rack_awareness_needs_a_client_rack() {
+        let b = || ProducerConfig::builder().bootstrap_servers(["b:9092"]);
+        let on = |b: ProducerConfigBuilder| b.set("partitioner.rack.aware", "true");
+        for rack in [None, Some(""), Some("  ")] {
+            let mut builder = on(b()).unwrap_or_else(|e| panic!("{e}"));
+            if let Some(r) = rack {
+                builder = builder
+                    .set("client.rack", r)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            assert!(
+                matches!(builder.build(), Err(ConfigError::Conflict { .. })),
+                "{rack:?}"
+            );
+        }
+        let c = on(b())
+            .and_then(|b| b.set("client.rack", "use1-az2"))
+            .and_then(|b| b.build())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.partitioner_rack_aware);
+        assert_eq!(c.client_rack, "use1-az2");
+        // A rack alone (Java allows it: consumers use it too) is fine.
+        assert!(b().client_rack("az").build().is_ok());
+    }
+
     /// The README's configuration table is the generated one: this fails when a key, default
     /// or meaning changed and the README was not regenerated
     /// (`cargo run --example config_keys`).

@@ -12,7 +12,13 @@ use std::time::Duration;
 pub(super) type Rule = fn(&mut ProducerConfig, &SetKeys) -> Result<(), ConfigError>;
 
 /// Every rule across keys, in order.
-pub(super) static RULES: &[Rule] = &[transactions, idempotence, delivery, security];
+pub(super) static RULES: &[Rule] = &[
+    transactions,
+    idempotence,
+    delivery,
+    rack_awareness,
+    security,
+];
 
 /// `transactional.id` needs `transaction.timeout.ms >= 1` ms and `enable.idempotence`
 /// (KIP-98); its idempotence conflicts are errors.
@@ -35,6 +41,17 @@ fn transactions(c: &mut ProducerConfig, _: &SetKeys) -> Result<(), ConfigError> 
     // A transactional producer is idempotent: the conflicts below are errors, never a silent
     // downgrade.
     c.enable_idempotence_explicit = true;
+    Ok(())
+}
+
+/// `partitioner.rack.aware` needs a `client.rack` (Java: "client.rack must be provided if
+/// partitioner.rack.aware is enabled").
+fn rack_awareness(c: &mut ProducerConfig, _: &SetKeys) -> Result<(), ConfigError> {
+    if c.partitioner_rack_aware && c.client_rack.trim().is_empty() {
+        return Err(ConfigError::Conflict {
+            reason: "client.rack must be provided if partitioner.rack.aware is enabled".into(),
+        });
+    }
     Ok(())
 }
 

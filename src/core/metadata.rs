@@ -372,6 +372,23 @@ impl MetadataCore {
                     .insert(node_id, BrokerInfo { node_id, address });
             }
             cluster.brokers.retain(|id, _| ids.contains(id));
+            for b in &resp.brokers {
+                match b.rack.as_ref().filter(|r| !r.is_empty()) {
+                    Some(rack) => {
+                        let same = cluster
+                            .racks
+                            .get(&b.node_id.0)
+                            .is_some_and(|r| &**r == rack.as_str());
+                        if !same {
+                            cluster.racks.insert(b.node_id.0, rack.as_str().into());
+                        }
+                    }
+                    None => {
+                        cluster.racks.remove(&b.node_id.0);
+                    }
+                }
+            }
+            cluster.racks.retain(|id, _| ids.contains(id));
         }
         for t in resp.topics {
             let Some(name) = t.name.as_ref().map(|n| n.0.as_str().to_owned()) else {
@@ -597,6 +614,40 @@ mod tests {
             &mut out,
         );
         assert_eq!(requests(&out).len(), 1, "asked for again: {out:?}");
+    }
+
+    /// The brokers' racks (`partitioner.rack.aware`, KIP-1123) follow each Metadata answer: a
+    /// rack set, changed, unset (null or empty) or the broker gone.
+    #[test]
+    fn broker_racks_follow_the_metadata_answers() {
+        let (mut m, cluster, t0) = core(&[]);
+        let mut out = Vec::new();
+        let with_racks = |racks: &[(i32, Option<&str>)]| {
+            let mut a = answer("t", 1, &racks.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+            for (b, (_, rack)) in a.brokers.iter_mut().zip(racks) {
+                b.rack = rack.map(|r| StrBytes::from_string(r.into()));
+            }
+            a
+        };
+        let racks = |cluster: &Cluster| {
+            let mut v: Vec<(i32, String)> = cluster
+                .racks
+                .iter()
+                .map(|r| (*r.key(), r.value().to_string()))
+                .collect();
+            v.sort();
+            v
+        };
+        m.want_topic(t0, "t".into(), &cluster, &mut out);
+        let a = with_racks(&[(1, Some("az1")), (2, Some("az2")), (3, None)]);
+        m.on_response(t0, Ok(Some(a)), &cluster, &mut out);
+        assert_eq!(racks(&cluster), [(1, "az1".into()), (2, "az2".into())]);
+        let a = with_racks(&[(1, Some("az3")), (2, Some("")), (3, Some("az1"))]);
+        m.on_response(t0, Ok(Some(a)), &cluster, &mut out);
+        assert_eq!(racks(&cluster), [(1, "az3".into()), (3, "az1".into())]);
+        let a = with_racks(&[(3, Some("az1"))]);
+        m.on_response(t0, Ok(Some(a)), &cluster, &mut out);
+        assert_eq!(racks(&cluster), [(3, "az1".into())]);
     }
 
     #[test]

@@ -36,9 +36,11 @@ impl Producer {
         Self::builder(config).partitioner(partitioner).start().await
     }
 
+    /// `partitioner`: the user's, else (`None`) the [`DefaultPartitioner`] the configuration
+    /// describes (built once the cluster view exists: `partitioner.rack.aware` reads it).
     pub(super) async fn start_parts(
         config: ProducerConfig,
-        partitioner: Arc<dyn Partitioner>,
+        partitioner: Option<Arc<dyn Partitioner>>,
         interceptors: Interceptors,
     ) -> Result<Producer, ProduceError> {
         if config.bootstrap_servers.is_empty() {
@@ -74,7 +76,7 @@ impl Producer {
 
     pub(super) fn start_in_system(
         config: ProducerConfig,
-        partitioner: Arc<dyn Partitioner>,
+        partitioner: Option<Arc<dyn Partitioner>>,
         interceptors: Interceptors,
     ) -> Producer {
         let config = Arc::new(config);
@@ -89,6 +91,15 @@ impl Producer {
         let network = Arbiter::new();
         let accumulator_arbiter = Arbiter::new();
         let cluster = Arc::new(Cluster::default());
+        let partitioner = partitioner.unwrap_or_else(|| {
+            let default =
+                DefaultPartitioner::new(config.batch_size, config.partitioner_ignore_keys);
+            Arc::new(if config.partitioner_rack_aware {
+                default.rack_aware(config.client_rack.as_str().into(), cluster.clone())
+            } else {
+                default
+            })
+        });
         let settings = ConnectionSettings {
             client_id: config.client_id.as_str().into(),
             connect_timeout: config.socket_connection_setup_timeout,
@@ -255,15 +266,9 @@ impl ProducerBuilder {
     /// # Errors
     /// As [`Producer::start`].
     pub async fn start(self) -> Result<Producer, ProduceError> {
-        let partitioner = self.partitioner.unwrap_or_else(|| {
-            Arc::new(DefaultPartitioner::new(
-                self.config.batch_size,
-                self.config.partitioner_ignore_keys,
-            ))
-        });
         Producer::start_parts(
             self.config,
-            partitioner,
+            self.partitioner,
             Interceptors::new(self.interceptors),
         )
         .await

@@ -128,6 +128,15 @@ impl MockKafka {
         .unwrap();
     }
 
+    /// Sets `broker`'s `broker.rack` (Metadata answers carry it from then on).
+    pub fn set_rack(&self, broker: i32, rack: &str) {
+        let r = CString::new(rack).unwrap();
+        mock_result("broker_set_rack", unsafe {
+            rdsys::rd_kafka_mock_broker_set_rack(self.raw, broker, r.as_ptr())
+        })
+        .unwrap();
+    }
+
     /// Delays every response of `broker` (-1: all) by `rtt`.
     pub fn set_rtt(&self, broker: i32, rtt: Duration) {
         let ms = rtt.as_millis().min(c_int::MAX as u128) as c_int;
