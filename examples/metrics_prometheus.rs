@@ -1,25 +1,18 @@
-//! Export the producer's metrics (Java names) through the `metrics` facade, rendered as
-//! Prometheus text:
+//! The producer's metrics (Java names) in Prometheus text, with feature `metrics`:
 //!
 //! ```text
-//! KAFKA_BOOTSTRAP=127.0.0.1:9092 cargo run --example metrics_prometheus -- [TOPIC]
+//! KAFKA_BOOTSTRAP=127.0.0.1:9092 cargo run --features metrics --example metrics_prometheus -- [TOPIC]
 //! ```
 //!
-//! Every second the producer's `MetricsSnapshot` is copied into `metrics` gauges named
-//! `kafka_producer_<java name with _>` (e.g. `kafka_producer_record_send_total`,
-//! `kafka_producer_connection_count`, `kafka_producer_request_latency_avg`); any `metrics`
-//! recorder can take them. Here the Prometheus recorder renders them to stdout; a web app would
-//! serve `handle.render()` on `/metrics`.
-use actix_kafka::{MetricsSnapshot, Producer, ProducerConfig, ProducerRecord};
+//! With the feature on, the producer copies its `MetricsSnapshot` into the `metrics` facade every
+//! second (and at `close`) as `kafka_producer_<java name with _>{client_id="..."}` (e.g.
+//! `kafka_producer_record_send_total`, `kafka_producer_connection_count`,
+//! `kafka_producer_request_latency_avg`), plus `kafka_producer_mailbox_depth{topic, partition}`.
+//! Installing a recorder is all the application does: here the Prometheus recorder renders to
+//! stdout; a web app would serve `handle.render()` on `/metrics`.
+use actix_kafka::{Producer, ProducerConfig, ProducerRecord};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use std::time::Duration;
-
-fn export(snapshot: &MetricsSnapshot) {
-    for (name, value) in &snapshot.values {
-        let name = format!("kafka_producer_{}", name.replace('-', "_"));
-        metrics::gauge!(name).set(*value);
-    }
-}
 
 #[actix::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,7 +34,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .await?;
         }
         producer.flush().await;
-        export(&producer.metrics());
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     producer.close(Duration::from_secs(5)).await;

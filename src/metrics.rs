@@ -4,6 +4,9 @@
 //! Differences from Java: rates (`*-rate`) are averaged over the producer's lifetime (Java uses
 //! a 30 s sampled window), and averages/maxima are over the lifetime too.
 
+#[cfg(feature = "metrics")]
+pub mod export;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;

@@ -119,6 +119,9 @@ struct Inner {
     closed: AtomicBool,
     /// The actix system thread started for a producer created outside actix (plain tokio).
     own_system: Mutex<Option<(System, std::thread::JoinHandle<()>)>>,
+    /// Feature `metrics`: what was exported to the `metrics` facade (see `metrics::export`).
+    #[cfg(feature = "metrics")]
+    exporter: Arc<Mutex<crate::metrics::export::Exporter>>,
 }
 
 impl Drop for Inner {

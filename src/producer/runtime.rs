@@ -140,7 +140,13 @@ impl Producer {
             })
         };
         let accumulator_arbiters = vec![accumulator_arbiter.handle()];
-        Producer {
+        #[cfg(feature = "metrics")]
+        let exporter = Arc::new(Mutex::new(crate::metrics::export::Exporter::new(
+            &config.client_id,
+        )));
+        #[cfg(feature = "metrics")]
+        let export_on = network.handle();
+        let producer = Producer {
             inner: Arc::new(Inner {
                 config,
                 cluster,
@@ -156,7 +162,36 @@ impl Producer {
                 shared,
                 closed: AtomicBool::new(false),
                 own_system: Mutex::new(None),
+                #[cfg(feature = "metrics")]
+                exporter,
             }),
+        };
+        #[cfg(feature = "metrics")]
+        producer.export_metrics_every(crate::metrics::export::EXPORT_INTERVAL, &export_on);
+        producer
+    }
+
+    /// Feature `metrics`: copies the metrics into the `metrics` facade every `interval` on
+    /// `arbiter` (the network's: the task ends when `close` stops it, or when the last handle
+    /// is gone).
+    #[cfg(feature = "metrics")]
+    fn export_metrics_every(&self, interval: Duration, arbiter: &ArbiterHandle) {
+        let weak = Arc::downgrade(&self.inner);
+        arbiter.spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = weak.upgrade() else { break };
+                Producer { inner }.export_metrics();
+            }
+        });
+    }
+
+    /// Feature `metrics`: copies the metrics into the `metrics` facade now.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn export_metrics(&self) {
+        let snapshot = self.metrics();
+        if let Ok(mut e) = self.inner.exporter.lock() {
+            e.export(&snapshot);
         }
     }
 
@@ -202,6 +237,9 @@ impl Producer {
             // Queued batches fail at once; batches in flight fail when their actors stop.
             let _ = tokio::time::timeout_at(deadline, self.inner.shared.pending.wait_zero()).await;
         }
+        // The last values, with every record's outcome counted (feature `metrics`).
+        #[cfg(feature = "metrics")]
+        self.export_metrics();
         let mut arbiters: Vec<Arbiter> = match self.inner.arbiters.lock() {
             Ok(mut a) => a.drain(..).collect(),
             Err(_) => Vec::new(),
