@@ -1652,6 +1652,7 @@ fn malformed(node: i32, reason: String) -> ProduceError {
 mod tests {
     use super::*;
     use crate::cluster::BrokerInfo;
+    use crate::codes::ErrorCode as E;
 
     fn config(props: &[(&str, &str)]) -> Arc<ProducerConfig> {
         let mut b = ProducerConfig::builder().bootstrap_servers(["b:9092"]);
@@ -1741,6 +1742,151 @@ mod tests {
         core.purge(true);
         assert_eq!(outcomes(&mut core), [Some(false)]);
         assert!(!core.reset_pending && !core.sequence_gap());
+    }
+
+    /// An aborted sender fails every batch that arrives later with the abort's error, and the
+    /// next drain fails what was queued (mutant `abort` → `()` of shard 2/8 missed: the
+    /// simulation's closes also stop the actors, which fail what is held).
+    #[test]
+    fn an_aborted_sender_fails_what_is_queued_and_what_arrives_later() {
+        let now = Instant::now();
+        let mut core = SenderCore::new(config(&[("enable.idempotence", "false")]));
+        core.enqueue(batch(now));
+        let err = ProduceError::closed("closing");
+        core.abort(err.clone());
+        core.enqueue(batch(now));
+        let later: Vec<_> = core
+            .take_settled()
+            .filter_map(|s| match s {
+                Settle::Batch(_, Err(e)) => Some(e),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(later, [err.clone()], "the batch that came after the abort");
+        let mut out = Vec::new();
+        core.drain(now, &Cluster::default(), &mut NoTransaction, &mut out);
+        let queued: Vec<_> = core
+            .take_settled()
+            .filter_map(|s| match s {
+                Settle::Batch(_, Err(e)) => Some(e),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(queued, [err], "the batch queued before it");
+        assert!(!core.has_queued());
+    }
+
+    /// `fail_partition` fails the partition's queued batches, and leaves a sequence gap only
+    /// if one of them had a sequence (mutants `fail_partition` → `()`, `|=` → `&=` and
+    /// `>=` → `<` of shard 2/8 missed).
+    #[test]
+    fn failing_a_partition_fails_its_batches_and_notes_a_gap_only_for_a_sequenced_one() {
+        let now = Instant::now();
+        let err = ProduceError::closed("refused");
+        for sequenced in [false, true] {
+            let mut core = SenderCore::new(config(&[]));
+            core.set_producer_id(1, 0);
+            let mut b = batch(now);
+            if sequenced {
+                b.base_sequence = 0;
+                b.pid_generation = core.pid_generation;
+            }
+            let tp = b.tp.clone();
+            core.enqueue(b);
+            core.enqueue(batch(now));
+            assert!(!core.sequence_gap(), "a new core has no gap");
+            core.fail_partition(&tp, &err);
+            let failed = core
+                .take_settled()
+                .filter(|s| matches!(s, Settle::Batch(_, Err(e)) if *e == err))
+                .count();
+            assert_eq!(failed, 2, "sequenced: {sequenced}");
+            assert_eq!(core.sequence_gap(), sequenced);
+            // Another partition's batches are not touched.
+            core.enqueue(batch(now));
+            core.fail_partition(&TopicPartition::new("other", 0), &err);
+            assert_eq!(core.take_settled().count(), 0);
+        }
+    }
+
+    /// An InitProducerId the shell could not send is asked for again; only while one is being
+    /// asked for (mutant `init_producer_id_not_sent` → `()` of shard 2/8 missed).
+    #[test]
+    fn an_init_producer_id_not_sent_is_asked_for_again() {
+        let mut core = SenderCore::new(config(&[]));
+        core.pid = ProducerIdState::Initializing;
+        core.init_producer_id_not_sent();
+        assert!(matches!(core.pid, ProducerIdState::Unknown));
+        core.set_producer_id(3, 1);
+        core.init_producer_id_not_sent();
+        assert!(matches!(core.pid, ProducerIdState::Ready { id: 3, epoch: 1 }));
+    }
+
+    /// Each InitProducerId answer leads where it must (the guards of `on_init_producer_id`,
+    /// mutants of shard 2/8 missed: in the simulation every refused answer is retried and
+    /// ends well, whichever arm took it): an id and epoch both valid are taken; an invalid one
+    /// is retried after a backoff; a refused epoch bump asks afresh at once; a bump the broker
+    /// cannot carry (below v3) too; a non-retriable code is fatal; a retriable one backs off.
+    #[test]
+    fn each_init_producer_id_answer_leads_where_it_must() {
+        let now = Instant::now();
+        let cfg = config(&[("retry.backoff.ms", "100")]);
+        let unsupported = || ConnectionError::UnsupportedVersion {
+            broker: "b:9092".into(),
+            api_key: 22,
+        };
+        let lost = || ConnectionError::Disconnected {
+            broker: "b:9092".into(),
+            reason: "gone".into(),
+        };
+        #[derive(Debug, PartialEq)]
+        enum Then {
+            Ready,
+            RetryLater,
+            AskAfresh,
+            Fatal,
+        }
+        let cases: Vec<(bool, Result<(i16, i64, i16), ConnectionError>, Then)> = vec![
+            (false, Ok((0, 5, 0)), Then::Ready),
+            (false, Ok((0, -1, 0)), Then::RetryLater),
+            (false, Ok((0, 5, -1)), Then::RetryLater),
+            (true, Ok((0, -1, 0)), Then::RetryLater),
+            (true, Ok((E::InvalidProducerEpoch.code(), -1, -1)), Then::AskAfresh),
+            (true, Err(unsupported()), Then::AskAfresh),
+            (false, Err(unsupported()), Then::RetryLater),
+            (false, Err(lost()), Then::RetryLater),
+            (
+                false,
+                Ok((E::ClusterAuthorizationFailed.code(), -1, -1)),
+                Then::Fatal,
+            ),
+            (
+                false,
+                Ok((E::CoordinatorNotAvailable.code(), -1, -1)),
+                Then::RetryLater,
+            ),
+        ];
+        for (i, (bump, answer, expected)) in cases.into_iter().enumerate() {
+            let mut core = SenderCore::new(cfg.clone());
+            if bump {
+                core.previous_pid = Some((5, 0));
+            }
+            core.pid = ProducerIdState::Initializing;
+            core.on_init_producer_id(now, answer);
+            let then = match &core.pid {
+                ProducerIdState::Ready { .. } => Then::Ready,
+                ProducerIdState::Failed(_) => Then::Fatal,
+                ProducerIdState::Unknown if core.init_after.is_some_and(|at| at > now) => {
+                    Then::RetryLater
+                }
+                ProducerIdState::Unknown => Then::AskAfresh,
+                other => panic!("case {i}: left {other:?}"),
+            };
+            assert_eq!(then, expected, "case {i}");
+            if expected == Then::AskAfresh {
+                assert_eq!(core.previous_pid, None, "case {i}: the old id is dropped");
+            }
+        }
     }
 
     /// A retried head waits out its backoff exactly: not ready before `retry_at`, ready at it
