@@ -8,9 +8,9 @@
 # KAFKA_TEST_BOOTSTRAP names one already, exports KAFKA_TEST_BOOTSTRAP, builds the programs the
 # tests start as processes (examples/eos_pipeline.rs, the `actix-kafka` CLI), runs
 #
-#   cargo test --release --features mock,test-hooks,cli,serde_json,actix-web,metrics --lib core::sim -- --nocapture
-#   cargo test --release --no-fail-fast --features mock,test-hooks,cli,serde_json,actix-web,metrics --lib --tests --examples [ARGS]
-#   cargo test --release --no-fail-fast --features mock,test-hooks,cli,serde_json,actix-web,metrics --doc [ARGS]
+#   cargo test --release --features mock,test-hooks,cli,serde_json,actix-web,metrics,opentelemetry --lib core::sim -- --nocapture
+#   cargo test --release --no-fail-fast --features mock,test-hooks,cli,serde_json,actix-web,metrics,opentelemetry --lib --tests --examples [ARGS]
+#   cargo test --release --no-fail-fast --features mock,test-hooks,cli,serde_json,actix-web,metrics,opentelemetry --doc [ARGS]
 #
 # and stops the cluster it started (by pid) at the end. Tests that kill, pause or restart
 # brokers start clusters of their own (tests/common/kafka.rs) and stop them when done. When ARGS select targets themselves
@@ -66,17 +66,17 @@ done
 # Programs the tests run as child processes (tests/transactions.rs kills them with SIGKILL):
 # the exactly-once example as a plain executable (`cargo test --examples` builds examples with
 # the test harness) and the CLI.
-cargo build --release --features mock,test-hooks,cli,serde_json,actix-web,metrics --example eos_pipeline --bin actix-kafka
+cargo build --release --features mock,test-hooks,cli,serde_json,actix-web,metrics,opentelemetry --example eos_pipeline --bin actix-kafka
 
 # --no-fail-fast: run every test binary even when one fails (the exit code still says so).
 if ((selects_targets)); then
-    cargo test --release --no-fail-fast --features mock,test-hooks,cli,serde_json,actix-web,metrics "$@"
+    cargo test --release --no-fail-fast --features mock,test-hooks,cli,serde_json,actix-web,metrics,opentelemetry "$@"
 else
     rc=0
     # The deterministic simulations first (the producer's cores; the same with a transactional
     # id), with their seed counts and times shown (SIM_SEEDS=n / SIM_TXN_SEEDS=n for more
     # seeds; a failing seed replays with SIM_SEED=s / SIM_TXN_SEED=s).
-    if sim_out="$(cargo test --release --features mock,test-hooks,cli,serde_json,actix-web,metrics --lib core::sim -- --nocapture 2>&1)"; then
+    if sim_out="$(cargo test --release --features mock,test-hooks,cli,serde_json,actix-web,metrics,opentelemetry --lib core::sim -- --nocapture 2>&1)"; then
         grep -E '^(transactional )?simulation:' <<<"$sim_out"
     else
         rc=1
@@ -84,10 +84,10 @@ else
     fi
     skip=(--skip core::sim::simulation --skip core::sim::transactional_simulation)
     if [[ " $* " == *" -- "* ]]; then
-        cargo test --release --no-fail-fast --features mock,test-hooks,cli,serde_json,actix-web,metrics --lib --tests --examples "$@" "${skip[@]}" || rc=$?
+        cargo test --release --no-fail-fast --features mock,test-hooks,cli,serde_json,actix-web,metrics,opentelemetry --lib --tests --examples "$@" "${skip[@]}" || rc=$?
     else
-        cargo test --release --no-fail-fast --features mock,test-hooks,cli,serde_json,actix-web,metrics --lib --tests --examples "$@" -- "${skip[@]}" || rc=$?
+        cargo test --release --no-fail-fast --features mock,test-hooks,cli,serde_json,actix-web,metrics,opentelemetry --lib --tests --examples "$@" -- "${skip[@]}" || rc=$?
     fi
-    cargo test --release --no-fail-fast --features mock,test-hooks,cli,serde_json,actix-web,metrics --doc "$@" || rc=$?
+    cargo test --release --no-fail-fast --features mock,test-hooks,cli,serde_json,actix-web,metrics,opentelemetry --doc "$@" || rc=$?
     exit "$rc"
 fi

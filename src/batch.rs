@@ -28,6 +28,9 @@ pub(crate) enum Delivery {
     /// One callback shared by the records of a `send_all_with_callback` call, with the
     /// record's index in that call (an `Arc` clone per record instead of a `Box`).
     Indexed(IndexedCallback, usize),
+    /// Feature `opentelemetry`: the record's span, ended with its outcome, then the delivery.
+    #[cfg(feature = "opentelemetry")]
+    Traced(Box<(crate::otel::SendSpan, Delivery)>),
 }
 
 /// A callback of at most 4 words stored in place (larger ones go to the heap), called once.
@@ -73,6 +76,34 @@ impl Delivery {
                     tracing::error!("delivery callback panicked; ignored");
                 }
             }
+            #[cfg(feature = "opentelemetry")]
+            Delivery::Traced(traced) => {
+                let (span, delivery) = *traced;
+                // Ended before the caller is woken: its span is complete when it looks.
+                span.finish(&result);
+                delivery.complete(result);
+            }
+        }
+    }
+
+    /// The record was refused before it was enqueued (the error goes back to the `send`
+    /// caller, not to this delivery): a span it carries ends with the error.
+    pub(crate) fn refused(self, error: &crate::error::ProduceError) {
+        #[cfg(feature = "opentelemetry")]
+        if let Delivery::Traced(traced) = self {
+            let (span, _) = *traced;
+            span.failed(error);
+        }
+        #[cfg(not(feature = "opentelemetry"))]
+        let _ = (self, error);
+    }
+
+    /// Feature `opentelemetry`: `delivery`, ending `span` with the outcome first.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) fn traced(span: Option<crate::otel::SendSpan>, delivery: Delivery) -> Delivery {
+        match span {
+            Some(span) => Delivery::Traced(Box::new((span, delivery))),
+            None => delivery,
         }
     }
 }

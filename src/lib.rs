@@ -61,6 +61,8 @@ mod mailbox;
 pub mod metrics;
 #[cfg(feature = "mock")]
 pub mod mock;
+#[cfg(feature = "opentelemetry")]
+pub mod otel;
 pub mod partitioner;
 mod producer;
 #[doc(hidden)]

@@ -266,7 +266,7 @@ fn built(name: &str, example: bool) -> std::path::PathBuf {
     assert!(
         path.exists(),
         "{} is not built: run the tests with scripts/test.sh (it builds it), or first `cargo \
-         build --release --features mock,test-hooks,cli,serde_json,actix-web,metrics --example eos_pipeline --bin \
+         build --release --features mock,test-hooks,cli,serde_json,actix-web,metrics,opentelemetry --example eos_pipeline --bin \
          actix-kafka`",
         path.display()
     );

@@ -1762,7 +1762,8 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(later, [err.clone()], "the batch that came after the abort");
+        assert_eq!(later.len(), 1, "the batch that came after the abort");
+        assert_eq!(later[0], err);
         let mut out = Vec::new();
         core.drain(now, &Cluster::default(), &mut NoTransaction, &mut out);
         let queued: Vec<_> = core
@@ -1819,7 +1820,10 @@ mod tests {
         assert!(matches!(core.pid, ProducerIdState::Unknown));
         core.set_producer_id(3, 1);
         core.init_producer_id_not_sent();
-        assert!(matches!(core.pid, ProducerIdState::Ready { id: 3, epoch: 1 }));
+        assert!(matches!(
+            core.pid,
+            ProducerIdState::Ready { id: 3, epoch: 1 }
+        ));
     }
 
     /// Each InitProducerId answer leads where it must (the guards of `on_init_producer_id`,
@@ -1846,12 +1850,17 @@ mod tests {
             AskAfresh,
             Fatal,
         }
-        let cases: Vec<(bool, Result<(i16, i64, i16), ConnectionError>, Then)> = vec![
+        type Case = (bool, Result<(i16, i64, i16), ConnectionError>, Then);
+        let cases: Vec<Case> = vec![
             (false, Ok((0, 5, 0)), Then::Ready),
             (false, Ok((0, -1, 0)), Then::RetryLater),
             (false, Ok((0, 5, -1)), Then::RetryLater),
             (true, Ok((0, -1, 0)), Then::RetryLater),
-            (true, Ok((E::InvalidProducerEpoch.code(), -1, -1)), Then::AskAfresh),
+            (
+                true,
+                Ok((E::InvalidProducerEpoch.code(), -1, -1)),
+                Then::AskAfresh,
+            ),
             (true, Err(unsupported()), Then::AskAfresh),
             (false, Err(unsupported()), Then::RetryLater),
             (false, Err(lost()), Then::RetryLater),

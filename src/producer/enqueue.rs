@@ -96,11 +96,31 @@ impl Producer {
         block: Block,
     ) -> Now {
         let record = self.intercepted(record);
+        #[cfg(feature = "opentelemetry")]
+        let (record, mut span) = self.traced(record);
+        #[cfg(feature = "opentelemetry")]
+        let delivery = || Delivery::traced(span.take(), delivery());
         let now = self.send_now(record, delivery, block);
         if let Now::Done(Err(e)) = &now {
+            #[cfg(feature = "opentelemetry")]
+            if let Some(span) = span.take() {
+                span.failed(&e.error);
+            }
             self.refused_before_enqueue(&e.error);
         }
         now
+    }
+
+    /// Feature `opentelemetry`: the record's span (see [`crate::otel`]), its context injected
+    /// into the record's headers unless the builder said not to.
+    #[cfg(feature = "opentelemetry")]
+    pub(super) fn traced(
+        &self,
+        mut record: ProducerRecord,
+    ) -> (ProducerRecord, Option<crate::otel::SendSpan>) {
+        let inject = self.inner.options.inject_trace_context;
+        let span = crate::otel::SendSpan::start(&mut record, inject);
+        (record, Some(span))
     }
 
     /// [`Self::produce_now`], then what it could not do without waiting (`Block::Wait`).
@@ -302,6 +322,7 @@ impl Producer {
                 record: ProducerRecord::new(tp.topic.clone(), bytes::Bytes::new()),
             };
         };
+        r.delivery.refused(&error);
         SendError {
             error,
             record: ProducerRecord {
@@ -323,7 +344,12 @@ impl Producer {
         delivery: Delivery,
         routed: Option<Routed>,
     ) -> Result<(), SendError> {
-        let back = |error: ProduceError, record: ProducerRecord| SendError { error, record };
+        // The record goes back to the caller; its delivery (never used) ends its span, if any,
+        // with the error.
+        let back = |error: ProduceError, record: ProducerRecord, delivery: Delivery| {
+            delivery.refused(&error);
+            SendError { error, record }
+        };
         let start = Instant::now();
         let deadline = start + self.inner.config.max_block;
         let routed = match routed {
@@ -331,11 +357,11 @@ impl Producer {
             None => {
                 let info = match self.topic(&record.topic, deadline).await {
                     Ok(t) => t,
-                    Err(e) => return Err(back(e, record)),
+                    Err(e) => return Err(back(e, record, delivery)),
                 };
                 let tp = match self.route_waiting(&record, info, start).await {
                     Ok(tp) => tp,
-                    Err(e) => return Err(back(e, record)),
+                    Err(e) => return Err(back(e, record, delivery)),
                 };
                 let routed = Routed {
                     slot: self.accumulator(&tp),
@@ -349,13 +375,13 @@ impl Producer {
         };
         let mut routed = routed;
         if let Err(e) = self.wait_room(1, &routed.tp, start, deadline).await {
-            return Err(back(e, record));
+            return Err(back(e, record, delivery));
         }
         if let Err(e) = self
             .wait_some_slots(&mut routed.slot, 1, &routed.tp, start, deadline)
             .await
         {
-            return Err(back(e, record));
+            return Err(back(e, record, delivery));
         }
         self.commit(&routed, record, delivery)
     }
@@ -374,6 +400,9 @@ impl Producer {
         let mut call_ms: Option<i64> = None;
         for (i, record) in records.into_iter().enumerate() {
             let record = self.intercepted(record);
+            // A record refused below drops its span, which ends it as not delivered.
+            #[cfg(feature = "opentelemetry")]
+            let (record, span) = self.traced(record);
             results.push(Ok(()));
             if let Err(e) = self.admit() {
                 results[i] = Err(e);
@@ -400,6 +429,15 @@ impl Producer {
                 }
             };
             // One CreateTime for the whole call: its records are sent at the same instant.
+            #[cfg(feature = "opentelemetry")]
+            let rec = Self::append_record(
+                record,
+                Delivery::traced(span, delivery(i)),
+                start,
+                || *call_ms.get_or_insert_with(now_ms),
+                0,
+            );
+            #[cfg(not(feature = "opentelemetry"))]
             let rec = Self::append_record(
                 record,
                 delivery(i),

@@ -122,6 +122,9 @@ struct Inner {
     /// Feature `metrics`: what was exported to the `metrics` facade (see `metrics::export`).
     #[cfg(feature = "metrics")]
     exporter: Arc<Mutex<crate::metrics::export::Exporter>>,
+    /// What the builder set beside the configuration keys.
+    #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+    options: runtime::Options,
 }
 
 impl Drop for Inner {

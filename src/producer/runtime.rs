@@ -22,6 +22,7 @@ impl Producer {
             config,
             partitioner: None,
             interceptors: Vec::new(),
+            options: Options::default(),
         }
     }
 
@@ -42,6 +43,7 @@ impl Producer {
         config: ProducerConfig,
         partitioner: Option<Arc<dyn Partitioner>>,
         interceptors: Interceptors,
+        options: Options,
     ) -> Result<Producer, ProduceError> {
         if config.bootstrap_servers.is_empty() {
             return Err(ProduceError::Config(crate::config::ConfigError::Missing {
@@ -49,7 +51,12 @@ impl Producer {
             }));
         }
         if System::try_current().is_some() {
-            return Ok(Self::start_in_system(config, partitioner, interceptors));
+            return Ok(Self::start_in_system(
+                config,
+                partitioner,
+                interceptors,
+                options,
+            ));
         }
         // Plain tokio: run an actix system on a thread of its own (stopped and joined by
         // `close`, stopped when the last handle is dropped).
@@ -59,7 +66,7 @@ impl Producer {
             .spawn(move || {
                 let sys = System::new();
                 let producer = sys.block_on(async move {
-                    Self::start_in_system(config, partitioner, interceptors)
+                    Self::start_in_system(config, partitioner, interceptors, options)
                 });
                 let _ = tx.send((producer, System::current()));
                 sys.run().ok();
@@ -78,6 +85,7 @@ impl Producer {
         config: ProducerConfig,
         partitioner: Option<Arc<dyn Partitioner>>,
         interceptors: Interceptors,
+        options: Options,
     ) -> Producer {
         let config = Arc::new(config);
         let shared = Arc::new(Shared {
@@ -164,6 +172,7 @@ impl Producer {
                 own_system: Mutex::new(None),
                 #[cfg(feature = "metrics")]
                 exporter,
+                options,
             }),
         };
         #[cfg(feature = "metrics")]
@@ -284,6 +293,26 @@ pub struct ProducerBuilder {
     config: ProducerConfig,
     partitioner: Option<Arc<dyn Partitioner>>,
     interceptors: Vec<Arc<dyn ProducerInterceptor>>,
+    options: Options,
+}
+
+/// What a [`ProducerBuilder`] sets beside the configuration keys.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    /// Feature `opentelemetry`: inject each record's trace context into its headers.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) inject_trace_context: bool,
+}
+
+// Not derived: with the feature, the injection is on by default.
+#[allow(clippy::derivable_impls)]
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            #[cfg(feature = "opentelemetry")]
+            inject_trace_context: true,
+        }
+    }
 }
 
 impl ProducerBuilder {
@@ -299,6 +328,16 @@ impl ProducerBuilder {
         self
     }
 
+    /// Feature `opentelemetry`: whether each record's span context is injected into its
+    /// headers by the global text-map propagator (W3C `traceparent`/`tracestate` with
+    /// OpenTelemetry's `TraceContextPropagator`). Default `true`; the spans are made either way
+    /// (see [`crate::otel`]).
+    #[cfg(feature = "opentelemetry")]
+    pub fn inject_trace_context(mut self, inject: bool) -> Self {
+        self.options.inject_trace_context = inject;
+        self
+    }
+
     /// Starts the producer.
     ///
     /// # Errors
@@ -308,6 +347,7 @@ impl ProducerBuilder {
             self.config,
             self.partitioner,
             Interceptors::new(self.interceptors),
+            self.options,
         )
         .await
     }
