@@ -135,6 +135,7 @@ error_codes! {
     100 UnknownTopicId "UNKNOWN_TOPIC_ID" RefreshMetadata,
     103 InconsistentTopicId "INCONSISTENT_TOPIC_ID" RefreshMetadata,
     120 TransactionAbortable "TRANSACTION_ABORTABLE" Permanent,
+    129 RebootstrapRequired "REBOOTSTRAP_REQUIRED" Permanent,
 }
 
 impl ErrorCode {

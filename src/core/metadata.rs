@@ -74,6 +74,9 @@ pub(crate) struct MetadataCore {
     failures: usize,
     /// The request out goes to the bootstrap servers.
     bootstrapping: bool,
+    /// A broker answered `REBOOTSTRAP_REQUIRED` (Metadata v13, KIP-1102): the next request
+    /// goes to the bootstrap servers (with `metadata.recovery.strategy=rebootstrap`).
+    rebootstrap_required: bool,
     /// Partitions whose cached leader came from a Produce answer's hint (KIP-951) since the
     /// last Metadata answer for their topic: that answer replaces them whatever its epoch.
     hinted: HashMap<Arc<str>, HashSet<i32>>,
@@ -96,6 +99,7 @@ impl MetadataCore {
             unanswered_since: None,
             failures: 0,
             bootstrapping: false,
+            rebootstrap_required: false,
             hinted: HashMap::new(),
         }
     }
@@ -180,11 +184,16 @@ impl MetadataCore {
         // time), go back to the bootstrap servers.
         let known = cluster.brokers.len();
         let since = *self.unanswered_since.get_or_insert(now);
+        let required = std::mem::take(&mut self.rebootstrap_required);
         let bootstrap = self.config.metadata_rebootstrap
-            && known > 0
-            && (self.failures >= known || now >= since + self.config.metadata_rebootstrap_trigger);
+            && (required
+                || known > 0
+                    && (self.failures >= known
+                        || now >= since + self.config.metadata_rebootstrap_trigger));
         self.bootstrapping = bootstrap;
-        if bootstrap {
+        if bootstrap && required {
+            tracing::info!("the broker asked for a rebootstrap (REBOOTSTRAP_REQUIRED, KIP-1102)");
+        } else if bootstrap {
             tracing::info!(
                 failures = self.failures,
                 "no known broker answers; rebootstrapping (KIP-899)"
@@ -204,7 +213,21 @@ impl MetadataCore {
         out: &mut Vec<MetadataAction>,
     ) {
         self.in_progress = false;
+        let mut rebootstrap = false;
         match res {
+            Ok(Some(resp)) if resp.error_code != 0 => {
+                // Metadata v13's top-level error (KIP-1102): nothing in the answer is applied.
+                // REBOOTSTRAP_REQUIRED: the next request (paced by retry.backoff.ms) goes to
+                // the bootstrap servers; any other code counts as a failed request.
+                let code = KafkaCode(resp.error_code);
+                tracing::debug!(%code, "metadata answered with an error");
+                self.failed();
+                self.last_error = Some(format!("metadata answered {code}").into());
+                if code.named() == ErrorCode::RebootstrapRequired {
+                    self.rebootstrap_required = true;
+                    rebootstrap = true;
+                }
+            }
             Ok(Some(resp)) => {
                 self.failures = 0;
                 self.unanswered_since = None;
@@ -233,6 +256,8 @@ impl MetadataCore {
         out.push(MetadataAction::Updated);
         if self.again {
             self.refresh(now, cluster, out);
+        } else if rebootstrap {
+            self.refresh_requested(now, cluster, out);
         } else if !self.waiters.is_empty() && self.retry_at.is_none() {
             self.retry_at = Some(now + self.config.retry_backoff);
         }
@@ -533,6 +558,7 @@ impl MetadataCore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codes::ErrorCode as E;
     use kafka_protocol::messages::metadata_response::{
         MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
     };
@@ -648,6 +674,51 @@ mod tests {
         let a = with_racks(&[(3, Some("az1"))]);
         m.on_response(t0, Ok(Some(a)), &cluster, &mut out);
         assert_eq!(racks(&cluster), [(3, "az1".into())]);
+    }
+
+    /// Metadata v13's top-level error (KIP-1102): nothing of such an answer is applied;
+    /// `REBOOTSTRAP_REQUIRED` sends the next request (paced by `retry.backoff.ms`) to the
+    /// bootstrap servers, another code is a failed request retried as usual.
+    #[test]
+    fn a_top_level_metadata_error_is_not_applied_and_rebootstrap_required_rebootstraps() {
+        let (mut m, cluster, t0) = core(&[("retry.backoff.ms", "100")]);
+        let mut out = Vec::new();
+        m.want_topic(t0, "t".into(), &cluster, &mut out);
+        m.on_response(t0, Ok(Some(answer("t", 2, &[1]))), &cluster, &mut out);
+        assert_eq!(cluster.topic("t").map(|t| t.partition_count()), Some(2));
+        out.clear();
+        // Another code: not applied, no rebootstrap.
+        m.refresh_requested(t0 + Duration::from_millis(200), &cluster, &mut out);
+        assert_eq!(requests(&out), vec![false]);
+        out.clear();
+        let mut refused = answer("t", 5, &[7]);
+        refused.error_code = E::UnknownServerError.code();
+        m.on_response(
+            t0 + Duration::from_millis(210),
+            Ok(Some(refused)),
+            &cluster,
+            &mut out,
+        );
+        assert_eq!(cluster.topic("t").map(|t| t.partition_count()), Some(2));
+        assert!(
+            !cluster.brokers.contains_key(&7),
+            "brokers of a refused answer are not kept"
+        );
+        assert!(requests(&out).is_empty(), "{out:?}");
+        // REBOOTSTRAP_REQUIRED: the next request goes to the bootstrap servers, after the
+        // backoff.
+        out.clear();
+        m.refresh_requested(t0 + Duration::from_millis(400), &cluster, &mut out);
+        out.clear();
+        let mut rebootstrap = answer("t", 5, &[7]);
+        rebootstrap.error_code = E::RebootstrapRequired.code();
+        let at = t0 + Duration::from_millis(410);
+        m.on_response(at, Ok(Some(rebootstrap)), &cluster, &mut out);
+        assert_eq!(cluster.topic("t").map(|t| t.partition_count()), Some(2));
+        assert!(requests(&out).is_empty(), "paced: {out:?}");
+        out.clear();
+        m.tick(t0 + Duration::from_millis(500), &cluster, &mut out);
+        assert_eq!(requests(&out), vec![true], "rebootstrap: {out:?}");
     }
 
     #[test]

@@ -13,13 +13,20 @@ use std::collections::HashMap;
 /// Largest response frame accepted, in bytes (a hostile length prefix beyond it resets the connection).
 pub const MAX_RESPONSE_SIZE: usize = 64 * 1024 * 1024;
 
-/// The API versions this client can speak: `(api key, min, max)`.
-/// Produce starts at v3 (magic 2 only, KIP-896) and stops at v11 (v12+ need topic ids / KIP-890).
+/// The API versions this client can speak: `(api key, min, max)` (the table with the reason
+/// for each maximum is in ARCHITECTURE.md, "Protocol versions").
+/// Produce starts at v3 (magic 2 only, KIP-896) and stops at v11: v12 is the transaction
+/// protocol 2 (KIP-890), v13 names topics by id (KIP-516).
 pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
-    (ApiKey::Metadata, 1, 12),
-    (ApiKey::ApiVersions, 0, 3),
-    (ApiKey::InitProducerId, 0, 4),
+    // v13: a top-level error code (KIP-1102's REBOOTSTRAP_REQUIRED).
+    (ApiKey::Metadata, 1, 13),
+    // v4 is v3 with KAFKA-17011's fix (a supported feature may have min version 0); v5 is
+    // beyond kafka-protocol 0.18.
+    (ApiKey::ApiVersions, 0, 4),
+    // v5 is v4 for this producer (its new error codes are KIP-890's, mapped in the error
+    // table); v6 is KIP-939's two-phase commit.
+    (ApiKey::InitProducerId, 0, 5),
     // Transactions (KIP-98, KIP-447), the classic protocol: explicit AddPartitionsToTxn (v4+ are
     // broker-to-broker), EndTxn up to v4 (v5 is transaction protocol 2, KIP-890), TxnOffsetCommit
     // v3+ carry the group generation and member (KIP-447). FindCoordinator up to v3 (v4 batches
@@ -329,12 +336,53 @@ mod tests {
     fn negotiation_takes_highest_common_version() {
         let v = NegotiatedVersions::negotiate([(0, 0, 9), (3, 0, 20), (18, 0, 2)]);
         assert_eq!(v.get(ApiKey::Produce as i16), Some(9));
-        assert_eq!(v.get(ApiKey::Metadata as i16), Some(12));
+        assert_eq!(v.get(ApiKey::Metadata as i16), Some(13));
         assert_eq!(v.get(ApiKey::ApiVersions as i16), Some(2));
         assert_eq!(v.get(ApiKey::InitProducerId as i16), None);
         // A broker that only speaks Produce v0-2 (pre KIP-896) shares nothing with us.
         let old = NegotiatedVersions::negotiate([(0, 0, 2)]);
         assert_eq!(old.get(ApiKey::Produce as i16), None);
+    }
+
+    /// What Apache Kafka 4.4 advertises (`BrokerApiVersionsCommand` against scripts/kafka.sh)
+    /// and what we use of it: the table of ARCHITECTURE.md, "Protocol versions".
+    #[test]
+    fn the_versions_used_with_kafka_4_4() {
+        let advertised = [
+            (ApiKey::Produce, 13),
+            (ApiKey::Metadata, 13),
+            (ApiKey::ApiVersions, 5),
+            (ApiKey::InitProducerId, 5),
+            (ApiKey::FindCoordinator, 6),
+            (ApiKey::AddPartitionsToTxn, 5),
+            (ApiKey::AddOffsetsToTxn, 4),
+            (ApiKey::EndTxn, 5),
+            (ApiKey::TxnOffsetCommit, 6),
+            (ApiKey::SaslHandshake, 1),
+            (ApiKey::SaslAuthenticate, 2),
+        ];
+        let v =
+            NegotiatedVersions::negotiate(advertised.iter().map(|(k, max)| (*k as i16, 0, *max)));
+        let used: Vec<(ApiKey, Option<i16>)> = advertised
+            .iter()
+            .map(|(k, _)| (*k, v.get(*k as i16)))
+            .collect();
+        assert_eq!(
+            used,
+            [
+                (ApiKey::Produce, Some(11)),
+                (ApiKey::Metadata, Some(13)),
+                (ApiKey::ApiVersions, Some(4)),
+                (ApiKey::InitProducerId, Some(5)),
+                (ApiKey::FindCoordinator, Some(3)),
+                (ApiKey::AddPartitionsToTxn, Some(3)),
+                (ApiKey::AddOffsetsToTxn, Some(4)),
+                (ApiKey::EndTxn, Some(4)),
+                (ApiKey::TxnOffsetCommit, Some(4)),
+                (ApiKey::SaslHandshake, Some(1)),
+                (ApiKey::SaslAuthenticate, Some(2)),
+            ]
+        );
     }
 
     #[test]

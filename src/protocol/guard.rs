@@ -3,8 +3,8 @@
 //! `kafka-protocol` sizes a `Vec` from the element count read off the wire
 //! (`Vec::with_capacity(n)`), so a few hostile bytes claiming 2^31 elements would ask for
 //! hundreds of GB and abort the process. This walker follows the schemas of the four responses
-//! this producer decodes (protocol guide, `ProduceResponse` v3-11, `MetadataResponse` v1-12,
-//! `ApiVersionsResponse` v0-3, `InitProducerIdResponse` v0-4, `SaslHandshakeResponse` v0-1,
+//! this producer decodes (protocol guide, `ProduceResponse` v3-11, `MetadataResponse` v1-13,
+//! `ApiVersionsResponse` v0-4, `InitProducerIdResponse` v0-5, `SaslHandshakeResponse` v0-1,
 //! `SaslAuthenticateResponse` v0-2, `FindCoordinatorResponse` v1-6, `AddPartitionsToTxnResponse`
 //! v0-3, `AddOffsetsToTxnResponse`, `TxnOffsetCommitResponse` and `EndTxnResponse` v0-4) and
 //! checks that every array element and every string actually fits in the bytes that are left,
@@ -286,6 +286,9 @@ pub fn check_body(key: i16, version: i16, body: &[u8]) -> R {
             if (8..=10).contains(&v) {
                 w.skip(4, "cluster_authorized_operations")?;
             }
+            if v >= 13 {
+                w.skip(2, "error_code")?;
+            }
             w.tagged()
         }
         ApiKey::ApiVersions => {
@@ -441,11 +444,45 @@ mod tests {
             let body = produce_response(v);
             assert_eq!(check_body(0, v, &body), Ok(()), "produce v{v}");
         }
-        for v in 1..=12 {
+        for v in 1..=13 {
             let mut buf = bytes::BytesMut::new();
             MetadataResponse::default().encode(&mut buf, v).unwrap();
             assert_eq!(check_body(3, v, &buf), Ok(()), "metadata v{v}");
         }
+    }
+
+    /// The versions added for Kafka 4 (issue 22 item 5): Metadata v13's top-level error code
+    /// after the topics, walked and required; ApiVersions v4 and InitProducerId v5 as v3/v4.
+    #[test]
+    fn the_kafka_4_versions_are_walked() {
+        use kafka_protocol::messages::metadata_response::{
+            MetadataResponsePartition, MetadataResponseTopic,
+        };
+        use kafka_protocol::messages::{ApiVersionsResponse, InitProducerIdResponse};
+        let md = MetadataResponse::default()
+            .with_error_code(129)
+            .with_topics(vec![MetadataResponseTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
+                .with_partitions(vec![MetadataResponsePartition::default()])]);
+        let mut buf = bytes::BytesMut::new();
+        md.encode(&mut buf, 13).unwrap();
+        assert_eq!(check_body(3, 13, &buf), Ok(()));
+        // The error code is the last field before the tags: cut it, and the walk refuses.
+        let mut cut = buf.to_vec();
+        cut.truncate(cut.len() - 3);
+        cut.push(0);
+        assert!(
+            check_body(3, 13, &cut).is_err(),
+            "a v13 answer without its error code"
+        );
+        let mut buf = bytes::BytesMut::new();
+        ApiVersionsResponse::default().encode(&mut buf, 4).unwrap();
+        assert_eq!(check_body(18, 4, &buf), Ok(()));
+        let mut buf = bytes::BytesMut::new();
+        InitProducerIdResponse::default()
+            .encode(&mut buf, 5)
+            .unwrap();
+        assert_eq!(check_body(22, 5, &buf), Ok(()));
     }
 
     #[test]
