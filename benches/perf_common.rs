@@ -580,7 +580,8 @@ pub fn start_reporter(
                 {
                     let (errors, first) = s.errors();
                     println!(
-                        "STALLED: no record completed for {:.0} s: sent={sent} completed={completed} outstanding={} errors={errors} elapsed={:.1} s {}",
+                        "STALLED: no record completed for {:.0} s: sent={sent} \
+                         completed={completed} outstanding={} errors={errors} elapsed={:.1} s {}",
                         stall_timeout.as_secs_f64(),
                         sent - completed,
                         s.start.elapsed().as_secs_f64(),
@@ -612,7 +613,8 @@ fn print_window(w: &Window, secs: f64, record_size: usize) {
         0.0
     };
     println!(
-        "{} records sent, {:.1} records/sec ({:.2} MB/sec), {:.1} ms avg latency, {:.1} ms max latency.",
+        "{} records sent, {:.1} records/sec ({:.2} MB/sec), {:.1} ms avg latency, {:.1} ms max \
+         latency.",
         w.count,
         rps,
         mbps,
@@ -712,7 +714,9 @@ pub fn print_summary(impl_name: &str, m: &RunMeasure, extra_kv: &str) -> i32 {
     let pct = |p: f64| g.hist.percentile(p) as f64 / 1000.0;
     let (p50, p95, p99, p999) = (pct(50.0), pct(95.0), pct(99.0), pct(99.9));
     println!(
-        "{ok} records sent, {rps:.6} records/sec ({mbps:.2} MB/sec), {avg_ms:.2} ms avg latency, {max_ms:.2} ms max latency, {p50:.2} ms 50th, {p95:.2} ms 95th, {p99:.2} ms 99th, {p999:.2} ms 99.9th."
+        "{ok} records sent, {rps:.6} records/sec ({mbps:.2} MB/sec), {avg_ms:.2} ms avg latency, \
+         {max_ms:.2} ms max latency, {p50:.2} ms 50th, {p95:.2} ms 95th, {p99:.2} ms 99th, \
+         {p999:.2} ms 99.9th."
     );
     let rss = peak_rss_mb();
     let cpu_per_m = if ok > 0 {
@@ -721,10 +725,12 @@ pub fn print_summary(impl_name: &str, m: &RunMeasure, extra_kv: &str) -> i32 {
         f64::NAN
     };
     println!(
-        "latency percentiles (send -> ack): p50 {p50:.3} ms, p95 {p95:.3} ms, p99 {p99:.3} ms, p99.9 {p999:.3} ms"
+        "latency percentiles (send -> ack): p50 {p50:.3} ms, p95 {p95:.3} ms, p99 {p99:.3} ms, \
+         p99.9 {p999:.3} ms"
     );
     println!(
-        "client resources: {:.2} s CPU (user+sys, whole process) over {secs:.2} s = {:.0}% of one core, {cpu_per_m:.2} CPU s per million records, peak RSS {rss:.1} MiB",
+        "client resources: {:.2} s CPU (user+sys, whole process) over {secs:.2} s = {:.0}% of \
+         one core, {cpu_per_m:.2} CPU s per million records, peak RSS {rss:.1} MiB",
         m.cpu_s,
         m.cpu_s / secs * 100.0
     );
@@ -735,7 +741,10 @@ pub fn print_summary(impl_name: &str, m: &RunMeasure, extra_kv: &str) -> i32 {
         }
     }
     println!(
-        "RESULT impl={impl_name} records={ok} size={} errors={} secs={secs:.3} rps={rps:.1} mbps={mbps:.3} avg_ms={avg_ms:.3} p50_ms={p50:.3} p95_ms={p95:.3} p99_ms={p99:.3} p999_ms={p999:.3} max_ms={max_ms:.3} cpu_s={:.2} cpu_s_per_M={cpu_per_m:.3} rss_peak_mb={rss:.1}{}{extra_kv}",
+        "RESULT impl={impl_name} records={ok} size={} errors={} secs={secs:.3} rps={rps:.1} \
+         mbps={mbps:.3} avg_ms={avg_ms:.3} p50_ms={p50:.3} p95_ms={p95:.3} p99_ms={p99:.3} \
+         p999_ms={p999:.3} max_ms={max_ms:.3} cpu_s={:.2} cpu_s_per_M={cpu_per_m:.3} \
+         rss_peak_mb={rss:.1}{}{extra_kv}",
         s.record_size,
         g.errors,
         m.cpu_s,

@@ -323,7 +323,8 @@ async fn run() -> i32 {
                 0.0
             };
             println!(
-                "{TOOL}: {} produce requests ({per_req:.1} records/request), {} batches retried, producer id {:?}",
+                "{TOOL}: {} produce requests ({per_req:.1} records/request), {} batches retried, \
+                 producer id {:?}",
                 st.requests_sent, st.batches_retried, st.producer_id
             );
             format!(

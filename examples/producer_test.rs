@@ -51,7 +51,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let elapsed = start_time.elapsed().as_millis();
                     match result {
                         Ok(md) => println!(
-                            "message({key}, {message}) sent to partition({}), offset({}) in {elapsed} ms",
+                            "message({key}, {message}) sent to partition({}), offset({}) in \
+                             {elapsed} ms",
                             md.partition, md.offset
                         ),
                         Err(e) => eprintln!("message({key}, {message}) failed: {e}"),

@@ -342,7 +342,8 @@ fn run(args: &perf_common::Args) -> i32 {
     };
     let props_text: Vec<String> = props.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!(
-        "{TOOL}: impl={IMPL} librdkafka {} topic={topic} records={} size={} throughput={} poll={} props: {}",
+        "{TOOL}: impl={IMPL} librdkafka {} topic={topic} records={} size={} throughput={} \
+         poll={} props: {}",
         rdkafka::util::get_rdkafka_version().1,
         args.num_records,
         args.record_size,
@@ -464,7 +465,8 @@ fn run_future(args: &perf_common::Args) -> i32 {
     };
     let props_text: Vec<String> = props.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!(
-        "{TOOL}: impl={IMPL} librdkafka {} topic={topic} records={} size={} throughput={} api=future props: {}",
+        "{TOOL}: impl={IMPL} librdkafka {} topic={topic} records={} size={} throughput={} \
+         api=future props: {}",
         rdkafka::util::get_rdkafka_version().1,
         args.num_records,
         args.record_size,

@@ -183,7 +183,8 @@ pub enum ProduceError {
         /// The configured `max.request.size` in bytes.
         limit: usize,
     },
-    /// The topic does not exist (metadata said `UNKNOWN_TOPIC_OR_PARTITION` until `max.block.ms` ran out).
+    /// The topic does not exist (metadata said `UNKNOWN_TOPIC_OR_PARTITION` until `max.block.ms`
+    /// ran out).
     #[error("topic `{topic}` not present in metadata after {waited_ms} ms (max.block.ms)")]
     UnknownTopic {
         /// Topic name.
@@ -229,7 +230,10 @@ pub enum ProduceError {
         waited_ms: u64,
     },
     /// The record was not acknowledged within `delivery.timeout.ms`.
-    #[error("record for {topic_partition} expired after {timeout_ms} ms (delivery.timeout.ms); possibly written: {possibly_written}")]
+    #[error(
+        "record for {topic_partition} expired after {timeout_ms} ms (delivery.timeout.ms); \
+         possibly written: {possibly_written}"
+    )]
     DeliveryTimeout {
         /// The record's partition.
         topic_partition: TopicPartition,
@@ -239,7 +243,10 @@ pub enum ProduceError {
         possibly_written: bool,
     },
     /// The broker answered with a non-retriable error, or retries ran out.
-    #[error("broker refused the batch for {topic_partition}: {code}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    #[error(
+        "broker refused the batch for {topic_partition}: {code}{}",
+        message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+    )]
     Broker {
         /// The record's partition.
         topic_partition: TopicPartition,
@@ -257,11 +264,12 @@ pub enum ProduceError {
     /// Key or value serialization failed.
     #[error("serialization failed: {0}")]
     Serialization(Arc<str>),
-    /// The producer is closed (or its actors stopped); the record was not accepted or not delivered.
+    /// The producer is closed (or its actors stopped); the record was not accepted or not
+    /// delivered.
     #[error("producer closed: {0}")]
     Closed(Arc<str>),
-    /// The idempotent producer hit a fatal error (e.g. `PRODUCER_FENCED`, authorization); the producer
-    /// stops accepting records.
+    /// The idempotent producer hit a fatal error (e.g. `PRODUCER_FENCED`, authorization); the
+    /// producer stops accepting records.
     #[error("fatal producer error: {0}")]
     Fatal(Arc<str>),
     /// A transactional call failed, or the record's transaction did (see

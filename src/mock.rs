@@ -2,10 +2,10 @@
 //!
 //! [`MockProducer`] has the send API of [`crate::Producer`] (`send`, `send_with_callback`,
 //! `send_and_wait`, `flush`, `close`) and no network: it records every record sent
-//! ([`MockProducer::history`]) and completes deliveries on command ([`MockProducer::complete_next`],
-//! [`MockProducer::error_next`]) or at once (`auto_complete`). Partitions follow the default
-//! partitioner (explicit partition, else murmur2 of the key, else partition 0) over
-//! `partitions` partitions per topic; offsets count up per partition from 0.
+//! ([`MockProducer::history`]) and completes deliveries on command
+//! ([`MockProducer::complete_next`], [`MockProducer::error_next`]) or at once (`auto_complete`).
+//! Partitions follow the default partitioner (explicit partition, else murmur2 of the key, else
+//! partition 0) over `partitions` partitions per topic; offsets count up per partition from 0.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {

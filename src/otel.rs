@@ -16,9 +16,10 @@
 //! propagator (`opentelemetry::global::set_text_map_propagator`; with the W3C
 //! `TraceContextPropagator`: `traceparent` and `tracestate`), as the messaging conventions ask
 //! of a producer ("the creation context ... SHOULD be propagated"), so a consumer can link its
-//! processing to it. On by default with the feature; [`crate::ProducerBuilder::inject_trace_context`]
-//! turns the injection off (the spans stay). A header of the same name the record already has
-//! is replaced. Spans are at INFO level, target `actix_kafka::otel`.
+//! processing to it. On by default with the feature;
+//! [`crate::ProducerBuilder::inject_trace_context`] turns the injection off (the spans stay). A
+//! header of the same name the record already has is replaced. Spans are at INFO level, target
+//! `actix_kafka::otel`.
 
 use crate::batch::DeliveryResult;
 use crate::error::ProduceError;

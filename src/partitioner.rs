@@ -370,8 +370,24 @@ impl Partitioner for RoundRobinPartitioner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use std::collections::HashMap;
     use std::sync::Arc;
+
+    /// Topic `t` whose partition `i` is led by `leaders[i]` (-1: no leader).
+    fn with_leaders(leaders: &[i32]) -> crate::cluster::TopicInfo {
+        crate::cluster::TopicInfo {
+            name: "t".into(),
+            partitions: leaders
+                .iter()
+                .map(|l| crate::cluster::PartitionInfo {
+                    leader: *l,
+                    leader_epoch: 0,
+                })
+                .collect(),
+            topic_id: [0; 16],
+        }
+    }
 
     #[test]
     fn murmur2_matches_java_vectors() {
@@ -503,22 +519,12 @@ mod tests {
     /// leader. Keyed records are hashed over all partitions as before.
     #[test]
     fn rack_aware_prefers_partitions_led_in_the_client_rack() {
-        use crate::cluster::{Cluster, PartitionInfo, TopicInfo};
+        use crate::cluster::{Cluster, TopicInfo};
         let cluster = Arc::new(Cluster::default());
         for (id, rack) in [(0, "a"), (1, "b"), (2, "c")] {
             cluster.racks.insert(id, rack.into());
         }
-        let topic = |leaders: &[i32]| TopicInfo {
-            name: "t".into(),
-            partitions: leaders
-                .iter()
-                .map(|l| PartitionInfo {
-                    leader: *l,
-                    leader_epoch: 0,
-                })
-                .collect(),
-            topic_id: [0; 16],
-        };
+        let topic = with_leaders;
         let info = topic(&[0, 1, 2, 0, 1, 2]);
         let spread = |p: &DefaultPartitioner, info: &TopicInfo| {
             let mut seen = std::collections::BTreeSet::new();
@@ -564,19 +570,8 @@ mod tests {
 
     #[test]
     fn keyless_records_move_only_to_partitions_with_a_leader() {
-        use crate::cluster::{PartitionInfo, TopicInfo};
         let leaders = [1, -1, 2, -1, -1, 3];
-        let info = TopicInfo {
-            name: "t".into(),
-            partitions: leaders
-                .iter()
-                .map(|l| PartitionInfo {
-                    leader: *l,
-                    leader_epoch: 0,
-                })
-                .collect(),
-            topic_id: [0; 16],
-        };
+        let info = with_leaders(&leaders);
         let p = DefaultPartitioner::new(100, false);
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..2000 {
@@ -587,16 +582,7 @@ mod tests {
         let keyed = p.partition_with_metadata("t", Some(b"k"), 1, &info);
         assert_eq!(keyed, partition_for_key(b"k", 6));
         // No partition with a leader: any partition.
-        let none = TopicInfo {
-            partitions: vec![
-                PartitionInfo {
-                    leader: -1,
-                    leader_epoch: 0
-                };
-                3
-            ],
-            ..info
-        };
+        let none = with_leaders(&[-1, -1, -1]);
         let q = p.partition_with_metadata("u", None, 60, &none);
         assert!((0..3).contains(&q));
     }

@@ -158,7 +158,8 @@ pub struct RecordMetadata {
     pub partition: i32,
     /// Offset of the record in the partition; `-1` when `acks=0` (no response to read it from).
     pub offset: i64,
-    /// Timestamp (ms): the record's CreateTime, or the broker's LogAppendTime when the topic uses it.
+    /// Timestamp (ms): the record's CreateTime, or the broker's LogAppendTime when the topic uses
+    /// it.
     pub timestamp: i64,
     /// Size of the serialized key in bytes, `-1` when the key is null.
     pub serialized_key_size: i32,

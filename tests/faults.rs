@@ -21,10 +21,11 @@
 //!
 //! Brokers: librdkafka's mock cluster (`MockKafka`) for injected error codes, leader moves and a
 //! broker going down; Apache Kafka (the shared test broker, `scripts/kafka.sh`) behind
-//! `common::proxy::Proxy` wherever the broker must really check idempotent sequences: **the mock only checks producer ids and sequences for transactional
-//! producers** (`rd_kafka_mock_validate_records` returns at once without a transactional id,
-//! librdkafka 2.12 `rdkafka_mock.c`), so against the mock a retried batch can land behind a later
-//! one. Mock scenarios that assert ordering therefore use `max.in.flight.requests.per.connection=1`;
+//! `common::proxy::Proxy` wherever the broker must really check idempotent sequences: **the mock
+//! only checks producer ids and sequences for transactional producers**
+//! (`rd_kafka_mock_validate_records` returns at once without a transactional id, librdkafka 2.12
+//! `rdkafka_mock.c`), so against the mock a retried batch can land behind a later one. Mock
+//! scenarios that assert ordering therefore use `max.in.flight.requests.per.connection=1`;
 //! `injected_retriable_errors_pipelined` asserts ordering with 5 in flight against Apache Kafka,
 //! which answers `OUT_OF_ORDER_SEQUENCE_NUMBER` / `DUPLICATE_SEQUENCE_NUMBER`. The real-cluster
 //! fault matrix (3 brokers, kill/pause/restart) is `tests/cluster_faults.rs`.
@@ -351,7 +352,8 @@ fn analyze(name: &str, results: &Results, read: &[ConsumedRecord]) -> Report {
         .filter(|s| first.contains_key(s))
         .count() as u64;
     println!(
-        "SCENARIO {name} sent={} acked={} failed={} read_back={} lost={} duplicated={} reordered={}",
+        "SCENARIO {name} sent={} acked={} failed={} read_back={} lost={} duplicated={} \
+         reordered={}",
         r.sent, r.acked, r.failed, r.read_back, r.lost, r.duplicated, r.reordered
     );
     if r.reordered > 0 {
@@ -552,8 +554,8 @@ async fn injected_retriable_errors() {
 /// Produce requests answered by the proxy with NOT_LEADER_OR_FOLLOWER / REQUEST_TIMED_OUT /
 /// NOT_ENOUGH_REPLICAS without reaching the broker (later pipelined batches then get
 /// OUT_OF_ORDER_SEQUENCE_NUMBER from the broker), and Produce responses rewritten to
-/// NOT_ENOUGH_REPLICAS_AFTER_APPEND / REQUEST_TIMED_OUT after the broker wrote the data (the retry gets
-/// DUPLICATE_SEQUENCE_NUMBER). Default 5 in flight: no loss, no duplicate, no reordering.
+/// NOT_ENOUGH_REPLICAS_AFTER_APPEND / REQUEST_TIMED_OUT after the broker wrote the data (the retry
+/// gets DUPLICATE_SEQUENCE_NUMBER). Default 5 in flight: no loss, no duplicate, no reordering.
 #[actix_rt::test]
 async fn injected_retriable_errors_pipelined() {
     const NAME: &str = "injected_retriable_errors_pipelined";
@@ -1120,8 +1122,8 @@ async fn sequence_errors_recover() {
 // ---------------------------------------------------------------------------------------------
 
 /// `FAULT_SOAK_SECS` (default 20; the issue asks for 60) of `try_send`, falling back to `send`
-/// (waits up to max.block.ms) when the partition's mailbox is full, against Apache Kafka slowed down
-/// by the proxy (100 ms per Produce round trip). VmRSS is sampled every 20 ms (and VmHWM, the
+/// (waits up to max.block.ms) when the partition's mailbox is full, against Apache Kafka slowed
+/// down by the proxy (100 ms per Produce round trip). VmRSS is sampled every 20 ms (and VmHWM, the
 /// kernel's exact peak, is reset before the run when `/proc/self/clear_refs` allows it).
 ///
 /// Bound on the peak: `baseline + 4 x P x (mailbox.capacity x record_size +
@@ -1150,9 +1152,10 @@ async fn fast_producer_bounded_memory() {
     let broker = TestBroker::start();
     let topic = unique_topic("soak");
     broker.create_topic(&topic, P as i32);
-    // The broker alone takes far more than the producer here; behind the proxy every Produce response comes
-    // RTT after its request (5 requests in flight overlap), which caps the broker at about
-    // 5 requests x 4 partitions x 16 KiB per RTT: a few 10k records/s, far below the producer.
+    // The broker alone takes far more than the producer here; behind the proxy every Produce
+    // response comes RTT after its request (5 requests in flight overlap), which caps the broker at
+    // about 5 requests x 4 partitions x 16 KiB per RTT: a few 10k records/s, far below the
+    // producer.
     const RTT: Duration = Duration::from_millis(100);
     let proxy = Proxy::start(broker.bootstrap.parse().unwrap());
     proxy.set_latency(PRODUCE, RTT);
@@ -1340,7 +1343,8 @@ async fn fast_producer_bounded_memory() {
     );
     assert!(
         back_pressure + queue_full > 0,
-        "a producer this much faster than the broker must meet back-pressure (send waits or QueueFull)"
+        "a producer this much faster than the broker must meet back-pressure (send waits or \
+         QueueFull)"
     );
     assert!(
         peak <= bound_kib as u64,
@@ -1712,7 +1716,8 @@ async fn decoder_survives_mutated_frames() {
     }
     let peak = if hwm_ok { peak_rss_kib() } else { rss_kib() };
     println!(
-        "SCENARIO {NAME} frames={ITERATIONS} decoded_ok={ok} refused={err} rss_growth_kib={} secs={:.1}",
+        "SCENARIO {NAME} frames={ITERATIONS} decoded_ok={ok} refused={err} rss_growth_kib={} \
+         secs={:.1}",
         peak.saturating_sub(baseline),
         started.elapsed().as_secs_f64()
     );
@@ -2105,7 +2110,8 @@ async fn acks_zero_is_back_pressured_by_a_broker_that_stops_reading() {
         i += 1;
     }
     println!(
-        "SCENARIO {NAME} broker not reading: {} records of 64 KiB accepted, {queue_full} sends refused (QueueFull, the slowest after {} ms)",
+        "SCENARIO {NAME} broker not reading: {} records of 64 KiB accepted, {queue_full} sends \
+         refused (QueueFull, the slowest after {} ms)",
         accepted.len(),
         slowest_refusal.as_millis()
     );
@@ -2190,9 +2196,9 @@ async fn producer_id_reset_with_requests_in_flight_keeps_order() {
 }
 
 /// Issue 9 defect 6: a batch that carried a sequence and expired in flight makes the producer
-/// bump its epoch at once (KIP-360 InitProducerId with the current id/epoch), rather than sending the partition's next batch
-/// with a sequence the broker may not expect and waiting for OUT_OF_ORDER_SEQUENCE_NUMBER.
-/// Later records are delivered, each once.
+/// bump its epoch at once (KIP-360 InitProducerId with the current id/epoch), rather than sending
+/// the partition's next batch with a sequence the broker may not expect and waiting for
+/// OUT_OF_ORDER_SEQUENCE_NUMBER. Later records are delivered, each once.
 #[actix_rt::test]
 async fn expired_sequenced_batch_bumps_the_epoch_at_once() {
     const NAME: &str = "expired_sequenced_batch_bumps_the_epoch_at_once";

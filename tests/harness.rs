@@ -1,5 +1,5 @@
-//! Tests of the test harness itself (tests/common): Apache Kafka lifecycle (scripts/kafka.sh), the librdkafka
-//! reader and the librdkafka mock cluster. They do not use actix-kafka's producer.
+//! Tests of the test harness itself (tests/common): Apache Kafka lifecycle (scripts/kafka.sh), the
+//! librdkafka reader and the librdkafka mock cluster. They do not use actix-kafka's producer.
 
 mod common;
 

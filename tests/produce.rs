@@ -1,5 +1,5 @@
-//! Issue #2 end to end: our producer against Apache Kafka (scripts/kafka.sh), read back independently by
-//! librdkafka (`check.crcs=true`).
+//! Issue #2 end to end: our producer against Apache Kafka (scripts/kafka.sh), read back
+//! independently by librdkafka (`check.crcs=true`).
 mod common;
 
 use actix_kafka::partitioner::{murmur2, to_positive};

@@ -25,6 +25,28 @@ fn values(of: &[common::ConsumedRecord]) -> BTreeSet<String> {
         .collect()
 }
 
+/// Sends `n` records `{prefix}-{i}` (keyed `k{i % keys}` if `keys > 0`), padded by `pad` bytes,
+/// and returns their values with their futures.
+async fn send_n(
+    producer: &Producer,
+    topic: &str,
+    prefix: &str,
+    n: usize,
+    keys: usize,
+    pad: usize,
+) -> Vec<(String, DeliveryFuture)> {
+    let mut futs = Vec::with_capacity(n);
+    for i in 0..n {
+        let v = format!("{prefix}-{i:04}{}", "x".repeat(pad));
+        let mut r = ProducerRecord::new(topic, v.clone());
+        if keys > 0 {
+            r = r.key(format!("k{}", i % keys));
+        }
+        futs.push((v, producer.send(r).await.expect("send")));
+    }
+    futs
+}
+
 /// Waits for every future; returns (delivered values, purged with possibly_written flags).
 async fn outcomes(futs: Vec<(String, DeliveryFuture)>) -> (BTreeSet<String>, Vec<(String, bool)>) {
     let mut delivered = BTreeSet::new();
@@ -61,12 +83,7 @@ async fn purge_fails_queued_records_at_once_and_the_producer_goes_on() {
     )
     .await
     .unwrap();
-    let mut queued = Vec::new();
-    for i in 0..3000 {
-        let v = format!("queued-{i}");
-        let r = ProducerRecord::new(topic.as_str(), v.clone()).key(format!("k{}", i % 11));
-        queued.push((v, producer.send(r).await.expect("send")));
-    }
+    let queued = send_n(&producer, &topic, "queued", 3000, 11, 0).await;
     let started = Instant::now();
     producer.purge(Purge::Queued).await;
     let took = started.elapsed();
@@ -86,12 +103,7 @@ async fn purge_fails_queued_records_at_once_and_the_producer_goes_on() {
     assert!(took < Duration::from_secs(5), "purge took {took:?}");
 
     // Not closed: later records go through (linger flushed by `flush`).
-    let mut later = Vec::new();
-    for i in 0..300 {
-        let v = format!("later-{i}");
-        let r = ProducerRecord::new(topic.as_str(), v.clone()).key(format!("k{}", i % 11));
-        later.push((v, producer.send(r).await.expect("send after purge")));
-    }
+    let later = send_n(&producer, &topic, "later", 300, 11, 0).await;
     producer.flush().await;
     let (delivered, purged) = outcomes(later).await;
     assert!(purged.is_empty());
@@ -137,17 +149,7 @@ async fn purge_in_flight_fails_sent_batches_as_possibly_written_and_resets_the_p
         .await
         .expect("warm-up");
     proxy.set_latency(PRODUCE, Duration::from_secs(3));
-    let mut futs = Vec::new();
-    for i in 0..400 {
-        let v = format!("held-{i:04}-{}", "x".repeat(100));
-        futs.push((
-            v.clone(),
-            producer
-                .send(ProducerRecord::new(topic.as_str(), v))
-                .await
-                .unwrap(),
-        ));
-    }
+    let futs = send_n(&producer, &topic, "held", 400, 0, 100).await;
     // Wait until requests are out (at most 5 in flight, one batch each: the rest is queued, in
     // the sender or, beyond `max.pending.batches.per.partition`, in the accumulator).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -187,17 +189,7 @@ async fn purge_in_flight_fails_sent_batches_as_possibly_written_and_resets_the_p
     assert!(!not_written.is_empty(), "batches were queued");
 
     proxy.set_latency(PRODUCE, Duration::ZERO);
-    let mut later = Vec::new();
-    for i in 0..100 {
-        let v = format!("later-{i}");
-        later.push((
-            v.clone(),
-            producer
-                .send(ProducerRecord::new(topic.as_str(), v))
-                .await
-                .unwrap(),
-        ));
-    }
+    let later = send_n(&producer, &topic, "later", 100, 0, 0).await;
     let (delivered, purged) = outcomes(later).await;
     assert!(purged.is_empty());
     assert_eq!(delivered.len(), 100);
@@ -223,7 +215,8 @@ async fn purge_in_flight_fails_sent_batches_as_possibly_written_and_resets_the_p
     let held_in_log = log.iter().filter(|v| v.starts_with("held-")).count();
     assert!(held_in_log <= written.len());
     println!(
-        "SCENARIO purge_in_flight purged={} possibly_written={} of_them_in_log={} purge_ms={} resets={}",
+        "SCENARIO purge_in_flight purged={} possibly_written={} of_them_in_log={} purge_ms={} \
+         resets={}",
         written.len() + not_written.len(),
         written.len(),
         held_in_log,
@@ -251,12 +244,7 @@ async fn purge_in_a_transaction_makes_it_abortable_and_the_next_one_commits() {
     .unwrap();
     producer.init_transactions().await.expect("init");
     producer.begin_transaction().await.expect("begin");
-    let mut first = Vec::new();
-    for i in 0..200 {
-        let v = format!("first-{i}");
-        let r = ProducerRecord::new(topic.as_str(), v.clone()).key(format!("k{}", i % 5));
-        first.push((v, producer.send(r).await.expect("send")));
-    }
+    let first = send_n(&producer, &topic, "first", 200, 5, 0).await;
     producer.purge(Purge::Queued).await;
     let (delivered, purged) = outcomes(first).await;
     assert!(delivered.is_empty());
@@ -269,12 +257,7 @@ async fn purge_in_a_transaction_makes_it_abortable_and_the_next_one_commits() {
     producer.abort_transaction().await.expect("abort");
 
     producer.begin_transaction().await.expect("begin again");
-    let mut second = Vec::new();
-    for i in 0..200 {
-        let v = format!("second-{i}");
-        let r = ProducerRecord::new(topic.as_str(), v.clone()).key(format!("k{}", i % 5));
-        second.push((v, producer.send(r).await.expect("send")));
-    }
+    let second = send_n(&producer, &topic, "second", 200, 5, 0).await;
     producer.commit_transaction().await.expect("commit");
     let (delivered, purged) = outcomes(second).await;
     assert!(purged.is_empty());
@@ -298,17 +281,7 @@ async fn the_purge_message_purges_through_the_actor() {
     )
     .await
     .unwrap();
-    let mut futs = Vec::new();
-    for i in 0..50 {
-        let v = format!("v{i}");
-        futs.push((
-            v.clone(),
-            producer
-                .send(ProducerRecord::new(topic.as_str(), v))
-                .await
-                .unwrap(),
-        ));
-    }
+    let futs = send_n(&producer, &topic, "v", 50, 0, 0).await;
     producer
         .actor()
         .send(PurgeRecords(Purge::Queued))

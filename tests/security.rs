@@ -512,7 +512,8 @@ async fn reauthentication_keeps_producing() {
     producer.close(Duration::from_secs(10)).await;
     let reauths = m.get("successful-reauthentication-total").unwrap_or(0.0);
     println!(
-        "SECURITY reauth: {i} records over {secs} s, {reauths} re-authentications, {} authentications",
+        "SECURITY reauth: {i} records over {secs} s, {reauths} re-authentications, {} \
+         authentications",
         m.get("successful-authentication-total").unwrap_or(0.0)
     );
     let read = read_back(

@@ -136,7 +136,10 @@ impl PartitionAccumulator {
                         Arc::ptr_eq(&slot.mailbox, mine)
                     });
                 }
-                tracing::debug!(tp = %self.core.topic_partition(), "idle partition accumulator retired");
+                tracing::debug!(
+                    tp = %self.core.topic_partition(),
+                    "idle partition accumulator retired"
+                );
                 ctx.stop();
             }
             Idle::CheckAt(at) => self.arm_idle(at, ctx),
@@ -181,7 +184,8 @@ impl Actor for PartitionAccumulator {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         // The mailbox bound is enforced by the producer's per-partition slot semaphore
-        // (`mailbox.capacity`); actix's own bound (0 = unbounded here) only parks the sending address.
+        // (`mailbox.capacity`); actix's own bound (0 = unbounded here) only parks the sending
+        // address.
         ctx.set_mailbox_capacity(0);
         let first = crate::time::deadline_after(
             Instant::now(),

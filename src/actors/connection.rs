@@ -47,7 +47,8 @@ pub type CallResult<R> = Result<Option<<R as Request>::Response>, ConnectionErro
 pub struct Call<R: Request> {
     /// The request body; the connection adds the header and picks the version.
     pub request: R,
-    /// `false` for Produce with `acks=0`: the broker sends no response, the call completes once written.
+    /// `false` for Produce with `acks=0`: the broker sends no response, the call completes once
+    /// written.
     pub expect_response: bool,
     /// Where the result goes.
     pub reply: oneshot::Sender<CallResult<R>>,
@@ -196,7 +197,13 @@ where
                 // The request needs a field the negotiated version lacks (e.g. KIP-360's
                 // producer id in InitProducerId below v3): no version of this API we share with
                 // the broker can carry it, and retrying cannot change that.
-                tracing::debug!(broker = %broker, api_key = R::KEY, version, error = %e, "cannot encode request at the negotiated version");
+                tracing::debug!(
+                    broker = %broker,
+                    api_key = R::KEY,
+                    version,
+                    error = %e,
+                    "cannot encode request at the negotiated version"
+                );
                 let _ = self.reply.send(Err(unsupported()));
                 return None;
             }
@@ -272,7 +279,8 @@ struct SessionWriter {
 }
 
 impl BrokerConnection {
-    /// A connection to `broker` (`host:port`), known as `node_id` (`-1`, `-2`, ... for bootstrap servers).
+    /// A connection to `broker` (`host:port`), known as `node_id` (`-1`, `-2`, ... for bootstrap
+    /// servers).
     pub fn new(node_id: i32, broker: Arc<str>, settings: ConnectionSettings) -> Self {
         let client_id = StrBytes::from_string(settings.client_id.to_string());
         let rules = ConnectionRules {
@@ -337,12 +345,23 @@ impl BrokerConnection {
         use crate::health::HealthEvent;
         match &event {
             HealthEvent::BrokerDown { cause, .. } => {
-                tracing::warn!(broker = %self.broker, node = self.node_id, error = %cause, "broker connection lost; reconnecting with backoff");
+                tracing::warn!(
+                    broker = %self.broker,
+                    node = self.node_id,
+                    error = %cause,
+                    "broker connection lost; reconnecting with backoff"
+                );
             }
             HealthEvent::BrokerRestarted {
                 attempt, down_for, ..
             } => {
-                tracing::warn!(broker = %self.broker, node = self.node_id, attempts = attempt, down_ms = down_for.as_millis() as u64, "broker connection back");
+                tracing::warn!(
+                    broker = %self.broker,
+                    node = self.node_id,
+                    attempts = attempt,
+                    down_ms = down_for.as_millis() as u64,
+                    "broker connection back"
+                );
             }
             _ => {}
         }
@@ -881,7 +900,11 @@ pub(crate) struct Retire;
 impl Handler<Retire> for BrokerConnection {
     type Result = ();
     fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
-        tracing::debug!(broker = %self.broker, node = self.node_id, "connection retired (address changed)");
+        tracing::debug!(
+            broker = %self.broker,
+            node = self.node_id,
+            "connection retired (address changed)"
+        );
         // Stopping drops the socket, the reader, the timers and a connect in progress; the
         // supervisor restarts the actor only while addresses remain, and the core then stays
         // retired, failing calls fast.
@@ -893,7 +916,12 @@ impl Handler<Retire> for BrokerConnection {
 impl Handler<Reset> for BrokerConnection {
     type Result = ();
     fn handle(&mut self, msg: Reset, ctx: &mut Context<Self>) {
-        tracing::debug!(broker = %self.broker, node = self.node_id, reason = %msg.reason, "connection reset");
+        tracing::debug!(
+            broker = %self.broker,
+            node = self.node_id,
+            reason = %msg.reason,
+            "connection reset"
+        );
         let actions = self.core.reset_for(Instant::now(), msg.session, msg.reason);
         self.execute(actions, ctx);
     }

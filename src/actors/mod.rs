@@ -28,7 +28,11 @@ pub(crate) fn guarded<T>(
                 .map(|s| (*s).into())
                 .or_else(|| payload.downcast_ref::<String>().map(|s| s.as_str().into()))
                 .unwrap_or_else(|| "panic".into());
-            tracing::error!(actor, %reason, "panic in an actor caught; it keeps its state and goes on");
+            tracing::error!(
+                actor,
+                %reason,
+                "panic in an actor caught; it keeps its state and goes on"
+            );
             health.emit(crate::HealthEvent::InternalError { actor, reason });
             None
         }

@@ -496,7 +496,8 @@ async fn perf(a: PerfArgs) -> Result<bool, String> {
         s.latencies.iter().map(|&l| l as f64).sum::<f64>() / n as f64
     };
     println!(
-        "{n} records sent, {:.1} records/sec ({:.2} MB/sec), {avg:.2} ms avg latency, {} ms max latency, {} ms 50th, {} ms 95th, {} ms 99th, {} ms 99.9th.",
+        "{n} records sent, {:.1} records/sec ({:.2} MB/sec), {avg:.2} ms avg latency, {} ms max \
+         latency, {} ms 50th, {} ms 95th, {} ms 99th, {} ms 99.9th.",
         n as f64 / secs,
         s.bytes as f64 / secs / 1_048_576.0,
         s.latencies.last().copied().unwrap_or(0),

@@ -317,7 +317,12 @@ impl MetadataCore {
                 .or_default()
                 .insert(tp.partition);
         }
-        tracing::debug!(%tp, leader = hint.leader, epoch = hint.leader_epoch, "new leader from a Produce answer (KIP-951)");
+        tracing::debug!(
+            %tp,
+            leader = hint.leader,
+            epoch = hint.leader_epoch,
+            "new leader from a Produce answer (KIP-951)"
+        );
         cluster.topics.insert(tp.topic.clone(), Arc::new(updated));
         out.push(MetadataAction::Updated);
         out.push(MetadataAction::Changed);
@@ -450,7 +455,11 @@ impl MetadataCore {
                     let hinted = self.hinted.remove(&name).unwrap_or_default();
                     let (merged, kept) = info.merged_with_hints(&prev, |p| hinted.contains(&p));
                     if kept > 0 {
-                        tracing::debug!(topic = %name, partitions = kept, "stale leader epochs in metadata ignored (KIP-320)");
+                        tracing::debug!(
+                            topic = %name,
+                            partitions = kept,
+                            "stale leader epochs in metadata ignored (KIP-320)"
+                        );
                     }
                     info = merged;
                 }

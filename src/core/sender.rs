@@ -1156,7 +1156,11 @@ impl SenderCore {
                 // The response does not answer for this partition: a protocol error of the
                 // broker. Retry (bounded by delivery.timeout.ms) after a metadata refresh, as
                 // for a leader change.
-                tracing::warn!(broker = node, tp = %b.tp, "Produce response without an answer for a partition sent");
+                tracing::warn!(
+                    broker = node,
+                    tp = %b.tp,
+                    "Produce response without an answer for a partition sent"
+                );
                 b.maybe_written = true;
                 b.unresolved = true;
                 refresh = true;
@@ -1181,7 +1185,14 @@ impl SenderCore {
                 b.unresolved = false;
                 b.maybe_written &= named == ErrorCode::UnknownProducerId;
             }
-            tracing::trace!(tp = %b.tp, seq = b.base_sequence, records = b.record_count(), code = a.code.0, a.base_offset, "partition response");
+            tracing::trace!(
+                tp = %b.tp,
+                seq = b.base_sequence,
+                records = b.record_count(),
+                code = a.code.0,
+                a.base_offset,
+                "partition response"
+            );
             match named {
                 // Success with an invalid offset: we cannot tell the user where the records
                 // are. Retry like a malformed answer (idempotence turns the resend into
@@ -1194,7 +1205,12 @@ impl SenderCore {
                             .checked_add(b.record_count().saturating_sub(1) as i64)
                             .is_none() =>
                 {
-                    tracing::warn!(broker = node, tp = %b.tp, a.base_offset, "Produce response: error 0 with a negative or overflowing base_offset");
+                    tracing::warn!(
+                        broker = node,
+                        tp = %b.tp,
+                        a.base_offset,
+                        "Produce response: error 0 with a negative or overflowing base_offset"
+                    );
                     b.maybe_written = true;
                     b.unresolved = true;
                     refresh = true;
@@ -1208,7 +1224,12 @@ impl SenderCore {
                 ErrorCode::None | ErrorCode::DuplicateSequenceNumber => {
                     self.confirm_sequence(&b);
                     if named == ErrorCode::DuplicateSequenceNumber {
-                        tracing::debug!(tp = %b.tp, seq = b.base_sequence, a.base_offset, "DUPLICATE_SEQUENCE_NUMBER: already written");
+                        tracing::debug!(
+                            tp = %b.tp,
+                            seq = b.base_sequence,
+                            a.base_offset,
+                            "DUPLICATE_SEQUENCE_NUMBER: already written"
+                        );
                     }
                     self.settled
                         .push(Settle::Batch(b, Ok((a.base_offset, a.log_append_time))));
@@ -1284,7 +1305,13 @@ impl SenderCore {
                         // UNKNOWN_PRODUCER_ID, or a sequence gap nothing pending explains
                         // (e.g. the broker lost its state): KIP-360 — get a new producer
                         // id/epoch, restart sequences at 0, resend the batch.
-                        tracing::warn!(tp = %b.tp, %code, seq = b.base_sequence, records = b.record_count(), "sequence error with nothing earlier pending");
+                        tracing::warn!(
+                            tp = %b.tp,
+                            %code,
+                            seq = b.base_sequence,
+                            records = b.record_count(),
+                            "sequence error with nothing earlier pending"
+                        );
                         self.reset_generation(b.pid_generation, &b.tp);
                         retriable = true;
                     }
@@ -1367,7 +1394,12 @@ impl SenderCore {
                 return self.settled.push(whole(b));
             }
         };
-        tracing::info!(tp = %b.tp, failed = total - kept.len(), resent = kept.len(), "INVALID_RECORD for some records; the others are sent again");
+        tracing::info!(
+            tp = %b.tp,
+            failed = total - kept.len(),
+            resent = kept.len(),
+            "INVALID_RECORD for some records; the others are sent again"
+        );
         b.thunks = kept;
         b.records = rebuilt;
         // The broker refused the whole batch under its sequence: it stays "sent under this
@@ -1545,7 +1577,11 @@ impl SenderCore {
         let mut thunks = std::mem::take(&mut b.thunks);
         let second_thunks = thunks.split_off(mid);
         let slot = b._slot.take();
-        tracing::info!(tp = %b.tp, records = mid * 2, "batch too large for the broker; split in two");
+        tracing::info!(
+            tp = %b.tp,
+            records = mid * 2,
+            "batch too large for the broker; split in two"
+        );
         self.settled.push(Settle::Count(Count::Split));
         let mut halves = Vec::with_capacity(2);
         for (i, (records, thunks)) in [(first_records, thunks), (second_records, second_thunks)]
@@ -1896,6 +1932,264 @@ mod tests {
                 assert_eq!(core.previous_pid, None, "case {i}: the old id is dropped");
             }
         }
+    }
+
+    /// A batch that expires (queued or in flight) with a sequence resets the producer id
+    /// (KIP-360); one without does not (mutants `>=` → `<` of `expire`, shard 3/8, missed: the
+    /// broker's OUT_OF_ORDER answer to the next batch starts the reset a round trip later,
+    /// which the simulation cannot tell from this one).
+    #[test]
+    fn an_expired_batch_resets_the_producer_id_only_if_it_had_a_sequence() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(200);
+        for (in_flight, sequenced) in [(false, false), (false, true), (true, false), (true, true)] {
+            let mut core = SenderCore::new(config(&[("delivery.timeout.ms", "120000")]));
+            core.set_producer_id(1, 0);
+            let mut b = batch(t0);
+            if sequenced {
+                b.base_sequence = 0;
+                b.pid_generation = core.pid_generation;
+            }
+            if in_flight {
+                let tp = b.tp.clone();
+                core.in_flight_requests.insert(
+                    0,
+                    InFlight {
+                        sent: t0,
+                        node: 0,
+                        batches: vec![(tp, false, Some(b))],
+                    },
+                );
+            } else {
+                core.enqueue(b);
+            }
+            core.expire(later);
+            let expired = core
+                .take_settled()
+                .filter(|s| {
+                    matches!(
+                        s,
+                        Settle::Batch(_, Err(ProduceError::DeliveryTimeout { .. }))
+                    )
+                })
+                .count();
+            assert_eq!(expired, 1, "in flight {in_flight}, sequenced {sequenced}");
+            assert_eq!(
+                core.reset_pending, sequenced,
+                "in flight {in_flight}, sequenced {sequenced}"
+            );
+        }
+    }
+
+    /// An idempotent producer without a transactional id asks for its producer id once a batch
+    /// waits, not before; a transactional one never asks in the drain (init_transactions does)
+    /// (mutant `&&` → `||` of the drain, shard 3/8, missed: the first batch always arrives
+    /// before the first drain in the simulation).
+    #[test]
+    fn the_drain_asks_for_a_producer_id_only_for_a_waiting_batch_and_never_in_a_transaction() {
+        struct Transactional;
+        impl DrainGate for Transactional {
+            fn transactional(&self) -> bool {
+                true
+            }
+            fn refuse_queued(&self) -> Option<ProduceError> {
+                None
+            }
+            fn ending(&self) -> bool {
+                false
+            }
+            fn partition_ready(&mut self, _: &TopicPartition) -> bool {
+                true
+            }
+        }
+        let now = Instant::now();
+        let asks = |out: &[Action]| {
+            out.iter()
+                .filter(|a| matches!(a, Action::InitProducerId { .. }))
+                .count()
+        };
+        let cluster = Cluster::default();
+        let mut core = SenderCore::new(config(&[]));
+        let mut out = Vec::new();
+        core.drain(now, &cluster, &mut NoTransaction, &mut out);
+        assert_eq!(asks(&out), 0, "nothing waits: {out:?}");
+        core.enqueue(batch(now));
+        core.drain(now, &cluster, &mut NoTransaction, &mut out);
+        assert_eq!(asks(&out), 1, "a batch waits: {out:?}");
+        let mut core = SenderCore::new(config(&[]));
+        core.enqueue(batch(now));
+        let mut out = Vec::new();
+        core.drain(now, &cluster, &mut Transactional, &mut out);
+        assert_eq!(asks(&out), 0, "transactional: {out:?}");
+    }
+
+    /// A batch whose partition has no leader asks for a metadata refresh; one whose topic the
+    /// cache does not hold at all (dropped as idle) asks for the topic (a refresh fetches only
+    /// the topics in its set) (mutant of the `is_none()` guard, shard 3/8, missed: either ask
+    /// ends with the topic's metadata in the simulation).
+    #[test]
+    fn a_missing_leader_asks_for_a_refresh_and_a_missing_topic_for_the_topic() {
+        use crate::cluster::{PartitionInfo, TopicInfo};
+        let now = Instant::now();
+        let asks = |out: &[Action]| {
+            let refresh = out.iter().any(|a| matches!(a, Action::RefreshMetadata));
+            let want = out
+                .iter()
+                .any(|a| matches!(a, Action::WantTopic(t) if &**t == "t"));
+            (refresh, want)
+        };
+        let plain = config(&[("enable.idempotence", "false")]);
+        // The topic is cached, its partition has no leader.
+        let cluster = Cluster::default();
+        cluster.topics.insert(
+            "t".into(),
+            Arc::new(TopicInfo {
+                name: "t".into(),
+                partitions: vec![PartitionInfo {
+                    leader: -1,
+                    leader_epoch: 0,
+                }],
+                topic_id: [0; 16],
+            }),
+        );
+        let mut core = SenderCore::new(plain.clone());
+        core.enqueue(batch(now));
+        let mut out = Vec::new();
+        core.drain(now, &cluster, &mut NoTransaction, &mut out);
+        assert_eq!(asks(&out), (true, false), "no leader: {out:?}");
+        // The topic is not cached at all.
+        let mut core = SenderCore::new(plain);
+        core.enqueue(batch(now));
+        let mut out = Vec::new();
+        core.drain(now, &Cluster::default(), &mut NoTransaction, &mut out);
+        assert_eq!(asks(&out), (false, true), "no topic: {out:?}");
+    }
+
+    /// While batches of a partition are in flight to its old leader, nothing of it goes to the
+    /// new one (the old leader's answers come first, in order); to the same leader more may
+    /// go (mutant `!=` → `==` of the drain, shard 3/8, missed: with idempotence a partition
+    /// has one batch in flight until the broker confirmed one, and the simulation's leader
+    /// moves found it in no other state).
+    #[test]
+    fn a_partition_in_flight_to_its_old_leader_waits_and_to_its_leader_pipelines() {
+        use crate::cluster::{PartitionInfo, TopicInfo};
+        let now = Instant::now();
+        for (leader, sends) in [(1, false), (0, true)] {
+            let cluster = Cluster::default();
+            for id in [0, 1] {
+                cluster.brokers.insert(
+                    id,
+                    BrokerInfo {
+                        node_id: id,
+                        address: format!("b{id}:9092").into(),
+                    },
+                );
+            }
+            cluster.topics.insert(
+                "t".into(),
+                Arc::new(TopicInfo {
+                    name: "t".into(),
+                    partitions: vec![PartitionInfo {
+                        leader,
+                        leader_epoch: 0,
+                    }],
+                    topic_id: [0; 16],
+                }),
+            );
+            let mut core = SenderCore::new(config(&[("enable.idempotence", "false")]));
+            core.enqueue(batch(now));
+            // One batch of the partition is out to broker 0.
+            core.queues[0].in_flight = 1;
+            core.queues[0].in_flight_node = 0;
+            core.broker_in_flight.insert(0, 1);
+            let mut out = Vec::new();
+            core.drain(now, &cluster, &mut NoTransaction, &mut out);
+            let sent = out.iter().any(|a| matches!(a, Action::Produce(_)));
+            assert_eq!(sent, sends, "leader {leader}: {out:?}");
+        }
+    }
+
+    /// Each drain starts its scan one partition further, so partitions that each have more
+    /// batches than one request takes are served in turn, not the first one until it is empty
+    /// (mutants of the rotation, shard 3/8, missed: the simulation checks outcomes, not the
+    /// order partitions are served in). (`% n` → `+ n` is equivalent while `n` is unchanged:
+    /// the same start modulo `n`.)
+    #[test]
+    fn successive_drains_start_at_successive_partitions() {
+        use crate::cluster::{PartitionInfo, TopicInfo};
+        use kafka_protocol::messages::produce_response::{
+            PartitionProduceResponse, TopicProduceResponse,
+        };
+        use kafka_protocol::messages::TopicName;
+        let now = Instant::now();
+        let cluster = Cluster::default();
+        cluster.brokers.insert(
+            0,
+            BrokerInfo {
+                node_id: 0,
+                address: "b:9092".into(),
+            },
+        );
+        let leaders = (0..3).map(|_| PartitionInfo {
+            leader: 0,
+            leader_epoch: 0,
+        });
+        cluster.topics.insert(
+            "t".into(),
+            Arc::new(TopicInfo {
+                name: "t".into(),
+                partitions: leaders.collect(),
+                topic_id: [0; 16],
+            }),
+        );
+        // One batch per request (max.request.size below a batch), one request at a time.
+        let mut core = SenderCore::new(config(&[
+            ("enable.idempotence", "false"),
+            ("max.request.size", "1"),
+            ("max.in.flight.requests.per.connection", "1"),
+        ]));
+        let shared = Arc::new(Shared::default());
+        for number in 0..3 {
+            for p in 0..3 {
+                let tp = TopicPartition::new("t", p);
+                core.enqueue(crate::batch::one_record_batch(tp, number, now, &shared));
+            }
+        }
+        let mut served = Vec::new();
+        for _ in 0..3 {
+            let mut out = Vec::new();
+            core.drain(now, &cluster, &mut NoTransaction, &mut out);
+            let calls: Vec<&ProduceCall> = out
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Produce(c) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            let [call] = calls[..] else {
+                panic!("one request per drain: {out:?}");
+            };
+            let [(tp, _)] = &call.batches[..] else {
+                panic!("one batch per request");
+            };
+            served.push(tp.partition);
+            let answer = kafka_protocol::messages::ProduceResponse::default().with_responses(vec![
+                TopicProduceResponse::default()
+                    .with_name(TopicName(tp.topic.to_string().into()))
+                    .with_partition_responses(vec![
+                        PartitionProduceResponse::default().with_index(tp.partition)
+                    ]),
+            ]);
+            let id = call.request_id;
+            let mut out = Vec::new();
+            core.on_produce_response(now, id, Ok(Some(answer)), &mut out);
+        }
+        served.sort_unstable();
+        assert_eq!(
+            served,
+            [0, 1, 2],
+            "each partition served once in three drains"
+        );
     }
 
     /// A retried head waits out its backoff exactly: not ready before `retry_at`, ready at it

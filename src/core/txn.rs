@@ -7,10 +7,9 @@
 //!
 //! Requests from the handle are queued and run one at a time (Java's single pending
 //! transition); `init`, `commit` and `abort` called again while they run (after a `max.block.ms`
-//! timeout) join the running call, and called again after it ended get its result until a caller takes it
-//! (a [`Receipt`]). The
-//! rules of which call is allowed when are [`TxnStateMachine`]'s; the rule of where a batch may
-//! go is [`TxnStateMachine::batch_rule`].
+//! timeout) join the running call, and called again after it ended get its result until a caller
+//! takes it (a [`Receipt`]). The rules of which call is allowed when are [`TxnStateMachine`]'s; the
+//! rule of where a batch may go is [`TxnStateMachine::batch_rule`].
 //!
 //! One coordinator call ([`CoordCall`]) is: find the coordinator (cached per key), send the
 //! request, classify the answer ([`classify`], Java's `TransactionManager` handlers), and on a
@@ -664,8 +663,8 @@ impl<R: TxnWaiter> TxnCore<R> {
                 };
                 let key = (call.key_type, call.key.clone());
                 call.attempt = call.attempt.saturating_add(1);
-                // CONCURRENT_TRANSACTIONS: the previous transaction is still ending; Java retries it
-                // sooner.
+                // CONCURRENT_TRANSACTIONS: the previous transaction is still ending; Java retries
+                // it sooner.
                 let base = if ErrorCode::from_code(code) == ErrorCode::ConcurrentTransactions {
                     Duration::from_millis(20).min(rules.retry_backoff)
                 } else {
@@ -674,7 +673,13 @@ impl<R: TxnWaiter> TxnCore<R> {
                 let wait = crate::backoff::exponential(base, rules.retry_backoff_max, call.attempt);
                 let deadline = crate::time::deadline_after(call.started, rules.call_timeout);
                 let (api, attempt, started) = (call.api(), call.attempt, call.started);
-                tracing::debug!(?api, code = %KafkaCode(code), find_coordinator = find, attempt, "transactional call retried");
+                tracing::debug!(
+                    ?api,
+                    code = %KafkaCode(code),
+                    find_coordinator = find,
+                    attempt,
+                    "transactional call retried"
+                );
                 let at = now + wait;
                 if at >= deadline {
                     Err(TransactionError::Timeout {
@@ -844,7 +849,12 @@ impl<R: TxnWaiter> TxnCore<R> {
                 }
             }
             Err(e) => {
-                tracing::warn!(transactional_id = %self.id, operation = op.name(), error = %e, "transactional call failed");
+                tracing::warn!(
+                    transactional_id = %self.id,
+                    operation = op.name(),
+                    error = %e,
+                    "transactional call failed"
+                );
                 self.sm.fail(e.clone());
             }
         }
@@ -1508,9 +1518,15 @@ mod tests {
             &mut out,
         );
         assert!(out.iter().any(|a| matches!(a, Action::Fenced)));
-        assert!(out.iter().any(
-            |a| matches!(a, Action::FailPartitions(p, ProduceError::Transaction(TransactionError::Fenced { .. })) if p == &vec![tp.clone()])
-        ));
+        assert!(out.iter().any(|a| {
+            matches!(
+                a,
+                Action::FailPartitions(
+                    p,
+                    ProduceError::Transaction(TransactionError::Fenced { .. })
+                ) if p == &vec![tp.clone()]
+            )
+        }));
         assert_eq!(t.sm.state(), TxnState::FatalError);
         assert!(Some(t).refuse_queued().is_some());
     }

@@ -5,7 +5,8 @@
 //! `max.block.ms`), choose the partition (explicit, else the [`Partitioner`]), check the size
 //! against `max.request.size`, then take a slot in the partition accumulator's mailbox (waiting
 //! at most what is left of `max.block.ms`) and enqueue the record. It returns once the record
-//! is enqueued, with a [`DeliveryFuture`] for its [`RecordMetadata`](crate::record::RecordMetadata).
+//! is enqueued, with a [`DeliveryFuture`] for its
+//! [`RecordMetadata`](crate::record::RecordMetadata).
 //!
 //! - `mod.rs`: the handle and its public send, flush, close and metrics calls;
 //! - `runtime.rs`: starting (arbiters, the actix system thread) and closing;
@@ -181,8 +182,8 @@ impl Producer {
     /// `delivery.timeout.ms` for the broker.
     ///
     /// # Errors
-    /// The errors of [`Producer::send`], then those of the delivery ([`ProduceError::DeliveryTimeout`],
-    /// [`ProduceError::Broker`], ...).
+    /// The errors of [`Producer::send`], then those of the delivery
+    /// ([`ProduceError::DeliveryTimeout`], [`ProduceError::Broker`], ...).
     pub async fn send_and_wait(
         &self,
         record: ProducerRecord,

@@ -10,7 +10,8 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use std::collections::HashMap;
 
-/// Largest response frame accepted, in bytes (a hostile length prefix beyond it resets the connection).
+/// Largest response frame accepted, in bytes (a hostile length prefix beyond it resets the
+/// connection).
 pub const MAX_RESPONSE_SIZE: usize = 64 * 1024 * 1024;
 
 /// The API versions this client can speak: `(api key, min, max)` (the table with the reason

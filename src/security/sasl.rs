@@ -360,7 +360,8 @@ impl SaslClient {
                     .map_err(|_| "iteration count is not a number")?;
                 if !(SCRAM_MIN_ITERATIONS..=SCRAM_MAX_ITERATIONS).contains(&iterations) {
                     return Err(format!(
-                        "iteration count {iterations} outside Kafka's {SCRAM_MIN_ITERATIONS}..={SCRAM_MAX_ITERATIONS}"
+                        "iteration count {iterations} outside Kafka's \
+                         {SCRAM_MIN_ITERATIONS}..={SCRAM_MAX_ITERATIONS}"
                     ));
                 }
                 let salted = hash.salted_password(
@@ -640,7 +641,8 @@ mod tests {
         assert_eq!(j.get("username"), Some("alice"));
         assert_eq!(j.get("password"), Some(r#"a "b" c"#));
         let j = parse_jaas(
-            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=admin ;",
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \
+             unsecuredLoginStringClaim_sub=admin ;",
         )
         .unwrap();
         assert_eq!(j.family(), Some("OAUTHBEARER"));

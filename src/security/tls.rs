@@ -201,10 +201,11 @@ pub(crate) fn describe_handshake_error(e: &std::io::Error) -> String {
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         return match inner {
             rustls::Error::InvalidCertificate(c) => match c {
-                CertificateError::UnknownIssuer => "the broker's certificate is not signed by a trusted CA \
-                     (unknown issuer: check ssl.truststore.location)"
+                CertificateError::UnknownIssuer => "the broker's certificate is not signed by a \
+                     trusted CA (unknown issuer: check ssl.truststore.location)"
                     .into(),
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => {
                     "the broker's certificate does not name this host (host name mismatch; \
                      ssl.endpoint.identification.algorithm=https)"
                         .into()
@@ -218,7 +219,8 @@ pub(crate) fn describe_handshake_error(e: &std::io::Error) -> String {
                 other => format!("invalid broker certificate: {other:?}"),
             },
             rustls::Error::AlertReceived(alert) => format!(
-                "the broker refused the TLS handshake ({alert:?}; a client certificate it does not trust?)"
+                "the broker refused the TLS handshake ({alert:?}; a client certificate it does \
+                 not trust?)"
             ),
             other => format!("TLS handshake failed: {other}"),
         };

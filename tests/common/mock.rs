@@ -216,7 +216,8 @@ impl MockKafka {
         unsafe { rdsys::rd_kafka_mock_stop_request_tracking(self.raw) }
     }
 
-    /// Requests received since tracking started (or since [`clear_requests`](Self::clear_requests)).
+    /// Requests received since tracking started (or since
+    /// [`clear_requests`](Self::clear_requests)).
     pub fn requests(&self) -> Vec<MockRequest> {
         let mut cnt: usize = 0;
         unsafe {

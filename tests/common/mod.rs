@@ -203,7 +203,8 @@ pub fn wait_for_topic(
         };
         assert!(
             Instant::now() < deadline,
-            "topic {topic} not ready on {bootstrap} after {timeout:?} (want {partitions:?} partitions): {last}"
+            "topic {topic} not ready on {bootstrap} after {timeout:?} (want {partitions:?} \
+             partitions): {last}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -151,7 +151,8 @@ fn parse_settings(props: &[(String, String)]) -> Result<Settings, String> {
                 }
                 if n > KRAFKA_PRODUCE_IN_FLIGHT_PER_BROKER {
                     s.notes.push(format!(
-                        "{k}={n}: krafka sends at most {KRAFKA_PRODUCE_IN_FLIGHT_PER_BROKER} Produce requests per broker and one batch per partition at a time"
+                        "{k}={n}: krafka sends at most {KRAFKA_PRODUCE_IN_FLIGHT_PER_BROKER} \
+                         Produce requests per broker and one batch per partition at a time"
                     ));
                 }
                 s.max_in_flight = Some(n);
@@ -159,7 +160,8 @@ fn parse_settings(props: &[(String, String)]) -> Result<Settings, String> {
             "security.protocol" => {
                 if !v.eq_ignore_ascii_case("plaintext") {
                     return Err(format!(
-                        "{k}={v}: this tool supports PLAINTEXT only (krafka's TLS/SASL settings are not mapped)"
+                        "{k}={v}: this tool supports PLAINTEXT only (krafka's TLS/SASL settings \
+                         are not mapped)"
                     ));
                 }
             }
@@ -262,7 +264,8 @@ async fn run(args: &perf_common::Args) -> i32 {
     }
     let props_text: Vec<String> = props.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!(
-        "{TOOL}: impl={IMPL} krafka {} topic={topic} records={} size={} throughput={} runtime={runtime} idempotent={idempotent} props: {}",
+        "{TOOL}: impl={IMPL} krafka {} topic={topic} records={} size={} throughput={} \
+         runtime={runtime} idempotent={idempotent} props: {}",
         KRAFKA_VERSION,
         args.num_records,
         args.record_size,

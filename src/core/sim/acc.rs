@@ -320,7 +320,8 @@ impl Sim {
             let bound = a.p.mailbox_capacity + (pending + 4) * per_batch;
             if batches > pending + 3 || records > bound {
                 self.violation(format!(
-                    "partition {i} holds {records} records (bound {bound}) and {batches} closed batches (bound {})",
+                    "partition {i} holds {records} records (bound {bound}) and {batches} closed \
+                     batches (bound {})",
                     pending + 3
                 ));
             }

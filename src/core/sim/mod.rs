@@ -789,7 +789,8 @@ impl Sim {
             let waiting = lock(&self.book).first_without_outcome(before);
             if let Some(i) = waiting {
                 self.violation(format!(
-                    "flush {id} returned at {} ms while record {i} (of the {before} sent before it) has no outcome",
+                    "flush {id} returned at {} ms while record {i} (of the {before} sent before \
+                     it) has no outcome",
                     self.now_ms
                 ));
             }
@@ -1290,20 +1291,22 @@ impl Sim {
         let now = self.now_ms;
         let bound = self.p.max_block_ms + TICK_MS;
         let mut late = Vec::new();
-        self.topic_waits.retain_mut(|(topic, since, rx)| match rx.try_recv() {
-            Ok(_) | Err(oneshot::error::TryRecvError::Closed) => false,
-            Err(oneshot::error::TryRecvError::Empty) => {
-                if now > *since + bound {
-                    late.push(format!(
-                        "a send waiting for {topic} since {since} ms is unanswered at {now} ms (max.block.ms {})",
+        self.topic_waits
+            .retain_mut(|(topic, since, rx)| match rx.try_recv() {
+                Ok(_) | Err(oneshot::error::TryRecvError::Closed) => false,
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    if now > *since + bound {
+                        late.push(format!(
+                        "a send waiting for {topic} since {since} ms is unanswered at {now} ms \
+                         (max.block.ms {})",
                         bound - TICK_MS
                     ));
-                    false
-                } else {
-                    true
+                        false
+                    } else {
+                        true
+                    }
                 }
-            }
-        });
+            });
         for v in late {
             self.violation(v);
         }
@@ -1375,7 +1378,8 @@ impl Sim {
                     if c.open != Some(session) {
                         let open = c.open;
                         self.violation(format!(
-                            "request {id} written on session {session} of broker {node}, open: {open:?}"
+                            "request {id} written on session {session} of broker {node}, open: \
+                             {open:?}"
                         ));
                         continue;
                     }
@@ -1543,7 +1547,8 @@ impl Sim {
             for (tp, b) in &r.batches {
                 if let Some(h) = Header::read(b) {
                     eprintln!(
-                        "         send #{id} to {node} {tp} pid {} epoch {} seq {} n {} process {process_at} answer {answer_at} lost {lost_request} silent {silent}",
+                        "         send #{id} to {node} {tp} pid {} epoch {} seq {} n {} process \
+                         {process_at} answer {answer_at} lost {lost_request} silent {silent}",
                         h.producer_id, h.epoch, h.base_sequence, h.count
                     );
                 }
@@ -1581,8 +1586,8 @@ impl Sim {
                 answer.record_errors = poisoned(bytes)
                     .into_iter()
                     .map(|i| {
-                        kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage::default()
-                            .with_batch_index(i as i32)
+                        use kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage;
+                        BatchIndexAndErrorMessage::default().with_batch_index(i as i32)
                     })
                     .collect();
             }
@@ -1970,7 +1975,8 @@ impl Sim {
         if waiting > 0 && self.now_ms > progress + bound {
             self.stalled_reported = true;
             self.violation(format!(
-                "liveness: {waiting} records wait, and nothing was sent or settled since {progress} ms (now {} ms, bound {bound} ms)",
+                "liveness: {waiting} records wait, and nothing was sent or settled since \
+                 {progress} ms (now {} ms, bound {bound} ms)",
                 self.now_ms
             ));
         }
@@ -1993,7 +1999,8 @@ impl Sim {
             let held = c.core.in_flight() + c.core.queued() + unwritten;
             if held > self.p.max_in_flight {
                 self.violation(format!(
-                    "connection to broker {node} holds {held} calls ({} in flight, {} queued, {} held), max.in.flight {}",
+                    "connection to broker {node} holds {held} calls ({} in flight, {} queued, {} \
+                     held), max.in.flight {}",
                     c.core.in_flight(),
                     c.core.queued(),
                     c.held.len(),
@@ -2039,7 +2046,8 @@ impl Sim {
                     let at = usize::try_from(*offset).ok().and_then(|x| log.get(x));
                     if at != Some(&(i as u64)) {
                         v.push(format!(
-                            "record {i}: delivered at offset {offset} of partition {}, log has {at:?} there",
+                            "record {i}: delivered at offset {offset} of partition {}, log has \
+                             {at:?} there",
                             r.partition
                         ));
                     }
@@ -2077,12 +2085,17 @@ impl Sim {
                     continue;
                 }
                 match &r.outcome {
-                    Some(Outcome { result: Err((e, _)), .. }) => v.push(format!(
-                        "liveness: probe record {i} (partition {}, sent at {} ms, after the faults stopped) failed: {e}",
+                    Some(Outcome {
+                        result: Err((e, _)),
+                        ..
+                    }) => v.push(format!(
+                        "liveness: probe record {i} (partition {}, sent at {} ms, after the \
+                         faults stopped) failed: {e}",
                         r.partition, r.created_ms
                     )),
                     Some(o) if o.at_ms > r.created_ms + bound => v.push(format!(
-                        "liveness: probe record {i} (partition {}, sent at {} ms, after the faults stopped) delivered at {} ms, later than {bound} ms",
+                        "liveness: probe record {i} (partition {}, sent at {} ms, after the \
+                         faults stopped) delivered at {} ms, later than {bound} ms",
                         r.partition, r.created_ms, o.at_ms
                     )),
                     _ => {}
@@ -2208,7 +2221,8 @@ fn simulation() {
         return;
     };
     println!(
-        "simulation: {seeds} seeds in {:.2} s, {} failed; connections: {} sessions, {} failed connects, {} writes stalled, {} closed by the broker; flushes: {} returned, {} cancelled",
+        "simulation: {seeds} seeds in {:.2} s, {} failed; connections: {} sessions, {} failed \
+         connects, {} writes stalled, {} closed by the broker; flushes: {} returned, {} cancelled",
         started.elapsed().as_secs_f64(),
         failed.len(),
         SESSIONS.load(Ordering::Relaxed),
@@ -2219,7 +2233,8 @@ fn simulation() {
         FLUSHES_CANCELLED.load(Ordering::Relaxed),
     );
     println!(
-        "simulation: {} seeds through the accumulators: {} sends waited for a mailbox slot, {} gave up after max.block.ms, {} batch-slot waits, {} batches closed by linger",
+        "simulation: {} seeds through the accumulators: {} sends waited for a mailbox slot, {} \
+         gave up after max.block.ms, {} batch-slot waits, {} batches closed by linger",
         acc::ACC_SEEDS.load(Ordering::Relaxed),
         acc::SENDS_BLOCKED.load(Ordering::Relaxed),
         acc::SENDS_TIMED_OUT.load(Ordering::Relaxed),
@@ -2227,14 +2242,16 @@ fn simulation() {
         acc::LINGER_CLOSES.load(Ordering::Relaxed),
     );
     println!(
-        "simulation: {} closes ({} returned from their flush, {} aborted what was left), {} records still without an outcome when the actors stopped (they fail Closed)",
+        "simulation: {} closes ({} returned from their flush, {} aborted what was left), {} \
+         records still without an outcome when the actors stopped (they fail Closed)",
         close::CLOSES.load(Ordering::Relaxed),
         close::CLOSES_FLUSHED.load(Ordering::Relaxed),
         close::CLOSES_ABORTED.load(Ordering::Relaxed),
         close::RECORDS_CLOSED.load(Ordering::Relaxed),
     );
     println!(
-        "simulation: {} purges ({} of batches in flight too), {} records purged ({} possibly written)",
+        "simulation: {} purges ({} of batches in flight too), {} records purged ({} possibly \
+         written)",
         purge::PURGES.load(Ordering::Relaxed),
         purge::PURGES_IN_FLIGHT.load(Ordering::Relaxed),
         purge::RECORDS_PURGED.load(Ordering::Relaxed),
@@ -2242,7 +2259,8 @@ fn simulation() {
     );
     assert!(
         failed.is_empty(),
-        "failing seeds (replay one with SIM_SEED=<seed> cargo test --lib core::sim -- --nocapture):\n{failed:#?}"
+        "failing seeds (replay one with SIM_SEED=<seed> cargo test --lib core::sim -- \
+         --nocapture):\n{failed:#?}"
     );
 }
 
@@ -2262,7 +2280,9 @@ fn transactional_simulation() {
         return;
     };
     println!(
-        "transactional simulation: {seeds} seeds in {:.2} s, {} failed; transactions: {} committed, {} aborted, {} unknown; {} runs fenced, {} coordinator moves, {} calls given up and made again",
+        "transactional simulation: {seeds} seeds in {:.2} s, {} failed; transactions: {} \
+         committed, {} aborted, {} unknown; {} runs fenced, {} coordinator moves, {} calls given \
+         up and made again",
         started.elapsed().as_secs_f64(),
         failed.len(),
         txn::COMMITTED.load(Ordering::Relaxed),
@@ -2274,7 +2294,8 @@ fn transactional_simulation() {
     );
     assert!(
         failed.is_empty(),
-        "failing transactional seeds (replay one with SIM_TXN_SEED=<seed> cargo test --release --features mock --lib core::sim::transactional_simulation -- --nocapture):\n{failed:#?}"
+        "failing transactional seeds (replay one with SIM_TXN_SEED=<seed> cargo test --release \
+         --features mock --lib core::sim::transactional_simulation -- --nocapture):\n{failed:#?}"
     );
 }
 

@@ -708,11 +708,20 @@ impl Sim {
         let lost = t.rng.f64() < t.p.p_coord_lost / 2.0;
         if self.trace {
             match &call {
-                ModelCall::Find { token, key_type, .. } => eprintln!(
-                    "         coordinator call {id}: FindCoordinator key type {key_type} (token {token}) lost {lost}"
+                ModelCall::Find {
+                    token, key_type, ..
+                } => eprintln!(
+                    "         coordinator call {id}: FindCoordinator key type {key_type} (token \
+                     {token}) lost {lost}"
                 ),
-                ModelCall::Request { token, node, request, .. } => eprintln!(
-                    "         coordinator call {id}: {request:?} to {node} (token {token}) lost {lost}"
+                ModelCall::Request {
+                    token,
+                    node,
+                    request,
+                    ..
+                } => eprintln!(
+                    "         coordinator call {id}: {request:?} to {node} (token {token}) lost \
+                     {lost}"
                 ),
             }
         }
@@ -814,7 +823,8 @@ impl Sim {
                 if let Some(Answer::Codes(codes)) = &answer {
                     if codes.contains(&E::InvalidTxnState.code()) {
                         self.violation(format!(
-                            "transactions: the coordinator answered INVALID_TXN_STATE to {request:?}"
+                            "transactions: the coordinator answered INVALID_TXN_STATE to \
+                             {request:?}"
                         ));
                     }
                 }
@@ -905,7 +915,8 @@ impl Sim {
         if !t.done() {
             let waits = t.call.as_ref().map(|(c, _)| format!("{c:?}"));
             v.push(format!(
-                "transactions: the application never finished (transaction {}, waiting for {waits:?}, producer {:?})",
+                "transactions: the application never finished (transaction {}, waiting for \
+                 {waits:?}, producer {:?})",
                 t.current,
                 self.shared.txn.state()
             ));
@@ -919,7 +930,8 @@ impl Sim {
             )),
             (None, _) => match t.probe.map(|n| (n, t.fates.get(n))) {
                 Some((n, Some(Fate::Committed))) if !t.offsets.contains(&n) => v.push(format!(
-                    "liveness: the send_offsets of the transaction begun after the faults stopped ({n}) failed"
+                    "liveness: the send_offsets of the transaction begun after the faults \
+                     stopped ({n}) failed"
                 )),
                 Some((_, Some(Fate::Committed))) => {}
                 Some((n, fate)) => v.push(format!(
@@ -940,7 +952,8 @@ impl Sim {
             if let Some(other) = owner.insert(*n, app) {
                 if other != app {
                     v.push(format!(
-                        "transactions: model transaction {n} holds records of the application's transactions {other} and {app} (record {rid})"
+                        "transactions: model transaction {n} holds records of the application's \
+                         transactions {other} and {app} (record {rid})"
                     ));
                 }
             }
@@ -981,7 +994,9 @@ impl Sim {
                     .position(|(a, b)| a != b)
                     .unwrap_or(shown.len().min(expected.len()));
                 v.push(format!(
-                    "read_committed: partition {p} shows {} records of committed transactions, {} expected; first difference at {first}: shown {:?}, expected {:?} (fates {:?})",
+                    "read_committed: partition {p} shows {} records of committed transactions, \
+                     {} expected; first difference at {first}: shown {:?}, expected {:?} (fates \
+                     {:?})",
                     shown.len(),
                     expected.len(),
                     shown.get(first).map(|r| (r, fate(*r))),
@@ -1053,7 +1068,8 @@ impl Sim {
             for p in &t.partition_responses {
                 if p.error_code == E::InvalidTxnState.code() {
                     self.violation(format!(
-                        "transactions: partition {} answered INVALID_TXN_STATE: a batch sent outside its transaction",
+                        "transactions: partition {} answered INVALID_TXN_STATE: a batch sent \
+                         outside its transaction",
                         p.index
                     ));
                 }
@@ -1196,7 +1212,8 @@ fn coordinator_answer(
                 return fail(E::ProducerFenced.code());
             }
             if c.ongoing.is_none() || !c.offsets_added {
-                return fail(E::InvalidTxnState.code()); // not in the transaction: the producer skipped AddOffsetsToTxn
+                // Not in the transaction: the producer skipped AddOffsetsToTxn.
+                return fail(E::InvalidTxnState.code());
             }
             c.pending_offsets.extend(offsets.iter().map(|(_, o)| *o));
             Answer::Codes(vec![0; offsets.len()])
